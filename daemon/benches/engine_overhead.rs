@@ -1,0 +1,170 @@
+//! Engine overhead per step: 1,000 sequential trivial steps (the probe plugin's `noop`), each
+//! planned, instantiated, called, persisted and published, with no I/O of its own.
+//!
+//! Run with `cargo bench -p runbookd --bench engine_overhead`. Prints a table; the design's
+//! goal is a median under 50 µs per step.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use runbookd::catalog::Catalog;
+use runbookd::engine::{ApprovalPolicy, Engine, Policy};
+use runbookd::events::EventBus;
+use runbookd::plugins::{Grant, Limits, Origin, PluginHost, StepContext};
+use runbookd::store::{EventKind, RunRecord, RunStatus, StepRecord, StepStatus, Store};
+
+const STEPS: usize = 1000;
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let plugins = PluginHost::new(Limits::default(), &dir.path().join("cache")).await?;
+    let probe =
+        std::fs::read(Path::new(env!("RUNBOOKD_GUEST_DIR")).join("runbook_probe_plugin.wasm"))?;
+    plugins
+        .load(&probe, Origin::File("probe.wasm".into()))
+        .await?;
+    let store = Store::open(&dir.path().join("db"))?;
+
+    // 1. The plugin call alone: fresh instance + call, from the cached InstancePre.
+    let mut calls = Vec::with_capacity(STEPS);
+    for attempt in 0..STEPS {
+        let ctx = StepContext {
+            run_id: "bench".into(),
+            step_id: "s".into(),
+            attempt: u32::try_from(attempt).unwrap_or(0),
+            idempotency_key: String::new(),
+        };
+        let started = Instant::now();
+        let outcome = plugins
+            .execute(
+                "probe",
+                ctx,
+                r#"{"mode":"noop"}"#,
+                "{}",
+                Grant::none(),
+                Duration::from_secs(10),
+            )
+            .await?;
+        calls.push(started.elapsed());
+        anyhow::ensure!(outcome.is_ok(), "noop failed");
+    }
+
+    // 2. Persisting one step transition with its event (no flush), as the engine does.
+    let mut run = RunRecord {
+        id: "bench-run".into(),
+        runbook: "bench".into(),
+        version: "v".into(),
+        status: RunStatus::Running,
+        params: serde_json::Map::new(),
+        steps: (0..STEPS)
+            .map(|i| StepRecord::pending(&format!("s{i}"), "probe"))
+            .collect(),
+        created_at: 0,
+        started_at: 0,
+        finished_at: 0,
+        error: None,
+    };
+    let mut commits = Vec::with_capacity(STEPS);
+    for i in 0..STEPS {
+        run.steps[i].status = StepStatus::Completed;
+        let started = Instant::now();
+        store.commit(
+            &run,
+            vec![EventKind::StepStatus {
+                step_id: run.steps[i].id.clone(),
+                status: StepStatus::Completed,
+                attempt: 1,
+                error: None,
+                output: Some(serde_json::json!({ "ok": true })),
+            }],
+        )?;
+        commits.push(started.elapsed());
+    }
+
+    // 3. The whole engine: a runbook of 1,000 steps, each needing the previous one.
+    let runbooks = dir.path().join("runbooks");
+    std::fs::create_dir_all(&runbooks)?;
+    let mut source = String::new();
+    for i in 0..STEPS {
+        source.push_str(&format!(
+            "[[steps]]\nid = \"s{i}\"\nuses = \"probe\"\nwith = {{ mode = \"noop\" }}\n"
+        ));
+        if i > 0 {
+            source.push_str(&format!("needs = [\"s{}\"]\n", i - 1));
+        }
+    }
+    std::fs::write(runbooks.join("chain.toml"), source)?;
+    let catalog = Catalog::load_dir(&runbooks, &plugins, &store).await?;
+    let bus = EventBus::default();
+    let policy = Policy {
+        approvals: HashMap::from([("probe".to_owned(), ApprovalPolicy::Auto)]),
+        ..Policy::default()
+    };
+    let engine = Engine::new(store.clone(), plugins, catalog, bus.clone(), policy);
+    let mut events = bus.subscribe();
+    let started = Instant::now();
+    let run = engine.start_run("chain", &HashMap::new()).await?;
+    let mut completions = Vec::with_capacity(STEPS);
+    let mut previous = started;
+    loop {
+        let event = events.recv().await?;
+        if event.run_id != run.id {
+            continue;
+        }
+        match &event.kind {
+            EventKind::StepStatus {
+                status: StepStatus::Completed,
+                ..
+            } => {
+                let now = Instant::now();
+                completions.push(now - previous);
+                previous = now;
+            }
+            EventKind::RunStatus { status, .. } if status.is_terminal() => {
+                anyhow::ensure!(
+                    *status == RunStatus::Completed,
+                    "the chain ended {status:?}"
+                );
+                break;
+            }
+            _ => {}
+        }
+    }
+    let total = started.elapsed();
+
+    println!("runbookd engine overhead, {STEPS} trivial steps");
+    println!(
+        "{:<44} {:>10} {:>10} {:>10}",
+        "measure", "median", "p95", "mean"
+    );
+    row("plugin instantiate + call (noop)", &mut calls);
+    row("store commit (run + event, no flush)", &mut commits);
+    row("engine, per sequential step (all of it)", &mut completions);
+    println!("whole run: {total:?} for {STEPS} steps; goal: median per step under 50 µs");
+    Ok(())
+}
+
+fn row(name: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let p95 = samples[samples.len() * 95 / 100];
+    let mean = samples.iter().sum::<Duration>() / u32::try_from(samples.len()).unwrap_or(1);
+    println!(
+        "{name:<44} {:>10} {:>10} {:>10}",
+        micros(median),
+        micros(p95),
+        micros(mean)
+    );
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{:.1} µs", duration.as_secs_f64() * 1e6)
+}

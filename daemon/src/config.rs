@@ -1,0 +1,156 @@
+//! The daemon's configuration: command-line flags and environment (`RUNBOOK_*`) over an
+//! optional TOML file, validated into a [`Config`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::engine::{ApprovalPolicy, Policy};
+use crate::plugins::Limits;
+
+/// Everything `runbookd` needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub runbooks_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub socket: PathBuf,
+    pub policy: Policy,
+    pub limits: Limits,
+}
+
+/// The config file as written (`runbookd --config FILE`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    runbooks_dir: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+    /// Per step kind: "required" or "auto".
+    #[serde(default)]
+    approvals: HashMap<String, ApprovalPolicy>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    step_timeout: Option<String>,
+    plugin_cpu: Option<String>,
+    plugin_memory_mib: Option<usize>,
+    plugin_call_timeout: Option<String>,
+}
+
+/// What the command line (and environment) said.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub runbooks_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Builds the configuration: flags win over the file, the file over defaults.
+    pub fn load(overrides: Overrides) -> anyhow::Result<Self> {
+        let raw = match &overrides.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<RawConfig>(&text).map_err(|err| {
+                    let location = err
+                        .span()
+                        .map(|span| {
+                            let line = text[..span.start].matches('\n').count() + 1;
+                            let column = span.start
+                                - text[..span.start].rfind('\n').map_or(0, |i| i + 1)
+                                + 1;
+                            format!(":{line}:{column}")
+                        })
+                        .unwrap_or_default();
+                    anyhow::anyhow!("{}{location}: {}", path.display(), err.message())
+                })?
+            }
+            None => RawConfig::default(),
+        };
+        let data_dir = match overrides.data_dir {
+            Some(dir) => dir,
+            None => runbook_protocol::default_data_dir()?,
+        };
+        let runbooks_dir = overrides
+            .runbooks_dir
+            .or(raw.runbooks_dir)
+            .unwrap_or_else(|| data_dir.join("runbooks"));
+        let plugins_dir = raw.plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));
+        let socket = match overrides.socket {
+            Some(socket) => socket,
+            None => runbook_protocol::default_socket_path(Some(&data_dir))?,
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            memory_bytes: raw
+                .limits
+                .plugin_memory_mib
+                .map_or(defaults.memory_bytes, |mib| mib << 20),
+            cpu: duration("limits.plugin_cpu", raw.limits.plugin_cpu.as_deref())?
+                .unwrap_or(defaults.cpu),
+            call_timeout: duration(
+                "limits.plugin_call_timeout",
+                raw.limits.plugin_call_timeout.as_deref(),
+            )?
+            .unwrap_or(defaults.call_timeout),
+        };
+        let policy = Policy {
+            approvals: raw.approvals,
+            step_timeout: duration("limits.step_timeout", raw.limits.step_timeout.as_deref())?
+                .unwrap_or(Policy::default().step_timeout),
+        };
+        Ok(Self {
+            data_dir: absolute(data_dir)?,
+            runbooks_dir: absolute(runbooks_dir)?,
+            plugins_dir: absolute(plugins_dir)?,
+            socket: absolute(socket)?,
+            policy,
+            limits,
+        })
+    }
+}
+
+impl Config {
+    /// Creates the data directory, private to this user (0700): it holds the store, the logs
+    /// and, by default, the socket. Existing directories keep their mode.
+    pub fn create_data_dir(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.data_dir)
+            .with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    self.data_dir.display()
+                )
+            })
+    }
+}
+
+fn duration(field: &str, text: Option<&str>) -> anyhow::Result<Option<Duration>> {
+    text.map(|text| {
+        humantime::parse_duration(text).with_context(|| {
+            format!("{field}: invalid duration `{text}` (write it like \"30s\" or \"5m\")")
+        })
+    })
+    .transpose()
+}
+
+fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(Path::new(&path)))
+}

@@ -1,0 +1,185 @@
+//! Deciding what happens next in a run: which pending steps start, which are skipped (an `if`
+//! that is false, or a step they need that did not complete), and the run's own status.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::context::template_context;
+use super::{ActiveRun, Engine, EngineError, lock, step_event};
+use crate::store::{EventKind, RunRecord, RunStatus, StepStatus, now_ms};
+use crate::template;
+
+impl Engine {
+    /// Advances a run in the background.
+    pub(super) fn schedule(&self, run_id: String) {
+        let engine = self.clone();
+        // Boxed: a step task schedules its run again when it ends, and the two future types
+        // would otherwise contain each other.
+        let task: BoxFuture<'static, ()> = Box::pin(async move {
+            if let Err(err) = engine.advance(&run_id).await {
+                tracing::error!(run = %run_id, error = %err, "cannot advance run");
+            }
+        });
+        self.inner.tasks.spawn(task);
+    }
+
+    /// Looks at a run's state and makes every decision that is due now.
+    async fn advance(&self, run_id: &str) -> Result<(), EngineError> {
+        let active = self.activate(run_id)?;
+        let _guard = active.lock.lock().await;
+        if self.inner.stopping.is_cancelled() {
+            return Ok(());
+        }
+        let mut run = self.load_run(run_id)?;
+        if run.status.is_terminal() {
+            self.forget(run_id);
+            return Ok(());
+        }
+        let in_flight = lock(&active.in_flight).clone();
+        let mut events = Vec::new();
+        let mut to_start: Vec<String> = Vec::new();
+
+        // Skips can cascade (a skipped step blocks the ones that need it), so repeat until
+        // nothing changes.
+        loop {
+            let mut changed = false;
+            let context = template::context(&template_context(&run));
+            let busy = run
+                .steps
+                .iter()
+                .filter(|step| step.status == StepStatus::Running)
+                .count()
+                + in_flight.len()
+                + to_start.len();
+            let mut free = active.runbook.max_parallel.saturating_sub(busy);
+            for index in 0..run.steps.len() {
+                let step = &run.steps[index];
+                let ready = step.status == StepStatus::Pending
+                    && !in_flight.contains(&step.id)
+                    && !to_start.contains(&step.id);
+                let Some(definition) = active.runbook.step(&step.id).filter(|_| ready) else {
+                    continue;
+                };
+                let needs: Vec<_> = definition
+                    .needs
+                    .iter()
+                    .filter_map(|need| run.step(need))
+                    .collect();
+                if needs.iter().any(|need| !need.status.is_terminal()) {
+                    continue;
+                }
+                let blocker = needs
+                    .iter()
+                    .find(|need| need.status.is_failure() || need.upstream_failed)
+                    .map(|need| need.id.clone());
+                let condition = definition
+                    .condition
+                    .as_ref()
+                    .map(|expr| template::evaluate(expr, &context));
+                let step = &mut run.steps[index];
+                match (blocker, condition) {
+                    (Some(blocker), _) => {
+                        step.status = StepStatus::Skipped;
+                        step.upstream_failed = true;
+                        step.error = Some(format!("skipped because `{blocker}` did not complete"));
+                    }
+                    (None, Some(Ok(false))) => step.status = StepStatus::Skipped,
+                    (None, Some(Err(err))) => {
+                        step.status = StepStatus::Failed;
+                        step.error = Some(format!("cannot evaluate `if`: {err}"));
+                    }
+                    (None, _) => {
+                        if free > 0 {
+                            free -= 1;
+                            to_start.push(step.id.clone());
+                        }
+                        continue;
+                    }
+                }
+                step.finished_at = now_ms();
+                events.push(step_event(step));
+                changed = true;
+            }
+            if !changed {
+                break;
+            }
+        }
+
+        let busy = !in_flight.is_empty() || !to_start.is_empty();
+        let (status, error) = derive_status(&run, busy);
+        if status != run.status {
+            if run.started_at == 0 {
+                run.started_at = now_ms();
+            }
+            if status.is_terminal() {
+                run.finished_at = now_ms();
+            }
+            run.status = status;
+            run.error = error.clone();
+            events.push(EventKind::RunStatus { status, error });
+        }
+        if !events.is_empty() {
+            self.commit(&run, events)?;
+        }
+        if run.status.is_terminal() {
+            self.inner.store.flush().await?;
+            self.forget(run_id);
+            tracing::info!(run = %run_id, status = ?run.status, "run ended");
+            return Ok(());
+        }
+        for step_id in to_start {
+            lock(&active.in_flight).insert(step_id.clone());
+            self.spawn_step(Arc::clone(&active), run_id.to_owned(), step_id);
+        }
+        Ok(())
+    }
+
+    fn spawn_step(&self, active: Arc<ActiveRun>, run_id: String, step_id: String) {
+        let engine = self.clone();
+        let task: BoxFuture<'static, ()> = Box::pin(async move {
+            if let Err(err) = engine.run_step(&active, &run_id, &step_id).await {
+                tracing::error!(run = %run_id, step = %step_id, error = %err, "step task failed");
+            }
+            lock(&active.in_flight).remove(&step_id);
+            engine.schedule(run_id);
+        });
+        self.inner.tasks.spawn(task);
+    }
+}
+
+/// A run's status from its steps' statuses.
+fn derive_status(run: &RunRecord, busy: bool) -> (RunStatus, Option<String>) {
+    if run.steps.iter().all(|step| step.status.is_terminal()) {
+        let failed = run
+            .steps
+            .iter()
+            .find(|step| step.status.is_failure() && !step.upstream_failed);
+        return match failed {
+            Some(step) => (
+                RunStatus::Failed,
+                Some(format!(
+                    "step `{}` {}: {}",
+                    step.id,
+                    super::status_label(step.status).replace('_', " "),
+                    step.error.as_deref().unwrap_or("no error message")
+                )),
+            ),
+            None => (RunStatus::Completed, None),
+        };
+    }
+    let running = busy
+        || run
+            .steps
+            .iter()
+            .any(|step| step.status == StepStatus::Running);
+    let waiting = run
+        .steps
+        .iter()
+        .any(|step| matches!(step.status, StepStatus::Waiting | StepStatus::Ambiguous));
+    if !running && waiting {
+        (RunStatus::Waiting, None)
+    } else {
+        (RunStatus::Running, None)
+    }
+}

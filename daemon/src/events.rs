@@ -1,0 +1,76 @@
+//! The daemon's event bus: stored run events fan out to every watcher. Events are published
+//! only after the store has them, so a watcher that falls behind can always catch up from the
+//! store by sequence number.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::store::{EventRecord, Store};
+
+/// How many events a slow watcher may fall behind before it re-reads from the store.
+const CAPACITY: usize = 4096;
+
+/// A cloneable handle to the bus.
+#[derive(Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<EventRecord>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+impl EventBus {
+    /// Sends stored events to current subscribers (none listening is fine).
+    pub fn publish(&self, events: Vec<EventRecord>) {
+        for event in events {
+            let _ = self.sender.send(Arc::new(event));
+        }
+    }
+
+    /// Receives every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+        self.sender.subscribe()
+    }
+}
+
+/// Publishes events only once they are on disk, so that no watcher ever sees an event that a
+/// crash could take back. Batches that arrive while a flush runs share the next one (group
+/// commit), so a chatty step costs one flush per batch, not per line.
+#[derive(Clone)]
+pub struct DurablePublisher {
+    sender: mpsc::UnboundedSender<Vec<EventRecord>>,
+}
+
+impl DurablePublisher {
+    /// Starts the publishing task on the current runtime.
+    pub fn spawn(store: Store, bus: EventBus) -> Self {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<Vec<EventRecord>>();
+        tokio::spawn(async move {
+            while let Some(mut batch) = receiver.recv().await {
+                while let Ok(more) = receiver.try_recv() {
+                    batch.extend(more);
+                }
+                match store.flush().await {
+                    Ok(()) => store.mark_durable(&batch),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot flush events; publishing them anyway")
+                    }
+                }
+                bus.publish(batch);
+            }
+        });
+        Self { sender }
+    }
+
+    /// Queues stored events for publishing, in order.
+    pub fn publish(&self, events: Vec<EventRecord>) {
+        // The task only stops when every sender is gone.
+        let _ = self.sender.send(events);
+    }
+}

@@ -1,0 +1,88 @@
+//! `runbookd`: keeps runbooks and runs durable in sled, executes steps through WebAssembly
+//! plugins, and serves the `runbook` client over gRPC on a private Unix socket.
+//!
+//! `main.rs` parses flags and calls [`run`]; tests call the same function.
+
+pub mod catalog;
+pub mod config;
+pub mod engine;
+pub mod events;
+pub mod plugins;
+pub mod runbook;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod template;
+
+use anyhow::Context as _;
+use runbook_protocol::v1::runbook_server::RunbookServer;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// Runs the daemon until `shutdown` is cancelled (a signal, or a `Shutdown` request).
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // The socket comes first: a second daemon must stop before it touches the database.
+    let listener = server::bind(&config.socket).await?;
+    let result = serve(&config, listener, shutdown).await;
+    if let Err(err) = std::fs::remove_file(&config.socket) {
+        tracing::warn!(socket = %config.socket.display(), error = %err, "cannot remove the socket");
+    }
+    result
+}
+
+async fn serve(
+    config: &Config,
+    listener: tokio::net::UnixListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let started_at = store::now_ms();
+    config.create_data_dir()?;
+    let store = store::Store::open(&config.data_dir.join("db"))
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let plugins = plugins::PluginHost::new(
+        config.limits,
+        &config.data_dir.join("cache").join("plugins"),
+    )
+    .await?;
+    for (path, err) in plugins.load_dir(&config.plugins_dir).await {
+        tracing::error!(path = %path.display(), "plugin not loaded: {err:#}");
+    }
+    let catalog = catalog::Catalog::load_dir(&config.runbooks_dir, &plugins, &store).await?;
+    let engine = engine::Engine::new(
+        store.clone(),
+        plugins,
+        catalog,
+        events::EventBus::default(),
+        config.policy.clone(),
+    );
+    let resumed = engine.recover().await?;
+    tracing::info!(
+        socket = %config.socket.display(),
+        runbooks = %config.runbooks_dir.display(),
+        resumed,
+        "runbookd ready"
+    );
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let info = service::DaemonInfo {
+        data_dir: config.data_dir.clone(),
+        runbooks_dir: config.runbooks_dir.clone(),
+        started_at,
+    };
+    let api = service::RunbookService::new(engine.clone(), info, shutdown.clone());
+    tonic::transport::Server::builder()
+        .add_service(RunbookServer::new(api))
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.cancelled())
+        .await
+        .context("the gRPC server failed")?;
+    tracing::info!("shutting down");
+    engine.shutdown().await;
+    store.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `runbookd`: flags, logging and signals; the daemon itself is [`runbookd::run`].
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// The runbook daemon: stores, validates and runs runbooks; `runbook` talks to it.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Where runs, versions, logs and the plugin cache live [default: $XDG_DATA_HOME/runbook]
+    #[arg(long, env = "RUNBOOK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory of runbook files [default: <data dir>/runbooks]
+    #[arg(long, env = "RUNBOOK_RUNBOOKS")]
+    runbooks: Option<PathBuf>,
+    /// Unix socket to listen on [default: $XDG_RUNTIME_DIR/runbook/runbookd.sock, else <data dir>/runbookd.sock]
+    #[arg(long, env = "RUNBOOK_SOCKET")]
+    socket: Option<PathBuf>,
+    /// TOML configuration file (approvals, limits, directories)
+    #[arg(long, env = "RUNBOOK_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = runbookd::Config::load(runbookd::config::Overrides {
+        data_dir: args.data_dir,
+        runbooks_dir: args.runbooks,
+        socket: args.socket,
+        config_file: args.config,
+    })?;
+    // Before the log directory inside it, which would otherwise create it with the umask's mode.
+    config.create_data_dir()?;
+    let _log_guard = runbookd::telemetry::init(&config.data_dir)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        runbookd::run(config, shutdown).await
+    })
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,470 @@
+//! The WebAssembly plugin host: one wasmtime engine with the pooling allocator, the linker,
+//! the registry of loaded step kinds, and bounded calls into them (a fresh instance per call,
+//! a memory cap, a CPU budget and a wall clock). A misbehaving plugin fails its call, never
+//! the daemon.
+
+mod bindings;
+mod cache;
+mod host;
+mod process;
+mod sandbox;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+pub use bindings::{
+    ConfigError, Descriptor, Effect, Level, Outcome, Plan, ProcessSpec, StepContext, StepError,
+};
+pub use host::Grant;
+pub use sandbox::{LimitHit, Limits};
+
+use bindings::{StepPlugin, StepPluginPre};
+use host::HostState;
+
+/// The built-in plugins, compiled for wasm32-wasip2 by the build script.
+const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[(
+    "shell",
+    include_bytes!(concat!(
+        env!("RUNBOOKD_GUEST_DIR"),
+        "/runbook_plugin_shell.wasm"
+    )),
+)];
+
+/// Plugin calls that may be in flight at once; further calls wait for a slot.
+const MAX_CONCURRENT_INSTANCES: u32 = 256;
+
+/// Which stream an output line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
+
+/// Something a plugin call produced for watchers while it ran.
+#[derive(Debug, Clone)]
+pub enum PluginEvent {
+    Output { stream: StreamKind, line: String },
+    Log { level: Level, message: String },
+}
+
+/// Receives a call's events as they happen.
+pub type EventSink = Arc<dyn Fn(PluginEvent) + Send + Sync>;
+
+/// Why a plugin call failed (as opposed to the step reporting a failure).
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("unknown step kind `{0}`")]
+    UnknownKind(String),
+    #[error("plugin `{kind}` exceeded its memory limit of {} MiB", limit >> 20)]
+    MemoryLimit { kind: String, limit: usize },
+    #[error("plugin `{kind}` exceeded its CPU budget of {budget:?}")]
+    CpuLimit { kind: String, budget: Duration },
+    #[error("plugin `{kind}` did not return within {timeout:?}")]
+    Timeout { kind: String, timeout: Duration },
+    #[error("plugin `{kind}` crashed: {message}")]
+    Trap { kind: String, message: String },
+}
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Builtin,
+    File(PathBuf),
+}
+
+struct LoadedPlugin {
+    descriptor: Descriptor,
+    origin: Origin,
+    pre: StepPluginPre<HostState>,
+}
+
+/// A cloneable handle to the plugin host.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    cache_dir: PathBuf,
+    plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
+    slots: tokio::sync::Semaphore,
+}
+
+/// One call into a plugin.
+enum Call {
+    Describe,
+    Validate(String),
+    Plan(StepContext, String),
+    Execute(StepContext, String, String),
+    Resume(StepContext, String, String),
+}
+
+enum Reply {
+    Describe(Descriptor),
+    Validate(Result<(), Vec<ConfigError>>),
+    Step(Result<Outcome, StepError>),
+    Plan(Result<Plan, StepError>),
+}
+
+impl PluginHost {
+    /// Creates the engine and loads the built-in plugins, compiling them into `cache_dir` the
+    /// first time.
+    pub async fn new(limits: Limits, cache_dir: &Path) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(&limits))
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .context("cannot create the WebAssembly engine")?;
+        start_epoch_ticker(&engine);
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))?;
+        StepPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))?;
+        let host = Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                cache_dir: cache_dir.to_owned(),
+                plugins: RwLock::new(BTreeMap::new()),
+                slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_INSTANCES as usize),
+            }),
+        };
+        for (name, bytes) in BUILTIN_PLUGINS {
+            host.load(bytes, Origin::Builtin)
+                .await
+                .with_context(|| format!("cannot load the built-in `{name}` plugin"))?;
+        }
+        Ok(host)
+    }
+
+    /// Loads every `*.wasm` component in `dir` (a missing dir is fine). A broken component is
+    /// reported and skipped; it never stops the others.
+    pub async fn load_dir(&self, dir: &Path) -> Vec<(PathBuf, anyhow::Error)> {
+        let mut failures = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return failures;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let result = match std::fs::read(&path) {
+                Ok(bytes) => self
+                    .load(&bytes, Origin::File(path.clone()))
+                    .await
+                    .map(|_| ()),
+                Err(err) => Err(err.into()),
+            };
+            if let Err(err) = result {
+                tracing::error!(path = %path.display(), error = %format!("{err:#}"), "plugin not loaded");
+                failures.push((path, err));
+            }
+        }
+        failures
+    }
+
+    /// Validates, compiles (or loads from the cache) and registers one component.
+    pub async fn load(&self, bytes: &[u8], origin: Origin) -> anyhow::Result<String> {
+        let engine = self.inner.engine.clone();
+        let cache_dir = self.inner.cache_dir.clone();
+        let owned = bytes.to_vec();
+        // Compiling is CPU-heavy: keep it off the async workers.
+        let (component, _hash) =
+            tokio::task::spawn_blocking(move || cache::load(&engine, &owned, &cache_dir))
+                .await
+                .context("the compile task panicked")??;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .context("the component imports something the daemon does not provide")?;
+        let pre = StepPluginPre::new(instance_pre)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .context("the component does not export `runbook:plugin/step@0.1.0`")?;
+        let probe = LoadedPlugin {
+            descriptor: placeholder_descriptor(),
+            origin: origin.clone(),
+            pre,
+        };
+        let Reply::Describe(descriptor) = self
+            .invoke(
+                &probe,
+                Call::Describe,
+                Grant::none(),
+                self.inner.limits.call_timeout,
+            )
+            .await?
+        else {
+            unreachable!("describe replies with a descriptor");
+        };
+        let kind = descriptor.kind.clone();
+        let mut plugins = self
+            .inner
+            .plugins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A file may replace its own earlier load, never another source's kind.
+        match plugins.get(&kind).map(|existing| &existing.origin) {
+            Some(Origin::Builtin) if origin != Origin::Builtin => {
+                anyhow::bail!("step kind `{kind}` is built in and cannot be replaced");
+            }
+            Some(Origin::File(other)) if origin != Origin::File(other.clone()) => {
+                anyhow::bail!(
+                    "step kind `{kind}` is already provided by {}",
+                    other.display()
+                );
+            }
+            _ => {}
+        }
+        tracing::info!(kind = %kind, version = %descriptor.version, origin = ?origin, "plugin loaded");
+        plugins.insert(
+            kind.clone(),
+            Arc::new(LoadedPlugin {
+                descriptor,
+                origin,
+                pre: probe.pre,
+            }),
+        );
+        Ok(kind)
+    }
+
+    fn plugin(&self, kind: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(kind)
+            .cloned()
+            .ok_or_else(|| PluginError::UnknownKind(kind.to_owned()))
+    }
+
+    /// The step kinds that can be used, sorted.
+    pub fn kinds(&self) -> Vec<String> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// What a plugin says about itself.
+    pub fn descriptor(&self, kind: &str) -> Result<Descriptor, PluginError> {
+        Ok(self.plugin(kind)?.descriptor.clone())
+    }
+
+    /// Asks a plugin to check a `with` table.
+    pub async fn validate(
+        &self,
+        kind: &str,
+        config: &str,
+    ) -> Result<Result<(), Vec<ConfigError>>, PluginError> {
+        let plugin = self.plugin(kind)?;
+        match self
+            .invoke(
+                &plugin,
+                Call::Validate(config.to_owned()),
+                Grant::none(),
+                self.inner.limits.call_timeout,
+            )
+            .await?
+        {
+            Reply::Validate(result) => Ok(result),
+            _ => unreachable!("validate replies with a validation"),
+        }
+    }
+
+    /// Asks a plugin what a step would do.
+    pub async fn plan(
+        &self,
+        kind: &str,
+        ctx: StepContext,
+        config: &str,
+    ) -> Result<Result<Plan, StepError>, PluginError> {
+        let plugin = self.plugin(kind)?;
+        match self
+            .invoke(
+                &plugin,
+                Call::Plan(ctx, config.to_owned()),
+                Grant::none(),
+                self.inner.limits.call_timeout,
+            )
+            .await?
+        {
+            Reply::Plan(result) => Ok(result),
+            _ => unreachable!("plan replies with a plan"),
+        }
+    }
+
+    /// Runs a step. `grant` bounds what it may do; `timeout` is the step's wall clock.
+    pub async fn execute(
+        &self,
+        kind: &str,
+        ctx: StepContext,
+        config: &str,
+        inputs: &str,
+        grant: Grant,
+        timeout: Duration,
+    ) -> Result<Result<Outcome, StepError>, PluginError> {
+        let plugin = self.plugin(kind)?;
+        let call = Call::Execute(ctx, config.to_owned(), inputs.to_owned());
+        match self.invoke(&plugin, call, grant, timeout).await? {
+            Reply::Step(result) => Ok(result),
+            _ => unreachable!("execute replies with an outcome"),
+        }
+    }
+
+    /// Continues a step that returned `waiting`.
+    pub async fn resume(
+        &self,
+        kind: &str,
+        ctx: StepContext,
+        config: &str,
+        token: &str,
+        grant: Grant,
+        timeout: Duration,
+    ) -> Result<Result<Outcome, StepError>, PluginError> {
+        let plugin = self.plugin(kind)?;
+        let call = Call::Resume(ctx, config.to_owned(), token.to_owned());
+        match self.invoke(&plugin, call, grant, timeout).await? {
+            Reply::Step(result) => Ok(result),
+            _ => unreachable!("resume replies with an outcome"),
+        }
+    }
+
+    /// One bounded call on a fresh instance.
+    async fn invoke(
+        &self,
+        plugin: &LoadedPlugin,
+        call: Call,
+        grant: Grant,
+        timeout: Duration,
+    ) -> Result<Reply, PluginError> {
+        let kind = plugin.descriptor.kind.clone();
+        // The semaphore is never closed, so acquiring only waits.
+        let _slot = self.inner.slots.acquire().await;
+        let limits = self.inner.limits;
+        let mut store = Store::new(
+            &self.inner.engine,
+            HostState::new(sandbox::Meter::new(&limits), grant),
+        );
+        sandbox::install(&mut store);
+        let run = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let step = instance.runbook_plugin_step();
+            Ok::<_, wasmtime::Error>(match call {
+                Call::Describe => Reply::Describe(step.call_describe(&mut store).await?),
+                Call::Validate(config) => {
+                    Reply::Validate(step.call_validate(&mut store, &config).await?)
+                }
+                Call::Plan(ctx, config) => {
+                    Reply::Plan(step.call_plan(&mut store, &ctx, &config).await?)
+                }
+                Call::Execute(ctx, config, inputs) => Reply::Step(
+                    step.call_execute(&mut store, &ctx, &config, &inputs)
+                        .await?,
+                ),
+                Call::Resume(ctx, config, token) => {
+                    Reply::Step(step.call_resume(&mut store, &ctx, &config, &token).await?)
+                }
+            })
+        };
+        let result = tokio::time::timeout(timeout, run).await;
+        match result {
+            Err(_) => Err(PluginError::Timeout { kind, timeout }),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(err)) => Err(match store.data().meter_ref().limit_hit() {
+                Some(LimitHit::Memory(limit)) => PluginError::MemoryLimit { kind, limit },
+                Some(LimitHit::Cpu) => PluginError::CpuLimit {
+                    kind,
+                    budget: limits.cpu,
+                },
+                None => PluginError::Trap {
+                    kind,
+                    message: format!("{err:#}"),
+                },
+            }),
+        }
+    }
+}
+
+impl crate::runbook::StepKinds for PluginHost {
+    fn kinds(&self) -> Vec<String> {
+        PluginHost::kinds(self)
+    }
+
+    async fn validate(
+        &self,
+        kind: &str,
+        config: &serde_json::Value,
+    ) -> Result<Vec<crate::runbook::ConfigProblem>, String> {
+        match PluginHost::validate(self, kind, &config.to_string()).await {
+            Ok(Ok(())) => Ok(Vec::new()),
+            Ok(Err(errors)) => Ok(errors
+                .into_iter()
+                .map(|err| crate::runbook::ConfigProblem {
+                    path: err.path,
+                    message: err.message,
+                })
+                .collect()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+fn placeholder_descriptor() -> Descriptor {
+    Descriptor {
+        kind: "(loading)".into(),
+        version: String::new(),
+        description: String::new(),
+        config_schema: String::new(),
+        capabilities: Vec::new(),
+        idempotent: false,
+        needs_approval: true,
+    }
+}
+
+fn engine_config(limits: &Limits) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
+        .total_core_instances(MAX_CONCURRENT_INSTANCES * 8)
+        .total_memories(MAX_CONCURRENT_INSTANCES * 2)
+        .total_tables(MAX_CONCURRENT_INSTANCES * 4)
+        .total_stacks(MAX_CONCURRENT_INSTANCES)
+        // The limiter enforces the configured cap (and says so); the pool only needs room.
+        .max_memory_size(limits.memory_bytes.saturating_mul(2));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every tick for as long as the engine lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(sandbox::EPOCH_TICK);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|err| tracing::error!(error = %err, "cannot start the epoch ticker"));
+}

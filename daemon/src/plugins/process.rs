@@ -1,0 +1,158 @@
+//! The `process` capability: runs exactly one argv (no shell unless the argv names one),
+//! streams its output line by line, keeps a capped copy, and kills its whole process group if
+//! the call is abandoned (step timeout, cancel, daemon shutdown).
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use super::bindings::{ProcessOutput, ProcessSpec};
+use super::{EventSink, PluginEvent, StreamKind};
+
+/// Output kept per stream in the step's result; everything is still streamed as events.
+pub const OUTPUT_CAP: usize = 256 * 1024;
+/// Longest line sent as one event.
+const LINE_CAP: usize = 16 * 1024;
+/// The daemon's variables a process inherits: what programs need to find each other and
+/// behave (locale, time zone, temp dir). Anything else reaches a process only when the
+/// approved plan names it, so the daemon's own environment never leaks into a step.
+pub const INHERITED_ENV: [&str; 9] = [
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
+/// Runs `spec` to completion.
+pub async fn run(spec: &ProcessSpec, sink: &EventSink) -> Result<ProcessOutput, String> {
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| "the argv is empty".to_owned())?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(
+            INHERITED_ENV
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+        )
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own group, so that the whole tree can be killed, not only the direct child.
+        .process_group(0);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|err| format!("cannot start `{program}`: {err}"))?;
+    let group = GroupKiller(child.id());
+
+    if let (Some(input), Some(mut stdin)) = (&spec.stdin, child.stdin.take()) {
+        let input = input.clone().into_bytes();
+        // Written concurrently so that a child that fills its stdout before reading stdin
+        // cannot deadlock with us.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| collect(out, StreamKind::Stdout, sink.clone()));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| collect(err, StreamKind::Stderr, sink.clone()));
+    let (status, stdout, stderr) = tokio::join!(
+        child.wait(),
+        async {
+            match stdout {
+                Some(task) => task.await,
+                None => Captured::default(),
+            }
+        },
+        async {
+            match stderr {
+                Some(task) => task.await,
+                None => Captured::default(),
+            }
+        },
+    );
+    let status = status.map_err(|err| format!("waiting for `{program}` failed: {err}"))?;
+    group.disarm();
+    use std::os::unix::process::ExitStatusExt as _;
+    Ok(ProcessOutput {
+        exit_code: status.code(),
+        signal: status.signal(),
+        truncated: stdout.truncated || stderr.truncated,
+        stdout: stdout.text,
+        stderr: stderr.text,
+    })
+}
+
+#[derive(Default)]
+struct Captured {
+    text: String,
+    truncated: bool,
+}
+
+async fn collect(stream: impl AsyncRead + Unpin, kind: StreamKind, sink: EventSink) -> Captured {
+    let mut reader = BufReader::new(stream);
+    let mut captured = Captured::default();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        if captured.text.len() + text.len() <= OUTPUT_CAP {
+            captured.text.push_str(&text);
+        } else {
+            captured.truncated = true;
+        }
+        let mut shown = text.trim_end_matches(['\n', '\r']).to_owned();
+        if shown.len() > LINE_CAP {
+            let cut = (0..=LINE_CAP)
+                .rev()
+                .find(|&i| shown.is_char_boundary(i))
+                .unwrap_or(0);
+            shown.truncate(cut);
+            shown.push_str(" [line cut]");
+        }
+        sink(PluginEvent::Output {
+            stream: kind,
+            line: shown,
+        });
+    }
+    captured
+}
+
+/// Kills the child's process group when dropped before the child was reaped.
+struct GroupKiller(Option<u32>);
+
+impl GroupKiller {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) else {
+            return;
+        };
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}

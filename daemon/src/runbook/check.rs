@@ -1,0 +1,357 @@
+//! Whole-runbook checks: duplicate ids, unknown or cyclic `needs`, unknown step kinds, each
+//! plugin's own validation of its `with` table, and the variables templates read.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use super::locate::{Segment, parse_path, with_span};
+use super::parse::{Parsed, Reporter, StepSpans};
+use super::{Diagnostic, Runbook};
+use crate::template;
+
+/// A problem a plugin found in a step's `with` table.
+#[derive(Debug, Clone)]
+pub struct ConfigProblem {
+    /// Dotted path inside `with`; empty for the table as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+/// What checking a runbook needs to know about the plugins.
+pub trait StepKinds {
+    /// The step kinds that can be used, sorted.
+    fn kinds(&self) -> Vec<String>;
+    /// Asks the plugin of `kind` to validate a `with` table.
+    fn validate(
+        &self,
+        kind: &str,
+        config: &serde_json::Value,
+    ) -> impl Future<Output = Result<Vec<ConfigProblem>, String>> + Send;
+}
+
+pub(super) async fn check(
+    parsed: Parsed,
+    kinds: &impl StepKinds,
+) -> Result<Runbook, Vec<Diagnostic>> {
+    let Parsed { runbook, spans } = parsed;
+    let mut report = Reporter {
+        file: &runbook.path,
+        source: &runbook.source,
+        diagnostics: Vec::new(),
+    };
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, step) in runbook.steps.iter().enumerate() {
+        if let Some(first) = seen.insert(&step.id, index) {
+            let line =
+                Diagnostic::at(&runbook.path, &runbook.source, spans[first].id.clone(), "").line;
+            report.error(
+                spans[index].id.clone(),
+                format!(
+                    "duplicate step id `{}` (first used on line {line})",
+                    step.id
+                ),
+            );
+        }
+    }
+    check_needs(&runbook, &spans, &seen, &mut report);
+    if report.diagnostics.is_empty() {
+        check_cycles(&runbook, &spans, &seen, &mut report);
+    }
+
+    let available = kinds.kinds();
+    for (index, step) in runbook.steps.iter().enumerate() {
+        if !available.contains(&step.uses) {
+            report.error(
+                spans[index].uses.clone(),
+                format!(
+                    "unknown step kind `{}`; available kinds: {}",
+                    step.uses,
+                    available.join(", ")
+                ),
+            );
+            continue;
+        }
+        match kinds.validate(&step.uses, &step.with).await {
+            Ok(problems) => {
+                for problem in problems {
+                    let span = with_span(&runbook.source, index, &parse_path(&problem.path))
+                        .unwrap_or_else(|| spans[index].with.clone());
+                    let field = if problem.path.is_empty() {
+                        "with".to_owned()
+                    } else {
+                        format!("with.{}", problem.path)
+                    };
+                    report.error(
+                        span,
+                        format!("step `{}`: {field}: {}", step.id, problem.message),
+                    );
+                }
+            }
+            Err(err) => report.error(
+                spans[index].uses.clone(),
+                format!(
+                    "the `{}` plugin failed to validate step `{}`: {err}",
+                    step.uses, step.id
+                ),
+            ),
+        }
+    }
+
+    if report.diagnostics.is_empty() {
+        check_templates(&runbook, &spans, &mut report);
+    }
+    if report.diagnostics.is_empty() {
+        Ok(runbook)
+    } else {
+        Err(report.diagnostics)
+    }
+}
+
+fn check_needs(
+    runbook: &Runbook,
+    spans: &[StepSpans],
+    ids: &HashMap<&str, usize>,
+    report: &mut Reporter<'_>,
+) {
+    for (index, step) in runbook.steps.iter().enumerate() {
+        for (need, span) in step.needs.iter().zip(&spans[index].needs) {
+            if need == &step.id {
+                report.error(span.clone(), format!("step `{}` needs itself", step.id));
+            } else if !ids.contains_key(need.as_str()) {
+                report.error(
+                    span.clone(),
+                    format!(
+                        "step `{}` needs `{need}`, which is not a step of this runbook{}",
+                        step.id,
+                        suggestion(need, ids.keys().copied())
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Depth-first search for a cycle; reports the first one found as `a -> b -> a`.
+fn check_cycles(
+    runbook: &Runbook,
+    spans: &[StepSpans],
+    ids: &HashMap<&str, usize>,
+    report: &mut Reporter<'_>,
+) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(
+        node: usize,
+        runbook: &Runbook,
+        ids: &HashMap<&str, usize>,
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        marks[node] = Mark::Active;
+        path.push(node);
+        for need in &runbook.steps[node].needs {
+            let next = ids[need.as_str()];
+            match marks[next] {
+                Mark::Active => {
+                    let start = path.iter().position(|&n| n == next).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(next);
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(cycle) = visit(next, runbook, ids, marks, path) {
+                        return Some(cycle);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[node] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; runbook.steps.len()];
+    for start in 0..runbook.steps.len() {
+        if marks[start] == Mark::New
+            && let Some(cycle) = visit(start, runbook, ids, &mut marks, &mut Vec::new())
+        {
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| runbook.steps[i].id.as_str())
+                .collect();
+            let first = cycle[0];
+            let span = runbook.steps[first]
+                .needs
+                .iter()
+                .position(|need| need == names[1])
+                .map_or_else(
+                    || spans[first].id.clone(),
+                    |i| spans[first].needs[i].clone(),
+                );
+            report.error(span, format!("dependency cycle: {}", names.join(" -> ")));
+            return;
+        }
+    }
+}
+
+/// Every template in `with` and every `if` may read only declared params, steps this step
+/// (transitively) needs, and the run itself.
+fn check_templates(runbook: &Runbook, spans: &[StepSpans], report: &mut Reporter<'_>) {
+    let params: HashSet<&str> = runbook.params.iter().map(|p| p.name.as_str()).collect();
+    for (index, step) in runbook.steps.iter().enumerate() {
+        let upstream = ancestors(runbook, index);
+        let mut texts = Vec::new();
+        collect_templates(&step.with, &mut Vec::new(), &mut texts);
+        for (path, text) in texts {
+            let span = with_span(&runbook.source, index, &path)
+                .unwrap_or_else(|| spans[index].with.clone());
+            match template::template_variables(&text) {
+                Ok(vars) => check_variables(
+                    &vars,
+                    step_label(step),
+                    &params,
+                    &upstream,
+                    runbook,
+                    span,
+                    report,
+                ),
+                Err(err) => {
+                    report.error(span, format!("step `{}`: invalid template: {err}", step.id))
+                }
+            }
+        }
+        if let (Some(condition), Some(span)) = (&step.condition, &spans[index].condition) {
+            match template::expression_variables(condition) {
+                Ok(vars) => check_variables(
+                    &vars,
+                    step_label(step),
+                    &params,
+                    &upstream,
+                    runbook,
+                    span.clone(),
+                    report,
+                ),
+                Err(err) => report.error(
+                    span.clone(),
+                    format!("step `{}`: invalid `if` expression: {err}", step.id),
+                ),
+            }
+        }
+    }
+}
+
+fn step_label(step: &super::Step) -> &str {
+    &step.id
+}
+
+fn check_variables(
+    vars: &BTreeSet<String>,
+    step_id: &str,
+    params: &HashSet<&str>,
+    upstream: &HashSet<&str>,
+    runbook: &Runbook,
+    span: std::ops::Range<usize>,
+    report: &mut Reporter<'_>,
+) {
+    for var in vars {
+        let mut parts = var.split('.');
+        let root = parts.next().unwrap_or_default();
+        let name = parts.next();
+        let problem = match (root, name) {
+            ("params", Some(param)) if !params.contains(param) => Some(format!(
+                "unknown param `{param}`{}",
+                suggestion(param, params.iter().copied())
+            )),
+            ("steps", Some(other)) if runbook.step(other).is_none() => Some(format!(
+                "unknown step `{other}`{}",
+                suggestion(other, runbook.steps.iter().map(|s| s.id.as_str()))
+            )),
+            ("steps", Some(other)) if other == step_id => {
+                Some(format!("step `{step_id}` cannot read its own result"))
+            }
+            ("steps", Some(other)) if !upstream.contains(other) => Some(format!(
+                "reads `steps.{other}` but does not depend on it; add `needs = [\"{other}\"]`"
+            )),
+            ("params" | "steps" | "run", _) => None,
+            _ => Some(format!(
+                "unknown variable `{root}`; templates can read `params`, `steps` and `run`"
+            )),
+        };
+        if let Some(problem) = problem {
+            report.error(span.clone(), format!("step `{step_id}`: {problem}"));
+        }
+    }
+}
+
+/// Ids of every step that `index` transitively needs.
+fn ancestors(runbook: &Runbook, index: usize) -> HashSet<&str> {
+    let mut found = HashSet::new();
+    let mut stack: Vec<&str> = runbook.steps[index]
+        .needs
+        .iter()
+        .map(String::as_str)
+        .collect();
+    while let Some(id) = stack.pop() {
+        if found.insert(id)
+            && let Some(step) = runbook.step(id)
+        {
+            stack.extend(step.needs.iter().map(String::as_str));
+        }
+    }
+    found
+}
+
+fn collect_templates(
+    value: &serde_json::Value,
+    path: &mut Vec<Segment>,
+    out: &mut Vec<(Vec<Segment>, String)>,
+) {
+    match value {
+        serde_json::Value::String(text) if template::is_template(text) => {
+            out.push((path.clone(), text.clone()));
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Segment::Index(i));
+                collect_templates(item, path, out);
+                path.pop();
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                path.push(Segment::Key(key.clone()));
+                collect_templates(item, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `; did you mean `x`?` when a known name is one or two edits away.
+fn suggestion<'a>(wrong: &str, known: impl Iterator<Item = &'a str>) -> String {
+    known
+        .map(|candidate| (edit_distance(wrong, candidate), candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, candidate)| format!("; did you mean `{candidate}`?"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}

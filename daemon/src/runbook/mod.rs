@@ -1,0 +1,153 @@
+//! Runbook files: parsing TOML into a typed, checked [`Runbook`], with diagnostics that carry
+//! file:line:column. Nothing here runs anything.
+
+mod check;
+mod diagnostic;
+mod locate;
+mod parse;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use check::{ConfigProblem, StepKinds};
+pub use diagnostic::{Diagnostic, render_all};
+
+/// A parsed runbook that passed every check: only these are stored and run.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub name: String,
+    pub description: String,
+    /// The file it came from, as given to the parser.
+    pub path: String,
+    pub source: String,
+    /// Content hash of `source` (hex SHA-256): the version runs pin.
+    pub version: String,
+    pub params: Vec<Param>,
+    pub steps: Vec<Step>,
+    /// How many steps of one run may execute at once.
+    pub max_parallel: usize,
+}
+
+impl Runbook {
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|step| step.id == id)
+    }
+}
+
+/// A typed input of a runbook.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamType,
+    pub default: Option<serde_json::Value>,
+    pub required: bool,
+    /// Empty when any value of the type is allowed.
+    pub allowed: Vec<serde_json::Value>,
+    pub description: String,
+}
+
+/// The type of a param.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+impl ParamType {
+    /// The name used in runbook files.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+        }
+    }
+
+    /// "a string", "an integer", ... for messages.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Self::String => "a string",
+            Self::Integer => "an integer",
+            Self::Number => "a number",
+            Self::Boolean => "a boolean",
+        }
+    }
+
+    /// Whether a JSON value has this type.
+    pub fn accepts(self, value: &serde_json::Value) -> bool {
+        match self {
+            Self::String => value.is_string(),
+            Self::Integer => value.is_i64() || value.is_u64(),
+            Self::Number => value.is_number(),
+            Self::Boolean => value.is_boolean(),
+        }
+    }
+
+    /// Converts text typed by a user (`-p key=value`) into a value of this type.
+    pub fn parse_text(self, text: &str) -> Result<serde_json::Value, String> {
+        let invalid = || format!("`{text}` is not {}", self.with_article());
+        Ok(match self {
+            Self::String => serde_json::Value::String(text.to_owned()),
+            Self::Integer => {
+                serde_json::Value::from(text.trim().parse::<i64>().map_err(|_| invalid())?)
+            }
+            Self::Number => {
+                let number: f64 = text.trim().parse().map_err(|_| invalid())?;
+                serde_json::Number::from_f64(number)
+                    .map(serde_json::Value::Number)
+                    .ok_or_else(invalid)?
+            }
+            Self::Boolean => match text.trim() {
+                "true" | "yes" | "1" => serde_json::Value::Bool(true),
+                "false" | "no" | "0" => serde_json::Value::Bool(false),
+                _ => return Err(invalid()),
+            },
+        })
+    }
+}
+
+/// One step of a runbook.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    /// The plugin kind that runs it.
+    pub uses: String,
+    /// The `with` table as JSON; strings may hold templates.
+    pub with: serde_json::Value,
+    pub needs: Vec<String>,
+    /// The `if` expression.
+    pub condition: Option<String>,
+    pub timeout: Option<Duration>,
+    /// `Some(true)` forces an approval, `Some(false)` waives it, `None` follows the daemon's policy.
+    pub approval: Option<bool>,
+    pub description: String,
+}
+
+/// Hex SHA-256 of a runbook's source: its version.
+pub fn content_hash(source: &str) -> String {
+    hex::encode(Sha256::digest(source.as_bytes()))
+}
+
+/// Parses and checks a runbook file. `file` is how diagnostics name it; its stem is the
+/// runbook's name unless the file sets `name`.
+pub async fn load(
+    file: &str,
+    source: &str,
+    kinds: &impl StepKinds,
+) -> Result<Runbook, Vec<Diagnostic>> {
+    let runbook = parse::parse(file, source)?;
+    check::check(runbook, kinds).await
+}
+
+/// Parses a stored version again (it passed every check when it was stored) without asking
+/// the plugins, which may have changed since.
+pub fn parse_stored(file: &str, source: &str) -> Result<Runbook, Vec<Diagnostic>> {
+    parse::parse(file, source).map(|parsed| parsed.runbook)
+}

@@ -1,0 +1,316 @@
+//! TOML -> typed runbook: syntax, unknown keys, types, durations and params. Checks that need
+//! the whole step graph or the plugins live in `check`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Diagnostic, Param, ParamType, Runbook, Step, content_hash};
+
+/// Steps of one run that may execute at once unless the runbook says otherwise.
+const DEFAULT_MAX_PARALLEL: usize = 4;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunbook {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    params: BTreeMap<Spanned<String>, RawParam>,
+    max_parallel: Option<Spanned<i64>>,
+    #[serde(default)]
+    steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    #[serde(rename = "type")]
+    kind: Spanned<ParamType>,
+    default: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    required: bool,
+    allowed: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    id: Spanned<String>,
+    uses: Spanned<String>,
+    with: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
+    #[serde(rename = "if")]
+    condition: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    approval: Option<bool>,
+    #[serde(default)]
+    description: String,
+}
+
+/// A runbook parsed from TOML, with the spans `check` needs to point at its problems.
+pub(super) struct Parsed {
+    pub runbook: Runbook,
+    pub spans: Vec<StepSpans>,
+}
+
+/// Where each part of a step is in the source.
+pub(super) struct StepSpans {
+    pub id: std::ops::Range<usize>,
+    pub uses: std::ops::Range<usize>,
+    pub with: std::ops::Range<usize>,
+    pub needs: Vec<std::ops::Range<usize>>,
+    pub condition: Option<std::ops::Range<usize>>,
+}
+
+/// Collects diagnostics for one file.
+pub(super) struct Reporter<'a> {
+    pub file: &'a str,
+    pub source: &'a str,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Reporter<'_> {
+    pub fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::at(self.file, self.source, span, message));
+    }
+}
+
+pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>> {
+    let raw: RawRunbook = toml::from_str(source).map_err(|err| {
+        let span = err.span().unwrap_or(0..0);
+        vec![Diagnostic::at(file, source, span, err.message().trim_end())]
+    })?;
+    let mut report = Reporter {
+        file,
+        source,
+        diagnostics: Vec::new(),
+    };
+
+    let name = match &raw.name {
+        Some(name) => {
+            if !is_valid_name(name.get_ref()) {
+                report.error(
+                    name.span(),
+                    format!(
+                        "runbook name `{}` must be letters, digits, `-` and `_`",
+                        name.get_ref()
+                    ),
+                );
+            }
+            name.get_ref().clone()
+        }
+        None => Path::new(file)
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+
+    let max_parallel = match &raw.max_parallel {
+        Some(value) if *value.get_ref() < 1 => {
+            report.error(value.span(), "max_parallel must be at least 1");
+            DEFAULT_MAX_PARALLEL
+        }
+        Some(value) => usize::try_from(*value.get_ref()).unwrap_or(DEFAULT_MAX_PARALLEL),
+        None => DEFAULT_MAX_PARALLEL,
+    };
+
+    let params = raw
+        .params
+        .iter()
+        .map(|(name, param)| parse_param(&mut report, name, param))
+        .collect();
+
+    if raw.steps.is_empty() {
+        report.error(0..0, "a runbook needs at least one [[steps]] table");
+    }
+    let (steps, spans) = raw
+        .steps
+        .iter()
+        .map(|step| parse_step(&mut report, step))
+        .unzip();
+
+    if !report.diagnostics.is_empty() {
+        return Err(report.diagnostics);
+    }
+    Ok(Parsed {
+        runbook: Runbook {
+            name,
+            description: raw.description,
+            path: file.to_owned(),
+            source: source.to_owned(),
+            version: content_hash(source),
+            params,
+            steps,
+            max_parallel,
+        },
+        spans,
+    })
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Step ids appear in templates as `steps.<id>`, so they must be identifiers there too.
+fn is_valid_step_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn parse_param(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawParam) -> Param {
+    let kind = *raw.kind.get_ref();
+    if !is_valid_step_id(name.get_ref()) {
+        report.error(
+            name.span(),
+            format!(
+                "param name `{}` must be letters, digits and `_` (it is read as `params.{0}`)",
+                name.get_ref()
+            ),
+        );
+    }
+    let mut allowed = Vec::new();
+    if let Some(values) = &raw.allowed {
+        for value in values.get_ref() {
+            let json = toml_to_json(value.get_ref());
+            if !kind.accepts(&json) {
+                report.error(
+                    value.span(),
+                    format!(
+                        "allowed value {json} of param `{}` is not {}",
+                        name.get_ref(),
+                        kind.with_article()
+                    ),
+                );
+            }
+            allowed.push(json);
+        }
+        if allowed.is_empty() {
+            report.error(values.span(), "`allowed` must list at least one value");
+        }
+    }
+    let default = raw.default.as_ref().map(|value| {
+        let json = toml_to_json(value.get_ref());
+        if !kind.accepts(&json) {
+            report.error(
+                value.span(),
+                format!(
+                    "default {json} of param `{}` is not {}",
+                    name.get_ref(),
+                    kind.with_article()
+                ),
+            );
+        } else if !allowed.is_empty() && !allowed.contains(&json) {
+            report.error(
+                value.span(),
+                format!(
+                    "default {json} of param `{}` is not one of the allowed values {}",
+                    name.get_ref(),
+                    serde_json::Value::Array(allowed.clone())
+                ),
+            );
+        }
+        json
+    });
+    Param {
+        name: name.get_ref().clone(),
+        kind,
+        default,
+        required: raw.required,
+        allowed,
+        description: raw.description.clone(),
+    }
+}
+
+fn parse_step(report: &mut Reporter<'_>, raw: &Spanned<RawStep>) -> (Step, StepSpans) {
+    let step = raw.get_ref();
+    if !is_valid_step_id(step.id.get_ref()) {
+        report.error(
+            step.id.span(),
+            format!(
+                "step id `{}` must start with a letter or `_` and hold only letters, digits and `_` \
+                 (it is read as `steps.{0}` in templates)",
+                step.id.get_ref()
+            ),
+        );
+    }
+    let timeout = step.timeout.as_ref().and_then(|timeout| {
+        match humantime::parse_duration(timeout.get_ref()) {
+            Ok(duration) if duration.is_zero() => {
+                report.error(timeout.span(), "timeout must be longer than zero");
+                None
+            }
+            Ok(duration) => Some(duration),
+            Err(err) => {
+                report.error(
+                    timeout.span(),
+                    format!(
+                        "invalid duration `{}`: {err} (write it like \"30s\", \"5m\" or \"1h 30m\")",
+                        timeout.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let with = step.with.as_ref().map_or_else(
+        || serde_json::Value::Object(serde_json::Map::new()),
+        |table| toml_to_json(&toml::Value::Table(table.get_ref().clone())),
+    );
+    let spans = StepSpans {
+        id: step.id.span(),
+        uses: step.uses.span(),
+        with: step.with.as_ref().map_or(raw.span(), Spanned::span),
+        needs: step.needs.iter().map(Spanned::span).collect(),
+        condition: step.condition.as_ref().map(Spanned::span),
+    };
+    let parsed = Step {
+        id: step.id.get_ref().clone(),
+        uses: step.uses.get_ref().clone(),
+        with,
+        needs: step
+            .needs
+            .iter()
+            .map(|need| need.get_ref().clone())
+            .collect(),
+        condition: step.condition.as_ref().map(|c| c.get_ref().clone()),
+        timeout,
+        approval: step.approval,
+        description: step.description.clone(),
+    };
+    (parsed, spans)
+}
+
+/// TOML values as the JSON that plugins and templates see. Datetimes become strings.
+pub(super) fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => serde_json::Value::String(s.clone()),
+        toml::Value::Integer(i) => serde_json::Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(toml_to_json).collect())
+        }
+        toml::Value::Table(table) => serde_json::Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}

@@ -1,0 +1,220 @@
+//! Stored records and runbooks as protocol messages.
+
+use runbook_protocol::v1 as pb;
+
+use crate::catalog::Entry;
+use crate::runbook::{Diagnostic, Runbook};
+use crate::store::{
+    ApprovalRecord, EventKind, EventRecord, OutputStream, RunRecord, RunStatus, StepRecord,
+    StepStatus,
+};
+
+pub fn run_status(status: RunStatus) -> pb::RunStatus {
+    match status {
+        RunStatus::Pending => pb::RunStatus::Pending,
+        RunStatus::Running => pb::RunStatus::Running,
+        RunStatus::Waiting => pb::RunStatus::Waiting,
+        RunStatus::Paused => pb::RunStatus::Paused,
+        RunStatus::Completed => pb::RunStatus::Completed,
+        RunStatus::Failed => pb::RunStatus::Failed,
+        RunStatus::Cancelled => pb::RunStatus::Cancelled,
+        RunStatus::TimedOut => pb::RunStatus::TimedOut,
+    }
+}
+
+/// The store's status for a protocol status; `None` for UNSPECIFIED.
+pub fn run_status_from(status: pb::RunStatus) -> Option<RunStatus> {
+    Some(match status {
+        pb::RunStatus::Unspecified => return None,
+        pb::RunStatus::Pending => RunStatus::Pending,
+        pb::RunStatus::Running => RunStatus::Running,
+        pb::RunStatus::Waiting => RunStatus::Waiting,
+        pb::RunStatus::Paused => RunStatus::Paused,
+        pb::RunStatus::Completed => RunStatus::Completed,
+        pb::RunStatus::Failed => RunStatus::Failed,
+        pb::RunStatus::Cancelled => RunStatus::Cancelled,
+        pb::RunStatus::TimedOut => RunStatus::TimedOut,
+    })
+}
+
+pub fn step_status(status: StepStatus) -> pb::StepStatus {
+    match status {
+        StepStatus::Pending => pb::StepStatus::Pending,
+        StepStatus::Running => pb::StepStatus::Running,
+        StepStatus::Waiting => pb::StepStatus::Waiting,
+        StepStatus::Paused => pb::StepStatus::Paused,
+        StepStatus::Completed => pb::StepStatus::Completed,
+        StepStatus::Failed => pb::StepStatus::Failed,
+        StepStatus::Cancelled => pb::StepStatus::Cancelled,
+        StepStatus::TimedOut => pb::StepStatus::TimedOut,
+        StepStatus::Skipped => pb::StepStatus::Skipped,
+        StepStatus::Ambiguous => pb::StepStatus::Ambiguous,
+    }
+}
+
+fn json_text(value: Option<&serde_json::Value>) -> String {
+    value.map(serde_json::Value::to_string).unwrap_or_default()
+}
+
+pub fn approval(record: &ApprovalRecord) -> pb::Approval {
+    let decision = record.decision.as_ref();
+    pb::Approval {
+        summary: record.summary.clone(),
+        plan_json: record.plan.to_string(),
+        plan_hash: record.plan_hash.clone(),
+        requested_at: record.requested_at,
+        decided_by: decision.map(|d| d.by.clone()).unwrap_or_default(),
+        decided_at: decision.map_or(0, |d| d.at),
+        approved: decision.is_some_and(|d| d.approved),
+    }
+}
+
+fn step(record: &StepRecord) -> pb::StepRun {
+    pb::StepRun {
+        id: record.id.clone(),
+        uses: record.uses.clone(),
+        status: step_status(record.status).into(),
+        attempts: record.attempts,
+        output_json: json_text(record.output.as_ref()),
+        error: record.error.clone().unwrap_or_default(),
+        started_at: record.started_at,
+        finished_at: record.finished_at,
+        approval: record.approval.as_ref().map(approval),
+    }
+}
+
+pub fn run(record: &RunRecord, last_seq: u64) -> pb::Run {
+    pb::Run {
+        id: record.id.clone(),
+        runbook: record.runbook.clone(),
+        version: record.version.clone(),
+        status: run_status(record.status).into(),
+        params_json: serde_json::Value::Object(record.params.clone()).to_string(),
+        steps: record.steps.iter().map(step).collect(),
+        created_at: record.created_at,
+        started_at: record.started_at,
+        finished_at: record.finished_at,
+        error: record.error.clone().unwrap_or_default(),
+        last_seq,
+    }
+}
+
+pub fn event(record: &EventRecord) -> pb::RunEvent {
+    use pb::run_event::Kind;
+    let kind = match &record.kind {
+        EventKind::RunStatus { status, error } => Kind::RunStatus(pb::RunStatusChanged {
+            status: run_status(*status).into(),
+            error: error.clone().unwrap_or_default(),
+        }),
+        EventKind::StepStatus {
+            step_id,
+            status,
+            attempt,
+            error,
+            output,
+        } => Kind::StepStatus(pb::StepStatusChanged {
+            step_id: step_id.clone(),
+            status: step_status(*status).into(),
+            attempt: *attempt,
+            error: error.clone().unwrap_or_default(),
+            output_json: json_text(output.as_ref()),
+        }),
+        EventKind::StepOutput {
+            step_id,
+            stream,
+            line,
+        } => Kind::StepOutput(pb::StepOutput {
+            step_id: step_id.clone(),
+            stream: match stream {
+                OutputStream::Stdout => pb::OutputStream::Stdout,
+                OutputStream::Stderr => pb::OutputStream::Stderr,
+                OutputStream::Log => pb::OutputStream::Log,
+            }
+            .into(),
+            line: line.clone(),
+        }),
+        EventKind::ApprovalRequested {
+            step_id,
+            approval: record,
+        } => Kind::ApprovalRequested(pb::ApprovalRequested {
+            step_id: step_id.clone(),
+            approval: Some(approval(record)),
+        }),
+    };
+    pb::RunEvent {
+        run_id: record.run_id.clone(),
+        seq: record.seq,
+        at: record.at,
+        kind: Some(kind),
+    }
+}
+
+pub fn diagnostic(diagnostic: &Diagnostic) -> pb::Diagnostic {
+    pb::Diagnostic {
+        file: diagnostic.file.clone(),
+        line: diagnostic.line,
+        column: diagnostic.column,
+        message: diagnostic.message.clone(),
+        rendered: diagnostic.rendered.clone(),
+    }
+}
+
+pub fn summary(entry: &Entry) -> pb::RunbookSummary {
+    let current = entry.current.as_deref();
+    pb::RunbookSummary {
+        name: entry.name.clone(),
+        description: current.map(|rb| rb.description.clone()).unwrap_or_default(),
+        path: entry.path.display().to_string(),
+        version: current.map(|rb| rb.version.clone()).unwrap_or_default(),
+        valid: entry.diagnostics.is_empty(),
+        diagnostics: entry.diagnostics.iter().map(diagnostic).collect(),
+        step_count: current.map_or(0, |rb| u32::try_from(rb.steps.len()).unwrap_or(u32::MAX)),
+        updated_at: entry.updated_at,
+    }
+}
+
+/// A runbook in full; `needs_approval` tells whether a step waits for approval under the
+/// daemon's policy.
+pub fn detail(
+    entry: &Entry,
+    needs_approval: impl Fn(&crate::runbook::Step) -> bool,
+) -> pb::RunbookDetail {
+    let current: Option<&Runbook> = entry.current.as_deref();
+    pb::RunbookDetail {
+        summary: Some(summary(entry)),
+        params: current
+            .map(|rb| {
+                rb.params
+                    .iter()
+                    .map(|param| pb::ParamSpec {
+                        name: param.name.clone(),
+                        r#type: param.kind.label().to_owned(),
+                        required: param.required,
+                        default_json: json_text(param.default.as_ref()),
+                        allowed_json: param.allowed.iter().map(ToString::to_string).collect(),
+                        description: param.description.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        steps: current
+            .map(|rb| {
+                rb.steps
+                    .iter()
+                    .map(|step| pb::StepSpec {
+                        id: step.id.clone(),
+                        uses: step.uses.clone(),
+                        needs: step.needs.clone(),
+                        condition: step.condition.clone().unwrap_or_default(),
+                        approval: needs_approval(step),
+                        description: step.description.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        source: current.map_or_else(
+            || std::fs::read_to_string(&entry.path).unwrap_or_default(),
+            |rb| rb.source.clone(),
+        ),
+    }
+}

@@ -1,0 +1,31 @@
+//! The one place engine errors become gRPC statuses, with messages a user can act on.
+
+use tonic::{Code, Status};
+
+use crate::engine::EngineError;
+use crate::store::StoreError;
+
+impl From<EngineError> for Status {
+    fn from(err: EngineError) -> Self {
+        let code = match &err {
+            EngineError::UnknownRunbook(_) | EngineError::UnknownStep { .. } => Code::NotFound,
+            EngineError::InvalidRunbook { .. } | EngineError::WrongState(_) => {
+                Code::FailedPrecondition
+            }
+            EngineError::InvalidParams(_) => Code::InvalidArgument,
+            EngineError::Store(StoreError::RunNotFound(_)) => Code::NotFound,
+            EngineError::Store(StoreError::AmbiguousRunId { .. }) => Code::InvalidArgument,
+            EngineError::Store(_) | EngineError::Internal(_) => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %err, "request failed");
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Self {
+        EngineError::Store(err).into()
+    }
+}

@@ -1,0 +1,288 @@
+//! gRPC handlers: decode a request, call the engine or the store, encode the answer. Errors
+//! become statuses in `error.rs` only.
+
+mod convert;
+mod error;
+mod watch;
+
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use runbook_protocol::v1 as pb;
+use runbook_protocol::v1::runbook_server::Runbook as RunbookApi;
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{Engine, Resolution};
+use crate::store::{RunFilter, now_ms};
+
+/// Runs listed when a request sets no limit, and the most a page may hold.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+/// Facts about this daemon reported by `Status`.
+#[derive(Debug, Clone)]
+pub struct DaemonInfo {
+    pub data_dir: PathBuf,
+    pub runbooks_dir: PathBuf,
+    pub started_at: i64,
+}
+
+/// The API implementation.
+pub struct RunbookService {
+    engine: Engine,
+    info: DaemonInfo,
+    shutdown: CancellationToken,
+}
+
+impl RunbookService {
+    pub fn new(engine: Engine, info: DaemonInfo, shutdown: CancellationToken) -> Self {
+        Self {
+            engine,
+            info,
+            shutdown,
+        }
+    }
+
+    fn run_message(&self, record: &crate::store::RunRecord) -> Result<pb::Run, Status> {
+        Ok(convert::run(
+            record,
+            self.engine.store().last_seq(&record.id)?,
+        ))
+    }
+}
+
+/// Who made a request, for the audit trail of approvals and decisions. The server only
+/// accepts peers with the daemon's own uid, so this names that user.
+fn requester<T>(request: &Request<T>) -> String {
+    let uid = request
+        .extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .map(|cred| cred.uid());
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    match uid {
+        Some(uid) => format!("{user} (uid {uid})"),
+        None => user,
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RunbookApi for RunbookService {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(pb::StatusResponse {
+            daemon_version: env!("CARGO_PKG_VERSION").into(),
+            protocol_version: runbook_protocol::PROTOCOL_VERSION,
+            data_dir: self.info.data_dir.display().to_string(),
+            runbooks_dir: self.info.runbooks_dir.display().to_string(),
+            pid: std::process::id(),
+            started_at: self.info.started_at,
+            plugins: self.engine.plugins().kinds(),
+            active_runs: u32::try_from(self.engine.active_runs()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn shutdown(
+        &self,
+        request: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownResponse>, Status> {
+        tracing::info!(by = %requester(&request), "shutdown requested");
+        self.shutdown.cancel();
+        Ok(Response::new(pb::ShutdownResponse {}))
+    }
+
+    async fn list_runbooks(
+        &self,
+        _: Request<pb::ListRunbooksRequest>,
+    ) -> Result<Response<pb::ListRunbooksResponse>, Status> {
+        let runbooks = self
+            .engine
+            .catalog()
+            .list()
+            .iter()
+            .map(convert::summary)
+            .collect();
+        Ok(Response::new(pb::ListRunbooksResponse { runbooks }))
+    }
+
+    async fn get_runbook(
+        &self,
+        request: Request<pb::GetRunbookRequest>,
+    ) -> Result<Response<pb::RunbookDetail>, Status> {
+        let name = request.into_inner().name;
+        let entry = self
+            .engine
+            .catalog()
+            .get(&name)
+            .ok_or_else(|| Status::not_found(format!("no runbook named `{name}`")))?;
+        Ok(Response::new(convert::detail(&entry, |step| {
+            self.engine.needs_approval(step)
+        })))
+    }
+
+    async fn validate_runbook(
+        &self,
+        request: Request<pb::ValidateRunbookRequest>,
+    ) -> Result<Response<pb::ValidateRunbookResponse>, Status> {
+        let request = request.into_inner();
+        let path = if request.path.is_empty() {
+            "runbook.toml".to_owned()
+        } else {
+            request.path
+        };
+        let response =
+            match crate::runbook::load(&path, &request.source, self.engine.plugins()).await {
+                Ok(runbook) => pb::ValidateRunbookResponse {
+                    valid: true,
+                    diagnostics: Vec::new(),
+                    name: runbook.name,
+                },
+                Err(diagnostics) => pb::ValidateRunbookResponse {
+                    valid: false,
+                    diagnostics: diagnostics.iter().map(convert::diagnostic).collect(),
+                    name: String::new(),
+                },
+            };
+        Ok(Response::new(response))
+    }
+
+    async fn start_run(
+        &self,
+        request: Request<pb::StartRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let request = request.into_inner();
+        let run = self
+            .engine
+            .start_run(&request.runbook, &request.params)
+            .await?;
+        Ok(Response::new(self.run_message(&run)?))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let store = self.engine.store();
+        let id = store.resolve_run_id(&request.into_inner().id)?;
+        let run = store
+            .run(&id)?
+            .ok_or_else(|| Status::not_found(format!("no run matches `{id}`")))?;
+        Ok(Response::new(self.run_message(&run)?))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => DEFAULT_PAGE,
+            n => (n as usize).min(MAX_PAGE),
+        };
+        let status = pb::RunStatus::try_from(request.status).map_err(|_| {
+            Status::invalid_argument(format!("unknown run status {}", request.status))
+        })?;
+        let filter = RunFilter {
+            runbook: Some(request.runbook).filter(|name| !name.is_empty()),
+            status: convert::run_status_from(status),
+        };
+        let after = Some(request.page_token.as_str()).filter(|token| !token.is_empty());
+        let records = self.engine.store().list_runs(&filter, after, limit)?;
+        let next_page_token = if records.len() == limit {
+            records.last().map(|run| run.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let runs = records
+            .iter()
+            .map(|run| self.run_message(run))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListRunsResponse {
+            runs,
+            next_page_token,
+        }))
+    }
+
+    type WatchRunStream = EventStream;
+
+    async fn watch_run(
+        &self,
+        request: Request<pb::WatchRunRequest>,
+    ) -> Result<Response<Self::WatchRunStream>, Status> {
+        let request = request.into_inner();
+        let id = self.engine.store().resolve_run_id(&request.id)?;
+        let stream = watch::watch(
+            self.engine.store().clone(),
+            self.engine.bus().clone(),
+            id,
+            request.after_seq,
+            self.shutdown.clone(),
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::ApproveRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let by = requester(&request);
+        let request = request.into_inner();
+        let run = self
+            .engine
+            .approve(&request.run_id, &request.step_id, &by)
+            .await?;
+        tracing::info!(run = %run.id, step = %request.step_id, by = %by, "step approved");
+        Ok(Response::new(self.run_message(&run)?))
+    }
+
+    async fn deny(&self, request: Request<pb::DenyRequest>) -> Result<Response<pb::Run>, Status> {
+        let by = requester(&request);
+        let request = request.into_inner();
+        let run = self
+            .engine
+            .deny(&request.run_id, &request.step_id, &request.reason, &by)
+            .await?;
+        tracing::info!(run = %run.id, step = %request.step_id, by = %by, "step denied");
+        Ok(Response::new(self.run_message(&run)?))
+    }
+
+    async fn resolve(
+        &self,
+        request: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let by = requester(&request);
+        let request = request.into_inner();
+        let resolution = match pb::ResolveAction::try_from(request.action) {
+            Ok(pb::ResolveAction::Retry) => Resolution::Retry,
+            Ok(pb::ResolveAction::Skip) => Resolution::Skip,
+            Ok(pb::ResolveAction::Fail) => Resolution::Fail,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "resolve needs an action: retry, skip or fail",
+                ));
+            }
+        };
+        let run = self
+            .engine
+            .resolve(&request.run_id, &request.step_id, resolution, &by)
+            .await?;
+        tracing::info!(run = %run.id, step = %request.step_id, by = %by, action = ?resolution, "step resolved");
+        Ok(Response::new(self.run_message(&run)?))
+    }
+
+    async fn cancel_run(
+        &self,
+        request: Request<pb::CancelRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let by = requester(&request);
+        let run = self.engine.cancel(&request.into_inner().id).await?;
+        tracing::info!(run = %run.id, by = %by, at = now_ms(), "run cancelled");
+        Ok(Response::new(self.run_message(&run)?))
+    }
+}

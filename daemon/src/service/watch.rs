@@ -1,0 +1,111 @@
+//! `WatchRun`: a run's stored events after a sequence number, then live ones, without gaps or
+//! duplicates, ending once the run has ended.
+
+use runbook_protocol::v1 as pb;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use super::convert;
+use crate::events::EventBus;
+use crate::store::{EventKind, EventRecord, Store};
+
+/// Events buffered per watcher before the sender waits for the client.
+const BUFFER: usize = 256;
+
+pub fn watch(
+    store: Store,
+    bus: EventBus,
+    run_id: String,
+    after_seq: u64,
+    shutdown: CancellationToken,
+) -> impl Stream<Item = Result<pb::RunEvent, Status>> + Send {
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(async move {
+        tokio::select! {
+            result = forward(&store, &bus, &run_id, after_seq, &tx) => {
+                if let Err(status) = result {
+                    let _ = tx.send(Err(status)).await;
+                }
+            }
+            () = shutdown.cancelled() => {}
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+type Sender = mpsc::Sender<Result<pb::RunEvent, Status>>;
+
+/// Sends events in order; returns when the run has ended or the client went away.
+async fn forward(
+    store: &Store,
+    bus: &EventBus,
+    run_id: &str,
+    after_seq: u64,
+    tx: &Sender,
+) -> Result<(), Status> {
+    // Subscribe before reading the backlog: an event stored in between is then either in
+    // the backlog or on the channel, and duplicates are dropped by sequence number.
+    let mut live = bus.subscribe();
+    let mut last = after_seq;
+    if catch_up(store, run_id, &mut last, tx).await? {
+        return Ok(());
+    }
+    if store
+        .run(run_id)?
+        .is_some_and(|run| run.status.is_terminal())
+    {
+        // It ended: send whatever was stored after the first read, then stop.
+        catch_up(store, run_id, &mut last, tx).await?;
+        return Ok(());
+    }
+    loop {
+        match live.recv().await {
+            Ok(event) if event.run_id == run_id && event.seq > last => {
+                if event.seq > last + 1 {
+                    // Something was published out of order; the store has it all.
+                    if catch_up(store, run_id, &mut last, tx).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                last = event.seq;
+                let ended = ends_run(&event);
+                if tx.send(Ok(convert::event(&event))).await.is_err() || ended {
+                    return Ok(());
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if catch_up(store, run_id, &mut last, tx).await? {
+                    return Ok(());
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+    }
+}
+
+/// Sends stored events after `last`; returns true when the stream is over (the run ended or
+/// the client left).
+async fn catch_up(
+    store: &Store,
+    run_id: &str,
+    last: &mut u64,
+    tx: &Sender,
+) -> Result<bool, Status> {
+    for event in store.events_after(run_id, *last)? {
+        *last = event.seq;
+        let ended = ends_run(&event);
+        if tx.send(Ok(convert::event(&event))).await.is_err() || ended {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn ends_run(event: &EventRecord) -> bool {
+    matches!(&event.kind, EventKind::RunStatus { status, .. } if status.is_terminal())
+}

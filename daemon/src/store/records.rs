@@ -1,0 +1,208 @@
+//! The durable records: runs with their steps, events, approvals and runbook versions. They
+//! are serialized as JSON inside sled.
+
+use serde::{Deserialize, Serialize};
+
+/// The state of a run (design section 6).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Waiting,
+    Paused,
+    Completed,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl RunStatus {
+    /// Whether the run will never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::TimedOut
+        )
+    }
+}
+
+/// The state of a step within a run.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Waiting,
+    Paused,
+    Completed,
+    Failed,
+    Cancelled,
+    TimedOut,
+    Skipped,
+    /// It started, and a crash left its result unknown: the operator decides.
+    Ambiguous,
+}
+
+impl StepStatus {
+    /// Whether the step will not run again unless an operator says so.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::TimedOut | Self::Skipped
+        )
+    }
+
+    /// Whether the step ended without doing its job.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::Cancelled | Self::TimedOut)
+    }
+}
+
+/// One run of one pinned runbook version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub id: String,
+    pub runbook: String,
+    /// Content hash of the runbook version the run is pinned to.
+    pub version: String,
+    pub status: RunStatus,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub steps: Vec<StepRecord>,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|step| step.id == id)
+    }
+
+    /// The step with this id, mutably.
+    pub fn step_mut(&mut self, id: &str) -> Option<&mut StepRecord> {
+        self.steps.iter_mut().find(|step| step.id == id)
+    }
+}
+
+/// A step's state within a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub id: String,
+    pub uses: String,
+    pub status: StepStatus,
+    /// Attempts started so far; the current one when running.
+    pub attempts: u32,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub approval: Option<ApprovalRecord>,
+    /// Skipped because a step it needs did not complete (as opposed to its `if` being false).
+    #[serde(default)]
+    pub upstream_failed: bool,
+}
+
+impl StepRecord {
+    /// A step that has not started.
+    pub fn pending(id: &str, uses: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            uses: uses.to_owned(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            output: None,
+            error: None,
+            started_at: 0,
+            finished_at: 0,
+            approval: None,
+            upstream_failed: false,
+        }
+    }
+}
+
+/// A request for a human to approve a step's plan, and the decision once made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApprovalRecord {
+    pub summary: String,
+    /// The plugin's plan as JSON (effects with argv, env names and cwd).
+    pub plan: serde_json::Value,
+    /// Hash of the exact plan (argv, env values, cwd, stdin) and the runbook version.
+    pub plan_hash: String,
+    pub requested_at: i64,
+    pub decision: Option<Decision>,
+}
+
+/// What an operator decided about an approval.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Decision {
+    pub approved: bool,
+    pub by: String,
+    pub at: i64,
+    pub reason: Option<String>,
+}
+
+/// Which output a line came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+    Log,
+}
+
+/// Something that happened in a run; stored with a gap-free per-run sequence number.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStatus {
+        status: RunStatus,
+        error: Option<String>,
+    },
+    StepStatus {
+        step_id: String,
+        status: StepStatus,
+        attempt: u32,
+        error: Option<String>,
+        output: Option<serde_json::Value>,
+    },
+    StepOutput {
+        step_id: String,
+        stream: OutputStream,
+        line: String,
+    },
+    ApprovalRequested {
+        step_id: String,
+        approval: ApprovalRecord,
+    },
+}
+
+/// A stored event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventRecord {
+    pub run_id: String,
+    pub seq: u64,
+    pub at: i64,
+    pub kind: EventKind,
+}
+
+/// One stored content of a runbook.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VersionRecord {
+    pub name: String,
+    pub version: String,
+    pub path: String,
+    pub source: String,
+    pub created_at: i64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}

@@ -1,0 +1,28 @@
+//! Logging: daily files in `<data dir>/logs` (tracing-appender) and stderr, filtered by
+//! `RUNBOOK_LOG` (default `info`).
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// Installs the global subscriber. Keep the guard alive: dropping it flushes the file.
+pub fn init(data_dir: &Path) -> anyhow::Result<WorkerGuard> {
+    let logs = data_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let (file_writer, guard) =
+        tracing_appender::non_blocking(tracing_appender::rolling::daily(&logs, "runbookd.log"));
+    let filter = EnvFilter::try_from_env("RUNBOOK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(file_writer)
+                .with_ansi(false),
+        )
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init()?;
+    Ok(guard)
+}
