@@ -1,0 +1,240 @@
+//! The command line: every flag and subcommand of `runbook`, parsed by clap. Values the client
+//! can check alone (params, actions, statuses) are checked here, so mistakes exit 2 before any
+//! daemon is contacted.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use runbook_protocol::v1::{ResolveAction, RunStatus};
+
+/// Run operational runbooks from the terminal. With no subcommand, opens the terminal UI.
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, propagate_version = true)]
+pub struct Cli {
+    /// Flags every subcommand accepts.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do; none opens the terminal UI.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags that every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/runbook/runbookd.sock]
+    #[arg(long, env = "RUNBOOK_SOCKET", global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Do not start runbookd when no daemon answers on the socket
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+    /// Data directory for a daemon this client starts
+    #[arg(long, env = "RUNBOOK_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Runbooks directory for a daemon this client starts
+    #[arg(long, env = "RUNBOOK_RUNBOOKS", global = true, value_name = "DIR")]
+    pub runbooks: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the daemon's version, socket, directories and plugins
+    Status,
+    /// List the runbooks the daemon knows
+    Ls,
+    /// Check a runbook file without storing it
+    Validate {
+        /// The runbook file
+        file: PathBuf,
+    },
+    /// Start a run of a runbook
+    Run(RunArgs),
+    /// List runs, newest first
+    Runs(RunsArgs),
+    /// Show a run and its steps
+    Show {
+        /// Run id (or a unique prefix)
+        run: String,
+    },
+    /// Print the output of a run's steps
+    Logs {
+        /// Run id (or a unique prefix)
+        run: String,
+        /// Only this step's output
+        #[arg(long, value_name = "ID")]
+        step: Option<String>,
+        /// Keep printing until the run ends
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Follow a run live until it ends
+    Watch {
+        /// Run id (or a unique prefix)
+        run: String,
+    },
+    /// Approve a step that waits for approval
+    Approve {
+        /// Run id (or a unique prefix)
+        run: String,
+        /// Step id
+        step: String,
+    },
+    /// Refuse a step that waits for approval; it fails
+    Deny {
+        /// Run id (or a unique prefix)
+        run: String,
+        /// Step id
+        step: String,
+        /// Why, recorded with the step's failure
+        #[arg(long, value_name = "R", default_value = "")]
+        reason: String,
+    },
+    /// Decide what happens to an ambiguous step
+    Resolve {
+        /// Run id (or a unique prefix)
+        run: String,
+        /// Step id
+        step: String,
+        /// retry, skip or fail
+        #[arg(value_parser = parse_resolve_action)]
+        action: ResolveAction,
+    },
+    /// Cancel a run
+    Cancel {
+        /// Run id (or a unique prefix)
+        run: String,
+    },
+    /// Start, stop or inspect the background daemon
+    Daemon {
+        /// What to do with the daemon.
+        #[command(subcommand)]
+        command: DaemonCommand,
+    },
+}
+
+/// `runbook run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The runbook's name
+    pub name: String,
+    /// A parameter, repeatable
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Follow the run until it ends; exit 0 if it completed, 1 otherwise
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `runbook runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this runbook
+    #[arg(long, value_name = "N")]
+    pub runbook: Option<String>,
+    /// Only runs in this status
+    #[arg(long, value_name = "S", value_parser = parse_run_status)]
+    pub status: Option<RunStatus>,
+    /// At most this many runs
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: u32,
+}
+
+/// `runbook daemon ...`.
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Start runbookd in the background unless one is running
+    Start,
+    /// Ask runbookd to shut down and wait until it has
+    Stop,
+    /// Show the daemon's status (never starts one)
+    Status,
+}
+
+/// `key=value`, split on the first `=` (values may contain `=`).
+fn parse_param(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some(("", _)) => Err("the key before `=` is empty".to_owned()),
+        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+        None => Err(format!("expected KEY=VALUE, got `{raw}`")),
+    }
+}
+
+const RESOLVE_ACTIONS: [&str; 3] = ["retry", "skip", "fail"];
+
+fn parse_resolve_action(raw: &str) -> Result<ResolveAction, String> {
+    ResolveAction::from_label(raw).ok_or_else(|| {
+        format!(
+            "unknown action `{raw}`; expected one of: {}",
+            RESOLVE_ACTIONS.join(", ")
+        )
+    })
+}
+
+/// Every status a run can be listed by, as users type them.
+const RUN_STATUSES: [RunStatus; 8] = [
+    RunStatus::Pending,
+    RunStatus::Running,
+    RunStatus::Waiting,
+    RunStatus::Paused,
+    RunStatus::Completed,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+    RunStatus::TimedOut,
+];
+
+fn parse_run_status(raw: &str) -> Result<RunStatus, String> {
+    RunStatus::from_label(raw).ok_or_else(|| {
+        let valid: Vec<_> = RUN_STATUSES.iter().map(|s| s.label()).collect();
+        format!(
+            "unknown status `{raw}`; expected one of: {}",
+            valid.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn params_split_on_the_first_equals() {
+        assert_eq!(parse_param("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_param("a="), Ok(("a".into(), String::new())));
+        assert!(parse_param("novalue").is_err());
+        assert!(parse_param("=x").is_err());
+    }
+
+    #[test]
+    fn statuses_and_actions_parse_from_labels() {
+        assert_eq!(parse_run_status("timed_out"), Ok(RunStatus::TimedOut));
+        let err = parse_run_status("bogus").expect_err("rejected");
+        assert!(err.contains("timed_out"), "{err}");
+        assert_eq!(parse_resolve_action("skip"), Ok(ResolveAction::Skip));
+        assert!(
+            parse_resolve_action("bogus")
+                .expect_err("rejected")
+                .contains("retry, skip, fail")
+        );
+        for status in RUN_STATUSES {
+            assert_eq!(RunStatus::from_label(status.label()), Some(status));
+        }
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["runbook", "runs", "--json", "--socket", "/tmp/s"])
+            .expect("parses");
+        assert!(cli.global.json);
+        assert_eq!(cli.global.socket, Some(PathBuf::from("/tmp/s")));
+    }
+}

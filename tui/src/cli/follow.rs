@@ -1,0 +1,271 @@
+//! Following a run's event stream: reconnects when the daemon goes away and resumes after the
+//! last sequence number seen, so a follower never misses or repeats an event. Also renders
+//! events as the lines `run --wait` and `watch` print.
+
+use std::time::Duration;
+
+use runbook_protocol::v1::{
+    GetRunRequest, OutputStream, Run, RunEvent, StepStatus, WatchRunRequest, run_event::Kind,
+};
+
+use crate::daemon::{Client, Target};
+use crate::error::is_disconnect;
+use crate::format;
+
+/// How long to wait for a daemon that went away mid-stream (a restart takes well under this).
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// When to stop following.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// When the run has ended and every one of its events has been seen.
+    RunEnds,
+    /// When the event with this sequence number (or a later one) has been seen.
+    Seq(u64),
+}
+
+/// A run's event stream, followed across daemon restarts.
+pub struct Follower<'a> {
+    target: &'a Target,
+    client: Client,
+    run_id: String,
+    last_seq: u64,
+}
+
+impl<'a> Follower<'a> {
+    /// Follows the run `run_id` (a full id) from its first event.
+    pub fn new(target: &'a Target, client: Client, run_id: String) -> Self {
+        Self {
+            target,
+            client,
+            run_id,
+            last_seq: 0,
+        }
+    }
+
+    /// Feeds every new event to `on_event`, in order and once each, until `until`; returns the
+    /// run as it is at the end.
+    pub async fn follow(
+        &mut self,
+        until: Until,
+        mut on_event: impl FnMut(&RunEvent) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Run> {
+        loop {
+            if let Until::Seq(target) = until
+                && self.last_seq >= target
+            {
+                return self.get_run().await;
+            }
+            let request = WatchRunRequest {
+                id: self.run_id.clone(),
+                after_seq: self.last_seq,
+            };
+            let mut stream = match self.client.watch_run(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) if is_disconnect(&status) => {
+                    self.reconnect().await?;
+                    continue;
+                }
+                Err(status) => return Err(status.into()),
+            };
+            let broken = loop {
+                match stream.message().await {
+                    Ok(Some(event)) => {
+                        // The daemon sends only later events; this guards against a replay
+                        // overlapping what an earlier stream already delivered.
+                        if event.seq <= self.last_seq {
+                            continue;
+                        }
+                        self.last_seq = event.seq;
+                        on_event(&event)?;
+                        if let Until::Seq(target) = until
+                            && event.seq >= target
+                        {
+                            return self.get_run().await;
+                        }
+                    }
+                    Ok(None) => break false,
+                    Err(status) if is_disconnect(&status) => break true,
+                    Err(status) => return Err(status.into()),
+                }
+            };
+            if broken {
+                self.reconnect().await?;
+                continue;
+            }
+            // The stream ended cleanly: the run has ended, or the daemon is shutting down.
+            // Only the run's own record can tell which.
+            match self.client.get_run(self.get_request()).await {
+                Ok(run) => {
+                    let run = run.into_inner();
+                    if run.status().is_terminal() && self.last_seq >= run.last_seq {
+                        return Ok(run);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(status) if is_disconnect(&status) => self.reconnect().await?,
+                Err(status) => return Err(status.into()),
+            }
+        }
+    }
+
+    fn get_request(&self) -> GetRunRequest {
+        GetRunRequest {
+            id: self.run_id.clone(),
+        }
+    }
+
+    async fn get_run(&mut self) -> anyhow::Result<Run> {
+        loop {
+            match self.client.get_run(self.get_request()).await {
+                Ok(run) => return Ok(run.into_inner()),
+                Err(status) if is_disconnect(&status) => self.reconnect().await?,
+                Err(status) => return Err(status.into()),
+            }
+        }
+    }
+
+    async fn reconnect(&mut self) -> anyhow::Result<()> {
+        self.client = self.target.reconnect(RECONNECT_PATIENCE).await?;
+        Ok(())
+    }
+}
+
+/// The lines `run --wait` and `watch` print for one event (none for events they skip).
+pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
+    let at = format::clock(event.at);
+    let Some(kind) = &event.kind else {
+        return Vec::new();
+    };
+    match kind {
+        Kind::RunStatus(change) => {
+            let mut line = format!("[{at}] run {run_id}: {}", change.status().label());
+            if !change.error.is_empty() {
+                line.push_str(&format!(": {}", change.error));
+            }
+            vec![line]
+        }
+        Kind::StepStatus(change) => {
+            let status = change.status();
+            let mut line = format!("[{at}] step {}: {}", change.step_id, status.label());
+            if change.attempt > 0 && matches!(status, StepStatus::Running | StepStatus::Failed) {
+                line.push_str(&format!(" (attempt {})", change.attempt));
+            }
+            if !change.error.is_empty() {
+                line.push_str(&format!(": {}", change.error));
+            }
+            vec![line]
+        }
+        Kind::StepOutput(output) => {
+            let marker = match output.stream() {
+                OutputStream::Stderr => '!',
+                OutputStream::Log => ':',
+                OutputStream::Stdout | OutputStream::Unspecified => '|',
+            };
+            vec![format!("{} {marker} {}", output.step_id, output.line)]
+        }
+        Kind::ApprovalRequested(request) => {
+            let mut lines = vec![format!(
+                "[{at}] step {}: waiting for approval to:",
+                request.step_id
+            )];
+            if let Some(approval) = &request.approval {
+                lines.extend(approval.summary.lines().map(|l| format!("    {l}")));
+            }
+            lines.push(format!(
+                "    approve with: runbook approve {run_id} {}   (or: runbook deny {run_id} {} --reason ...)",
+                request.step_id, request.step_id
+            ));
+            lines
+        }
+    }
+}
+
+/// The closing line of a followed run.
+pub fn final_line(run: &Run) -> String {
+    let status = run.status();
+    let mut line = format!("run {} {}", run.id, status.label());
+    let took = format::elapsed(run.started_at, run.finished_at, format::now_ms());
+    if !took.is_empty() {
+        line.push_str(&format!(" in {took}"));
+    }
+    if !run.error.is_empty() {
+        line.push_str(&format!(": {}", run.error));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_protocol::v1::{
+        Approval, ApprovalRequested, RunStatus, RunStatusChanged, StepOutput, StepStatusChanged,
+    };
+
+    fn event(kind: Kind) -> RunEvent {
+        RunEvent {
+            run_id: "R1".into(),
+            seq: 1,
+            at: 1_709_618_828_900,
+            kind: Some(kind),
+        }
+    }
+
+    #[test]
+    fn events_render_as_lines() {
+        let running = event(Kind::StepStatus(StepStatusChanged {
+            step_id: "build".into(),
+            status: StepStatus::Running as i32,
+            attempt: 1,
+            ..Default::default()
+        }));
+        assert_eq!(
+            event_lines("R1", &running),
+            ["[06:07:08] step build: running (attempt 1)"]
+        );
+        let failed = event(Kind::StepStatus(StepStatusChanged {
+            step_id: "build".into(),
+            status: StepStatus::Failed as i32,
+            attempt: 2,
+            error: "exit status 1".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            event_lines("R1", &failed),
+            ["[06:07:08] step build: failed (attempt 2): exit status 1"]
+        );
+        let out = event(Kind::StepOutput(StepOutput {
+            step_id: "build".into(),
+            stream: OutputStream::Stderr as i32,
+            line: "warning: x".into(),
+        }));
+        assert_eq!(event_lines("R1", &out), ["build ! warning: x"]);
+        let run = event(Kind::RunStatus(RunStatusChanged {
+            status: RunStatus::Completed as i32,
+            error: String::new(),
+        }));
+        assert_eq!(event_lines("R1", &run), ["[06:07:08] run R1: completed"]);
+    }
+
+    #[test]
+    fn approval_requests_show_the_summary_and_how_to_approve() {
+        let request = event(Kind::ApprovalRequested(ApprovalRequested {
+            step_id: "migrate".into(),
+            approval: Some(Approval {
+                summary: "run ./migrate.sh --env staging".into(),
+                ..Default::default()
+            }),
+        }));
+        let lines = event_lines("R1", &request);
+        assert_eq!(
+            lines[0],
+            "[06:07:08] step migrate: waiting for approval to:"
+        );
+        assert_eq!(lines[1], "    run ./migrate.sh --env staging");
+        assert!(
+            lines[2].contains("runbook approve R1 migrate"),
+            "{}",
+            lines[2]
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! `ls` and `validate`: the runbooks the daemon knows, and checking a file before saving it.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use runbook_protocol::v1::{ListRunbooksRequest, RunbookSummary, ValidateRunbookRequest};
+
+use super::Ctx;
+use super::table::Table;
+use crate::error::{EXIT_INPUT, EXIT_OK, Failure};
+use crate::json;
+
+/// `ls`: a table of runbooks, then the diagnostics of the invalid ones.
+pub async fn ls(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let mut client = ctx.target.client().await?;
+    let mut runbooks = client
+        .list_runbooks(ListRunbooksRequest {})
+        .await?
+        .into_inner()
+        .runbooks;
+    runbooks.sort_by(|a, b| a.name.cmp(&b.name));
+    if ctx.json {
+        let view: Vec<_> = runbooks.iter().map(json::runbook).collect();
+        writeln!(out, "{}", json::to_string(&view)?)?;
+        return Ok(EXIT_OK);
+    }
+    write_list(out, &runbooks)?;
+    Ok(EXIT_OK)
+}
+
+fn write_list(out: &mut dyn Write, runbooks: &[RunbookSummary]) -> std::io::Result<()> {
+    let mut table = Table::new(&["NAME", "VERSION", "STEPS", "STATE", "DESCRIPTION"]);
+    for rb in runbooks {
+        table.row(vec![
+            rb.name.clone(),
+            rb.version.chars().take(12).collect(),
+            rb.step_count.to_string(),
+            if rb.valid { "ok" } else { "invalid" }.to_owned(),
+            rb.description.lines().next().unwrap_or_default().to_owned(),
+        ]);
+    }
+    table.write(out)?;
+    for rb in runbooks.iter().filter(|rb| !rb.valid) {
+        writeln!(out)?;
+        for diagnostic in &rb.diagnostics {
+            writeln!(out, "{}", diagnostic.rendered.trim_end())?;
+        }
+    }
+    Ok(())
+}
+
+/// `validate FILE`: the daemon checks the file's source as it would a runbook in its directory.
+pub async fn validate(ctx: &Ctx, out: &mut dyn Write, file: &Path) -> anyhow::Result<u8> {
+    // Read before connecting: an unreadable file is the user's mistake, daemon or not.
+    let source = std::fs::read_to_string(file)
+        .map_err(|err| Failure::Input(format!("cannot read {}: {err}", file.display())))?;
+    let mut client = ctx.target.client().await?;
+    let result = client
+        .validate_runbook(ValidateRunbookRequest {
+            path: file.display().to_string(),
+            source,
+        })
+        .await
+        .context("validating")?
+        .into_inner();
+    if ctx.json {
+        writeln!(out, "{}", json::to_string(&json::validation(&result))?)?;
+    } else if result.valid {
+        writeln!(out, "{}: ok", file.display())?;
+    } else {
+        for diagnostic in &result.diagnostics {
+            eprintln!("{}", diagnostic.rendered.trim_end());
+        }
+    }
+    Ok(if result.valid { EXIT_OK } else { EXIT_INPUT })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_protocol::v1::Diagnostic;
+
+    #[test]
+    fn ls_lists_then_explains_invalid_runbooks() {
+        let runbooks = vec![
+            RunbookSummary {
+                name: "deploy".into(),
+                version: "0123456789abcdef".into(),
+                valid: true,
+                step_count: 3,
+                description: "Roll out\nand verify".into(),
+                ..Default::default()
+            },
+            RunbookSummary {
+                name: "broken".into(),
+                valid: false,
+                diagnostics: vec![Diagnostic {
+                    rendered: "broken.toml:3:1: unknown field `stepz`\n".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ];
+        let mut out = Vec::new();
+        write_list(&mut out, &runbooks).expect("writes");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "NAME    VERSION       STEPS  STATE    DESCRIPTION\n\
+             deploy  0123456789ab  3      ok       Roll out\n\
+             broken                0      invalid\n\
+             \n\
+             broken.toml:3:1: unknown field `stepz`\n"
+        );
+    }
+}

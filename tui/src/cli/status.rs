@@ -1,0 +1,96 @@
+//! `status` and `daemon start|stop|status`: what the daemon is, and its lifecycle.
+
+use std::io::Write;
+
+use runbook_protocol::v1::ShutdownRequest;
+
+use super::Ctx;
+use crate::error::EXIT_OK;
+use crate::{daemon, json};
+
+/// Prints the daemon's status; `never_start` (for `daemon status`) reports a missing daemon
+/// instead of starting one.
+pub async fn status(ctx: &Ctx, out: &mut dyn Write, never_start: bool) -> anyhow::Result<u8> {
+    let (_, status) = if never_start {
+        ctx.target.connect_only().await?
+    } else {
+        ctx.target.connect_or_start().await?
+    };
+    if ctx.json {
+        writeln!(
+            out,
+            "{}",
+            json::to_string(&json::status(&status, &ctx.target.socket))?
+        )?;
+        return Ok(EXIT_OK);
+    }
+    let plugins = if status.plugins.is_empty() {
+        "(none)".to_owned()
+    } else {
+        status.plugins.join(", ")
+    };
+    writeln!(
+        out,
+        "runbookd {} (protocol {}), pid {}",
+        status.daemon_version, status.protocol_version, status.pid
+    )?;
+    writeln!(out, "socket       {}", ctx.target.socket.display())?;
+    writeln!(out, "data dir     {}", status.data_dir)?;
+    writeln!(out, "runbooks     {}", status.runbooks_dir)?;
+    writeln!(out, "plugins      {plugins}")?;
+    writeln!(out, "active runs  {}", status.active_runs)?;
+    if status.started_at > 0 {
+        let up = crate::format::duration(crate::format::now_ms() - status.started_at);
+        writeln!(out, "up           {up}")?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// `daemon start`: starts a daemon unless one answers already.
+pub async fn start(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<u8> {
+    // Starting is what the user asked for, whatever `--no-autostart` says.
+    let target = daemon::Target {
+        autostart: true,
+        ..ctx.target.clone()
+    };
+    let (_, status) = target.connect_or_start().await?;
+    if ctx.json {
+        writeln!(
+            out,
+            "{}",
+            json::to_string(&json::status(&status, &ctx.target.socket))?
+        )?;
+    } else {
+        writeln!(
+            out,
+            "runbookd is running (pid {}) on {}",
+            status.pid,
+            ctx.target.socket.display()
+        )?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// `daemon stop`: asks the daemon to shut down and waits until its socket stops answering.
+/// Stopping a daemon that is not running succeeds, so scripts can call it unconditionally.
+pub async fn stop(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let Ok((mut client, status)) = daemon::probe(&ctx.target.socket).await else {
+        writeln!(
+            out,
+            "runbookd is not running on {}",
+            ctx.target.socket.display()
+        )?;
+        return Ok(EXIT_OK);
+    };
+    // A daemon may drop the connection as it goes down instead of answering: that is success.
+    if let Err(err) = client.shutdown(ShutdownRequest {}).await
+        && !crate::error::is_disconnect(&err)
+    {
+        return Err(err.into());
+    }
+    // Our own connection would keep a graceful shutdown waiting.
+    drop(client);
+    ctx.target.wait_until_gone().await?;
+    writeln!(out, "runbookd (pid {}) stopped", status.pid)?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,336 @@
+//! The JSON shapes the CLI prints with `--json`: the one place that turns protocol messages into
+//! the stable, documented output that scripts depend on.
+
+use runbook_protocol::v1::{
+    Approval, Diagnostic, OutputStream, Run, RunEvent, RunbookSummary, StatusResponse, StepRun,
+    ValidateRunbookResponse, run_event::Kind,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+/// A run as scripts see it.
+#[derive(Debug, Serialize)]
+pub struct RunJson<'a> {
+    id: &'a str,
+    runbook: &'a str,
+    version: &'a str,
+    status: &'static str,
+    params: Value,
+    created_at: Value,
+    started_at: Value,
+    finished_at: Value,
+    error: Value,
+    steps: Vec<StepJson<'a>>,
+}
+
+/// One step of a run.
+#[derive(Debug, Serialize)]
+pub struct StepJson<'a> {
+    id: &'a str,
+    uses: &'a str,
+    status: &'static str,
+    attempts: u32,
+    output: Value,
+    error: Value,
+    started_at: Value,
+    finished_at: Value,
+    approval: Option<ApprovalJson<'a>>,
+}
+
+/// The approval a step asked for, and its decision once made.
+#[derive(Debug, Serialize)]
+pub struct ApprovalJson<'a> {
+    summary: &'a str,
+    plan: Value,
+    plan_hash: &'a str,
+    approved: bool,
+    decided_by: Value,
+}
+
+/// RFC 3339 with milliseconds in UTC, or null for the protocol's "unset" (0).
+pub fn time(ms: i64) -> Value {
+    match crate::format::system_time(ms) {
+        Some(t) => Value::String(humantime::format_rfc3339_millis(t).to_string()),
+        None => Value::Null,
+    }
+}
+
+/// A string, or null when empty (proto3 cannot tell the two apart).
+fn text(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        Value::String(s.to_owned())
+    }
+}
+
+/// JSON text from the daemon, parsed; null when empty. Text that does not parse is kept as a
+/// string rather than dropped, so nothing the daemon said is lost.
+fn parsed(json: &str) -> Value {
+    if json.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(json).unwrap_or_else(|_| Value::String(json.to_owned()))
+}
+
+/// The JSON view of a run.
+pub fn run(run: &Run) -> RunJson<'_> {
+    let params = match parsed(&run.params_json) {
+        Value::Null => Value::Object(Default::default()),
+        params => params,
+    };
+    RunJson {
+        id: &run.id,
+        runbook: &run.runbook,
+        version: &run.version,
+        status: run.status().label(),
+        params,
+        created_at: time(run.created_at),
+        started_at: time(run.started_at),
+        finished_at: time(run.finished_at),
+        error: text(&run.error),
+        steps: run.steps.iter().map(step).collect(),
+    }
+}
+
+/// The JSON view of one step.
+pub fn step(step: &StepRun) -> StepJson<'_> {
+    StepJson {
+        id: &step.id,
+        uses: &step.uses,
+        status: step.status().label(),
+        attempts: step.attempts,
+        output: parsed(&step.output_json),
+        error: text(&step.error),
+        started_at: time(step.started_at),
+        finished_at: time(step.finished_at),
+        approval: step.approval.as_ref().map(approval),
+    }
+}
+
+/// The JSON view of an approval.
+pub fn approval(approval: &Approval) -> ApprovalJson<'_> {
+    ApprovalJson {
+        summary: &approval.summary,
+        plan: parsed(&approval.plan_json),
+        plan_hash: &approval.plan_hash,
+        approved: approval.approved,
+        decided_by: text(&approval.decided_by),
+    }
+}
+
+/// A located problem in a runbook file.
+#[derive(Debug, Serialize)]
+pub struct DiagnosticJson<'a> {
+    file: &'a str,
+    line: u32,
+    column: u32,
+    message: &'a str,
+}
+
+/// The JSON view of a diagnostic (without the rendered snippet: scripts want the fields).
+pub fn diagnostic(d: &Diagnostic) -> DiagnosticJson<'_> {
+    DiagnosticJson {
+        file: &d.file,
+        line: d.line,
+        column: d.column,
+        message: &d.message,
+    }
+}
+
+/// A runbook as `ls --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct RunbookJson<'a> {
+    name: &'a str,
+    description: &'a str,
+    path: &'a str,
+    version: Value,
+    valid: bool,
+    steps: u32,
+    updated_at: Value,
+    diagnostics: Vec<DiagnosticJson<'a>>,
+}
+
+/// The JSON view of a runbook summary.
+pub fn runbook(s: &RunbookSummary) -> RunbookJson<'_> {
+    RunbookJson {
+        name: &s.name,
+        description: &s.description,
+        path: &s.path,
+        version: text(&s.version),
+        valid: s.valid,
+        steps: s.step_count,
+        updated_at: time(s.updated_at),
+        diagnostics: s.diagnostics.iter().map(diagnostic).collect(),
+    }
+}
+
+/// The result of `validate --json`.
+#[derive(Debug, Serialize)]
+pub struct ValidationJson<'a> {
+    valid: bool,
+    name: Value,
+    diagnostics: Vec<DiagnosticJson<'a>>,
+}
+
+/// The JSON view of a validation result.
+pub fn validation(v: &ValidateRunbookResponse) -> ValidationJson<'_> {
+    ValidationJson {
+        valid: v.valid,
+        name: text(&v.name),
+        diagnostics: v.diagnostics.iter().map(diagnostic).collect(),
+    }
+}
+
+/// The daemon's status as `status --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct StatusJson<'a> {
+    daemon_version: &'a str,
+    protocol_version: u32,
+    client_protocol_version: u32,
+    pid: u32,
+    socket: String,
+    data_dir: &'a str,
+    runbooks_dir: &'a str,
+    started_at: Value,
+    plugins: &'a [String],
+    active_runs: u32,
+}
+
+/// The JSON view of the daemon's status; `socket` is the one the client used.
+pub fn status<'a>(s: &'a StatusResponse, socket: &std::path::Path) -> StatusJson<'a> {
+    StatusJson {
+        daemon_version: &s.daemon_version,
+        protocol_version: s.protocol_version,
+        client_protocol_version: runbook_protocol::PROTOCOL_VERSION,
+        pid: s.pid,
+        socket: socket.display().to_string(),
+        data_dir: &s.data_dir,
+        runbooks_dir: &s.runbooks_dir,
+        started_at: time(s.started_at),
+        plugins: &s.plugins,
+        active_runs: s.active_runs,
+    }
+}
+
+/// One output line as `logs --json` prints it (one object per line).
+#[derive(Debug, Serialize)]
+pub struct OutputJson<'a> {
+    seq: u64,
+    at: Value,
+    step: &'a str,
+    stream: &'static str,
+    line: &'a str,
+}
+
+/// The JSON view of an output event; `None` for events that are not output.
+pub fn output(event: &RunEvent) -> Option<OutputJson<'_>> {
+    let Some(Kind::StepOutput(out)) = &event.kind else {
+        return None;
+    };
+    Some(OutputJson {
+        seq: event.seq,
+        at: time(event.at),
+        step: &out.step_id,
+        stream: stream_label(out.stream()),
+        line: &out.line,
+    })
+}
+
+/// The lower-case name of an output stream.
+pub fn stream_label(stream: OutputStream) -> &'static str {
+    match stream {
+        OutputStream::Stdout | OutputStream::Unspecified => "stdout",
+        OutputStream::Stderr => "stderr",
+        OutputStream::Log => "log",
+    }
+}
+
+/// Serialises any of the views above as pretty JSON text.
+pub fn to_string<T: Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_protocol::v1::{RunStatus, StepStatus};
+
+    fn sample() -> Run {
+        Run {
+            id: "01JRUN".into(),
+            runbook: "deploy".into(),
+            version: "abc123".into(),
+            status: RunStatus::Waiting as i32,
+            params_json: r#"{"env":"staging"}"#.into(),
+            steps: vec![
+                StepRun {
+                    id: "build".into(),
+                    uses: "shell".into(),
+                    status: StepStatus::Completed as i32,
+                    attempts: 1,
+                    output_json: r#"{"code":0}"#.into(),
+                    started_at: 1_709_618_828_900,
+                    finished_at: 1_709_618_830_000,
+                    ..Default::default()
+                },
+                StepRun {
+                    id: "deploy".into(),
+                    uses: "shell".into(),
+                    status: StepStatus::Waiting as i32,
+                    approval: Some(Approval {
+                        summary: "run ./deploy.sh".into(),
+                        plan_json: r#"{"argv":["./deploy.sh"]}"#.into(),
+                        plan_hash: "h".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ],
+            created_at: 1_709_618_828_000,
+            started_at: 1_709_618_828_500,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn run_json_has_the_documented_shape() {
+        let value = serde_json::to_value(run(&sample())).expect("serialises");
+        let expected = serde_json::json!({
+            "id": "01JRUN",
+            "runbook": "deploy",
+            "version": "abc123",
+            "status": "waiting",
+            "params": {"env": "staging"},
+            "created_at": "2024-03-05T06:07:08.000Z",
+            "started_at": "2024-03-05T06:07:08.500Z",
+            "finished_at": null,
+            "error": null,
+            "steps": [
+                {
+                    "id": "build", "uses": "shell", "status": "completed", "attempts": 1,
+                    "output": {"code": 0}, "error": null,
+                    "started_at": "2024-03-05T06:07:08.900Z",
+                    "finished_at": "2024-03-05T06:07:10.000Z",
+                    "approval": null
+                },
+                {
+                    "id": "deploy", "uses": "shell", "status": "waiting", "attempts": 0,
+                    "output": null, "error": null, "started_at": null, "finished_at": null,
+                    "approval": {
+                        "summary": "run ./deploy.sh", "plan": {"argv": ["./deploy.sh"]},
+                        "plan_hash": "h", "approved": false, "decided_by": null
+                    }
+                }
+            ]
+        });
+        assert_eq!(value, expected);
+    }
+
+    #[test]
+    fn empty_params_are_an_empty_object() {
+        let value = serde_json::to_value(run(&Run::default())).expect("serialises");
+        assert_eq!(value["params"], serde_json::json!({}));
+        assert_eq!(value["status"], "unspecified");
+    }
+}
