@@ -1,0 +1,160 @@
+//! A three-step shell runbook: templates between steps, an `if`, and an approval given from
+//! another process while `runbook run --wait` blocks.
+
+use std::io::Read as _;
+use std::process::Stdio;
+
+use runbook_e2e::{Daemon, step, step_status};
+
+const THREE_STEPS: &str = r#"
+description = "three steps"
+
+[params]
+env = { type = "string", default = "staging", allowed = ["staging", "prod"] }
+
+[[steps]]
+id = "one"
+uses = "shell"
+with = { command = ["echo", "hello"] }
+
+[[steps]]
+id = "two"
+uses = "shell"
+needs = ["one"]
+approval = true
+with = { command = ["printf", "got:%s", "{{ steps.one.output.stdout | trim }}"] }
+
+[[steps]]
+id = "three"
+uses = "shell"
+needs = ["two"]
+if = "params.env == 'prod'"
+with = { command = ["echo", "only in prod"] }
+"#;
+
+#[test]
+fn approval_blocks_run_wait_until_another_process_approves() {
+    let daemon = Daemon::start(
+        &[("three.toml", THREE_STEPS)],
+        "[approvals]\nshell = \"auto\"\n",
+    );
+    let mut waiter = daemon
+        .cli_command(&["run", "three", "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // `run --wait` prints nothing machine-readable until the end: find the run it started.
+    let run_id = loop {
+        if let Some(id) = daemon.json(&["runs", "--runbook", "three"])[0]["id"].as_str() {
+            break id.to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let waiting = daemon.wait_for(&run_id, "the run to wait for approval of step two", |run| {
+        run["status"] == "waiting" && step_status(run, "two") == "waiting"
+    });
+    assert_eq!(step_status(&waiting, "one"), "completed");
+    let approval = &step(&waiting, "two")["approval"];
+    assert!(
+        approval["summary"]
+            .as_str()
+            .unwrap()
+            .contains("printf got:%s hello"),
+        "the approval shows the rendered argv: {approval:#}"
+    );
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "run --wait must block while approval is pending"
+    );
+
+    let approved = daemon.cli(&["approve", &run_id, "two"]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+
+    let status = waiter.wait().unwrap();
+    let mut printed = String::new();
+    waiter
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut printed)
+        .unwrap();
+    assert!(
+        status.success(),
+        "run --wait exits 0 on completion; printed:\n{printed}"
+    );
+    assert!(
+        printed.contains("one | hello"),
+        "shell output is prefixed by the step id:\n{printed}"
+    );
+
+    let shown = daemon.json(&["show", &run_id]);
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["runbook"], "three");
+    assert_eq!(shown["params"]["env"], "staging");
+    assert_eq!(step_status(&shown, "one"), "completed");
+    assert_eq!(step(&shown, "one")["output"]["stdout"], "hello\n");
+    assert_eq!(step_status(&shown, "two"), "completed");
+    assert_eq!(step(&shown, "two")["output"]["stdout"], "got:hello");
+    assert_eq!(step(&shown, "two")["output"]["exit_code"], 0);
+    assert_eq!(step(&shown, "two")["attempts"], 1);
+    assert_eq!(step(&shown, "two")["approval"]["approved"], true);
+    assert_eq!(step_status(&shown, "three"), "skipped");
+}
+
+#[test]
+fn denied_step_fails_the_run_and_skips_what_needs_it() {
+    let daemon = Daemon::start(
+        &[("three.toml", THREE_STEPS)],
+        "[approvals]\nshell = \"auto\"\n",
+    );
+    let run_id = daemon.start_run("three", &["env=prod"]);
+    daemon.wait_for(&run_id, "approval", |run| {
+        step_status(run, "two") == "waiting"
+    });
+    let denied = daemon.cli(&["deny", &run_id, "two", "--reason", "not during the freeze"]);
+    assert!(
+        denied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    let shown = daemon.wait_for(&run_id, "the run to fail", |run| run["status"] == "failed");
+    assert_eq!(step_status(&shown, "two"), "failed");
+    assert!(
+        step(&shown, "two")["error"]
+            .as_str()
+            .unwrap()
+            .contains("not during the freeze")
+    );
+    assert_eq!(step_status(&shown, "three"), "skipped");
+    let watch = daemon.cli(&["watch", &run_id]);
+    assert_eq!(
+        watch.status.code(),
+        Some(1),
+        "watch exits 1 for a failed run"
+    );
+}
+
+#[test]
+fn bad_params_and_unknown_runbooks_exit_2() {
+    let daemon = Daemon::start(&[("three.toml", THREE_STEPS)], "");
+    let bad = daemon.cli(&["run", "three", "-p", "env=qa"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not one of"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let unknown = daemon.cli(&["run", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(
+        daemon.json(&["runs"]).as_array().unwrap().len(),
+        0,
+        "no run is created for bad input"
+    );
+}

@@ -1,0 +1,64 @@
+//! The socket's safety rules: private directory and socket, refusal of an unsafe directory,
+//! replacement of a stale socket, refusal of a second daemon on a live one.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use runbook_e2e::Daemon;
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn socket_and_its_directory_are_private() {
+    let daemon = Daemon::start(&[], "");
+    assert_eq!(mode(&daemon.socket), 0o600);
+    assert_eq!(mode(daemon.socket.parent().unwrap()), 0o700);
+}
+
+#[test]
+fn a_second_daemon_on_a_live_socket_refuses_to_start() {
+    let daemon = Daemon::start(&[], "");
+    let second = daemon.command().output().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already listening"), "{stderr}");
+    assert!(
+        daemon.cli(&["status"]).status.success(),
+        "the first daemon keeps serving"
+    );
+}
+
+#[test]
+fn a_directory_open_to_others_is_refused() {
+    let daemon = Daemon::start(&[], "");
+    let open_dir = daemon.root.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = std::process::Command::new(runbook_e2e::binary("runbookd"))
+        .arg("--socket")
+        .arg(open_dir.join("runbookd.sock"))
+        .arg("--data-dir")
+        .arg(daemon.root.path().join("other-data"))
+        .arg("--runbooks")
+        .arg(&daemon.runbooks)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing socket directory") && stderr.contains("755"),
+        "{stderr}"
+    );
+    assert!(!open_dir.join("runbookd.sock").exists());
+}
+
+#[test]
+fn a_stale_socket_is_replaced() {
+    let mut daemon = Daemon::start(&[], "");
+    // kill -9 leaves the socket file behind with nobody listening.
+    daemon.kill9();
+    assert!(daemon.socket.exists());
+    daemon.restart();
+    assert!(daemon.cli(&["status"]).status.success());
+}

@@ -1,0 +1,257 @@
+//! End-to-end test support: a real `runbookd` on a temporary socket and data dir, driven
+//! through the real `runbook` binary (and, where a test needs the raw event log, the gRPC API).
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a test waits for a condition before failing.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A built binary of this workspace (`runbookd` or `runbook`), next to the test executable's
+/// `deps` directory. `cargo test --workspace` builds both, because their crates have
+/// integration tests.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo test --workspace` does)",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root, for paths like `runbooks/invalid`.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A running daemon with its own directories.
+pub struct Daemon {
+    pub root: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub data_dir: PathBuf,
+    pub runbooks: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts a daemon serving `runbooks` (file name, content) with `config` as its config file.
+    pub fn start(runbooks: &[(&str, &str)], config: &str) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let runbooks_dir = root.path().join("runbooks");
+        std::fs::create_dir_all(&runbooks_dir).unwrap();
+        for (name, content) in runbooks {
+            std::fs::write(runbooks_dir.join(name), content).unwrap();
+        }
+        let config_path = root.path().join("runbookd.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut daemon = Self {
+            socket: root.path().join("run").join("runbookd.sock"),
+            data_dir: root.path().join("data"),
+            runbooks: runbooks_dir,
+            config: config_path,
+            root,
+            child: None,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// The daemon command with this daemon's flags.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(binary("runbookd"));
+        command
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--runbooks")
+            .arg(&self.runbooks)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUNBOOK_LOG", "info");
+        command
+    }
+
+    fn spawn(&mut self) {
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the daemon answers `Status`.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if self.cli(&["status"]).status.success() {
+                return;
+            }
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait().unwrap()
+            {
+                panic!(
+                    "runbookd exited early with {status}; see {}/logs",
+                    self.data_dir.display()
+                );
+            }
+            assert!(Instant::now() < deadline, "runbookd did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no cleanup at all, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts the daemon again on the same directories.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Runs `runbook` against this daemon (never autostarting another).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_command(args).output().unwrap()
+    }
+
+    /// The `runbook` command for this daemon, to spawn in the background.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("runbook"));
+        command
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--no-autostart")
+            .args(args);
+        command
+    }
+
+    /// Runs `runbook ARGS --json`, expects success and parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let output = self.cli(&all);
+        assert!(
+            output.status.success(),
+            "runbook {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// Starts a run and returns its id.
+    pub fn start_run(&self, runbook: &str, params: &[&str]) -> String {
+        let mut args = vec!["run", runbook];
+        for param in params {
+            args.extend(["-p", param]);
+        }
+        self.json(&args)["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls `show RUN --json` until `done` holds for it, and returns it.
+    pub fn wait_for(&self, run: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let shown = self.json(&["show", run]);
+            if done(&shown) {
+                return shown;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last state: {shown:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every stored event of a run, as JSON-ish debug strings, read through `WatchRun`.
+    pub fn events(&self, run: &str) -> Vec<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let channel = runbook_protocol::connect(&self.socket).await.unwrap();
+            let mut client = runbook_protocol::v1::runbook_client::RunbookClient::new(channel);
+            let last = client
+                .get_run(runbook_protocol::v1::GetRunRequest { id: run.to_owned() })
+                .await
+                .unwrap()
+                .into_inner()
+                .last_seq;
+            let mut stream = client
+                .watch_run(runbook_protocol::v1::WatchRunRequest {
+                    id: run.to_owned(),
+                    after_seq: 0,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut events = Vec::new();
+            while events.len() < usize::try_from(last).unwrap() {
+                let event = stream.message().await.unwrap().unwrap();
+                assert_eq!(
+                    event.seq,
+                    events.len() as u64 + 1,
+                    "sequence numbers have a gap"
+                );
+                events.push(format!("{:?}", event.kind));
+            }
+            events
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            // SIGTERM first so the daemon removes its socket, as a user's `daemon stop` would.
+            if let Some(pid) =
+                rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0))
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The status label of step `id` in a run's JSON.
+pub fn step_status(run: &Value, id: &str) -> String {
+    step(run, id)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Step `id` of a run's JSON.
+pub fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|step| step["id"] == id))
+        .unwrap_or_else(|| panic!("run has no step {id}: {run:#}"))
+}
