@@ -102,7 +102,13 @@ async fn bench() -> anyhow::Result<()> {
         }
     }
     std::fs::write(runbooks.join("chain.toml"), source)?;
-    let catalog = Catalog::load_dir(&runbooks, &plugins, &store).await?;
+    let catalog = Catalog::new(
+        &runbooks,
+        plugins.clone(),
+        store.clone(),
+        runbookd::events::DaemonEvents::default(),
+    );
+    catalog.reconcile(true).await?;
     let bus = EventBus::default();
     let policy = Policy {
         approvals: HashMap::from([("probe".to_owned(), ApprovalPolicy::Auto)]),

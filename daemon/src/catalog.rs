@@ -1,153 +1,592 @@
-//! The runbooks the daemon knows: every `*.toml` file of the runbooks directory, parsed and
-//! checked, each valid content stored as a version. Invalid files are listed with their
-//! diagnostics and never run.
+//! The runbooks the daemon knows: every `*.toml` file below the runbooks directory, parsed and
+//! checked, each distinct valid content recorded as a version. An invalid save never takes a
+//! runbook away: its last good version stays current and the file's diagnostics are shown
+//! beside it until the file is fixed. Rollbacks write an old version back to the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use sha2::{Digest as _, Sha256};
+
+use crate::events::{DaemonEvent, DaemonEvents};
 use crate::plugins::PluginHost;
 use crate::runbook::{self, Diagnostic, Runbook};
-use crate::store::{Store, StoreError, VersionRecord, now_ms};
+use crate::store::{HistoryEntry, Store, StoreError, VersionRecord, now_ms};
 
 /// One runbook as currently known.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub name: String,
     pub path: PathBuf,
-    /// The version new runs start with; `None` while the file has never been valid.
+    /// The version new runs start with: the last valid content; `None` while the file has
+    /// never been valid.
     pub current: Option<Arc<Runbook>>,
     /// Why the file on disk is invalid; empty when it is valid.
     pub diagnostics: Vec<Diagnostic>,
     pub updated_at: i64,
 }
 
+/// What can go wrong with a catalog request.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("no runbook named `{0}` has any version")]
+    NoHistory(String),
+    #[error("runbook `{runbook}` has no version `{reference}`; see `runbook versions {runbook}`")]
+    UnknownVersion { runbook: String, reference: String },
+    #[error("`{reference}` matches several versions of `{runbook}`; give more of the hash")]
+    AmbiguousVersion { runbook: String, reference: String },
+    #[error("version #{0} is already the current one; nothing to roll back")]
+    AlreadyCurrent(u32),
+    #[error("version #{number} no longer passes validation: {message}")]
+    NoLongerValid { number: u32, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A cloneable handle to the catalog.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Catalog {
-    entries: Arc<RwLock<BTreeMap<String, Entry>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    plugins: PluginHost,
+    store: Store,
+    events: DaemonEvents,
+    state: RwLock<State>,
+    /// One reconcile or rollback at a time, so that a rollback's own write is never taken
+    /// for an outside edit.
+    writer: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: BTreeMap<String, Entry>,
+    /// What was last read from each file: its content hash and the runbook it names.
+    files: HashMap<PathBuf, FileState>,
+}
+
+#[derive(Debug, Clone)]
+struct FileState {
+    hash: String,
+    name: String,
 }
 
 impl Catalog {
-    /// Loads every runbook file directly in `dir` (a missing dir gives an empty catalog).
-    pub async fn load_dir(
-        dir: &Path,
-        plugins: &PluginHost,
-        store: &Store,
-    ) -> Result<Self, StoreError> {
-        let catalog = Self::default();
-        let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "toml"))
-                .collect(),
-            Err(err) => {
-                tracing::warn!(dir = %dir.display(), error = %err, "cannot read the runbooks directory");
-                Vec::new()
-            }
-        };
-        paths.sort();
-        for path in paths {
-            catalog.load_file(&path, plugins, store).await?;
+    /// A catalog of `dir`, empty until [`Catalog::reconcile`] reads it.
+    pub fn new(dir: &Path, plugins: PluginHost, store: Store, events: DaemonEvents) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                plugins,
+                store,
+                events,
+                state: RwLock::default(),
+                writer: tokio::sync::Mutex::new(()),
+            }),
         }
-        Ok(catalog)
     }
 
-    /// Parses one file and records the result; a valid content is stored as a version.
-    pub async fn load_file(
-        &self,
-        path: &Path,
-        plugins: &PluginHost,
-        store: &Store,
-    ) -> Result<(), StoreError> {
+    /// Brings the catalog in line with the directory: files whose content changed since they
+    /// were last read (every file when `recheck`, after the plugins changed) are loaded again,
+    /// and runbooks whose file is gone are removed.
+    pub async fn reconcile(&self, recheck: bool) -> Result<(), StoreError> {
+        let _writer = self.inner.writer.lock().await;
+        let mut on_disk = HashSet::new();
+        for path in runbook_files(&self.inner.dir) {
+            // A file that vanished since the scan is handled as removed below.
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            on_disk.insert(path.clone());
+            let hash = content_hash(&bytes);
+            let unchanged = self
+                .state()
+                .files
+                .get(&path)
+                .is_some_and(|file| file.hash == hash);
+            if unchanged && !recheck {
+                continue;
+            }
+            self.apply(&path, bytes, hash).await?;
+        }
+        let gone: Vec<PathBuf> = self
+            .state()
+            .files
+            .keys()
+            .filter(|path| !on_disk.contains(*path))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.remove(&path);
+        }
+        Ok(())
+    }
+
+    /// Loads one file's content: a valid one becomes the runbook's newest version (unless it
+    /// already is), an invalid one is shown beside the last good version.
+    async fn apply(&self, path: &Path, bytes: Vec<u8>, hash: String) -> Result<(), StoreError> {
         let file = path.display().to_string();
-        let stem = path
-            .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let loaded = match std::fs::read_to_string(path) {
-            Ok(source) => runbook::load(&file, &source, plugins).await,
-            Err(err) => Err(vec![Diagnostic::whole_file(
-                &file,
-                format!("cannot read the file: {err}"),
-            )]),
+        let loaded = match String::from_utf8(bytes) {
+            Ok(source) => runbook::load(&file, &source, &self.inner.plugins).await,
+            Err(_) => Err(vec![Diagnostic::whole_file(&file, "the file is not UTF-8")]),
         };
-        let entry = match loaded {
+        let loaded = loaded.and_then(|parsed| match self.owner_of(&parsed.name, path) {
+            Some(other) => Err(vec![Diagnostic::whole_file(
+                &file,
+                format!(
+                    "runbook name `{}` is already used by {}",
+                    parsed.name,
+                    other.display()
+                ),
+            )]),
+            None => Ok(parsed),
+        });
+        match loaded {
             Ok(parsed) => {
-                if let Some(other) = self.path_of(&parsed.name).filter(|other| other != path) {
-                    let message = format!(
-                        "runbook name `{}` is already used by {}",
-                        parsed.name,
-                        other.display()
-                    );
-                    self.insert(Entry {
-                        name: stem,
-                        path: path.to_owned(),
-                        current: None,
-                        diagnostics: vec![Diagnostic::whole_file(&file, message)],
-                        updated_at: now_ms(),
-                    });
-                    return Ok(());
-                }
-                store.put_version(&VersionRecord {
-                    name: parsed.name.clone(),
-                    version: parsed.version.clone(),
-                    path: file.clone(),
-                    source: parsed.source.clone(),
-                    created_at: now_ms(),
-                })?;
-                Entry {
-                    name: parsed.name.clone(),
-                    path: path.to_owned(),
-                    current: Some(Arc::new(parsed)),
-                    diagnostics: Vec::new(),
-                    updated_at: now_ms(),
+                let added = self
+                    .inner
+                    .store
+                    .record_version(&version_record(&parsed, file), "file")?;
+                self.set(path, hash, Arc::new(parsed));
+                if let Some(entry) = added {
+                    tracing::info!(runbook = %entry.name, number = entry.number, "new runbook version");
+                    self.inner.events.publish(DaemonEvent::VersionAdded(entry));
                 }
             }
             Err(diagnostics) => {
                 for diagnostic in &diagnostics {
                     tracing::warn!(file = %file, "{}", diagnostic.message);
                 }
-                Entry {
-                    name: stem,
-                    path: path.to_owned(),
-                    current: None,
+                let name = self.name_for_invalid(path);
+                let current = self.last_good(&name, path);
+                self.set_invalid(path, hash, &name, current, diagnostics.clone());
+                self.inner.events.publish(DaemonEvent::RunbookInvalid {
+                    name,
+                    path: file,
                     diagnostics,
-                    updated_at: now_ms(),
-                }
+                });
             }
-        };
-        self.insert(entry);
+        }
         Ok(())
     }
 
-    fn insert(&self, entry: Entry) {
-        self.entries
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(entry.name.clone(), entry);
+    /// Records a valid runbook read from `path`.
+    fn set(&self, path: &Path, hash: String, runbook: Arc<Runbook>) {
+        let name = runbook.name.clone();
+        let mut state = self.state_mut();
+        // The file may have been renamed inside (`name = ...` changed): drop the old name.
+        if let Some(old) = state.files.get(path).map(|file| file.name.clone())
+            && old != name
+            && state
+                .entries
+                .get(&old)
+                .is_some_and(|entry| entry.path == path)
+        {
+            state.entries.remove(&old);
+        }
+        state.files.insert(
+            path.to_owned(),
+            FileState {
+                hash,
+                name: name.clone(),
+            },
+        );
+        state.entries.insert(
+            name.clone(),
+            Entry {
+                name,
+                path: path.to_owned(),
+                current: Some(runbook),
+                diagnostics: Vec::new(),
+                updated_at: now_ms(),
+            },
+        );
     }
 
-    fn path_of(&self, name: &str) -> Option<PathBuf> {
-        self.get(name).map(|entry| entry.path)
+    fn set_invalid(
+        &self,
+        path: &Path,
+        hash: String,
+        name: &str,
+        current: Option<Arc<Runbook>>,
+        diagnostics: Vec<Diagnostic>,
+    ) {
+        let mut state = self.state_mut();
+        state.files.insert(
+            path.to_owned(),
+            FileState {
+                hash,
+                name: name.to_owned(),
+            },
+        );
+        state.entries.insert(
+            name.to_owned(),
+            Entry {
+                name: name.to_owned(),
+                path: path.to_owned(),
+                current,
+                diagnostics,
+                updated_at: now_ms(),
+            },
+        );
+    }
+
+    /// The runbook name an invalid file stands for: the one it last named, else its stem
+    /// (else its path, when the stem belongs to another file's runbook).
+    fn name_for_invalid(&self, path: &Path) -> String {
+        if let Some(file) = self.state().files.get(path) {
+            return file.name.clone();
+        }
+        let stem = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match self.owner_of(&stem, path) {
+            Some(_) => path.display().to_string(),
+            None => stem,
+        }
+    }
+
+    /// The last good version of `name` read from `path`: in memory, else from the store
+    /// (after a restart with the file broken on disk).
+    fn last_good(&self, name: &str, path: &Path) -> Option<Arc<Runbook>> {
+        if let Some(entry) = self.get(name).filter(|entry| entry.path == path) {
+            return entry.current;
+        }
+        let latest = self.inner.store.latest_version(name).ok()??;
+        if Path::new(&latest.path) != path {
+            return None;
+        }
+        let record = self.inner.store.version(name, &latest.version).ok()??;
+        runbook::parse_stored(&record.path, &record.source)
+            .ok()
+            .map(Arc::new)
+    }
+
+    /// Another file that holds runbook `name`, if any.
+    fn owner_of(&self, name: &str, path: &Path) -> Option<PathBuf> {
+        self.get(name)
+            .map(|entry| entry.path)
+            .filter(|other| other != path && other.exists())
+    }
+
+    fn remove(&self, path: &Path) {
+        let mut state = self.state_mut();
+        let Some(file) = state.files.remove(path) else {
+            return;
+        };
+        if state
+            .entries
+            .get(&file.name)
+            .is_some_and(|entry| entry.path == path)
+        {
+            state.entries.remove(&file.name);
+            drop(state);
+            tracing::info!(runbook = %file.name, path = %path.display(), "runbook removed");
+            self.inner.events.publish(DaemonEvent::RunbookRemoved {
+                name: file.name,
+                path: path.display().to_string(),
+            });
+        }
+    }
+
+    /// A runbook's versions, oldest first (also after its file is gone).
+    pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>, CatalogError> {
+        let history = self.inner.store.history(name)?;
+        if history.is_empty() {
+            return Err(CatalogError::NoHistory(name.to_owned()));
+        }
+        Ok(history)
+    }
+
+    /// One version and its source. `reference` is a number, a hash or a unique prefix of
+    /// one, or empty for the newest.
+    pub fn version(
+        &self,
+        name: &str,
+        reference: &str,
+    ) -> Result<(HistoryEntry, String), CatalogError> {
+        let history = self.history(name)?;
+        let entry = resolve(name, &history, reference)?.clone();
+        let source = self
+            .inner
+            .store
+            .version(name, &entry.version)?
+            .map(|record| record.source)
+            .ok_or_else(|| CatalogError::UnknownVersion {
+                runbook: name.to_owned(),
+                reference: reference.to_owned(),
+            })?;
+        Ok((entry, source))
+    }
+
+    /// Writes version `reference` of `name` back to its file, atomically, and records it as
+    /// the newest version, with `actor` in its cause.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        reference: &str,
+        actor: &str,
+    ) -> Result<HistoryEntry, CatalogError> {
+        let _writer = self.inner.writer.lock().await;
+        let history = self.history(name)?;
+        let target = resolve(name, &history, reference)?.clone();
+        let newest = history.last().map_or(0, |entry| entry.number);
+        if history
+            .last()
+            .is_some_and(|last| last.version == target.version)
+        {
+            return Err(CatalogError::AlreadyCurrent(newest));
+        }
+        let (_, source) = self.version(name, &target.version)?;
+        // Back where the runbook lives now, or where it last lived if its file is gone.
+        let path = self.get(name).map_or_else(
+            || PathBuf::from(&history[history.len() - 1].path),
+            |entry| entry.path,
+        );
+        let file = path.display().to_string();
+        let parsed = runbook::load(&file, &source, &self.inner.plugins)
+            .await
+            .map_err(|diagnostics| CatalogError::NoLongerValid {
+                number: target.number,
+                message: diagnostics
+                    .first()
+                    .map(|d| d.message.clone())
+                    .unwrap_or_default(),
+            })?;
+        write_atomically(&path, source.as_bytes()).map_err(|source| CatalogError::Write {
+            path: file.clone(),
+            source,
+        })?;
+        let entry = self
+            .inner
+            .store
+            .record_version(
+                &version_record(&parsed, file),
+                &format!("rollback to #{} by {actor}", target.number),
+            )?
+            .ok_or(CatalogError::AlreadyCurrent(newest))?;
+        self.set(&path, content_hash(source.as_bytes()), Arc::new(parsed));
+        tracing::info!(runbook = %name, to = target.number, by = %actor, "rolled back");
+        self.inner
+            .events
+            .publish(DaemonEvent::VersionAdded(entry.clone()));
+        Ok(entry)
     }
 
     /// One runbook by name.
     pub fn get(&self, name: &str) -> Option<Entry> {
-        self.entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        self.state().entries.get(name).cloned()
     }
 
     /// Every runbook, sorted by name.
     pub fn list(&self) -> Vec<Entry> {
-        self.entries
+        self.state().entries.values().cloned().collect()
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner
+            .state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+    }
+
+    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The shortest hash prefix that names a version.
+const MIN_HASH_PREFIX: usize = 4;
+
+/// The history entry `reference` names: a number, a hash or a unique prefix, or empty for
+/// the newest.
+fn resolve<'a>(
+    name: &str,
+    history: &'a [HistoryEntry],
+    reference: &str,
+) -> Result<&'a HistoryEntry, CatalogError> {
+    let unknown = || CatalogError::UnknownVersion {
+        runbook: name.to_owned(),
+        reference: reference.to_owned(),
+    };
+    let reference = reference.trim().trim_start_matches('#');
+    if reference.is_empty() {
+        return history.last().ok_or_else(unknown);
+    }
+    if let Ok(number) = reference.parse::<u32>()
+        && let Some(entry) = history.iter().find(|entry| entry.number == number)
+    {
+        return Ok(entry);
+    }
+    // Shorter prefixes would read as version numbers (`9` is no hash prefix).
+    if reference.len() < MIN_HASH_PREFIX {
+        return Err(unknown());
+    }
+    let matches: Vec<&HistoryEntry> = history
+        .iter()
+        .filter(|entry| entry.version.starts_with(reference))
+        .collect();
+    // The same content may recur (rolled back to): its newest entry stands for it.
+    let distinct: HashSet<&str> = matches.iter().map(|e| e.version.as_str()).collect();
+    match distinct.len() {
+        0 => Err(unknown()),
+        1 => Ok(matches[matches.len() - 1]),
+        _ => Err(CatalogError::AmbiguousVersion {
+            runbook: name.to_owned(),
+            reference: reference.to_owned(),
+        }),
+    }
+}
+
+/// Every runbook file below `dir`: `*.toml`, skipping hidden files and directories (editor
+/// lock files such as `.#name.toml`, `.git`).
+pub fn runbook_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if is_hidden(&path) {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                Ok(kind) if kind.is_file() && is_runbook_file(&path) => files.push(path),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Whether `path` names a runbook file (not an editor's swap or backup file).
+pub fn is_runbook_file(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "toml") && !is_hidden(path)
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with('.'))
+}
+
+/// What the store keeps of a valid runbook read from `file`, as of now.
+fn version_record(parsed: &Runbook, file: String) -> VersionRecord {
+    VersionRecord {
+        name: parsed.name.clone(),
+        version: parsed.version.clone(),
+        path: file,
+        source: parsed.source.clone(),
+        created_at: now_ms(),
+    }
+}
+
+fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Replaces `path` with `bytes` in one rename, so that no reader (the watcher, an editor)
+/// ever sees a half-written file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // Hidden, so the watcher never takes the temporary file for a runbook.
+    let mut temp = tempfile::Builder::new()
+        .prefix(".rollback-")
+        .tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|err| err.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(number: u32, version: &str) -> HistoryEntry {
+        HistoryEntry {
+            name: "deploy".into(),
+            number,
+            version: version.into(),
+            path: "deploy.toml".into(),
+            created_at: 0,
+            cause: "file".into(),
+        }
+    }
+
+    #[test]
+    fn versions_resolve_by_number_hash_prefix_or_newest() {
+        let history = [
+            entry(1, "aaa111"),
+            entry(2, "abb222"),
+            entry(3, "aaa111"),
+            entry(4, "abb233"),
+        ];
+        assert_eq!(resolve("deploy", &history, "").expect("resolves").number, 4);
+        assert_eq!(
+            resolve("deploy", &history, "2").expect("resolves").number,
+            2
+        );
+        assert_eq!(
+            resolve("deploy", &history, "#1").expect("resolves").number,
+            1
+        );
+        assert_eq!(
+            resolve("deploy", &history, "abb22")
+                .expect("resolves")
+                .number,
+            2
+        );
+        // The same content twice: its newest entry.
+        assert_eq!(
+            resolve("deploy", &history, "aaa1")
+                .expect("resolves")
+                .number,
+            3
+        );
+        assert!(matches!(
+            resolve("deploy", &history, "abb2"),
+            Err(CatalogError::AmbiguousVersion { .. })
+        ));
+        assert!(matches!(
+            resolve("deploy", &history, "9"),
+            Err(CatalogError::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            resolve("deploy", &history, "aa"),
+            Err(CatalogError::UnknownVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn editor_files_are_not_runbooks() {
+        for (name, expected) in [
+            ("deploy.toml", true),
+            (".#deploy.toml", false),
+            (".deploy.toml.swp", false),
+            ("deploy.toml~", false),
+            ("#deploy.toml#", false),
+            ("4913", false),
+            ("notes.md", false),
+        ] {
+            assert_eq!(is_runbook_file(Path::new(name)), expected, "{name}");
+        }
     }
 }

@@ -74,3 +74,58 @@ impl DurablePublisher {
         let _ = self.sender.send(events);
     }
 }
+
+/// A change to what the daemon offers: runbook versions and plugins. Not stored: a client
+/// that connects later reads the current state through the API instead.
+#[derive(Debug, Clone)]
+pub enum DaemonEvent {
+    VersionAdded(crate::store::HistoryEntry),
+    RunbookInvalid {
+        name: String,
+        path: String,
+        diagnostics: Vec<crate::runbook::Diagnostic>,
+    },
+    RunbookRemoved {
+        name: String,
+        path: String,
+    },
+    PluginLoaded {
+        kind: String,
+        path: String,
+    },
+    PluginRejected {
+        path: String,
+        error: String,
+    },
+    PluginRemoved {
+        kind: String,
+        path: String,
+    },
+}
+
+/// Fans [`DaemonEvent`]s out to every `WatchDaemon` stream.
+#[derive(Clone)]
+pub struct DaemonEvents {
+    sender: broadcast::Sender<(i64, DaemonEvent)>,
+}
+
+impl Default for DaemonEvents {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+impl DaemonEvents {
+    /// Sends `event`, stamped with the current time, to current subscribers.
+    pub fn publish(&self, event: DaemonEvent) {
+        tracing::debug!(?event, "daemon event");
+        let _ = self.sender.send((crate::store::now_ms(), event));
+    }
+
+    /// Receives every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<(i64, DaemonEvent)> {
+        self.sender.subscribe()
+    }
+}

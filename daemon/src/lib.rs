@@ -14,6 +14,7 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod watcher;
 
 use anyhow::Context as _;
 use runbook_protocol::v1::runbook_server::RunbookServer;
@@ -49,7 +50,26 @@ async fn serve(
     for (path, err) in plugins.load_dir(&config.plugins_dir).await {
         tracing::error!(path = %path.display(), "plugin not loaded: {err:#}");
     }
-    let catalog = catalog::Catalog::load_dir(&config.runbooks_dir, &plugins, &store).await?;
+    let daemon_events = events::DaemonEvents::default();
+    let catalog = catalog::Catalog::new(
+        &config.runbooks_dir,
+        plugins.clone(),
+        store.clone(),
+        daemon_events.clone(),
+    );
+    // Watch before the first read, so that no save between the two is missed.
+    watcher::spawn(
+        watcher::Watched {
+            runbooks_dir: config.runbooks_dir.clone(),
+            plugins_dir: config.plugins_dir.clone(),
+            catalog: catalog.clone(),
+            plugins: plugins.clone(),
+            events: daemon_events.clone(),
+        },
+        shutdown.clone(),
+    )
+    .context("cannot watch the runbooks and plugins directories")?;
+    catalog.reconcile(true).await?;
     let engine = engine::Engine::new(
         store.clone(),
         plugins,
@@ -74,7 +94,7 @@ async fn serve(
         runbooks_dir: config.runbooks_dir.clone(),
         started_at,
     };
-    let api = service::RunbookService::new(engine.clone(), info, shutdown.clone());
+    let api = service::RunbookService::new(engine.clone(), daemon_events, info, shutdown.clone());
     tonic::transport::Server::builder()
         .add_service(RunbookServer::new(api))
         .add_service(reflection)

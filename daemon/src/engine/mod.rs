@@ -79,6 +79,11 @@ pub enum EngineError {
         name: String,
         diagnostics: Vec<Diagnostic>,
     },
+    #[error(
+        "runbook `{name}` uses step kinds that are not loaded: {}; add their plugins or fix the runbook",
+        .kinds.join(", ")
+    )]
+    MissingPlugins { name: String, kinds: Vec<String> },
     #[error("{0}")]
     InvalidParams(String),
     #[error("run {run} has no step `{step}`")]
@@ -122,6 +127,9 @@ struct ActiveRun {
     in_flight: Mutex<HashSet<String>>,
     cancel: CancellationToken,
     runbook: Arc<Runbook>,
+    /// The plugins as they were when this process took the run up: a plugin removed or
+    /// replaced later does not change a run in flight.
+    plugins: PluginHost,
 }
 
 impl Engine {
@@ -186,6 +194,21 @@ impl Engine {
             name: name.to_owned(),
             diagnostics: entry.diagnostics.clone(),
         })?;
+        // The current version may predate the removal of a plugin it needs.
+        let available = self.inner.plugins.kinds();
+        let mut missing: Vec<String> = runbook
+            .steps
+            .iter()
+            .filter(|step| !available.contains(&step.uses))
+            .map(|step| step.uses.clone())
+            .collect();
+        missing.dedup();
+        if !missing.is_empty() {
+            return Err(EngineError::MissingPlugins {
+                name: name.to_owned(),
+                kinds: missing,
+            });
+        }
         let params = params::resolve(&runbook, raw_params).map_err(EngineError::InvalidParams)?;
         lock(&self.inner.versions).insert(runbook.version.clone(), runbook.clone());
         let now = now_ms();
@@ -454,6 +477,7 @@ impl Engine {
                     in_flight: Mutex::new(HashSet::new()),
                     cancel: CancellationToken::new(),
                     runbook,
+                    plugins: self.inner.plugins.snapshot(),
                 })
             })
             .clone())

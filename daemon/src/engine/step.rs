@@ -59,7 +59,7 @@ impl Engine {
             attempt,
             idempotency_key: format!("{run_id}:{step_id}:{attempt}"),
         };
-        let plugins = &self.inner.plugins;
+        let plugins = &active.plugins;
         let plan = match plugins.plan(&definition.uses, ctx.clone(), &config).await {
             Ok(Ok(plan)) => plan,
             Ok(Err(err)) => {

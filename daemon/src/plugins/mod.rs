@@ -88,6 +88,10 @@ struct LoadedPlugin {
 #[derive(Clone)]
 pub struct PluginHost {
     inner: Arc<Inner>,
+    /// The step kinds this handle sees. The daemon's handle follows the plugins directory;
+    /// a run's handle is a snapshot taken when it starts, so that it finishes with the
+    /// plugins it started with.
+    plugins: Arc<RwLock<BTreeMap<String, Arc<LoadedPlugin>>>>,
 }
 
 struct Inner {
@@ -95,7 +99,6 @@ struct Inner {
     linker: Linker<HostState>,
     limits: Limits,
     cache_dir: PathBuf,
-    plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
     slots: tokio::sync::Semaphore,
 }
 
@@ -134,9 +137,9 @@ impl PluginHost {
                 linker,
                 limits,
                 cache_dir: cache_dir.to_owned(),
-                plugins: RwLock::new(BTreeMap::new()),
                 slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_INSTANCES as usize),
             }),
+            plugins: Arc::default(),
         };
         for (name, bytes) in BUILTIN_PLUGINS {
             host.load(bytes, Origin::Builtin)
@@ -159,19 +162,59 @@ impl PluginHost {
             .collect();
         paths.sort();
         for path in paths {
-            let result = match std::fs::read(&path) {
-                Ok(bytes) => self
-                    .load(&bytes, Origin::File(path.clone()))
-                    .await
-                    .map(|_| ()),
-                Err(err) => Err(err.into()),
-            };
-            if let Err(err) = result {
-                tracing::error!(path = %path.display(), error = %format!("{err:#}"), "plugin not loaded");
+            if let Err(err) = self.load_file(&path).await {
                 failures.push((path, err));
             }
         }
         failures
+    }
+
+    /// Loads (or reloads) the component in `path`. A broken one is reported and never
+    /// registered: what that file provided before stays.
+    pub async fn load_file(&self, path: &Path) -> anyhow::Result<String> {
+        let result = match std::fs::read(path) {
+            Ok(bytes) => self.load(&bytes, Origin::File(path.to_owned())).await,
+            Err(err) => Err(anyhow::Error::from(err).context("cannot read the file")),
+        };
+        if let Err(err) = &result {
+            tracing::error!(path = %path.display(), error = %format!("{err:#}"), "plugin not loaded");
+        }
+        result
+    }
+
+    /// Unregisters what the component in `path` provided; runs holding a snapshot keep it.
+    /// Returns the kinds removed.
+    pub fn unload_file(&self, path: &Path) -> Vec<String> {
+        let mut plugins = self.plugins_mut();
+        let removed: Vec<String> = plugins
+            .iter()
+            .filter(|(_, plugin)| matches!(&plugin.origin, Origin::File(from) if from == path))
+            .map(|(kind, _)| kind.clone())
+            .collect();
+        for kind in &removed {
+            plugins.remove(kind);
+            tracing::info!(kind = %kind, path = %path.display(), "plugin removed");
+        }
+        removed
+    }
+
+    /// A handle that keeps seeing today's plugins whatever later happens to the directory.
+    pub fn snapshot(&self) -> Self {
+        let current = self
+            .plugins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Self {
+            inner: self.inner.clone(),
+            plugins: Arc::new(RwLock::new(current)),
+        }
+    }
+
+    fn plugins_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<LoadedPlugin>>> {
+        self.plugins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Validates, compiles (or loads from the cache) and registers one component.
@@ -210,11 +253,7 @@ impl PluginHost {
             unreachable!("describe replies with a descriptor");
         };
         let kind = descriptor.kind.clone();
-        let mut plugins = self
-            .inner
-            .plugins
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut plugins = self.plugins_mut();
         // A file may replace its own earlier load, never another source's kind.
         match plugins.get(&kind).map(|existing| &existing.origin) {
             Some(Origin::Builtin) if origin != Origin::Builtin => {
@@ -227,6 +266,10 @@ impl PluginHost {
                 );
             }
             _ => {}
+        }
+        if let Origin::File(_) = &origin {
+            // A file rebuilt to provide another kind no longer provides its old one.
+            plugins.retain(|other, plugin| other == &kind || plugin.origin != origin);
         }
         tracing::info!(kind = %kind, version = %descriptor.version, origin = ?origin, "plugin loaded");
         plugins.insert(
@@ -241,8 +284,7 @@ impl PluginHost {
     }
 
     fn plugin(&self, kind: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
-        self.inner
-            .plugins
+        self.plugins
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(kind)
@@ -252,8 +294,7 @@ impl PluginHost {
 
     /// The step kinds that can be used, sorted.
     pub fn kinds(&self) -> Vec<String> {
-        self.inner
-            .plugins
+        self.plugins
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .keys()

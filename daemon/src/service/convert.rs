@@ -3,10 +3,11 @@
 use runbook_protocol::v1 as pb;
 
 use crate::catalog::Entry;
+use crate::events::DaemonEvent;
 use crate::runbook::{Diagnostic, Runbook};
 use crate::store::{
-    ApprovalRecord, EventKind, EventRecord, OutputStream, RunRecord, RunStatus, StepRecord,
-    StepStatus,
+    ApprovalRecord, EventKind, EventRecord, HistoryEntry, OutputStream, RunRecord, RunStatus,
+    StepRecord, StepStatus,
 };
 
 pub fn run_status(status: RunStatus) -> pb::RunStatus {
@@ -216,5 +217,55 @@ pub fn detail(
             || std::fs::read_to_string(&entry.path).unwrap_or_default(),
             |rb| rb.source.clone(),
         ),
+    }
+}
+
+/// A history entry; `source` is empty where a listing leaves it out.
+pub fn version(entry: &HistoryEntry, current: bool, source: String) -> pb::RunbookVersion {
+    pb::RunbookVersion {
+        runbook: entry.name.clone(),
+        number: entry.number,
+        version: entry.version.clone(),
+        created_at: entry.created_at,
+        path: entry.path.clone(),
+        cause: entry.cause.clone(),
+        source,
+        current,
+    }
+}
+
+pub fn daemon_event(time: i64, event: &DaemonEvent) -> pb::DaemonEvent {
+    use pb::daemon_event::Kind;
+    let kind = match event {
+        DaemonEvent::VersionAdded(entry) => Kind::VersionAdded(version(entry, true, String::new())),
+        DaemonEvent::RunbookInvalid {
+            name,
+            path,
+            diagnostics,
+        } => Kind::RunbookInvalid(pb::RunbookInvalid {
+            runbook: name.clone(),
+            path: path.clone(),
+            diagnostics: diagnostics.iter().map(diagnostic).collect(),
+        }),
+        DaemonEvent::RunbookRemoved { name, path } => Kind::RunbookRemoved(pb::RunbookRemoved {
+            runbook: name.clone(),
+            path: path.clone(),
+        }),
+        DaemonEvent::PluginLoaded { kind, path } => Kind::PluginLoaded(pb::PluginChanged {
+            kind: kind.clone(),
+            path: path.clone(),
+        }),
+        DaemonEvent::PluginRejected { path, error } => Kind::PluginRejected(pb::PluginRejected {
+            path: path.clone(),
+            error: error.clone(),
+        }),
+        DaemonEvent::PluginRemoved { kind, path } => Kind::PluginRemoved(pb::PluginChanged {
+            kind: kind.clone(),
+            path: path.clone(),
+        }),
+    };
+    pb::DaemonEvent {
+        time,
+        kind: Some(kind),
     }
 }

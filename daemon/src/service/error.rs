@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::catalog::CatalogError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
 
@@ -9,9 +10,9 @@ impl From<EngineError> for Status {
     fn from(err: EngineError) -> Self {
         let code = match &err {
             EngineError::UnknownRunbook(_) | EngineError::UnknownStep { .. } => Code::NotFound,
-            EngineError::InvalidRunbook { .. } | EngineError::WrongState(_) => {
-                Code::FailedPrecondition
-            }
+            EngineError::InvalidRunbook { .. }
+            | EngineError::MissingPlugins { .. }
+            | EngineError::WrongState(_) => Code::FailedPrecondition,
             EngineError::InvalidParams(_) => Code::InvalidArgument,
             EngineError::Store(StoreError::RunNotFound(_)) => Code::NotFound,
             EngineError::Store(StoreError::AmbiguousRunId { .. }) => Code::InvalidArgument,
@@ -27,5 +28,22 @@ impl From<EngineError> for Status {
 impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
         EngineError::Store(err).into()
+    }
+}
+
+impl From<CatalogError> for Status {
+    fn from(err: CatalogError) -> Self {
+        let code = match &err {
+            CatalogError::NoHistory(_) | CatalogError::UnknownVersion { .. } => Code::NotFound,
+            CatalogError::AmbiguousVersion { .. } => Code::InvalidArgument,
+            CatalogError::AlreadyCurrent(_) | CatalogError::NoLongerValid { .. } => {
+                Code::FailedPrecondition
+            }
+            CatalogError::Write { .. } | CatalogError::Store(_) => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %err, "request failed");
+        }
+        Status::new(code, err.to_string())
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::engine::{Engine, Resolution};
+use crate::events::DaemonEvents;
 use crate::store::{RunFilter, now_ms};
 
 /// Runs listed when a request sets no limit, and the most a page may hold.
@@ -32,14 +33,21 @@ pub struct DaemonInfo {
 /// The API implementation.
 pub struct RunbookService {
     engine: Engine,
+    daemon_events: DaemonEvents,
     info: DaemonInfo,
     shutdown: CancellationToken,
 }
 
 impl RunbookService {
-    pub fn new(engine: Engine, info: DaemonInfo, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        engine: Engine,
+        daemon_events: DaemonEvents,
+        info: DaemonInfo,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             engine,
+            daemon_events,
             info,
             shutdown,
         }
@@ -69,6 +77,7 @@ fn requester<T>(request: &Request<T>) -> String {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
+type DaemonEventStream = Pin<Box<dyn Stream<Item = Result<pb::DaemonEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RunbookApi for RunbookService {
@@ -124,6 +133,68 @@ impl RunbookApi for RunbookService {
         Ok(Response::new(convert::detail(&entry, |step| {
             self.engine.needs_approval(step)
         })))
+    }
+
+    async fn list_versions(
+        &self,
+        request: Request<pb::ListVersionsRequest>,
+    ) -> Result<Response<pb::ListVersionsResponse>, Status> {
+        let name = request.into_inner().runbook;
+        let history = self.engine.catalog().history(&name)?;
+        let newest = history.last().map(|entry| entry.number);
+        let versions = history
+            .iter()
+            .map(|entry| convert::version(entry, Some(entry.number) == newest, String::new()))
+            .collect();
+        Ok(Response::new(pb::ListVersionsResponse { versions }))
+    }
+
+    async fn get_version(
+        &self,
+        request: Request<pb::GetVersionRequest>,
+    ) -> Result<Response<pb::RunbookVersion>, Status> {
+        let request = request.into_inner();
+        let catalog = self.engine.catalog();
+        let (entry, source) = catalog.version(&request.runbook, &request.version)?;
+        let newest = catalog.history(&request.runbook)?.last().map(|e| e.number);
+        Ok(Response::new(convert::version(
+            &entry,
+            Some(entry.number) == newest,
+            source,
+        )))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RunbookVersion>, Status> {
+        let actor = requester(&request);
+        let request = request.into_inner();
+        let entry = self
+            .engine
+            .catalog()
+            .rollback(&request.runbook, &request.version, &actor)
+            .await?;
+        let (_, source) = self.engine.catalog().version(&entry.name, &entry.version)?;
+        Ok(Response::new(convert::version(&entry, true, source)))
+    }
+
+    type WatchDaemonStream = DaemonEventStream;
+
+    async fn watch_daemon(
+        &self,
+        _: Request<pb::WatchDaemonRequest>,
+    ) -> Result<Response<Self::WatchDaemonStream>, Status> {
+        let events = tokio_stream::wrappers::BroadcastStream::new(self.daemon_events.subscribe());
+        let stream = tokio_stream::StreamExt::filter_map(events, |received| match received {
+            Ok((time, event)) => Some(Ok(convert::daemon_event(time, &event))),
+            // A client this far behind re-reads the lists; the stream itself goes on.
+            Err(lagged) => {
+                tracing::warn!(error = %lagged, "a WatchDaemon client fell behind");
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn validate_runbook(

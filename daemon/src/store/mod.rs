@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use sled::Transactional;
 
 pub use records::{
-    ApprovalRecord, Decision, EventKind, EventRecord, OutputStream, RunRecord, RunStatus,
-    StepRecord, StepStatus, VersionRecord, now_ms,
+    ApprovalRecord, Decision, EventKind, EventRecord, HistoryEntry, OutputStream, RunRecord,
+    RunStatus, StepRecord, StepStatus, VersionRecord, now_ms,
 };
 
 /// The layout of the trees below; bumped when it changes incompatibly.
@@ -54,6 +54,10 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     versions: sled::Tree,
+    /// Per runbook, the order in which its versions became current.
+    history: sled::Tree,
+    /// Held while a history entry is appended, so numbers are gap-free.
+    history_lock: Mutex<()>,
     runs: sled::Tree,
     events: sled::Tree,
     /// The last sequence number given to each run's events, loaded lazily. Held while an
@@ -83,6 +87,8 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 versions: db.open_tree("runbook_versions")?,
+                history: db.open_tree("runbook_history")?,
+                history_lock: Mutex::new(()),
                 runs: db.open_tree("runs")?,
                 events: db.open_tree("events")?,
                 db,
@@ -108,6 +114,60 @@ impl Store {
                 .versions
                 .compare_and_swap(key, None as Option<&[u8]>, Some(value))?;
         Ok(previous.is_ok())
+    }
+
+    /// Makes `record` the runbook's newest version unless it already is (same content):
+    /// saving identical content adds nothing. Returns the new history entry.
+    pub fn record_version(
+        &self,
+        record: &VersionRecord,
+        cause: &str,
+    ) -> Result<Option<HistoryEntry>, StoreError> {
+        let _guard = guard(&self.inner.history_lock);
+        let latest = self.latest_version(&record.name)?;
+        if latest
+            .as_ref()
+            .is_some_and(|latest| latest.version == record.version)
+        {
+            return Ok(None);
+        }
+        self.put_version(record)?;
+        let entry = HistoryEntry {
+            name: record.name.clone(),
+            number: latest.map_or(1, |latest| latest.number + 1),
+            version: record.version.clone(),
+            path: record.path.clone(),
+            created_at: record.created_at,
+            cause: cause.to_owned(),
+        };
+        self.inner.history.insert(
+            history_key(&entry.name, entry.number),
+            serde_json::to_vec(&entry)?,
+        )?;
+        Ok(Some(entry))
+    }
+
+    /// A runbook's history, oldest first.
+    pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.inner
+            .history
+            .scan_prefix(history_prefix(name))
+            .values()
+            .map(|raw| Ok(serde_json::from_slice(&raw?)?))
+            .collect()
+    }
+
+    /// The newest entry of a runbook's history.
+    pub fn latest_version(&self, name: &str) -> Result<Option<HistoryEntry>, StoreError> {
+        self.inner
+            .history
+            .scan_prefix(history_prefix(name))
+            .values()
+            .next_back()
+            .transpose()?
+            .map(|raw| serde_json::from_slice(&raw))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// One stored version of a runbook.
@@ -325,6 +385,16 @@ fn version_key(name: &str, version: &str) -> Vec<u8> {
     [name.as_bytes(), b"\0", version.as_bytes()].concat()
 }
 
+/// Runbook names never contain NUL, so `<name>\0` prefixes exactly one runbook's history.
+fn history_prefix(name: &str) -> Vec<u8> {
+    [name.as_bytes(), b"\0"].concat()
+}
+
+/// Big-endian so that sled's byte order is the history's order.
+fn history_key(name: &str, number: u32) -> Vec<u8> {
+    [history_prefix(name).as_slice(), &number.to_be_bytes()].concat()
+}
+
 /// Run ids never contain `/`, so `<run id>/` prefixes exactly one run's events.
 fn event_prefix(run_id: &str) -> Vec<u8> {
     [run_id.as_bytes(), b"/"].concat()
@@ -393,6 +463,43 @@ mod tests {
             .map(|e| e.seq)
             .collect();
         assert_eq!(seqs, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn history_numbers_versions_and_skips_repeated_saves() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("opens");
+        let version = |hash: &str| VersionRecord {
+            name: "deploy".into(),
+            version: hash.into(),
+            path: "deploy.toml".into(),
+            source: format!("# {hash}"),
+            created_at: 0,
+        };
+        let added = |hash: &str| {
+            store
+                .record_version(&version(hash), "file")
+                .expect("records")
+                .map(|entry| entry.number)
+        };
+        assert_eq!(added("a"), Some(1));
+        assert_eq!(added("a"), None, "identical content adds nothing");
+        assert_eq!(added("b"), Some(2));
+        assert_eq!(
+            added("a"),
+            Some(3),
+            "coming back to a content is a new version"
+        );
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopens");
+        let numbers: Vec<(u32, String)> = store
+            .history("deploy")
+            .expect("reads")
+            .into_iter()
+            .map(|entry| (entry.number, entry.version))
+            .collect();
+        assert_eq!(numbers, [(1, "a".into()), (2, "b".into()), (3, "a".into())]);
+        assert!(store.history("other").expect("reads").is_empty());
     }
 
     #[test]

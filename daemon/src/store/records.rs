@@ -198,6 +198,20 @@ pub struct VersionRecord {
     pub created_at: i64,
 }
 
+/// One entry of a runbook's history: its `number`-th distinct content.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryEntry {
+    pub name: String,
+    /// 1-based, gap-free per runbook.
+    pub number: u32,
+    /// The content hash; the source is the [`VersionRecord`] of that hash.
+    pub version: String,
+    pub path: String,
+    pub created_at: i64,
+    /// "file" for a save on disk, or who rolled back to which number.
+    pub cause: String,
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

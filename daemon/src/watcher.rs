@@ -1,0 +1,149 @@
+//! Hot reload: watches the runbooks directory (recursively) and the plugins directory, and
+//! brings the catalog and the plugin host in line after every burst of changes.
+//!
+//! Editors save in many ways (write a temp file and rename it over, truncate then write,
+//! delete then recreate, several writes in a row). Rather than interpret each event, a burst
+//! of events only marks what is dirty; the catalog then compares the directory with what it
+//! last read, so whatever the pattern, the final content is what gets loaded, once.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, is_runbook_file};
+use crate::events::{DaemonEvent, DaemonEvents};
+use crate::plugins::PluginHost;
+
+/// How long a file must stay quiet before its changes are read: long enough to merge an
+/// editor's save into one change, short enough to feel instant.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// What the watcher needs to do its work.
+pub struct Watched {
+    pub runbooks_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub catalog: Catalog,
+    pub plugins: PluginHost,
+    pub events: DaemonEvents,
+}
+
+/// Starts watching; the watcher stops with `shutdown`. Both directories are created when
+/// missing, so that files added later are seen.
+pub fn spawn(watched: Watched, shutdown: CancellationToken) -> anyhow::Result<()> {
+    for dir in [&watched.runbooks_dir, &watched.plugins_dir] {
+        std::fs::create_dir_all(dir).map_err(|err| {
+            anyhow::anyhow!("cannot create the directory {}: {err}", dir.display())
+        })?;
+    }
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        match result {
+            Ok(events) => {
+                let paths = events
+                    .into_iter()
+                    .flat_map(|event| event.event.paths)
+                    .collect();
+                let _ = tx.send(paths);
+            }
+            Err(errors) => {
+                for error in errors {
+                    tracing::warn!(error = %error, "file watcher error");
+                }
+                // Something may have been missed: look at everything again.
+                let _ = tx.send(Vec::new());
+            }
+        }
+    })?;
+    debouncer.watch(&watched.runbooks_dir, RecursiveMode::Recursive)?;
+    debouncer.watch(&watched.plugins_dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        apply_changes(watched, rx, shutdown).await;
+        // Dropping the debouncer stops its threads.
+        drop(debouncer);
+    });
+    Ok(())
+}
+
+async fn apply_changes(
+    watched: Watched,
+    mut rx: mpsc::UnboundedReceiver<Vec<PathBuf>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return,
+            paths = rx.recv() => match paths {
+                Some(paths) => paths,
+                None => return,
+            },
+        };
+        // Take everything that queued up while the last batch was applied.
+        let mut batches = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batches.push(more);
+        }
+        let everything = batches.iter().any(Vec::is_empty);
+        let paths: BTreeSet<PathBuf> = batches.into_iter().flatten().collect();
+
+        let plugin_files: Vec<&PathBuf> = paths
+            .iter()
+            .filter(|path| is_plugin_file(path, &watched.plugins_dir))
+            .collect();
+        let plugins_changed = reload_plugins(&watched, &plugin_files).await;
+        let runbooks_touched = everything
+            || paths
+                .iter()
+                .any(|path| path.starts_with(&watched.runbooks_dir) && touches_runbooks(path));
+        if plugins_changed || runbooks_touched {
+            // New or removed step kinds can make files valid or invalid: check them all.
+            if let Err(err) = watched.catalog.reconcile(plugins_changed).await {
+                tracing::error!(error = %err, "cannot reload the runbooks");
+            }
+        }
+    }
+}
+
+/// Loads, reloads or unloads each changed component; true when any step kind changed.
+async fn reload_plugins(watched: &Watched, files: &[&PathBuf]) -> bool {
+    let mut changed = false;
+    for path in files {
+        let shown = path.display().to_string();
+        if path.is_file() {
+            match watched.plugins.load_file(path).await {
+                Ok(kind) => {
+                    changed = true;
+                    watched
+                        .events
+                        .publish(DaemonEvent::PluginLoaded { kind, path: shown });
+                }
+                Err(err) => watched.events.publish(DaemonEvent::PluginRejected {
+                    path: shown,
+                    error: format!("{err:#}"),
+                }),
+            }
+        } else {
+            for kind in watched.plugins.unload_file(path) {
+                changed = true;
+                watched.events.publish(DaemonEvent::PluginRemoved {
+                    kind,
+                    path: shown.clone(),
+                });
+            }
+        }
+    }
+    changed
+}
+
+fn is_plugin_file(path: &Path, plugins_dir: &Path) -> bool {
+    path.parent() == Some(plugins_dir) && path.extension().is_some_and(|ext| ext == "wasm")
+}
+
+/// A runbook file, or a directory (created, removed or renamed with files in it).
+fn touches_runbooks(path: &Path) -> bool {
+    is_runbook_file(path) || path.extension().is_none()
+}
