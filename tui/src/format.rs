@@ -1,5 +1,5 @@
-//! Human-readable times and durations, shared by the CLI tables and the TUI. All times are UTC:
-//! the client has no time-zone database, and UTC keeps output identical across machines.
+//! Human-readable times, durations and hashes, shared by the CLI tables and the TUI. All times
+//! are UTC: the client has no time-zone database, and UTC keeps output identical across machines.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -71,6 +71,12 @@ pub fn ago(ms: i64, now: i64) -> String {
         3600..86400 => format!("{}h ago", secs / 3600),
         _ => format!("{}d ago", secs / 86400),
     }
+}
+
+/// The first 12 hex digits of a content hash: enough to tell versions apart, short enough for
+/// a table or a one-line message.
+pub fn short_hash(hash: &str) -> String {
+    hash.chars().take(12).collect()
 }
 
 #[cfg(test)]

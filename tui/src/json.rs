@@ -2,8 +2,8 @@
 //! the stable, documented output that scripts depend on.
 
 use runbook_protocol::v1::{
-    Approval, Diagnostic, OutputStream, Run, RunEvent, RunbookSummary, StatusResponse, StepRun,
-    ValidateRunbookResponse, run_event::Kind,
+    Approval, Diagnostic, OutputStream, Run, RunEvent, RunbookSummary, RunbookVersion,
+    StatusResponse, StepRun, ValidateRunbookResponse, run_event::Kind,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -165,6 +165,50 @@ pub fn runbook(s: &RunbookSummary) -> RunbookJson<'_> {
     }
 }
 
+/// A version of a runbook as `versions --json` and `rollback --json` print it. The source is
+/// left out: `versions` never has it, and scripts that want it can read the file.
+#[derive(Debug, Serialize)]
+pub struct VersionJson<'a> {
+    number: u32,
+    version: &'a str,
+    runbook: &'a str,
+    created_at: Value,
+    path: &'a str,
+    cause: &'a str,
+    current: bool,
+}
+
+/// The JSON view of a runbook version.
+pub fn version(v: &RunbookVersion) -> VersionJson<'_> {
+    VersionJson {
+        number: v.number,
+        version: &v.version,
+        runbook: &v.runbook,
+        created_at: time(v.created_at),
+        path: &v.path,
+        cause: &v.cause,
+        current: v.current,
+    }
+}
+
+/// The result of `diff --json`: the two versions compared and the unified diff between them
+/// (empty when their sources are the same).
+#[derive(Debug, Serialize)]
+pub struct DiffJson<'a> {
+    from: VersionJson<'a>,
+    to: VersionJson<'a>,
+    diff: &'a str,
+}
+
+/// The JSON view of a diff from `from` to `to`.
+pub fn diff<'a>(from: &'a RunbookVersion, to: &'a RunbookVersion, diff: &'a str) -> DiffJson<'a> {
+    DiffJson {
+        from: version(from),
+        to: version(to),
+        diff,
+    }
+}
+
 /// The result of `validate --json`.
 #[derive(Debug, Serialize)]
 pub struct ValidationJson<'a> {
@@ -323,6 +367,79 @@ mod tests {
                     }
                 }
             ]
+        });
+        assert_eq!(value, expected);
+    }
+
+    #[test]
+    fn runbook_json_keeps_the_runnable_version_of_an_invalid_file() {
+        let summary = RunbookSummary {
+            name: "deploy".into(),
+            path: "/rb/deploy.toml".into(),
+            version: "0123456789abcdef".into(),
+            valid: false,
+            diagnostics: vec![Diagnostic {
+                file: "deploy.toml".into(),
+                line: 3,
+                column: 1,
+                message: "unknown field `stepz`".into(),
+                rendered: "deploy.toml:3:1: unknown field `stepz`\n".into(),
+            }],
+            step_count: 2,
+            updated_at: 1_709_618_828_000,
+            ..Default::default()
+        };
+        let value = serde_json::to_value(runbook(&summary)).expect("serialises");
+        let expected = serde_json::json!({
+            "name": "deploy",
+            "description": "",
+            "path": "/rb/deploy.toml",
+            "version": "0123456789abcdef",
+            "valid": false,
+            "steps": 2,
+            "updated_at": "2024-03-05T06:07:08.000Z",
+            "diagnostics": [
+                {"file": "deploy.toml", "line": 3, "column": 1, "message": "unknown field `stepz`"}
+            ]
+        });
+        assert_eq!(value, expected);
+        let never_valid = RunbookSummary::default();
+        let value = serde_json::to_value(runbook(&never_valid)).expect("serialises");
+        assert_eq!(value["version"], Value::Null);
+    }
+
+    #[test]
+    fn version_and_diff_json_have_the_documented_shape() {
+        let old = RunbookVersion {
+            runbook: "deploy".into(),
+            number: 1,
+            version: "aaaa".into(),
+            created_at: 1_709_618_828_000,
+            path: "/rb/deploy.toml".into(),
+            cause: "file".into(),
+            source: "a\n".into(),
+            current: false,
+        };
+        let new = RunbookVersion {
+            number: 3,
+            version: "bbbb".into(),
+            cause: "rollback to 1 by ana".into(),
+            current: true,
+            ..old.clone()
+        };
+        let value = serde_json::to_value(diff(&old, &new, "--- x\n")).expect("serialises");
+        let expected = serde_json::json!({
+            "from": {
+                "number": 1, "version": "aaaa", "runbook": "deploy",
+                "created_at": "2024-03-05T06:07:08.000Z", "path": "/rb/deploy.toml",
+                "cause": "file", "current": false
+            },
+            "to": {
+                "number": 3, "version": "bbbb", "runbook": "deploy",
+                "created_at": "2024-03-05T06:07:08.000Z", "path": "/rb/deploy.toml",
+                "cause": "rollback to 1 by ana", "current": true
+            },
+            "diff": "--- x\n"
         });
         assert_eq!(value, expected);
     }

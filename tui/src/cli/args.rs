@@ -51,6 +51,29 @@ pub enum Command {
         /// The runbook file
         file: PathBuf,
     },
+    /// List the versions of a runbook, oldest first
+    Versions {
+        /// The runbook's name
+        name: String,
+    },
+    /// Show what changed between two versions of a runbook
+    Diff {
+        /// The runbook's name
+        name: String,
+        /// The version to diff from: a number (`3`), a content hash or a unique prefix of one
+        from: String,
+        /// The version to diff to, as above [default: the current version]
+        to: Option<String>,
+    },
+    /// Make an earlier version of a runbook current again by writing it back to its file
+    Rollback {
+        /// The runbook's name
+        name: String,
+        /// The version to restore: a number (`3`), a content hash or a unique prefix of one
+        // Not `version`: clap would take it for the `--version` flag every command has.
+        #[arg(value_name = "VERSION")]
+        target: String,
+    },
     /// Start a run of a runbook
     Run(RunArgs),
     /// List runs, newest first
@@ -236,5 +259,22 @@ mod tests {
             .expect("parses");
         assert!(cli.global.json);
         assert_eq!(cli.global.socket, Some(PathBuf::from("/tmp/s")));
+    }
+
+    #[test]
+    fn diff_compares_with_the_current_version_by_default() {
+        let cli = Cli::try_parse_from(["runbook", "diff", "deploy", "1"]).expect("parses");
+        let Some(Command::Diff { name, from, to }) = cli.command else {
+            panic!("not a diff: {:?}", cli.command);
+        };
+        assert_eq!((name.as_str(), from.as_str(), to), ("deploy", "1", None));
+        assert!(Cli::try_parse_from(["runbook", "diff", "deploy"]).is_err());
+        assert!(Cli::try_parse_from(["runbook", "rollback", "deploy"]).is_err());
+        let cli = Cli::try_parse_from(["runbook", "rollback", "deploy", "ab12"]).expect("parses");
+        assert!(
+            matches!(&cli.command, Some(Command::Rollback { target, .. }) if target == "ab12"),
+            "{:?}",
+            cli.command
+        );
     }
 }

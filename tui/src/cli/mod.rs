@@ -9,6 +9,7 @@ mod runbooks;
 mod runs;
 mod status;
 mod table;
+mod versions;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -95,6 +96,11 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
         },
         Command::Ls => runbooks::ls(ctx, out).await,
         Command::Validate { file } => runbooks::validate(ctx, out, &file).await,
+        Command::Versions { name } => versions::list(ctx, out, &name).await,
+        Command::Diff { name, from, to } => {
+            versions::diff(ctx, out, &name, &from, to.as_deref()).await
+        }
+        Command::Rollback { name, target } => versions::rollback(ctx, out, &name, &target).await,
         Command::Run(args) => runs::start(ctx, out, args).await,
         Command::Runs(args) => runs::list(ctx, out, args).await,
         Command::Show { run } => runs::show(ctx, out, &run).await,

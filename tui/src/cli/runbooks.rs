@@ -9,7 +9,7 @@ use runbook_protocol::v1::{ListRunbooksRequest, RunbookSummary, ValidateRunbookR
 use super::Ctx;
 use super::table::Table;
 use crate::error::{EXIT_INPUT, EXIT_OK, Failure};
-use crate::json;
+use crate::{format, json};
 
 /// `ls`: a table of runbooks, then the diagnostics of the invalid ones.
 pub async fn ls(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<u8> {
@@ -34,9 +34,9 @@ fn write_list(out: &mut dyn Write, runbooks: &[RunbookSummary]) -> std::io::Resu
     for rb in runbooks {
         table.row(vec![
             rb.name.clone(),
-            rb.version.chars().take(12).collect(),
+            format::short_hash(&rb.version),
             rb.step_count.to_string(),
-            if rb.valid { "ok" } else { "invalid" }.to_owned(),
+            state(rb),
             rb.description.lines().next().unwrap_or_default().to_owned(),
         ]);
     }
@@ -48,6 +48,16 @@ fn write_list(out: &mut dyn Write, runbooks: &[RunbookSummary]) -> std::io::Resu
         }
     }
     Ok(())
+}
+
+/// The STATE cell: an invalid save keeps the last good version runnable, and users need to
+/// know whether running the runbook still works (and which version would run) or cannot.
+fn state(rb: &RunbookSummary) -> String {
+    match (rb.valid, rb.version.is_empty()) {
+        (true, _) => "ok".to_owned(),
+        (false, true) => "invalid".to_owned(),
+        (false, false) => format!("invalid (runs {})", format::short_hash(&rb.version)),
+    }
 }
 
 /// `validate FILE`: the daemon checks the file's source as it would a runbook in its directory.
@@ -111,6 +121,47 @@ mod tests {
              broken                0      invalid\n\
              \n\
              broken.toml:3:1: unknown field `stepz`\n"
+        );
+    }
+
+    #[test]
+    fn ls_shows_which_version_an_invalid_runbook_still_runs() {
+        let runbooks = vec![
+            RunbookSummary {
+                name: "backup".into(),
+                version: "fedcba9876543210".into(),
+                valid: false,
+                step_count: 2,
+                description: "Nightly backup".into(),
+                diagnostics: vec![Diagnostic {
+                    rendered: "backup.toml:7:9: expected a string\n  |\n7 | uses = 3\n".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            RunbookSummary {
+                name: "broken".into(),
+                valid: false,
+                diagnostics: vec![Diagnostic {
+                    rendered: "broken.toml:1:1: expected a table\n".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ];
+        let mut out = Vec::new();
+        write_list(&mut out, &runbooks).expect("writes");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "NAME    VERSION       STEPS  STATE                        DESCRIPTION\n\
+             backup  fedcba987654  2      invalid (runs fedcba987654)  Nightly backup\n\
+             broken                0      invalid\n\
+             \n\
+             backup.toml:7:9: expected a string\n\
+             \x20 |\n\
+             7 | uses = 3\n\
+             \n\
+             broken.toml:1:1: expected a table\n"
         );
     }
 }

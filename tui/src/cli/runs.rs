@@ -153,7 +153,7 @@ pub async fn show(ctx: &Ctx, out: &mut dyn Write, run: &str) -> anyhow::Result<u
 }
 
 fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {
-    let version: String = run.version.chars().take(12).collect();
+    let version = format::short_hash(&run.version);
     writeln!(out, "run       {}", run.id)?;
     writeln!(out, "runbook   {} (version {version})", run.runbook)?;
     write!(out, "status    {}", run.status().label())?;

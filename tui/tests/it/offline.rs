@@ -72,6 +72,18 @@ fn validating_a_missing_file_exits_2() {
 }
 
 #[test]
+fn diff_and_rollback_without_a_version_exit_2_before_any_daemon() {
+    for (args, missing) in [
+        (&["diff", "deploy"][..], "<FROM>"),
+        (&["rollback", "deploy"][..], "<VERSION>"),
+    ] {
+        let (output, _dir) = runbook(args);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(stderr(&output).contains(missing), "{}", stderr(&output));
+    }
+}
+
+#[test]
 fn help_lists_the_subcommands() {
     let output = Command::new(env!("CARGO_BIN_EXE_runbook"))
         .arg("--help")
@@ -80,8 +92,8 @@ fn help_lists_the_subcommands() {
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
     for command in [
-        "status", "ls", "validate", "run", "runs", "show", "logs", "watch", "approve", "deny",
-        "resolve", "cancel", "daemon",
+        "status", "ls", "validate", "versions", "diff", "rollback", "run", "runs", "show", "logs",
+        "watch", "approve", "deny", "resolve", "cancel", "daemon",
     ] {
         assert!(
             help.lines()
