@@ -183,6 +183,19 @@ impl Daemon {
         }
     }
 
+    /// A gRPC client of this daemon, for what the CLI does not show (sources, streams).
+    pub async fn client(
+        &self,
+    ) -> runbook_protocol::v1::runbook_client::RunbookClient<tonic::transport::Channel> {
+        let channel = runbook_protocol::connect(&self.socket).await.unwrap();
+        runbook_protocol::v1::runbook_client::RunbookClient::new(channel)
+    }
+
+    /// The daemon's plugins directory (the default one, inside its data dir).
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.data_dir.join("plugins")
+    }
+
     /// Every stored event of a run, as JSON-ish debug strings, read through `WatchRun`.
     pub fn events(&self, run: &str) -> Vec<String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -238,6 +251,34 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `future` to completion on a fresh single-threaded runtime.
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// The test plugin component (`tests/guests/probe`), built by the daemon's build script.
+pub fn probe_plugin() -> PathBuf {
+    let target = binary("runbookd")
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let path = target.join("wasm-plugins/wasm32-wasip2/release/runbook_probe_plugin.wasm");
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// Writes `content` to `path` the way many editors save: a temporary file renamed over it.
+pub fn save_by_rename(path: &Path, content: &str) {
+    let temp = path.with_extension("toml.tmp~");
+    std::fs::write(&temp, content).unwrap();
+    std::fs::rename(&temp, path).unwrap();
 }
 
 /// The status label of step `id` in a run's JSON.

@@ -5,5 +5,6 @@ mod cli;
 mod flow;
 mod hostile;
 mod recovery;
+mod reload;
 mod socket;
 mod validate;
