@@ -82,11 +82,24 @@ pub fn config_error(path: impl Into<String>, message: impl Into<String>) -> Conf
     }
 }
 
-/// A [`StepError`] carrying only a message.
+/// A permanent [`StepError`] carrying only a message: trying again would fail the same way.
 pub fn step_error(message: impl Into<String>) -> StepError {
     StepError {
         message: message.into(),
         output: None,
+        transient: false,
+        retry_after_ms: None,
+    }
+}
+
+/// A [`StepError`] that another attempt may not meet (a refused connection, a timeout): the
+/// step's retry policy decides whether there is one.
+pub fn transient_error(message: impl Into<String>, output: Option<String>) -> StepError {
+    StepError {
+        message: message.into(),
+        output,
+        transient: true,
+        retry_after_ms: None,
     }
 }
 

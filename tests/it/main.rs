@@ -6,5 +6,6 @@ mod flow;
 mod hostile;
 mod recovery;
 mod reload;
+mod retry;
 mod socket;
 mod validate;

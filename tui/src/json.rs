@@ -35,6 +35,19 @@ pub struct StepJson<'a> {
     started_at: Value,
     finished_at: Value,
     approval: Option<ApprovalJson<'a>>,
+    /// When a failed step will be tried again, or null.
+    retry_at: Value,
+    /// Every finished attempt, oldest first.
+    history: Vec<AttemptJson<'a>>,
+}
+
+/// One finished attempt of a step.
+#[derive(Debug, Serialize)]
+pub struct AttemptJson<'a> {
+    attempt: u32,
+    started_at: Value,
+    finished_at: Value,
+    error: Option<&'a str>,
 }
 
 /// The approval a step asked for, and its decision once made.
@@ -105,6 +118,17 @@ pub fn step(step: &StepRun) -> StepJson<'_> {
         started_at: time(step.started_at),
         finished_at: time(step.finished_at),
         approval: step.approval.as_ref().map(approval),
+        retry_at: time(step.retry_at),
+        history: step
+            .history
+            .iter()
+            .map(|attempt| AttemptJson {
+                attempt: attempt.attempt,
+                started_at: time(attempt.started_at),
+                finished_at: time(attempt.finished_at),
+                error: Some(attempt.error.as_str()).filter(|e| !e.is_empty()),
+            })
+            .collect(),
     }
 }
 

@@ -55,7 +55,9 @@ impl Engine {
             let mut free = active.runbook.max_parallel.saturating_sub(busy);
             for index in 0..run.steps.len() {
                 let step = &run.steps[index];
+                // A step waiting out its retry back-off is not ready before its time.
                 let ready = step.status == StepStatus::Pending
+                    && step.retry_at <= now_ms()
                     && !in_flight.contains(&step.id)
                     && !to_start.contains(&step.id);
                 let Some(definition) = active.runbook.step(&step.id).filter(|_| ready) else {
@@ -132,7 +134,32 @@ impl Engine {
             lock(&active.in_flight).insert(step_id.clone());
             self.spawn_step(Arc::clone(&active), run_id.to_owned(), step_id);
         }
+        self.wake_for_retries(&active, &run);
         Ok(())
+    }
+
+    /// Looks at the run again when its earliest retry back-off ends. Extra wake-ups are
+    /// harmless: `advance` only starts what is due.
+    fn wake_for_retries(&self, active: &Arc<ActiveRun>, run: &RunRecord) {
+        let Some(due) = run
+            .steps
+            .iter()
+            .filter(|step| step.status == StepStatus::Pending && step.retry_at > 0)
+            .map(|step| step.retry_at)
+            .min()
+        else {
+            return;
+        };
+        let wait = std::time::Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0));
+        let engine = self.clone();
+        let cancel = active.cancel.clone();
+        let run_id = run.id.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => engine.schedule(run_id),
+                () = cancel.cancelled() => {}
+            }
+        });
     }
 
     fn spawn_step(&self, active: Arc<ActiveRun>, run_id: String, step_id: String) {
@@ -173,10 +200,10 @@ fn derive_status(run: &RunRecord, busy: bool) -> (RunStatus, Option<String>) {
             .steps
             .iter()
             .any(|step| step.status == StepStatus::Running);
-    let waiting = run
-        .steps
-        .iter()
-        .any(|step| matches!(step.status, StepStatus::Waiting | StepStatus::Ambiguous));
+    let waiting = run.steps.iter().any(|step| {
+        matches!(step.status, StepStatus::Waiting | StepStatus::Ambiguous)
+            || (step.status == StepStatus::Pending && step.retry_at > 0)
+    });
     if !running && waiting {
         (RunStatus::Waiting, None)
     } else {

@@ -2,6 +2,7 @@
 //! needed, then execute exactly that plan under its limits and record the result.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -10,7 +11,10 @@ use super::{ActiveRun, Engine, EngineError, step_event};
 use crate::plugins::{
     Effect, EventSink, Grant, Outcome, Plan, PluginError, PluginEvent, StepContext, StreamKind,
 };
-use crate::store::{ApprovalRecord, EventKind, OutputStream, RunRecord, StepStatus, now_ms};
+use crate::runbook::retry::FailureClass;
+use crate::store::{
+    ApprovalRecord, AttemptRecord, EventKind, OutputStream, RunRecord, StepStatus, now_ms,
+};
 use crate::template;
 
 /// How a step's execution ended.
@@ -19,7 +23,9 @@ enum Ending {
     Failed {
         error: String,
         output: Option<serde_json::Value>,
-        timed_out: bool,
+        class: FailureClass,
+        /// The far end's own wait before another try (Retry-After).
+        retry_after: Option<Duration>,
     },
 }
 
@@ -98,6 +104,7 @@ impl Engine {
             .update_step(active, run_id, step_id, StepStatus::Pending, |step| {
                 step.status = StepStatus::Running;
                 step.attempts = attempt;
+                step.retry_at = 0;
                 step.started_at = now_ms();
                 step.finished_at = 0;
                 step.error = None;
@@ -172,31 +179,81 @@ impl Engine {
             Ok(Err(err)) => Ending::Failed {
                 output: err.output.as_deref().and_then(parse_output),
                 error: err.message,
-                timed_out: false,
+                class: if err.transient {
+                    FailureClass::Transient
+                } else {
+                    FailureClass::Permanent
+                },
+                retry_after: err.retry_after_ms.map(Duration::from_millis),
             },
-            Err(err @ PluginError::Timeout { .. }) => Ending::Failed {
+            Err(PluginError::Timeout { .. }) => Ending::Failed {
                 error: format!("timed out after {}", humantime::format_duration(timeout)),
                 output: None,
-                timed_out: matches!(err, PluginError::Timeout { .. }),
+                class: FailureClass::Timeout,
+                retry_after: None,
             },
+            // A trap or an exhausted limit would happen again.
             Err(err) => Ending::Failed {
                 error: err.to_string(),
                 output: None,
-                timed_out: false,
+                class: FailureClass::Permanent,
+                retry_after: None,
             },
         };
+        let retry = definition.retry.clone();
         self.update_step(active, run_id, step_id, StepStatus::Running, |step| {
-            match ending {
-                Ending::Completed(output) => {
+            let finished = now_ms();
+            step.history.push(AttemptRecord {
+                attempt: step.attempts,
+                started_at: step.started_at,
+                finished_at: finished,
+                error: match &ending {
+                    Ending::Completed(_) => None,
+                    Ending::Failed { error, .. } => Some(error.clone()),
+                },
+            });
+            let retry_delay = match (&ending, &retry) {
+                (
+                    Ending::Failed {
+                        class, retry_after, ..
+                    },
+                    Some(policy),
+                ) if policy.allows_another(step.attempts, *class) => {
+                    Some(policy.delay_after(step.attempts, *retry_after, fastrand::f64()))
+                }
+                _ => None,
+            };
+            match (ending, retry_delay) {
+                (Ending::Completed(output), _) => {
                     step.status = StepStatus::Completed;
                     step.output = output;
                 }
-                Ending::Failed {
-                    error,
-                    output,
-                    timed_out,
-                } => {
-                    step.status = if timed_out {
+                (Ending::Failed { error, output, .. }, Some(delay)) => {
+                    let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                    step.status = StepStatus::Pending;
+                    step.retry_at = finished.saturating_add_unsigned(delay_ms);
+                    step.error = Some(error.clone());
+                    step.output = output;
+                    return vec![
+                        EventKind::StepRetrying {
+                            step_id: step.id.clone(),
+                            attempt: step.attempts,
+                            delay_ms,
+                            error,
+                        },
+                        step_event(step),
+                    ];
+                }
+                (
+                    Ending::Failed {
+                        error,
+                        output,
+                        class,
+                        ..
+                    },
+                    None,
+                ) => {
+                    step.status = if class == FailureClass::Timeout {
                         StepStatus::TimedOut
                     } else {
                         StepStatus::Failed
@@ -205,7 +262,7 @@ impl Engine {
                     step.output = output;
                 }
             }
-            step.finished_at = now_ms();
+            step.finished_at = finished;
             vec![step_event(step)]
         })
         .await?;

@@ -5,6 +5,7 @@ mod check;
 mod diagnostic;
 mod locate;
 mod parse;
+pub mod retry;
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 pub use check::{ConfigProblem, StepKinds};
 pub use diagnostic::{Diagnostic, render_all};
+pub use retry::RetryPolicy;
 
 /// A parsed runbook that passed every check: only these are stored and run.
 #[derive(Debug, Clone)]
@@ -125,7 +127,9 @@ pub struct Step {
     /// The `if` expression.
     pub condition: Option<String>,
     pub timeout: Option<Duration>,
-    /// `Some(true)` forces an approval, `Some(false)` waives it, `None` follows the daemon's policy.
+    /// When to try again after a failed attempt; `None` tries once.
+    pub retry: Option<RetryPolicy>,
+    /// `Some(true)` asks for an approval even where the daemon's policy does not.
     pub approval: Option<bool>,
     pub description: String,
 }

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::retry::{Backoff, DEFAULT_DELAY, DEFAULT_MAX_DELAY, RetryOn, RetryPolicy};
 use super::{Diagnostic, Param, ParamType, Runbook, Step, content_hash};
 
 /// Steps of one run that may execute at once unless the runbook says otherwise.
@@ -21,8 +23,28 @@ struct RawRunbook {
     #[serde(default)]
     params: BTreeMap<Spanned<String>, RawParam>,
     max_parallel: Option<Spanned<i64>>,
+    /// Settings every step has unless it sets its own.
+    defaults: Option<RawDefaults>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    timeout: Option<Spanned<String>>,
+    retry: Option<RawRetry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Spanned<i64>,
+    backoff: Option<Backoff>,
+    delay: Option<Spanned<String>>,
+    max_delay: Option<Spanned<String>>,
+    jitter: Option<bool>,
+    on: Option<Vec<RetryOn>>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +71,7 @@ pub(super) struct RawStep {
     #[serde(rename = "if")]
     condition: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    retry: Option<RawRetry>,
     approval: Option<bool>,
     #[serde(default)]
     description: String,
@@ -131,10 +154,22 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
     if raw.steps.is_empty() {
         report.error(0..0, "a runbook needs at least one [[steps]] table");
     }
+    let defaults = StepDefaults {
+        timeout: raw
+            .defaults
+            .as_ref()
+            .and_then(|d| d.timeout.as_ref())
+            .and_then(|timeout| parse_duration(&mut report, timeout, "timeout")),
+        retry: raw
+            .defaults
+            .as_ref()
+            .and_then(|d| d.retry.as_ref())
+            .and_then(|retry| parse_retry(&mut report, retry)),
+    };
     let (steps, spans) = raw
         .steps
         .iter()
-        .map(|step| parse_step(&mut report, step))
+        .map(|step| parse_step(&mut report, step, &defaults))
         .unzip();
 
     if !report.diagnostics.is_empty() {
@@ -235,7 +270,84 @@ fn parse_param(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawParam
     }
 }
 
-fn parse_step(report: &mut Reporter<'_>, raw: &Spanned<RawStep>) -> (Step, StepSpans) {
+/// What `[defaults]` gives every step that does not set its own.
+struct StepDefaults {
+    timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+}
+
+/// A positive duration such as "30s" or "1h 30m"; `what` names the field in the message.
+fn parse_duration(
+    report: &mut Reporter<'_>,
+    text: &Spanned<String>,
+    what: &str,
+) -> Option<Duration> {
+    match humantime::parse_duration(text.get_ref()) {
+        Ok(duration) if duration.is_zero() => {
+            report.error(text.span(), format!("{what} must be longer than zero"));
+            None
+        }
+        Ok(duration) => Some(duration),
+        Err(err) => {
+            report.error(
+                text.span(),
+                format!(
+                    "invalid duration `{}`: {err} (write it like \"30s\", \"5m\" or \"1h 30m\")",
+                    text.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn parse_retry(report: &mut Reporter<'_>, raw: &RawRetry) -> Option<RetryPolicy> {
+    let attempts = match u32::try_from(*raw.attempts.get_ref()) {
+        Ok(attempts) if attempts >= 1 => attempts,
+        _ => {
+            report.error(
+                raw.attempts.span(),
+                "retry.attempts counts every try, the first included: it must be at least 1",
+            );
+            1
+        }
+    };
+    let delay = raw
+        .delay
+        .as_ref()
+        .and_then(|delay| parse_duration(report, delay, "retry.delay"))
+        .unwrap_or(DEFAULT_DELAY);
+    let max_delay = raw
+        .max_delay
+        .as_ref()
+        .and_then(|max| parse_duration(report, max, "retry.max_delay"))
+        .unwrap_or(DEFAULT_MAX_DELAY.max(delay));
+    if max_delay < delay
+        && let Some(max) = &raw.max_delay
+    {
+        report.error(
+            max.span(),
+            "retry.max_delay must not be shorter than retry.delay",
+        );
+    }
+    Some(RetryPolicy {
+        attempts,
+        backoff: raw.backoff.unwrap_or(Backoff::Exponential),
+        delay,
+        max_delay,
+        jitter: raw.jitter.unwrap_or(true),
+        on: raw
+            .on
+            .clone()
+            .unwrap_or_else(|| RetryPolicy::DEFAULT_ON.to_vec()),
+    })
+}
+
+fn parse_step(
+    report: &mut Reporter<'_>,
+    raw: &Spanned<RawStep>,
+    defaults: &StepDefaults,
+) -> (Step, StepSpans) {
     let step = raw.get_ref();
     if !is_valid_step_id(step.id.get_ref()) {
         report.error(
@@ -247,25 +359,14 @@ fn parse_step(report: &mut Reporter<'_>, raw: &Spanned<RawStep>) -> (Step, StepS
             ),
         );
     }
-    let timeout = step.timeout.as_ref().and_then(|timeout| {
-        match humantime::parse_duration(timeout.get_ref()) {
-            Ok(duration) if duration.is_zero() => {
-                report.error(timeout.span(), "timeout must be longer than zero");
-                None
-            }
-            Ok(duration) => Some(duration),
-            Err(err) => {
-                report.error(
-                    timeout.span(),
-                    format!(
-                        "invalid duration `{}`: {err} (write it like \"30s\", \"5m\" or \"1h 30m\")",
-                        timeout.get_ref()
-                    ),
-                );
-                None
-            }
-        }
-    });
+    let timeout = match &step.timeout {
+        Some(timeout) => parse_duration(report, timeout, "timeout"),
+        None => defaults.timeout,
+    };
+    let retry = match &step.retry {
+        Some(retry) => parse_retry(report, retry),
+        None => defaults.retry.clone(),
+    };
     let with = step.with.as_ref().map_or_else(
         || serde_json::Value::Object(serde_json::Map::new()),
         |table| toml_to_json(&toml::Value::Table(table.get_ref().clone())),
@@ -288,6 +389,7 @@ fn parse_step(report: &mut Reporter<'_>, raw: &Spanned<RawStep>) -> (Step, StepS
             .collect(),
         condition: step.condition.as_ref().map(|c| c.get_ref().clone()),
         timeout,
+        retry,
         approval: step.approval,
         description: step.description.clone(),
     };

@@ -81,6 +81,17 @@ fn step(record: &StepRecord) -> pb::StepRun {
         started_at: record.started_at,
         finished_at: record.finished_at,
         approval: record.approval.as_ref().map(approval),
+        retry_at: record.retry_at,
+        history: record
+            .history
+            .iter()
+            .map(|attempt| pb::Attempt {
+                attempt: attempt.attempt,
+                started_at: attempt.started_at,
+                finished_at: attempt.finished_at,
+                error: attempt.error.clone().unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 
@@ -140,6 +151,17 @@ pub fn event(record: &EventRecord) -> pb::RunEvent {
         } => Kind::ApprovalRequested(pb::ApprovalRequested {
             step_id: step_id.clone(),
             approval: Some(approval(record)),
+        }),
+        EventKind::StepRetrying {
+            step_id,
+            attempt,
+            delay_ms,
+            error,
+        } => Kind::StepRetrying(pb::StepRetrying {
+            step_id: step_id.clone(),
+            attempt: *attempt,
+            delay_ms: *delay_ms,
+            error: error.clone(),
         }),
     };
     pb::RunEvent {

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use sled::Transactional;
 
 pub use records::{
-    ApprovalRecord, Decision, EventKind, EventRecord, HistoryEntry, OutputStream, RunRecord,
-    RunStatus, StepRecord, StepStatus, VersionRecord, now_ms,
+    ApprovalRecord, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry, OutputStream,
+    RunRecord, RunStatus, StepRecord, StepStatus, VersionRecord, now_ms,
 };
 
 /// The layout of the trees below; bumped when it changes incompatibly.

@@ -103,6 +103,22 @@ pub struct StepRecord {
     /// Skipped because a step it needs did not complete (as opposed to its `if` being false).
     #[serde(default)]
     pub upstream_failed: bool,
+    /// When a failed step waits to be tried again: not before this time (Unix ms), else 0.
+    #[serde(default)]
+    pub retry_at: i64,
+    /// Every finished attempt, oldest first.
+    #[serde(default)]
+    pub history: Vec<AttemptRecord>,
+}
+
+/// How one attempt of a step ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// `None` for the attempt that succeeded.
+    pub error: Option<String>,
 }
 
 impl StepRecord {
@@ -119,6 +135,8 @@ impl StepRecord {
             finished_at: 0,
             approval: None,
             upstream_failed: false,
+            retry_at: 0,
+            history: Vec::new(),
         }
     }
 }
@@ -176,6 +194,13 @@ pub enum EventKind {
     ApprovalRequested {
         step_id: String,
         approval: ApprovalRecord,
+    },
+    /// An attempt failed and the step will be tried again after `delay_ms`.
+    StepRetrying {
+        step_id: String,
+        attempt: u32,
+        delay_ms: u64,
+        error: String,
     },
 }
 

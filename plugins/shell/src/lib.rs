@@ -8,7 +8,7 @@ use runbook_plugin_sdk::runbook::plugin::process::{self, ProcessOutput};
 use runbook_plugin_sdk::runbook::plugin::types::{
     ConfigError, Descriptor, Effect, Outcome, ProcessSpec, StepContext, StepError, StepPlan,
 };
-use runbook_plugin_sdk::{config_error, parse_config, step_error};
+use runbook_plugin_sdk::{config_error, parse_config, step_error, transient_error};
 use serde::Deserialize;
 
 /// The `with` table of a shell step.
@@ -159,20 +159,22 @@ impl Guest for Shell {
         let json = output_json(&output);
         match output.exit_code {
             Some(code) if config.expect_exit.contains(&code) => Ok(Outcome::Done(json)),
-            Some(code) => Err(StepError {
-                message: format!(
+            // A shell cannot tell a flaky command from a broken one: an unexpected exit is
+            // worth another attempt when the step's retry policy asks for one.
+            Some(code) => Err(transient_error(
+                format!(
                     "exit code {code} is not one of expect_exit {:?}",
                     config.expect_exit
                 ),
-                output: Some(json),
-            }),
-            None => Err(StepError {
-                message: format!(
+                Some(json),
+            )),
+            None => Err(transient_error(
+                format!(
                     "killed by signal {}",
                     output.signal.map_or("?".into(), |s| s.to_string())
                 ),
-                output: Some(json),
-            }),
+                Some(json),
+            )),
         }
     }
 

@@ -156,6 +156,18 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
             }
             vec![line]
         }
+        Kind::StepRetrying(retry) => {
+            let delay = format::duration(i64::try_from(retry.delay_ms).unwrap_or(i64::MAX));
+            let mut line = format!(
+                "[{at}] step {}: attempt {} failed",
+                retry.step_id, retry.attempt
+            );
+            if !retry.error.is_empty() {
+                line.push_str(&format!(": {}", retry.error));
+            }
+            line.push_str(&format!("; retrying in {delay}"));
+            vec![line]
+        }
         Kind::StepOutput(output) => {
             let marker = match output.stream() {
                 OutputStream::Stderr => '!',

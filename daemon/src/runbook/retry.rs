@@ -1,0 +1,152 @@
+//! A step's retry policy: how many attempts, how long to wait between them, and which
+//! failures deserve another attempt.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Wait before the second attempt when the policy sets no `delay`.
+pub const DEFAULT_DELAY: Duration = Duration::from_secs(1);
+/// The longest wait between attempts when the policy sets no `max_delay`.
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// `retry = { attempts, backoff, delay, max_delay, jitter, on }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Every try, the first included: `attempts = 1` never retries.
+    pub attempts: u32,
+    pub backoff: Backoff,
+    pub delay: Duration,
+    pub max_delay: Duration,
+    /// Spread the waits of many retrying steps so that they do not hit a target together.
+    pub jitter: bool,
+    pub on: Vec<RetryOn>,
+}
+
+/// How the wait grows from one attempt to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// `delay` every time.
+    Fixed,
+    /// `delay`, 2 × `delay`, 3 × `delay`, ...
+    Linear,
+    /// `delay`, 2 × `delay`, 4 × `delay`, ...
+    Exponential,
+}
+
+/// Which failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    /// Failures the plugin calls transient (a refused connection, a 5xx, a non-zero exit).
+    Transient,
+    /// The step's own timeout.
+    Timeout,
+    /// Every failure, permanent ones included.
+    Any,
+}
+
+/// What kind of failure an attempt ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    Transient,
+    Timeout,
+    Permanent,
+}
+
+impl RetryPolicy {
+    /// The classes retried when `on` is not given.
+    pub const DEFAULT_ON: [RetryOn; 2] = [RetryOn::Transient, RetryOn::Timeout];
+
+    /// Whether a step whose attempt number `attempt` failed with `class` is tried again.
+    pub fn allows_another(&self, attempt: u32, class: FailureClass) -> bool {
+        attempt < self.attempts
+            && self.on.iter().any(|on| match on {
+                RetryOn::Any => true,
+                RetryOn::Transient => class == FailureClass::Transient,
+                RetryOn::Timeout => class == FailureClass::Timeout,
+            })
+    }
+
+    /// The wait after attempt number `attempt` failed. `retry_after` (the far end's own
+    /// Retry-After) is honoured even beyond `max_delay`: asking earlier would only fail again.
+    /// `random` in 0.0..1.0 picks the jitter.
+    pub fn delay_after(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        random: f64,
+    ) -> Duration {
+        let factor = match self.backoff {
+            Backoff::Fixed => 1,
+            Backoff::Linear => attempt.max(1),
+            Backoff::Exponential => 1u32
+                .checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        };
+        let mut wait = self.delay.saturating_mul(factor).min(self.max_delay);
+        if self.jitter {
+            // "Equal jitter": half the wait is kept, the other half is random, so waits spread
+            // out without ever collapsing to nothing.
+            wait = wait / 2 + wait.mul_f64(random.clamp(0.0, 1.0) / 2.0);
+        }
+        retry_after.map_or(wait, |asked| wait.max(asked))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(backoff: Backoff, jitter: bool) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            backoff,
+            delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+            jitter,
+            on: RetryPolicy::DEFAULT_ON.to_vec(),
+        }
+    }
+
+    #[test]
+    fn backoffs_grow_as_named_and_stop_at_max_delay() {
+        let ms = |p: &RetryPolicy, attempt| p.delay_after(attempt, None, 0.0).as_millis();
+        let fixed = policy(Backoff::Fixed, false);
+        let linear = policy(Backoff::Linear, false);
+        let exponential = policy(Backoff::Exponential, false);
+        assert_eq!([1, 2, 3].map(|a| ms(&fixed, a)), [100, 100, 100]);
+        assert_eq!([1, 2, 3, 4].map(|a| ms(&linear, a)), [100, 200, 300, 350]);
+        assert_eq!(
+            [1, 2, 3, 40].map(|a| ms(&exponential, a)),
+            [100, 200, 350, 350]
+        );
+    }
+
+    #[test]
+    fn jitter_keeps_half_the_wait_and_retry_after_wins() {
+        let jittered = policy(Backoff::Fixed, true);
+        assert_eq!(jittered.delay_after(1, None, 0.0).as_millis(), 50);
+        assert_eq!(jittered.delay_after(1, None, 1.0).as_millis(), 100);
+        let asked = Some(Duration::from_secs(2));
+        assert_eq!(jittered.delay_after(1, asked, 0.5), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn only_listed_failures_are_retried_and_only_while_attempts_remain() {
+        let p = policy(Backoff::Fixed, false);
+        assert!(p.allows_another(1, FailureClass::Transient));
+        assert!(p.allows_another(4, FailureClass::Timeout));
+        assert!(
+            !p.allows_another(5, FailureClass::Transient),
+            "5 attempts in all"
+        );
+        assert!(!p.allows_another(1, FailureClass::Permanent));
+        let any = RetryPolicy {
+            on: vec![RetryOn::Any],
+            ..p
+        };
+        assert!(any.allows_another(1, FailureClass::Permanent));
+    }
+}
