@@ -62,3 +62,39 @@ fn a_stale_socket_is_replaced() {
     daemon.restart();
     assert!(daemon.cli(&["status"]).status.success());
 }
+
+#[test]
+fn server_reflection_lists_the_api_for_generic_grpc_tools() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let daemon = Daemon::start(&[], "");
+    let services = runbook_e2e::block_on(async {
+        let channel = runbook_protocol::connect(&daemon.socket).await.unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut replies = client
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner();
+        let reply = replies.message().await.unwrap().unwrap();
+        match reply.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => list
+                .service
+                .into_iter()
+                .map(|service| service.name)
+                .collect::<Vec<_>>(),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    });
+    assert!(
+        services.iter().any(|name| name == "runbook.v1.Runbook"),
+        "{services:?}"
+    );
+}
