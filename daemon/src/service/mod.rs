@@ -21,6 +21,8 @@ use crate::store::{RunFilter, now_ms};
 /// Runs listed when a request sets no limit, and the most a page may hold.
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
+/// How long `GetRun` waits for a run's newest events to reach the disk.
+const SETTLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Facts about this daemon reported by `Status`.
 #[derive(Debug, Clone)]
@@ -241,10 +243,13 @@ impl RunbookApi for RunbookService {
     ) -> Result<Response<pb::Run>, Status> {
         let store = self.engine.store();
         let id = store.resolve_run_id(&request.into_inner().id)?;
-        let run = store
-            .run(&id)?
+        // Answer only once the run's events are readable, so that a client that sees a state
+        // can always read the events that led to it.
+        let (run, last_seq) = store
+            .settled_run(&id, SETTLE_PATIENCE)
+            .await?
             .ok_or_else(|| Status::not_found(format!("no run matches `{id}`")))?;
-        Ok(Response::new(self.run_message(&run)?))
+        Ok(Response::new(convert::run(&run, last_seq)))
     }
 
     async fn list_runs(

@@ -66,6 +66,8 @@ struct Inner {
     /// The last sequence number of each run known to be on disk. Readers see events only up
     /// to it, so nobody ever sees an event that a crash could take back.
     durable_seq: Mutex<HashMap<String, u64>>,
+    /// Bumped whenever `durable_seq` grows, to wake readers waiting for an event to settle.
+    durable_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -94,6 +96,7 @@ impl Store {
                 db,
                 last_seq: Mutex::new(HashMap::new()),
                 durable_seq: Mutex::new(HashMap::new()),
+                durable_changed: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -270,6 +273,41 @@ impl Store {
         for event in events {
             let seq = durable.entry(event.run_id.clone()).or_default();
             *seq = (*seq).max(event.seq);
+        }
+        drop(durable);
+        self.inner
+            .durable_changed
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    /// A run with the sequence number of its newest event, once every event already written
+    /// for it is durable: what the record shows can then be read back as events. Waits at most
+    /// `patience` (the group commit takes milliseconds), then answers with what is durable.
+    pub async fn settled_run(
+        &self,
+        id: &str,
+        patience: std::time::Duration,
+    ) -> Result<Option<(RunRecord, u64)>, StoreError> {
+        let mut changed = self.inner.durable_changed.subscribe();
+        let Some(run) = self.run(id)? else {
+            return Ok(None);
+        };
+        let written = match guard(&self.inner.last_seq).get(id) {
+            Some(last) => *last,
+            None => self.stored_last_seq(id)?,
+        };
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let durable = self.last_seq(id)?;
+            if durable >= written {
+                return Ok(Some((run, durable)));
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Ok(Some((run, durable)));
+            }
         }
     }
 
