@@ -216,3 +216,42 @@ fn the_tui_poller_reports_the_daemon_then_its_loss() {
         poller.abort();
     });
 }
+
+#[test]
+fn the_tui_refreshes_at_once_when_the_daemon_reports_a_change() {
+    use runbook_tui::action::Action;
+
+    let daemon = Daemon::start(&[("speak.toml", TWO_STREAMS)], AUTO);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        // An hour between polls: only the daemon's event can explain a quick refresh.
+        let socket = daemon.socket.clone();
+        let poller = tokio::spawn(async move {
+            runbook_tui::client::poll_every(Duration::from_secs(3600), &socket, tx).await;
+        });
+        let names = |action: Option<Action>| match action {
+            Some(Action::Runbooks(runbooks)) => {
+                Some(runbooks.into_iter().map(|rb| rb.name).collect::<Vec<_>>())
+            }
+            _ => None,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let action = tokio::time::timeout_at(deadline, rx.recv()).await.unwrap();
+            if names(action) == Some(vec!["speak".to_owned()]) {
+                break;
+            }
+        }
+        std::fs::write(daemon.runbooks.join("added.toml"), TWO_STREAMS).unwrap();
+        loop {
+            let action = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("the new runbook shows long before the next poll");
+            if names(action) == Some(vec!["added".to_owned(), "speak".to_owned()]) {
+                break;
+            }
+        }
+        poller.abort();
+    });
+}

@@ -1,41 +1,70 @@
-//! The TUI's link to the daemon: a background task that polls runbooks and runs about once a
-//! second and sends what it learns as [`Action`]s. The UI loop never awaits the daemon; a
-//! failure becomes an [`Action::Disconnected`] and the next poll tries again.
+//! The TUI's link to the daemon: a background task that refreshes runbooks and runs about once a
+//! second, and at once whenever the daemon's `WatchDaemon` stream reports a change, and sends
+//! what it learns as [`Action`]s. The UI loop never awaits the daemon; a failure becomes an
+//! [`Action::Disconnected`] and the next poll tries again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use runbook_protocol::v1::{ListRunbooksRequest, ListRunsRequest, StatusRequest};
+use runbook_protocol::v1::{
+    DaemonEvent, ListRunbooksRequest, ListRunsRequest, StatusRequest, WatchDaemonRequest,
+};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
+use tonic::Streaming;
 
 use crate::action::Action;
 use crate::daemon::{self, Client};
 use crate::error;
 
-/// How often the lists are refreshed.
+/// How often the lists are refreshed when no event comes sooner.
 const POLL_EVERY: Duration = Duration::from_secs(1);
-/// A daemon that takes longer than this to answer one poll counts as unreachable.
+/// A daemon that takes longer than this to answer one refresh counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many recent runs the first screen shows.
 const RECENT_RUNS: u32 = 50;
 
-/// Polls the daemon on `socket` until the receiver of `tx` is gone.
+/// The connection to the daemon, if any, and its event stream, if open.
+#[derive(Default)]
+struct Link {
+    client: Option<Client>,
+    events: Option<Streaming<DaemonEvent>>,
+}
+
+/// Refreshes from the daemon on `socket` until the receiver of `tx` is gone.
 pub async fn poll(socket: PathBuf, tx: mpsc::Sender<Action>) {
-    let mut client: Option<Client> = None;
-    let mut ticks = tokio::time::interval(POLL_EVERY);
+    poll_every(POLL_EVERY, &socket, tx).await;
+}
+
+/// [`poll`] with its period as a parameter, so that tests can tell a refresh caused by a
+/// daemon event from one caused by the period.
+pub async fn poll_every(period: Duration, socket: &Path, tx: mpsc::Sender<Action>) {
+    let mut link = Link::default();
+    let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
-        let actions = match tokio::time::timeout(CALL_TIMEOUT, refresh(&socket, &mut client)).await
-        {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            changed = next_event(&mut link.events) => {
+                if !changed {
+                    // The stream broke, perhaps because the daemon restarted: the channel would
+                    // reconnect by itself, but then nothing would reopen the stream. Connect
+                    // afresh on the next tick instead, which reopens it.
+                    link = Link::default();
+                    continue;
+                }
+                // This refresh stands for the next tick's.
+                ticks.reset();
+            }
+        }
+        let actions = match tokio::time::timeout(CALL_TIMEOUT, refresh(socket, &mut link)).await {
             Ok(Ok(actions)) => actions,
             Ok(Err(message)) => {
-                client = None;
+                link = Link::default();
                 vec![Action::Disconnected(message)]
             }
             Err(_) => {
-                client = None;
+                link = Link::default();
                 vec![Action::Disconnected(format!(
                     "runbookd did not answer within {}s",
                     CALL_TIMEOUT.as_secs()
@@ -50,14 +79,26 @@ pub async fn poll(socket: PathBuf, tx: mpsc::Sender<Action>) {
     }
 }
 
-/// One poll: (re)connects if needed, then fetches status, runbooks and runs.
-async fn refresh(
-    socket: &std::path::Path,
-    slot: &mut Option<Client>,
-) -> Result<Vec<Action>, String> {
-    let client = match slot {
+/// Waits for the next event of `events`: true when one came, false when the stream ended or
+/// broke. Without a stream it never returns, so that only the ticks drive the refreshes.
+async fn next_event(events: &mut Option<Streaming<DaemonEvent>>) -> bool {
+    match events {
+        // Which event does not matter: any change may show in the lists.
+        Some(stream) => matches!(stream.message().await, Ok(Some(_))),
+        None => std::future::pending().await,
+    }
+}
+
+/// One refresh: (re)connects if needed, then fetches status, runbooks and runs.
+async fn refresh(socket: &Path, link: &mut Link) -> Result<Vec<Action>, String> {
+    let client = match &mut link.client {
         Some(client) => client,
-        None => slot.insert(daemon::probe(socket).await?.0),
+        None => {
+            let mut client = daemon::probe(socket).await?.0;
+            // Opened before the lists are fetched, so that no change falls between the two.
+            link.events = watch(&mut client).await;
+            link.client.insert(client)
+        }
     };
     let status = client
         .status(StatusRequest {})
@@ -87,4 +128,11 @@ async fn refresh(
         Action::Runbooks(runbooks),
         Action::Runs(runs),
     ])
+}
+
+/// Opens the daemon's event stream. Without it (a daemon too old to have `WatchDaemon`, say)
+/// the lists are still polled; the next connection tries again.
+async fn watch(client: &mut Client) -> Option<Streaming<DaemonEvent>> {
+    let response = client.watch_daemon(WatchDaemonRequest {}).await.ok()?;
+    Some(response.into_inner())
 }

@@ -380,7 +380,7 @@ mod tests {
                     "output": {"code": 0}, "error": null,
                     "started_at": "2024-03-05T06:07:08.900Z",
                     "finished_at": "2024-03-05T06:07:10.000Z",
-                    "approval": null
+                    "approval": null, "retry_at": null, "history": []
                 },
                 {
                     "id": "deploy", "uses": "shell", "status": "waiting", "attempts": 0,
@@ -388,7 +388,8 @@ mod tests {
                     "approval": {
                         "summary": "run ./deploy.sh", "plan": {"argv": ["./deploy.sh"]},
                         "plan_hash": "h", "approved": false, "decided_by": null
-                    }
+                    },
+                    "retry_at": null, "history": []
                 }
             ]
         });

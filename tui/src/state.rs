@@ -18,6 +18,39 @@ pub enum Connection {
     Disconnected(String),
 }
 
+/// Whether a runbook can run, as the STATE column shows it. An invalid save keeps the last good
+/// version runnable, so "invalid" alone would not tell the user whether runs still work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The file on disk is valid.
+    Valid,
+    /// The file is invalid, but its last good version still runs.
+    RunsLastGood,
+    /// The file is invalid and never was valid: the runbook cannot run.
+    Invalid,
+}
+
+impl Health {
+    /// The health of `runbook`.
+    pub fn of(runbook: &RunbookSummary) -> Self {
+        match (runbook.valid, runbook.version.is_empty()) {
+            (true, _) => Self::Valid,
+            (false, false) => Self::RunsLastGood,
+            (false, true) => Self::Invalid,
+        }
+    }
+
+    /// The STATE cell: short, since the list pane is narrow; the `*` is explained in the
+    /// diagnostics panel.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Valid => "ok",
+            Self::RunsLastGood => "invalid*",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
 /// Which pane has the keyboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -64,5 +97,28 @@ impl State {
             now_ms,
             should_quit: false,
         }
+    }
+
+    /// The selected runbook, if there is any.
+    pub fn current_runbook(&self) -> Option<&RunbookSummary> {
+        self.runbooks.get(self.selected_runbook)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_tells_whether_an_invalid_runbook_still_runs() {
+        let runbook = |valid: bool, version: &str| RunbookSummary {
+            valid,
+            version: version.into(),
+            ..Default::default()
+        };
+        assert_eq!(Health::of(&runbook(true, "abc")), Health::Valid);
+        assert_eq!(Health::of(&runbook(false, "abc")), Health::RunsLastGood);
+        assert_eq!(Health::of(&runbook(false, "")), Health::Invalid);
+        assert_eq!(Health::RunsLastGood.label(), "invalid*");
     }
 }

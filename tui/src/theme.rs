@@ -3,6 +3,8 @@
 use ratatui::style::{Color, Modifier, Style};
 use runbook_protocol::v1::RunStatus;
 
+use crate::state::Health;
+
 /// The style of a run status: green done, red failed, yellow waiting for someone, and so on.
 pub fn run_status(status: RunStatus) -> Style {
     let color = match status {
@@ -15,13 +17,24 @@ pub fn run_status(status: RunStatus) -> Style {
     Style::new().fg(color)
 }
 
-/// A runbook that is valid or not.
-pub fn validity(valid: bool) -> Style {
-    Style::new().fg(if valid { Color::Green } else { Color::Red })
+/// A runbook's health: green valid, yellow invalid but still running its last good version,
+/// red not runnable.
+pub fn health(health: Health) -> Style {
+    let color = match health {
+        Health::Valid => Color::Green,
+        Health::RunsLastGood => Color::Yellow,
+        Health::Invalid => Color::Red,
+    };
+    Style::new().fg(color)
 }
 
 /// Column headers.
 pub fn header() -> Style {
+    Style::new().add_modifier(Modifier::BOLD)
+}
+
+/// The message line of a runbook's problem, above its location and snippet.
+pub fn problem() -> Style {
     Style::new().add_modifier(Modifier::BOLD)
 }
 

@@ -31,10 +31,7 @@ pub fn update(state: &mut State, action: Action) {
         Action::Runbooks(mut runbooks) => {
             runbooks.sort_by(|a, b| a.name.cmp(&b.name));
             // Keep the same runbook selected when others appear or vanish around it.
-            let selected = state
-                .runbooks
-                .get(state.selected_runbook)
-                .map(|r| r.name.clone());
+            let selected = state.current_runbook().map(|r| r.name.clone());
             state.selected_runbook =
                 reselect(selected, &runbooks, |r| &r.name, state.selected_runbook);
             state.runbooks = runbooks;

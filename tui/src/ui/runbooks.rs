@@ -1,4 +1,4 @@
-//! The left pane: every runbook the daemon knows, with its step count and validity.
+//! The left pane: every runbook the daemon knows, with its step count and whether it can run.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -6,7 +6,7 @@ use ratatui::text::Text;
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
 use super::{has_focus, pane_block};
-use crate::state::{Pane, State};
+use crate::state::{Health, Pane, State};
 use crate::theme;
 
 /// Draws the runbook list into `area`.
@@ -27,10 +27,11 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         return;
     }
     let rows = state.runbooks.iter().map(|rb| {
+        let health = Health::of(rb);
         Row::new(vec![
             Cell::from(rb.name.clone()),
             Cell::from(rb.step_count.to_string()),
-            Cell::from(if rb.valid { "ok" } else { "invalid" }).style(theme::validity(rb.valid)),
+            Cell::from(health.label()).style(theme::health(health)),
         ])
     });
     let table = Table::new(
@@ -38,7 +39,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         [
             Constraint::Fill(1),
             Constraint::Length(5),
-            Constraint::Length(7),
+            Constraint::Length(8),
         ],
     )
     .header(Row::new(["NAME", "STEPS", "STATE"]).style(theme::header()))
