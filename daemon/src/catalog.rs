@@ -40,6 +40,8 @@ pub enum CatalogError {
     AlreadyCurrent(u32),
     #[error("version #{number} no longer passes validation: {message}")]
     NoLongerValid { number: u32, message: String },
+    #[error("{path} now holds runbook `{other}`; move it back or restore by hand")]
+    PathTaken { path: String, other: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -99,6 +101,12 @@ impl Catalog {
     /// and runbooks whose file is gone are removed.
     pub async fn reconcile(&self, recheck: bool) -> Result<(), StoreError> {
         let _writer = self.inner.writer.lock().await;
+        // A directory that cannot be read (deleted, unmounted, no permission) is not a
+        // directory without runbooks: keep what is loaded rather than remove everything.
+        if let Err(err) = std::fs::read_dir(&self.inner.dir) {
+            tracing::error!(dir = %self.inner.dir.display(), error = %err, "cannot read the runbooks directory; keeping the runbooks loaded");
+            return Ok(());
+        }
         let mut on_disk = HashSet::new();
         for path in runbook_files(&self.inner.dir) {
             // A file that vanished since the scan is handled as removed below.
@@ -124,8 +132,24 @@ impl Catalog {
             .filter(|path| !on_disk.contains(*path))
             .cloned()
             .collect();
+        let removed_any = !gone.is_empty();
         for path in gone {
             self.remove(&path);
+        }
+        if removed_any {
+            // A name may have been freed: files refused for using it get another chance.
+            let refused: Vec<PathBuf> = self
+                .list()
+                .into_iter()
+                .filter(|entry| entry.current.is_none() && entry.path.exists())
+                .map(|entry| entry.path)
+                .collect();
+            for path in refused {
+                if let Ok(bytes) = std::fs::read(&path) {
+                    let hash = content_hash(&bytes);
+                    self.apply(&path, bytes, hash).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -155,10 +179,25 @@ impl Catalog {
                     .inner
                     .store
                     .record_version(&version_record(&parsed, file), "file")?;
+                let was_invalid = self
+                    .get(&parsed.name)
+                    .is_some_and(|entry| !entry.diagnostics.is_empty());
+                let name = parsed.name.clone();
                 self.set(path, hash, Arc::new(parsed));
+                // Announced only once on disk: a client must never see a version a crash
+                // could take back.
+                self.inner.store.flush().await?;
                 if let Some(entry) = added {
                     tracing::info!(runbook = %entry.name, number = entry.number, "new runbook version");
                     self.inner.events.publish(DaemonEvent::VersionAdded(entry));
+                } else if was_invalid
+                    && let Some(current) = self.inner.store.latest_version(&name)?
+                {
+                    // Fixed back to the current content: no new version, but clients must
+                    // drop the diagnostics they show.
+                    self.inner
+                        .events
+                        .publish(DaemonEvent::VersionAdded(current));
                 }
             }
             Err(diagnostics) => {
@@ -183,6 +222,7 @@ impl Catalog {
         let name = runbook.name.clone();
         let mut state = self.state_mut();
         // The file may have been renamed inside (`name = ...` changed): drop the old name.
+        let mut renamed_from = None;
         if let Some(old) = state.files.get(path).map(|file| file.name.clone())
             && old != name
             && state
@@ -191,6 +231,7 @@ impl Catalog {
                 .is_some_and(|entry| entry.path == path)
         {
             state.entries.remove(&old);
+            renamed_from = Some(old);
         }
         state.files.insert(
             path.to_owned(),
@@ -209,6 +250,13 @@ impl Catalog {
                 updated_at: now_ms(),
             },
         );
+        drop(state);
+        if let Some(old) = renamed_from {
+            self.inner.events.publish(DaemonEvent::RunbookRemoved {
+                name: old,
+                path: path.display().to_string(),
+            });
+        }
     }
 
     fn set_invalid(
@@ -245,6 +293,13 @@ impl Catalog {
         if let Some(file) = self.state().files.get(path) {
             return file.name.clone();
         }
+        if let Ok(Some(latest)) = self
+            .inner
+            .store
+            .latest_version_from(&path.display().to_string())
+        {
+            return latest.name;
+        }
         let stem = path
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
@@ -261,19 +316,27 @@ impl Catalog {
         if let Some(entry) = self.get(name).filter(|entry| entry.path == path) {
             return entry.current;
         }
-        let latest = self.inner.store.latest_version(name).ok()??;
-        if Path::new(&latest.path) != path {
-            return None;
-        }
-        let record = self.inner.store.version(name, &latest.version).ok()??;
+        // After a restart: the newest version read from this very file, whatever its name.
+        let latest = self
+            .inner
+            .store
+            .latest_version_from(&path.display().to_string())
+            .ok()??;
+        let record = self
+            .inner
+            .store
+            .version(&latest.name, &latest.version)
+            .ok()??;
         runbook::parse_stored(&record.path, &record.source)
             .ok()
             .map(Arc::new)
     }
 
     /// Another file that holds runbook `name`, if any.
+    /// Only a file with a valid version owns its name: a broken file never blocks a good one.
     fn owner_of(&self, name: &str, path: &Path) -> Option<PathBuf> {
         self.get(name)
+            .filter(|entry| entry.current.is_some())
             .map(|entry| entry.path)
             .filter(|other| other != path && other.exists())
     }
@@ -352,6 +415,18 @@ impl Catalog {
             || PathBuf::from(&history[history.len() - 1].path),
             |entry| entry.path,
         );
+        if let Some(other) = self
+            .state()
+            .files
+            .get(&path)
+            .map(|file| file.name.clone())
+            .filter(|other| other != name)
+        {
+            return Err(CatalogError::PathTaken {
+                path: path.display().to_string(),
+                other,
+            });
+        }
         let file = path.display().to_string();
         let parsed = runbook::load(&file, &source, &self.inner.plugins)
             .await
@@ -375,6 +450,7 @@ impl Catalog {
             )?
             .ok_or(CatalogError::AlreadyCurrent(newest))?;
         self.set(&path, content_hash(source.as_bytes()), Arc::new(parsed));
+        self.inner.store.flush().await?;
         tracing::info!(runbook = %name, to = target.number, by = %actor, "rolled back");
         self.inner
             .events

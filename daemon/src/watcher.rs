@@ -44,6 +44,11 @@ pub fn spawn(watched: Watched, shutdown: CancellationToken) -> anyhow::Result<()
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         match result {
             Ok(events) => {
+                // After an overflow the OS could not say what changed: look at everything.
+                if events.iter().any(|event| event.event.need_rescan()) {
+                    let _ = tx.send(Vec::new());
+                    return;
+                }
                 let paths = events
                     .into_iter()
                     .flat_map(|event| event.event.paths)
@@ -109,31 +114,34 @@ async fn apply_changes(
 }
 
 /// Loads, reloads or unloads each changed component; true when any step kind changed.
+/// Removals go first, so that a renamed file (`mv old.wasm new.wasm`) is not refused for a
+/// kind its old name still held.
 async fn reload_plugins(watched: &Watched, files: &[&PathBuf]) -> bool {
     let mut changed = false;
-    for path in files {
+    let (present, gone): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        files.iter().partition(|path| path.is_file());
+    for path in gone {
+        for kind in watched.plugins.unload_file(path) {
+            changed = true;
+            watched.events.publish(DaemonEvent::PluginRemoved {
+                kind,
+                path: path.display().to_string(),
+            });
+        }
+    }
+    for path in present {
         let shown = path.display().to_string();
-        if path.is_file() {
-            match watched.plugins.load_file(path).await {
-                Ok(kind) => {
-                    changed = true;
-                    watched
-                        .events
-                        .publish(DaemonEvent::PluginLoaded { kind, path: shown });
-                }
-                Err(err) => watched.events.publish(DaemonEvent::PluginRejected {
-                    path: shown,
-                    error: format!("{err:#}"),
-                }),
-            }
-        } else {
-            for kind in watched.plugins.unload_file(path) {
+        match watched.plugins.load_file(path).await {
+            Ok(kind) => {
                 changed = true;
-                watched.events.publish(DaemonEvent::PluginRemoved {
-                    kind,
-                    path: shown.clone(),
-                });
+                watched
+                    .events
+                    .publish(DaemonEvent::PluginLoaded { kind, path: shown });
             }
+            Err(err) => watched.events.publish(DaemonEvent::PluginRejected {
+                path: shown,
+                error: format!("{err:#}"),
+            }),
         }
     }
     changed
@@ -143,7 +151,8 @@ fn is_plugin_file(path: &Path, plugins_dir: &Path) -> bool {
     path.parent() == Some(plugins_dir) && path.extension().is_some_and(|ext| ext == "wasm")
 }
 
-/// A runbook file, or a directory (created, removed or renamed with files in it).
+/// A runbook file, or anything that is not a file now: a directory created, removed or
+/// renamed with runbooks in it (whatever its name, `team.d` included).
 fn touches_runbooks(path: &Path) -> bool {
-    is_runbook_file(path) || path.extension().is_none()
+    is_runbook_file(path) || !path.is_file()
 }

@@ -376,3 +376,52 @@ fn a_plugin_dropped_in_at_runtime_becomes_usable_and_a_corrupt_one_is_ignored() 
         text(&refused.stderr)
     );
 }
+
+#[test]
+fn a_file_broken_while_the_daemon_was_down_keeps_its_last_good_version() {
+    // The runbook's name differs from its file's name, as it may.
+    let named = format!("name = \"deploy\"\n{}", printing("good"));
+    let mut daemon = Daemon::start(&[("deploy-prod.toml", &named)], AUTO);
+    let good = versions(&daemon, "deploy");
+    assert_eq!(good.len(), 1);
+
+    daemon.kill9();
+    std::fs::write(
+        daemon.runbooks.join("deploy-prod.toml"),
+        "name = \"deploy\"\n[[steps]\n",
+    )
+    .unwrap();
+    daemon.restart();
+
+    let entry = runbook_entry(&daemon, "deploy").expect("still listed under its name");
+    assert_eq!(entry["valid"], false, "{entry:#}");
+    assert_eq!(entry["version"], good[0].1.as_str(), "{entry:#}");
+    let run = daemon.start_run("deploy", &[]);
+    let done = daemon.wait_for(&run, "the run", |run| run["status"] == "completed");
+    assert_eq!(step(&done, "say")["output"]["stdout"], "good\n");
+}
+
+#[test]
+fn an_open_event_stream_does_not_hold_up_a_shutdown() {
+    let daemon = Daemon::start(&[], "");
+    let socket = daemon.socket.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || {
+        block_on(async move {
+            let channel = runbook_protocol::connect(&socket).await.unwrap();
+            let mut client = runbook_protocol::v1::runbook_client::RunbookClient::new(channel);
+            let mut stream = client
+                .watch_daemon(runbook_protocol::v1::WatchDaemonRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            ready_tx.send(()).unwrap();
+            // Ends (cleanly or not) when the daemon goes away.
+            while let Ok(Some(_)) = stream.message().await {}
+        });
+    });
+    ready_rx.recv().unwrap();
+    let stopped = daemon.cli(&["daemon", "stop"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stderr));
+    watcher.join().unwrap();
+}

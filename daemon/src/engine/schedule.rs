@@ -139,18 +139,21 @@ impl Engine {
     }
 
     /// Looks at the run again when its earliest retry back-off ends. Extra wake-ups are
-    /// harmless: `advance` only starts what is due.
+    /// harmless: `advance` only starts what is due. A back-off already over needs no timer:
+    /// the step is started now, or when a busy slot frees up (a step that ends re-schedules
+    /// its run).
     fn wake_for_retries(&self, active: &Arc<ActiveRun>, run: &RunRecord) {
+        let now = now_ms();
         let Some(due) = run
             .steps
             .iter()
-            .filter(|step| step.status == StepStatus::Pending && step.retry_at > 0)
+            .filter(|step| step.status == StepStatus::Pending && step.retry_at > now)
             .map(|step| step.retry_at)
             .min()
         else {
             return;
         };
-        let wait = std::time::Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0));
+        let wait = std::time::Duration::from_millis(u64::try_from(due - now).unwrap_or(0));
         let engine = self.clone();
         let cancel = active.cancel.clone();
         let run_id = run.id.clone();

@@ -36,9 +36,9 @@ impl From<CatalogError> for Status {
         let code = match &err {
             CatalogError::NoHistory(_) | CatalogError::UnknownVersion { .. } => Code::NotFound,
             CatalogError::AmbiguousVersion { .. } => Code::InvalidArgument,
-            CatalogError::AlreadyCurrent(_) | CatalogError::NoLongerValid { .. } => {
-                Code::FailedPrecondition
-            }
+            CatalogError::AlreadyCurrent(_)
+            | CatalogError::NoLongerValid { .. }
+            | CatalogError::PathTaken { .. } => Code::FailedPrecondition,
             CatalogError::Write { .. } | CatalogError::Store(_) => Code::Internal,
         };
         if code == Code::Internal {

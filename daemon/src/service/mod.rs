@@ -188,6 +188,9 @@ impl RunbookApi for RunbookService {
         _: Request<pb::WatchDaemonRequest>,
     ) -> Result<Response<Self::WatchDaemonStream>, Status> {
         let events = tokio_stream::wrappers::BroadcastStream::new(self.daemon_events.subscribe());
+        // The stream ends with the daemon: an open stream would hold the graceful shutdown.
+        let events =
+            futures::StreamExt::take_until(events, self.shutdown.clone().cancelled_owned());
         let stream = tokio_stream::StreamExt::filter_map(events, |received| match received {
             Ok((time, event)) => Some(Ok(convert::daemon_event(time, &event))),
             // A client this far behind re-reads the lists; the stream itself goes on.

@@ -173,6 +173,23 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// The newest history entry read from the file `path`, whatever runbook it was: how a
+    /// file that is broken at start-up finds its last good version.
+    pub fn latest_version_from(&self, path: &str) -> Result<Option<HistoryEntry>, StoreError> {
+        let mut newest: Option<HistoryEntry> = None;
+        for raw in self.inner.history.iter().values() {
+            let entry: HistoryEntry = serde_json::from_slice(&raw?)?;
+            if entry.path == path
+                && newest
+                    .as_ref()
+                    .is_none_or(|newest| entry.created_at >= newest.created_at)
+            {
+                newest = Some(entry);
+            }
+        }
+        Ok(newest)
+    }
+
     /// One stored version of a runbook.
     pub fn version(&self, name: &str, version: &str) -> Result<Option<VersionRecord>, StoreError> {
         self.inner
