@@ -237,6 +237,8 @@ impl Engine {
         )?;
         self.inner.store.flush().await?;
         tracing::info!(run = %run.id, runbook = %run.runbook, version = %run.version, "run started");
+        // Take the run's plugin snapshot now, at creation, not when it is first scheduled.
+        self.activate(&run.id)?;
         self.schedule(run.id.clone());
         Ok(run)
     }

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use super::context::template_context;
 use super::{ActiveRun, Engine, EngineError, step_event};
 use crate::plugins::{
-    Effect, EventSink, Grant, Outcome, Plan, PluginError, PluginEvent, StepContext, StreamKind,
+    Effect, EventSink, Grant, Outcome, Plan, PluginError, PluginEvent, PluginHost, StepContext,
+    StreamKind,
 };
 use crate::runbook::retry::FailureClass;
 use crate::store::{
@@ -86,7 +87,7 @@ impl Engine {
         };
         let plan_hash = plan_hash(&run.version, &plan);
 
-        if self.needs_approval(definition) {
+        if self.needs_approval_by(plugins, definition) {
             let approved = record.approval.as_ref().is_some_and(|approval| {
                 approval.plan_hash == plan_hash
                     && approval.decision.as_ref().is_some_and(|d| d.approved)
@@ -272,13 +273,17 @@ impl Engine {
     /// A runbook may ask for an approval the daemon's policy does not require, but never
     /// waive one it does: the policy belongs to the operator, the file to its author.
     pub fn needs_approval(&self, definition: &crate::runbook::Step) -> bool {
+        self.needs_approval_by(&self.inner.plugins, definition)
+    }
+
+    /// [`Engine::needs_approval`] as the plugins in `plugins` (a run's snapshot) say.
+    fn needs_approval_by(&self, plugins: &PluginHost, definition: &crate::runbook::Step) -> bool {
         definition.approval == Some(true)
             || self
                 .inner
                 .policy
                 .requires_approval(&definition.uses, |kind| {
-                    self.inner
-                        .plugins
+                    plugins
                         .descriptor(kind)
                         .map_or(true, |descriptor| descriptor.needs_approval)
                 })
