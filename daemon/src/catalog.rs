@@ -528,16 +528,17 @@ fn resolve<'a>(
 
 /// Every runbook file below `dir`: `*.toml`, skipping hidden files and directories (editor
 /// lock files such as `.#name.toml`, `.git`).
-pub fn runbook_files(dir: &Path) -> Vec<PathBuf> {
+pub fn runbook_files(root: &Path) -> Vec<PathBuf> {
+    let ignored = ignored_paths(root);
     let mut files = Vec::new();
-    let mut pending = vec![dir.to_owned()];
+    let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if is_hidden(&path) {
+            if is_hidden(&path) || ignored.contains(&path) {
                 continue;
             }
             match entry.file_type() {
@@ -549,6 +550,20 @@ pub fn runbook_files(dir: &Path) -> Vec<PathBuf> {
     }
     files.sort();
     files
+}
+
+/// Name of the file in the runbooks directory that lists paths (relative to it, one per line,
+/// `#` for comments) that hold no runbooks: fixtures, drafts, examples of invalid files.
+pub const IGNORE_FILE: &str = ".runbookignore";
+
+fn ignored_paths(root: &Path) -> HashSet<PathBuf> {
+    std::fs::read_to_string(root.join(IGNORE_FILE))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| root.join(line.trim_end_matches('/')))
+        .collect()
 }
 
 /// Whether `path` names a runbook file (not an editor's swap or backup file).
@@ -649,6 +664,32 @@ mod tests {
             resolve("deploy", &history, "aa"),
             Err(CatalogError::UnknownVersion { .. })
         ));
+    }
+
+    #[test]
+    fn paths_in_the_ignore_file_are_skipped() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let write = |relative: &str| {
+            let path = root.path().join(relative);
+            std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+            std::fs::write(path, "").expect("writes");
+        };
+        for file in ["a.toml", "team/b.toml", "fixtures/c.toml", "draft.toml"] {
+            write(file);
+        }
+        std::fs::write(
+            root.path().join(IGNORE_FILE),
+            "# not runbooks\nfixtures/\ndraft.toml\n",
+        )
+        .expect("writes");
+        let found: Vec<PathBuf> = runbook_files(root.path())
+            .into_iter()
+            .map(|path| path.strip_prefix(root.path()).expect("inside").to_owned())
+            .collect();
+        assert_eq!(
+            found,
+            [PathBuf::from("a.toml"), PathBuf::from("team/b.toml")]
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, is_runbook_file};
+use crate::catalog::{Catalog, IGNORE_FILE, is_runbook_file};
 use crate::events::{DaemonEvent, DaemonEvents};
 use crate::plugins::PluginHost;
 
@@ -154,5 +154,7 @@ fn is_plugin_file(path: &Path, plugins_dir: &Path) -> bool {
 /// A runbook file, or anything that is not a file now: a directory created, removed or
 /// renamed with runbooks in it (whatever its name, `team.d` included).
 fn touches_runbooks(path: &Path) -> bool {
-    is_runbook_file(path) || !path.is_file()
+    is_runbook_file(path)
+        || !path.is_file()
+        || path.file_name().is_some_and(|name| name == IGNORE_FILE)
 }
