@@ -70,6 +70,7 @@ pub fn parse_config<T: DeserializeOwned>(config: &str) -> Result<T, ConfigError>
             // serde_path_to_error writes `.` for the root.
             path: if path == "." { String::new() } else { path },
             message,
+            position: None,
         }
     })
 }
@@ -79,6 +80,7 @@ pub fn config_error(path: impl Into<String>, message: impl Into<String>) -> Conf
     ConfigError {
         path: path.into(),
         message: message.into(),
+        position: None,
     }
 }
 

@@ -364,4 +364,39 @@ impl RunbookApi for RunbookService {
         tracing::info!(run = %run.id, by = %by, at = now_ms(), "run cancelled");
         Ok(Response::new(self.run_message(&run)?))
     }
+
+    async fn complete_step(
+        &self,
+        _request: Request<pb::CompleteStepRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        Err(Status::unimplemented("PENDING complete_step"))
+    }
+
+    async fn list_targets(
+        &self,
+        _request: Request<pb::ListTargetsRequest>,
+    ) -> Result<Response<pb::ListTargetsResponse>, Status> {
+        Err(Status::unimplemented("PENDING list_targets"))
+    }
+
+    async fn set_secret(
+        &self,
+        _request: Request<pb::SetSecretRequest>,
+    ) -> Result<Response<pb::SecretInfo>, Status> {
+        Err(Status::unimplemented("PENDING set_secret"))
+    }
+
+    async fn list_secrets(
+        &self,
+        _request: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        Err(Status::unimplemented("PENDING list_secrets"))
+    }
+
+    async fn remove_secret(
+        &self,
+        _request: Request<pb::RemoveSecretRequest>,
+    ) -> Result<Response<pb::RemoveSecretResponse>, Status> {
+        Err(Status::unimplemented("PENDING remove_secret"))
+    }
 }
