@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates to build, by package name.
-const GUESTS: [&str; 2] = ["runbook-plugin-shell", "runbook-probe-plugin"];
+const GUESTS: [&str; 4] = [
+    "runbook-plugin-shell",
+    "runbook-plugin-http",
+    "runbook-plugin-graphql",
+    "runbook-probe-plugin",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));

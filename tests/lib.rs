@@ -2,6 +2,9 @@
 //! through the real `runbook` binary (and, where a test needs the raw event log, the gRPC API).
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod graphql_server;
+pub mod http_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -79,6 +82,9 @@ impl Daemon {
             .arg(&self.runbooks)
             .arg("--config")
             .arg(&self.config)
+            // Compiling the built-in plugins takes seconds; the test daemons share one cache,
+            // as the daemons of one user may.
+            .env("RUNBOOK_CACHE_DIR", shared_plugin_cache())
             .env("RUNBOOK_LOG", "info");
         command
     }
@@ -183,6 +189,17 @@ impl Daemon {
         }
     }
 
+    /// Starts a run and waits until it ends; returns its final `show --json`.
+    pub fn run_to_end(&self, runbook: &str, params: &[&str]) -> Value {
+        let run = self.start_run(runbook, params);
+        self.wait_for(&run, "the run to end", |shown| {
+            matches!(
+                shown["status"].as_str(),
+                Some("completed" | "failed" | "cancelled" | "timed_out")
+            )
+        })
+    }
+
     /// A gRPC client of this daemon, for what the CLI does not show (sources, streams).
     pub async fn client(
         &self,
@@ -251,6 +268,15 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// The compiled-plugin cache every test daemon uses, beside the binaries.
+pub fn shared_plugin_cache() -> PathBuf {
+    binary("runbookd")
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("e2e-plugin-cache")
 }
 
 /// Runs `future` to completion on a fresh single-threaded runtime.

@@ -25,7 +25,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn bench() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let plugins = PluginHost::new(Limits::default(), &dir.path().join("cache")).await?;
+    let plugins = PluginHost::new(
+        Limits::default(),
+        &dir.path().join("cache"),
+        Default::default(),
+    )
+    .await?;
     let probe =
         std::fs::read(Path::new(env!("RUNBOOKD_GUEST_DIR")).join("runbook_probe_plugin.wasm"))?;
     plugins
@@ -114,7 +119,7 @@ async fn bench() -> anyhow::Result<()> {
         approvals: HashMap::from([("probe".to_owned(), ApprovalPolicy::Auto)]),
         ..Policy::default()
     };
-    let engine = Engine::new(store.clone(), plugins, catalog, bus.clone(), policy);
+    let engine = Engine::new(store.clone(), plugins, catalog, bus.clone(), policy, None);
     let mut events = bus.subscribe();
     let started = Instant::now();
     let run = engine.start_run("chain", &HashMap::new()).await?;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::engine::{ApprovalPolicy, Policy};
-use crate::plugins::Limits;
+use crate::plugins::{DEFAULT_MAX_RESPONSE_BYTES, HttpSettings, Limits};
 
 /// Everything `runbookd` needs to run.
 #[derive(Debug, Clone)]
@@ -17,9 +17,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub runbooks_dir: PathBuf,
     pub plugins_dir: PathBuf,
+    /// Compiled plugins, keyed by content and engine.
+    pub cache_dir: PathBuf,
     pub socket: PathBuf,
     pub policy: Policy,
     pub limits: Limits,
+    pub http: HttpSettings,
 }
 
 /// The config file as written (`runbookd --config FILE`).
@@ -33,6 +36,26 @@ struct RawConfig {
     approvals: HashMap<String, ApprovalPolicy>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    http: RawHttp,
+    /// Per third-party step kind: what its plugin is granted.
+    #[serde(default)]
+    plugins: HashMap<String, RawPluginGrant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    /// Hosts the built-in http and graphql plugins may reach; absent: any.
+    allowed_hosts: Option<Vec<String>>,
+    max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginGrant {
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +74,7 @@ pub struct Overrides {
     pub runbooks_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
     pub config_file: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -85,6 +109,9 @@ impl Config {
             .or(raw.runbooks_dir)
             .unwrap_or_else(|| data_dir.join("runbooks"));
         let plugins_dir = raw.plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));
+        let cache_dir = overrides
+            .cache_dir
+            .unwrap_or_else(|| data_dir.join("cache").join("plugins"));
         let socket = match overrides.socket {
             Some(socket) => socket,
             None => runbook_protocol::default_socket_path(Some(&data_dir))?,
@@ -108,10 +135,24 @@ impl Config {
             step_timeout: duration("limits.step_timeout", raw.limits.step_timeout.as_deref())?
                 .unwrap_or(Policy::default().step_timeout),
         };
+        let http = HttpSettings {
+            builtin_hosts: raw.http.allowed_hosts,
+            grants: raw
+                .plugins
+                .into_iter()
+                .map(|(kind, grant)| (kind, grant.allowed_hosts))
+                .collect(),
+            max_response_bytes: raw
+                .http
+                .max_response_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        };
         Ok(Self {
+            http,
             data_dir: absolute(data_dir)?,
             runbooks_dir: absolute(runbooks_dir)?,
             plugins_dir: absolute(plugins_dir)?,
+            cache_dir: absolute(cache_dir)?,
             socket: absolute(socket)?,
             policy,
             limits,

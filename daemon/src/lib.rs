@@ -12,9 +12,13 @@ pub mod runbook;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod targets;
 pub mod telemetry;
 pub mod template;
+pub mod vault;
 pub mod watcher;
+
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use runbook_protocol::v1::runbook_server::RunbookServer;
@@ -42,11 +46,12 @@ async fn serve(
     config.create_data_dir()?;
     let store = store::Store::open(&config.data_dir.join("db"))
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    let plugins = plugins::PluginHost::new(
-        config.limits,
-        &config.data_dir.join("cache").join("plugins"),
-    )
-    .await?;
+    // Before anything runs: a vault key others could read stops the daemon here. Logged too,
+    // because a daemon that `runbook` started has no stderr to say why it stopped.
+    let vault = vault::Vault::open(&store, &config.data_dir)
+        .inspect_err(|err| tracing::error!("cannot start: {err}"))?;
+    let plugins =
+        plugins::PluginHost::new(config.limits, &config.cache_dir, config.http.clone()).await?;
     for (path, err) in plugins.load_dir(&config.plugins_dir).await {
         tracing::error!(path = %path.display(), "plugin not loaded: {err:#}");
     }
@@ -76,6 +81,7 @@ async fn serve(
         catalog,
         events::EventBus::default(),
         config.policy.clone(),
+        Some(Arc::new(vault.clone())),
     );
     let resumed = engine.recover().await?;
     tracing::info!(
@@ -94,7 +100,8 @@ async fn serve(
         runbooks_dir: config.runbooks_dir.clone(),
         started_at,
     };
-    let api = service::RunbookService::new(engine.clone(), daemon_events, info, shutdown.clone());
+    let api =
+        service::RunbookService::new(engine.clone(), vault, daemon_events, info, shutdown.clone());
     tonic::transport::Server::builder()
         .add_service(RunbookServer::new(api))
         .add_service(reflection)

@@ -22,6 +22,10 @@ struct Args {
     /// TOML configuration file (approvals, limits, directories)
     #[arg(long, env = "RUNBOOK_CONFIG")]
     config: Option<PathBuf>,
+    /// Where compiled plugins are cached; several daemons of one user may share it
+    /// [default: <data dir>/cache/plugins]
+    #[arg(long, env = "RUNBOOK_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         runbooks_dir: args.runbooks,
         socket: args.socket,
         config_file: args.config,
+        cache_dir: args.cache_dir,
     })?;
     // Before the log directory inside it, which would otherwise create it with the umask's mode.
     config.create_data_dir()?;

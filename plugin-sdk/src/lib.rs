@@ -4,6 +4,11 @@
 //! A plugin implements [`exports::runbook::plugin::step::Guest`] and registers it with
 //! [`export_plugin!`]; build it with `cargo build --target wasm32-wasip2`. See
 //! `docs/plugin-guide.md` in the repository for a walk-through.
+//!
+//! With the `web` feature, the `web` module adds what steps that speak HTTP share: targets, auth
+//! (OAuth2 included), sending through the host's `http` interface, expectations, captures and
+//! the classification of failures for retries. `docs/http-steps.md` describes the built-in
+//! `http` and `graphql` steps made from it.
 #![deny(missing_docs)]
 
 #[allow(missing_docs, clippy::all)]
@@ -18,6 +23,9 @@ mod bindings {
 }
 
 pub use bindings::*;
+
+#[cfg(feature = "web")]
+pub mod web;
 
 /// Registers a type implementing [`exports::runbook::plugin::step::Guest`] as the plugin's
 /// `step` export: `runbook_plugin_sdk::export_plugin!(MyPlugin);`.

@@ -3,9 +3,14 @@
 
 mod cli;
 mod flow;
+mod graphql;
 mod hostile;
+mod http;
+mod invocations;
 mod recovery;
 mod reload;
+mod resilience;
 mod retry;
+mod secrets;
 mod socket;
 mod validate;

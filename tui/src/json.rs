@@ -39,6 +39,11 @@ pub struct StepJson<'a> {
     retry_at: Value,
     /// Every finished attempt, oldest first.
     history: Vec<AttemptJson<'a>>,
+    /// While the step waits for an async invocation: its id (or null), the next check and
+    /// when the wait times out.
+    invocation_id: Value,
+    resume_at: Value,
+    wait_deadline: Value,
 }
 
 /// One finished attempt of a step.
@@ -129,6 +134,9 @@ pub fn step(step: &StepRun) -> StepJson<'_> {
                 error: Some(attempt.error.as_str()).filter(|e| !e.is_empty()),
             })
             .collect(),
+        invocation_id: text(&step.invocation_id),
+        resume_at: time(step.resume_at),
+        wait_deadline: time(step.wait_deadline),
     }
 }
 
@@ -380,7 +388,8 @@ mod tests {
                     "output": {"code": 0}, "error": null,
                     "started_at": "2024-03-05T06:07:08.900Z",
                     "finished_at": "2024-03-05T06:07:10.000Z",
-                    "approval": null, "retry_at": null, "history": []
+                    "approval": null, "retry_at": null, "history": [],
+                    "invocation_id": null, "resume_at": null, "wait_deadline": null
                 },
                 {
                     "id": "deploy", "uses": "shell", "status": "waiting", "attempts": 0,
@@ -389,7 +398,8 @@ mod tests {
                         "summary": "run ./deploy.sh", "plan": {"argv": ["./deploy.sh"]},
                         "plan_hash": "h", "approved": false, "decided_by": null
                     },
-                    "retry_at": null, "history": []
+                    "retry_at": null, "history": [],
+                    "invocation_id": null, "resume_at": null, "wait_deadline": null
                 }
             ]
         });

@@ -6,6 +6,7 @@ mod context;
 mod params;
 mod schedule;
 mod step;
+mod wait;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,13 +17,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::catalog::Catalog;
 use crate::events::{DurablePublisher, EventBus};
-use crate::plugins::PluginHost;
+use crate::plugins::{PluginHost, SecretSource};
 use crate::runbook::{self, Diagnostic, Runbook};
 use crate::store::{
     Decision, EventKind, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError, now_ms,
 };
+use crate::targets::TargetGates;
 
 pub use context::status_label;
+pub use wait::Completion;
 
 /// Whether steps of a kind wait for a human before they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -86,6 +89,11 @@ pub enum EngineError {
     MissingPlugins { name: String, kinds: Vec<String> },
     #[error("{0}")]
     InvalidParams(String),
+    #[error(
+        "runbook `{name}` reads secrets that are not in the vault: {}; set them with `runbook secret set NAME`",
+        .secrets.join(", ")
+    )]
+    MissingSecrets { name: String, secrets: Vec<String> },
     #[error("run {run} has no step `{step}`")]
     UnknownStep { run: String, step: String },
     #[error("{0}")]
@@ -109,6 +117,10 @@ struct Inner {
     bus: EventBus,
     publisher: DurablePublisher,
     policy: Policy,
+    /// The vault, as templates and plugin calls see it.
+    secrets: Option<Arc<dyn SecretSource>>,
+    /// Circuit breakers and rate limits of targets, shared by every run.
+    targets: TargetGates,
     /// Runs with work in progress in this process.
     active: Mutex<HashMap<String, Arc<ActiveRun>>>,
     /// Parsed runbook versions by content hash: runs are pinned to one.
@@ -125,6 +137,8 @@ struct ActiveRun {
     lock: tokio::sync::Mutex<()>,
     /// Steps with a task working on them (planning or executing).
     in_flight: Mutex<HashSet<String>>,
+    /// Waiting steps whose async invocation is being looked at.
+    resuming: Mutex<HashSet<String>>,
     cancel: CancellationToken,
     runbook: Arc<Runbook>,
     /// The plugins as they were when this process took the run up: a plugin removed or
@@ -140,6 +154,7 @@ impl Engine {
         catalog: Catalog,
         bus: EventBus,
         policy: Policy,
+        secrets: Option<Arc<dyn SecretSource>>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -149,6 +164,8 @@ impl Engine {
                 catalog,
                 bus,
                 policy,
+                secrets,
+                targets: TargetGates::default(),
                 active: Mutex::new(HashMap::new()),
                 versions: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
@@ -171,6 +188,11 @@ impl Engine {
 
     pub fn bus(&self) -> &EventBus {
         &self.inner.bus
+    }
+
+    /// The shared state of every target steps have used.
+    pub fn targets(&self) -> &TargetGates {
+        &self.inner.targets
     }
 
     /// Runs with work in progress.
@@ -210,6 +232,7 @@ impl Engine {
             });
         }
         let params = params::resolve(&runbook, raw_params).map_err(EngineError::InvalidParams)?;
+        self.check_secrets(&runbook)?;
         lock(&self.inner.versions).insert(runbook.version.clone(), runbook.clone());
         let now = now_ms();
         let run = RunRecord {
@@ -241,6 +264,45 @@ impl Engine {
         self.activate(&run.id)?;
         self.schedule(run.id.clone());
         Ok(run)
+    }
+
+    /// Refuses a run whose templates read secrets the vault does not hold: better now than
+    /// halfway through.
+    fn check_secrets(&self, runbook: &Runbook) -> Result<(), EngineError> {
+        let mut texts = Vec::new();
+        for step in &runbook.steps {
+            collect_strings(&step.with, &mut texts);
+        }
+        for target in &runbook.targets {
+            texts.push(target.url.clone());
+            collect_strings(&target.headers, &mut texts);
+            if let Some(auth) = &target.auth {
+                collect_strings(auth, &mut texts);
+            }
+        }
+        let known: HashSet<String> = self
+            .inner
+            .secrets
+            .as_ref()
+            .map(|source| {
+                source
+                    .placeholders()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let missing: Vec<String> = secret_names(&texts)
+            .into_iter()
+            .filter(|name| !known.contains(name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::MissingSecrets {
+            name: runbook.name.clone(),
+            secrets: missing,
+        })
     }
 
     /// Lets a step that waits for approval run the plan it showed.
@@ -477,6 +539,7 @@ impl Engine {
                 Arc::new(ActiveRun {
                     lock: tokio::sync::Mutex::new(()),
                     in_flight: Mutex::new(HashSet::new()),
+                    resuming: Mutex::new(HashSet::new()),
                     cancel: CancellationToken::new(),
                     runbook,
                     plugins: self.inner.plugins.snapshot(),
@@ -564,6 +627,30 @@ fn waiting_for_approval<'a>(
         )));
     }
     Ok(step)
+}
+
+/// The secrets that templates among `texts` read (`secrets.NAME`), sorted.
+fn secret_names(texts: &[String]) -> std::collections::BTreeSet<String> {
+    texts
+        .iter()
+        .filter(|text| crate::template::is_template(text))
+        .filter_map(|text| crate::template::template_variables(text).ok())
+        .flatten()
+        .filter_map(|var| {
+            var.strip_prefix("secrets.")
+                .map(|rest| rest.split('.').next().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+/// Every string inside a JSON value.
+fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) => out.push(text.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_strings(item, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|item| collect_strings(item, out)),
+        _ => {}
+    }
 }
 
 /// The event announcing a step's current status.

@@ -134,23 +134,57 @@ impl Engine {
             lock(&active.in_flight).insert(step_id.clone());
             self.spawn_step(Arc::clone(&active), run_id.to_owned(), step_id);
         }
-        self.wake_for_retries(&active, &run);
+        self.resume_due(&active, &run);
+        self.wake_when_due(&active, &run);
         Ok(())
     }
 
-    /// Looks at the run again when its earliest retry back-off ends. Extra wake-ups are
-    /// harmless: `advance` only starts what is due. A back-off already over needs no timer:
-    /// the step is started now, or when a busy slot frees up (a step that ends re-schedules
-    /// its run).
-    fn wake_for_retries(&self, active: &Arc<ActiveRun>, run: &RunRecord) {
+    /// Looks at every waiting step whose poll (or deadline) is due. A look holds no slot of
+    /// `max_parallel` and does not make the run `running`: the step is still waiting.
+    fn resume_due(&self, active: &Arc<ActiveRun>, run: &RunRecord) {
         let now = now_ms();
-        let Some(due) = run
+        for step in &run.steps {
+            let Some(wait) = step
+                .wait
+                .as_ref()
+                .filter(|_| step.status == StepStatus::Waiting)
+            else {
+                continue;
+            };
+            let due = wait.resume_at <= now || (wait.deadline > 0 && wait.deadline <= now);
+            if !due || !lock(&active.resuming).insert(step.id.clone()) {
+                continue;
+            }
+            let engine = self.clone();
+            let active = Arc::clone(active);
+            let run_id = run.id.clone();
+            let step_id = step.id.clone();
+            let task: BoxFuture<'static, ()> = Box::pin(async move {
+                if let Err(err) = engine.resume_step(&active, &run_id, &step_id).await {
+                    tracing::error!(run = %run_id, step = %step_id, error = %err, "cannot resume step");
+                }
+                lock(&active.resuming).remove(&step_id);
+                engine.schedule(run_id);
+            });
+            self.inner.tasks.spawn(task);
+        }
+    }
+
+    /// Looks at the run again when its earliest retry back-off ends or a waiting step's next
+    /// poll is due. Extra wake-ups are harmless: `advance` only starts what is due. A
+    /// back-off already over needs no timer: the step is started now, or when a busy slot
+    /// frees up (a step that ends re-schedules its run).
+    fn wake_when_due(&self, active: &Arc<ActiveRun>, run: &RunRecord) {
+        let now = now_ms();
+        let retry = run
             .steps
             .iter()
             .filter(|step| step.status == StepStatus::Pending && step.retry_at > now)
             .map(|step| step.retry_at)
-            .min()
-        else {
+            .min();
+        // A look in progress re-schedules the run when it ends.
+        let look = super::wait::next_look(run).filter(|due| *due > now);
+        let Some(due) = retry.into_iter().chain(look).min() else {
             return;
         };
         let wait = std::time::Duration::from_millis(u64::try_from(due - now).unwrap_or(0));

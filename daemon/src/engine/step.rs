@@ -1,25 +1,28 @@
 //! One step's life: render its config, ask its plugin for a plan, wait for approval when
-//! needed, then execute exactly that plan under its limits and record the result.
+//! needed, then execute exactly that plan under its limits and record the result. A plugin
+//! that answers `waiting` (an HTTP 202) hands over to `wait.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::context::template_context;
+use super::context::render_step_config;
 use super::{ActiveRun, Engine, EngineError, step_event};
 use crate::plugins::{
-    Effect, EventSink, Grant, Outcome, Plan, PluginError, PluginEvent, PluginHost, StepContext,
-    StreamKind,
+    Effect, EventSink, Grant, Outcome, Plan, PluginError, PluginEvent, PluginHost, SecretScope,
+    StepContext, StepError, StreamKind, Waiting,
 };
 use crate::runbook::retry::FailureClass;
+use crate::runbook::{RetryPolicy, Step};
 use crate::store::{
-    ApprovalRecord, AttemptRecord, EventKind, OutputStream, RunRecord, StepStatus, now_ms,
+    ApprovalRecord, AsyncWait, AttemptRecord, EventKind, OutputStream, RunRecord, StepStatus,
+    now_ms,
 };
-use crate::template;
+use crate::targets::Verdict;
 
 /// How a step's execution ended.
-enum Ending {
+pub(super) enum Ending {
     Completed(Option<serde_json::Value>),
     Failed {
         error: String,
@@ -30,7 +33,133 @@ enum Ending {
     },
 }
 
+impl Ending {
+    /// What the outcome says about the target's health, for its circuit breaker: an answer,
+    /// even a 4xx or a failed expectation, means it is up.
+    fn verdict(&self) -> Verdict {
+        match self {
+            Self::Failed {
+                class: FailureClass::Transient | FailureClass::Timeout,
+                ..
+            } => Verdict::Unhealthy,
+            _ => Verdict::Healthy,
+        }
+    }
+}
+
+/// A step's config rendered for one call, and what the call runs under.
+pub(super) struct Prepared {
+    pub config: String,
+    pub timeout: Duration,
+    /// The target the step calls, with its rendered base URL.
+    pub target: Option<(crate::runbook::Target, String)>,
+}
+
 impl Engine {
+    /// Renders a step's `with` (targets resolved, secrets as placeholders).
+    pub(super) fn prepare_call(
+        &self,
+        active: &ActiveRun,
+        run: &RunRecord,
+        definition: &Step,
+    ) -> Result<Prepared, String> {
+        let config = render_step_config(
+            run,
+            &active.runbook,
+            definition,
+            self.inner.secrets.as_deref(),
+        )
+        .map_err(|err| format!("cannot render `with`: {err}"))?;
+        let target = definition
+            .target
+            .as_ref()
+            .and_then(|name| active.runbook.target(name))
+            .map(|target| {
+                let url = config["target"]["url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                (target.clone(), url)
+            });
+        Ok(Prepared {
+            config: config.to_string(),
+            timeout: definition.timeout.unwrap_or(self.inner.policy.step_timeout),
+            target,
+        })
+    }
+
+    /// A fresh secret scope for one step attempt's calls: the secrets its templates (and its
+    /// target's) name, and no other.
+    pub(super) fn secret_scope(
+        &self,
+        runbook: &crate::runbook::Runbook,
+        step: &Step,
+    ) -> SecretScope {
+        let mut texts = Vec::new();
+        super::collect_strings(&step.with, &mut texts);
+        if let Some(target) = step.target.as_ref().and_then(|name| runbook.target(name)) {
+            texts.push(target.url.clone());
+            super::collect_strings(&target.headers, &mut texts);
+            if let Some(auth) = &target.auth {
+                super::collect_strings(auth, &mut texts);
+            }
+        }
+        SecretScope::new(self.inner.secrets.clone(), super::secret_names(&texts))
+    }
+
+    /// Passes a step's target's gates: refused while its circuit is open, held until a
+    /// rate-limit permit is there (saying so in the step's events).
+    pub(super) async fn pass_gates(
+        &self,
+        active: &ActiveRun,
+        run_id: &str,
+        step_id: &str,
+        prepared: &Prepared,
+    ) -> Result<(), Ending> {
+        let Some((target, url)) = &prepared.target else {
+            return Ok(());
+        };
+        let gates = &self.inner.targets;
+        gates
+            .admit(&active.runbook.name, target, url)
+            .map_err(|open| Ending::Failed {
+                error: open.message,
+                output: None,
+                class: FailureClass::Transient,
+                retry_after: Some(open.retry_after),
+            })?;
+        let sink = self.output_sink(run_id, step_id);
+        let limit = target
+            .rate_limit
+            .as_ref()
+            .map(|limit| limit.text.clone())
+            .unwrap_or_default();
+        gates
+            .permit(&active.runbook.name, target, |wait| {
+                sink(PluginEvent::Log {
+                    level: crate::plugins::Level::Info,
+                    message: format!(
+                        "waiting {} for a rate-limit permit of target `{}` ({limit})",
+                        humantime::format_duration(Duration::from_millis(
+                            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+                        )),
+                        target.name
+                    ),
+                });
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Tells a step's target's circuit breaker how an attempt went.
+    pub(super) fn record_verdict(&self, active: &ActiveRun, prepared: &Prepared, ending: &Ending) {
+        if let Some((target, _)) = &prepared.target {
+            self.inner
+                .targets
+                .record(&active.runbook.name, target, ending.verdict());
+        }
+    }
+
     pub(super) async fn run_step(
         &self,
         active: &Arc<ActiveRun>,
@@ -45,37 +174,26 @@ impl Engine {
                 step: step_id.to_owned(),
             });
         };
-        let context = template_context(&run);
-        let config = match template::render_json(&definition.with, &template::context(&context)) {
-            Ok(config) => config.to_string(),
-            Err(err) => {
-                return self
-                    .finish_early(
-                        active,
-                        run_id,
-                        step_id,
-                        format!("cannot render `with`: {err}"),
-                    )
-                    .await;
-            }
+        let prepared = match self.prepare_call(active, &run, definition) {
+            Ok(prepared) => prepared,
+            Err(err) => return self.finish_early(active, run_id, step_id, err).await,
         };
         let attempt = record.attempts + 1;
-        let ctx = StepContext {
-            run_id: run_id.to_owned(),
-            step_id: step_id.to_owned(),
-            attempt,
-            idempotency_key: format!("{run_id}:{step_id}:{attempt}"),
-        };
+        let ctx = step_context(run_id, step_id, attempt);
         let plugins = &active.plugins;
-        let plan = match plugins.plan(&definition.uses, ctx.clone(), &config).await {
-            Ok(Ok(plan)) => plan,
+        let scope = self.secret_scope(&active.runbook, definition);
+        let plan = match plugins
+            .plan(&definition.uses, ctx.clone(), &prepared.config)
+            .await
+        {
+            Ok(Ok(plan)) => mask_plan(plan, &scope),
             Ok(Err(err)) => {
                 return self
                     .finish_early(
                         active,
                         run_id,
                         step_id,
-                        format!("cannot plan: {}", err.message),
+                        format!("cannot plan: {}", scope.mask(&err.message)),
                     )
                     .await;
             }
@@ -110,6 +228,7 @@ impl Engine {
                 step.finished_at = 0;
                 step.error = None;
                 step.output = None;
+                step.wait = None;
                 vec![step_event(step)]
             })
             .await?;
@@ -125,85 +244,77 @@ impl Engine {
             self.inner.store.flush().await?;
         }
 
-        let grant = Grant {
-            processes: plan
-                .effects
-                .iter()
-                .filter_map(|effect| match effect {
-                    Effect::Process(spec) => Some(spec.clone()),
-                    Effect::Note(_) => None,
-                })
-                .collect(),
-            sink: self.output_sink(run_id, step_id),
-        };
-        let inputs = serde_json::json!({ "params": context["params"], "steps": context["steps"] })
-            .to_string();
-        let timeout = definition.timeout.unwrap_or(self.inner.policy.step_timeout);
-        let execution = async {
-            let mut result = plugins
-                .execute(
+        let ending = match self.pass_gates(active, run_id, step_id, &prepared).await {
+            Err(refused) => refused,
+            Ok(()) => {
+                let grant = Grant {
+                    processes: plan
+                        .effects
+                        .iter()
+                        .filter_map(|effect| match effect {
+                            Effect::Process(spec) => Some(spec.clone()),
+                            Effect::Note(_) => None,
+                        })
+                        .collect(),
+                    sink: self.output_sink(run_id, step_id),
+                    network: true,
+                    deadline: Some(tokio::time::Instant::now() + prepared.timeout),
+                    secrets: scope.clone(),
+                };
+                let context = super::context::template_context(&run);
+                let inputs =
+                    serde_json::json!({ "params": context["params"], "steps": context["steps"] })
+                        .to_string();
+                let execution = plugins.execute(
                     &definition.uses,
-                    ctx.clone(),
-                    &config,
+                    ctx,
+                    &prepared.config,
                     &inputs,
-                    grant.clone(),
-                    timeout,
-                )
-                .await;
-            // A plugin that waits (an HTTP 202, say) is polled until it is done.
-            while let Ok(Ok(Outcome::Waiting(waiting))) = &result {
-                tokio::time::sleep(std::time::Duration::from_millis(waiting.poll_after_ms)).await;
-                let token = waiting.resume_token.clone();
-                result = plugins
-                    .resume(
-                        &definition.uses,
-                        ctx.clone(),
-                        &config,
-                        &token,
-                        grant.clone(),
-                        timeout,
-                    )
-                    .await;
+                    grant,
+                    prepared.timeout,
+                );
+                let result = tokio::select! {
+                    result = execution => result,
+                    // Cancelling already recorded the step as cancelled.
+                    () = active.cancel.cancelled() => return Ok(()),
+                };
+                match result {
+                    Ok(Ok(Outcome::Waiting(waiting))) => {
+                        self.record_verdict(active, &prepared, &Ending::Completed(None));
+                        return self
+                            .start_wait(active, run_id, step_id, waiting, &prepared, &scope)
+                            .await;
+                    }
+                    other => ending_of(other, prepared.timeout, &scope),
+                }
             }
-            result
         };
-        let result = tokio::select! {
-            result = execution => result,
-            // Cancelling already recorded the step as cancelled.
-            () = active.cancel.cancelled() => return Ok(()),
-        };
-        let ending = match result {
-            Ok(Ok(Outcome::Done(output))) => Ending::Completed(parse_output(&output)),
-            Ok(Ok(Outcome::Waiting(_))) => {
-                unreachable!("the loop above resumes until the step is done")
-            }
-            Ok(Err(err)) => Ending::Failed {
-                output: err.output.as_deref().and_then(parse_output),
-                error: err.message,
-                class: if err.transient {
-                    FailureClass::Transient
-                } else {
-                    FailureClass::Permanent
-                },
-                retry_after: err.retry_after_ms.map(Duration::from_millis),
-            },
-            Err(PluginError::Timeout { .. }) => Ending::Failed {
-                error: format!("timed out after {}", humantime::format_duration(timeout)),
-                output: None,
-                class: FailureClass::Timeout,
-                retry_after: None,
-            },
-            // A trap or an exhausted limit would happen again.
-            Err(err) => Ending::Failed {
-                error: err.to_string(),
-                output: None,
-                class: FailureClass::Permanent,
-                retry_after: None,
-            },
-        };
-        let retry = definition.retry.clone();
-        self.update_step(active, run_id, step_id, StepStatus::Running, |step| {
+        self.record_verdict(active, &prepared, &ending);
+        self.finish_attempt(
+            active,
+            run_id,
+            step_id,
+            StepStatus::Running,
+            ending,
+            definition.retry.as_ref(),
+        )
+        .await
+    }
+
+    /// Records how an attempt ended: completed, failed, or failed with another attempt due
+    /// after the retry policy's delay. `expected` is the status the step must still be in.
+    pub(super) async fn finish_attempt(
+        &self,
+        active: &Arc<ActiveRun>,
+        run_id: &str,
+        step_id: &str,
+        expected: StepStatus,
+        ending: Ending,
+        retry: Option<&RetryPolicy>,
+    ) -> Result<(), EngineError> {
+        self.update_step(active, run_id, step_id, expected, |step| {
             let finished = now_ms();
+            step.wait = None;
             step.history.push(AttemptRecord {
                 attempt: step.attempts,
                 started_at: step.started_at,
@@ -213,7 +324,7 @@ impl Engine {
                     Ending::Failed { error, .. } => Some(error.clone()),
                 },
             });
-            let retry_delay = match (&ending, &retry) {
+            let retry_delay = match (&ending, retry) {
                 (
                     Ending::Failed {
                         class, retry_after, ..
@@ -270,6 +381,60 @@ impl Engine {
         Ok(())
     }
 
+    /// Parks a step whose plugin answered `waiting`: the token is stored, so the wait
+    /// survives a restart, and the scheduler resumes it when it is due.
+    async fn start_wait(
+        &self,
+        active: &Arc<ActiveRun>,
+        run_id: &str,
+        step_id: &str,
+        waiting: Waiting,
+        prepared: &Prepared,
+        scope: &SecretScope,
+    ) -> Result<(), EngineError> {
+        let now = now_ms();
+        let limit = waiting
+            .wait_timeout_ms
+            .map_or(prepared.timeout, Duration::from_millis);
+        let poll = Duration::from_millis(waiting.poll_after_ms);
+        let invocation = waiting.invocation_id.clone();
+        let message = scope.mask(&format!(
+            "waiting for {}; checking every {}, for at most {}",
+            invocation.as_deref().map_or_else(
+                || "the async invocation".to_owned(),
+                |id| format!("invocation {id}")
+            ),
+            humantime::format_duration(poll),
+            humantime::format_duration(limit)
+        ));
+        let changed = self
+            .update_step(active, run_id, step_id, StepStatus::Running, |step| {
+                step.status = StepStatus::Waiting;
+                step.wait = Some(AsyncWait {
+                    token: waiting.resume_token,
+                    invocation_id: waiting.invocation_id,
+                    resume_at: now.saturating_add_unsigned(waiting.poll_after_ms),
+                    deadline: now
+                        .saturating_add_unsigned(u64::try_from(limit.as_millis()).unwrap_or(0)),
+                    since: now,
+                    poll_ms: waiting.poll_after_ms,
+                });
+                vec![
+                    step_event(step),
+                    EventKind::StepOutput {
+                        step_id: step.id.clone(),
+                        stream: OutputStream::Log,
+                        line: format!("info: {message}"),
+                    },
+                ]
+            })
+            .await?;
+        if changed {
+            self.inner.store.flush().await?;
+        }
+        Ok(())
+    }
+
     /// A runbook may ask for an approval the daemon's policy does not require, but never
     /// waive one it does: the policy belongs to the operator, the file to its author.
     pub fn needs_approval(&self, definition: &crate::runbook::Step) -> bool {
@@ -299,7 +464,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let approval = ApprovalRecord {
             summary: plan.summary.clone(),
-            plan: plan_for_humans(plan),
+            plan: plan_for_humans(
+                plan,
+                &SecretScope::new(self.inner.secrets.clone(), Default::default()),
+            ),
             plan_hash,
             requested_at: now_ms(),
             decision: None,
@@ -332,6 +500,7 @@ impl Engine {
             step.status = StepStatus::Failed;
             step.error = Some(error);
             step.finished_at = now_ms();
+            step.wait = None;
             vec![step_event(step)]
         })
         .await?;
@@ -340,7 +509,7 @@ impl Engine {
 
     /// Changes one step if it is still in `expected` (a cancel or an operator decision may
     /// have moved it meanwhile). Returns whether it changed.
-    async fn update_step(
+    pub(super) async fn update_step(
         &self,
         active: &Arc<ActiveRun>,
         run_id: &str,
@@ -362,7 +531,7 @@ impl Engine {
     }
 
     /// Streams a step's output lines into its run's event log as they come.
-    fn output_sink(&self, run_id: &str, step_id: &str) -> EventSink {
+    pub(super) fn output_sink(&self, run_id: &str, step_id: &str) -> EventSink {
         let store = self.inner.store.clone();
         let publisher = self.inner.publisher.clone();
         let run_id = run_id.to_owned();
@@ -410,16 +579,16 @@ fn plan_hash(version: &str, plan: &Plan) -> String {
 
 /// The plan as shown to approvers: argv and cwd in full, env by name only (values may be
 /// secrets), stdin as its size.
-fn plan_for_humans(plan: &Plan) -> serde_json::Value {
+fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
     let effects: Vec<serde_json::Value> = plan
         .effects
         .iter()
         .map(|effect| match effect {
             Effect::Process(spec) => serde_json::json!({
                 "process": {
-                    "argv": spec.argv,
+                    "argv": spec.argv.iter().map(|arg| scope.mask_placeholders(arg)).collect::<Vec<_>>(),
                     "env": spec.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
-                    "cwd": spec.cwd,
+                    "cwd": spec.cwd.as_deref().map(|cwd| scope.mask_placeholders(cwd)),
                     "stdin_bytes": spec.stdin.as_ref().map(String::len),
                 }
             }),
@@ -442,4 +611,69 @@ fn level_label(level: crate::plugins::Level) -> &'static str {
         Level::Warn => "warn",
         Level::Error => "error",
     }
+}
+
+/// Identifies one attempt. The key is stable for (run, step, attempt).
+pub(super) fn step_context(run_id: &str, step_id: &str, attempt: u32) -> StepContext {
+    StepContext {
+        run_id: run_id.to_owned(),
+        step_id: step_id.to_owned(),
+        attempt,
+        idempotency_key: format!("{run_id}:{step_id}:{attempt}"),
+    }
+}
+
+/// How a finished `execute` or `resume` call ended, with secrets masked in what it said.
+pub(super) fn ending_of(
+    result: Result<Result<Outcome, StepError>, PluginError>,
+    timeout: Duration,
+    scope: &SecretScope,
+) -> Ending {
+    match result {
+        Ok(Ok(Outcome::Done(output))) => Ending::Completed(parse_output(&scope.mask(&output))),
+        Ok(Ok(Outcome::Waiting(_))) => Ending::Failed {
+            error: "the plugin answered `waiting` where it had to finish".into(),
+            output: None,
+            class: FailureClass::Permanent,
+            retry_after: None,
+        },
+        Ok(Err(err)) => Ending::Failed {
+            output: err
+                .output
+                .as_deref()
+                .and_then(|output| parse_output(&scope.mask(output))),
+            error: scope.mask(&err.message),
+            class: if err.transient {
+                FailureClass::Transient
+            } else {
+                FailureClass::Permanent
+            },
+            retry_after: err.retry_after_ms.map(Duration::from_millis),
+        },
+        Err(PluginError::Timeout { .. }) => Ending::Failed {
+            error: format!("timed out after {}", humantime::format_duration(timeout)),
+            output: None,
+            class: FailureClass::Timeout,
+            retry_after: None,
+        },
+        // A trap or an exhausted limit would happen again.
+        Err(err) => Ending::Failed {
+            error: scope.mask(&err.to_string()),
+            output: None,
+            class: FailureClass::Permanent,
+            retry_after: None,
+        },
+    }
+}
+
+/// A plan as approvers and the store see it: placeholders of secrets shown as `***`. The
+/// process specs keep them: the host substitutes values only when the process starts.
+fn mask_plan(mut plan: Plan, scope: &SecretScope) -> Plan {
+    plan.summary = scope.mask_placeholders(&plan.summary);
+    for effect in &mut plan.effects {
+        if let Effect::Note(note) = effect {
+            *note = scope.mask_placeholders(note);
+        }
+    }
+    plan
 }

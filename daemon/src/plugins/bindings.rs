@@ -5,6 +5,7 @@ wasmtime::component::bindgen!({
     world: "step-plugin",
     imports: {
         "runbook:plugin/process.run": async,
+        "runbook:plugin/http.send": async,
         default: trappable,
     },
     exports: { default: async },
@@ -15,5 +16,6 @@ pub use exports::runbook::plugin::step::{
     Descriptor, Outcome, StepContext, StepError, StepPlan as Plan,
 };
 pub use runbook::plugin::events::Level;
+pub use runbook::plugin::http;
 pub use runbook::plugin::process::ProcessOutput;
-pub use runbook::plugin::types::{ConfigError, Effect, ProcessSpec};
+pub use runbook::plugin::types::{ConfigError, Effect, ProcessSpec, Waiting};

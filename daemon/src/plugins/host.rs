@@ -1,11 +1,17 @@
 //! What a plugin instance sees of the daemon: an empty WASI context (std needs one; it grants
-//! nothing), and the `events` and `process` capabilities bound to one call.
+//! nothing), and the `events`, `process`, `http` and `cache` capabilities bound to one call.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Level, ProcessOutput, ProcessSpec};
+use super::http::{CallScope, HostAllowlist, HttpClient};
+use super::kv::KvCache;
 use super::sandbox::{Meter, Metered};
+use super::secrets::SecretScope;
 use super::{EventSink, PluginEvent};
 
 /// The data of one plugin call's store.
@@ -14,6 +20,17 @@ pub struct HostState {
     table: ResourceTable,
     meter: Meter,
     grant: Grant,
+    services: CallServices,
+}
+
+/// The daemon's shared services as one call of one plugin may use them.
+pub struct CallServices {
+    /// The calling plugin's step kind: the scope of its cache entries.
+    pub kind: String,
+    pub http: Arc<HttpClient>,
+    /// The hosts this call may reach (none unless the grant allows the network).
+    pub allow: HostAllowlist,
+    pub kv: Arc<KvCache>,
 }
 
 /// What one call may do.
@@ -22,6 +39,11 @@ pub struct Grant {
     /// Exactly the processes the (approved) plan named.
     pub processes: Vec<ProcessSpec>,
     pub sink: EventSink,
+    /// Whether the call may make HTTP requests (to the hosts its plugin may reach).
+    pub network: bool,
+    /// When the step's time is up: no request outlives it.
+    pub deadline: Option<tokio::time::Instant>,
+    pub secrets: SecretScope,
 }
 
 impl Grant {
@@ -29,18 +51,22 @@ impl Grant {
     pub fn none() -> Self {
         Self {
             processes: Vec::new(),
-            sink: std::sync::Arc::new(|_| {}),
+            sink: Arc::new(|_| {}),
+            network: false,
+            deadline: None,
+            secrets: SecretScope::default(),
         }
     }
 }
 
 impl HostState {
-    pub fn new(meter: Meter, grant: Grant) -> Self {
+    pub fn new(meter: Meter, grant: Grant, services: CallServices) -> Self {
         Self {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             meter,
             grant,
+            services,
         }
     }
 
@@ -68,16 +94,49 @@ impl bindings::runbook::plugin::types::Host for HostState {}
 
 impl bindings::runbook::plugin::events::Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let message = self.grant.secrets.mask(&message);
         (self.grant.sink)(PluginEvent::Log { level, message });
         Ok(())
     }
 
     fn progress(&mut self, fraction: f32, message: String) -> wasmtime::Result<()> {
         let percent = (fraction.clamp(0.0, 1.0) * 100.0).round();
+        let message = self.grant.secrets.mask(&message);
         (self.grant.sink)(PluginEvent::Log {
             level: Level::Info,
             message: format!("{percent}% {message}"),
         });
+        Ok(())
+    }
+}
+
+impl bindings::runbook::plugin::http::Host for HostState {
+    async fn send(
+        &mut self,
+        request: bindings::http::Request,
+    ) -> Result<bindings::http::Response, bindings::http::Error> {
+        let scope = CallScope {
+            allow: &self.services.allow,
+            secrets: &self.grant.secrets,
+            deadline: self.grant.deadline,
+            kind: &self.services.kind,
+        };
+        self.services.http.send(&scope, request).await
+    }
+}
+
+impl bindings::runbook::plugin::cache::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.services.kv.get(&self.services.kind, &key))
+    }
+
+    fn set(&mut self, key: String, value: String, ttl_ms: u64) -> wasmtime::Result<()> {
+        self.services.kv.set(
+            &self.services.kind,
+            &key,
+            value,
+            Duration::from_millis(ttl_ms),
+        );
         Ok(())
     }
 }
@@ -90,6 +149,6 @@ impl bindings::runbook::plugin::process::Host for HostState {
                 spec.argv
             ));
         }
-        super::process::run(&spec, &self.grant.sink).await
+        super::process::run(&spec, &self.grant.sink, &self.grant.secrets).await
     }
 }

@@ -6,8 +6,11 @@
 mod bindings;
 mod cache;
 mod host;
+mod http;
+mod kv;
 mod process;
 mod sandbox;
+mod secrets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,21 +23,40 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::{
     ConfigError, Descriptor, Effect, Level, Outcome, Plan, ProcessSpec, StepContext, StepError,
+    Waiting,
 };
 pub use host::Grant;
+pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
 pub use sandbox::{LimitHit, Limits};
+pub use secrets::{MASK, SecretScope, SecretSource};
 
 use bindings::{StepPlugin, StepPluginPre};
-use host::HostState;
+use host::{CallServices, HostState};
 
 /// The built-in plugins, compiled for wasm32-wasip2 by the build script.
-const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[(
-    "shell",
-    include_bytes!(concat!(
-        env!("RUNBOOKD_GUEST_DIR"),
-        "/runbook_plugin_shell.wasm"
-    )),
-)];
+const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
+    (
+        "shell",
+        include_bytes!(concat!(
+            env!("RUNBOOKD_GUEST_DIR"),
+            "/runbook_plugin_shell.wasm"
+        )),
+    ),
+    (
+        "http",
+        include_bytes!(concat!(
+            env!("RUNBOOKD_GUEST_DIR"),
+            "/runbook_plugin_http.wasm"
+        )),
+    ),
+    (
+        "graphql",
+        include_bytes!(concat!(
+            env!("RUNBOOKD_GUEST_DIR"),
+            "/runbook_plugin_graphql.wasm"
+        )),
+    ),
+];
 
 /// Plugin calls that may be in flight at once; further calls wait for a slot.
 const MAX_CONCURRENT_INSTANCES: u32 = 256;
@@ -100,6 +122,9 @@ struct Inner {
     limits: Limits,
     cache_dir: PathBuf,
     slots: tokio::sync::Semaphore,
+    http_settings: HttpSettings,
+    http: Arc<http::HttpClient>,
+    kv: Arc<kv::KvCache>,
 }
 
 /// One call into a plugin.
@@ -121,7 +146,11 @@ enum Reply {
 impl PluginHost {
     /// Creates the engine and loads the built-in plugins, compiling them into `cache_dir` the
     /// first time.
-    pub async fn new(limits: Limits, cache_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn new(
+        limits: Limits,
+        cache_dir: &Path,
+        http_settings: HttpSettings,
+    ) -> anyhow::Result<Self> {
         let engine = Engine::new(&engine_config(&limits))
             .map_err(|err| anyhow::anyhow!("{err:#}"))
             .context("cannot create the WebAssembly engine")?;
@@ -138,13 +167,27 @@ impl PluginHost {
                 limits,
                 cache_dir: cache_dir.to_owned(),
                 slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_INSTANCES as usize),
+                http: Arc::new(
+                    http::HttpClient::new(&http_settings)
+                        .context("cannot create the HTTP client")?,
+                ),
+                http_settings,
+                kv: Arc::default(),
             }),
             plugins: Arc::default(),
         };
-        for (name, bytes) in BUILTIN_PLUGINS {
-            host.load(bytes, Origin::Builtin)
-                .await
-                .with_context(|| format!("cannot load the built-in `{name}` plugin"))?;
+        cache::prepare_dir(cache_dir)?;
+        // Compiled side by side: a cold cache costs the slowest plugin, not their sum.
+        let loads = BUILTIN_PLUGINS.iter().map(|(name, bytes)| {
+            let host = host.clone();
+            async move {
+                host.load(bytes, Origin::Builtin)
+                    .await
+                    .with_context(|| format!("cannot load the built-in `{name}` plugin"))
+            }
+        });
+        for loaded in futures::future::join_all(loads).await {
+            loaded?;
         }
         Ok(host)
     }
@@ -386,6 +429,25 @@ impl PluginHost {
         }
     }
 
+    /// The hosts a plugin may reach: built-in plugins any host unless the daemon config
+    /// restricts them, a plugin from the plugins directory only the hosts it was granted.
+    fn allowlist(&self, plugin: &LoadedPlugin) -> HostAllowlist {
+        let settings = &self.inner.http_settings;
+        match &plugin.origin {
+            Origin::Builtin => settings
+                .builtin_hosts
+                .clone()
+                .map_or_else(HostAllowlist::any, HostAllowlist::only),
+            Origin::File(_) => HostAllowlist::only(
+                settings
+                    .grants
+                    .get(&plugin.descriptor.kind)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
     /// One bounded call on a fresh instance.
     async fn invoke(
         &self,
@@ -398,9 +460,19 @@ impl PluginHost {
         // The semaphore is never closed, so acquiring only waits.
         let _slot = self.inner.slots.acquire().await;
         let limits = self.inner.limits;
+        let services = CallServices {
+            kind: kind.clone(),
+            http: self.inner.http.clone(),
+            allow: if grant.network {
+                self.allowlist(plugin)
+            } else {
+                HostAllowlist::none()
+            },
+            kv: self.inner.kv.clone(),
+        };
         let mut store = Store::new(
             &self.inner.engine,
-            HostState::new(sandbox::Meter::new(&limits), grant),
+            HostState::new(sandbox::Meter::new(&limits), grant, services),
         );
         sandbox::install(&mut store);
         let run = async {
@@ -459,6 +531,7 @@ impl crate::runbook::StepKinds for PluginHost {
                 .map(|err| crate::runbook::ConfigProblem {
                     path: err.path,
                     message: err.message,
+                    position: err.position.map(|at| (at.line, at.column)),
                 })
                 .collect()),
             Err(err) => Err(err.to_string()),

@@ -8,6 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 use super::bindings::{ProcessOutput, ProcessSpec};
+use super::secrets::{Encoding, SecretScope};
 use super::{EventSink, PluginEvent, StreamKind};
 
 /// Output kept per stream in the step's result; everything is still streamed as events.
@@ -21,8 +22,53 @@ pub const INHERITED_ENV: [&str; 9] = [
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
 ];
 
-/// Runs `spec` to completion.
-pub async fn run(spec: &ProcessSpec, sink: &EventSink) -> Result<ProcessOutput, String> {
+/// Runs `spec` to completion, with its secrets put in and masked in everything it prints.
+pub async fn run(
+    spec: &ProcessSpec,
+    sink: &EventSink,
+    secrets: &SecretScope,
+) -> Result<ProcessOutput, String> {
+    let spec = with_secrets(spec, secrets)?;
+    let masked_sink: EventSink = {
+        let sink = sink.clone();
+        let secrets = secrets.clone();
+        std::sync::Arc::new(move |event| {
+            sink(match event {
+                PluginEvent::Output { stream, line } => PluginEvent::Output {
+                    stream,
+                    line: secrets.mask(&line),
+                },
+                PluginEvent::Log { level, message } => PluginEvent::Log {
+                    level,
+                    message: secrets.mask(&message),
+                },
+            });
+        })
+    };
+    let mut output = spawn_and_wait(&spec, &masked_sink)
+        .await
+        .map_err(|err| secrets.mask(&err))?;
+    output.stdout = secrets.mask(&output.stdout);
+    output.stderr = secrets.mask(&output.stderr);
+    Ok(output)
+}
+
+/// The spec as the process gets it: placeholders replaced by their secrets.
+fn with_secrets(spec: &ProcessSpec, secrets: &SecretScope) -> Result<ProcessSpec, String> {
+    let put = |text: &String| secrets.substitute(text, Encoding::Raw);
+    Ok(ProcessSpec {
+        argv: spec.argv.iter().map(put).collect::<Result<_, _>>()?,
+        env: spec
+            .env
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), put(value)?)))
+            .collect::<Result<_, String>>()?,
+        cwd: spec.cwd.as_ref().map(put).transpose()?,
+        stdin: spec.stdin.as_ref().map(put).transpose()?,
+    })
+}
+
+async fn spawn_and_wait(spec: &ProcessSpec, sink: &EventSink) -> Result<ProcessOutput, String> {
     let (program, args) = spec
         .argv
         .split_first()

@@ -14,6 +14,8 @@ pub struct ConfigProblem {
     /// Dotted path inside `with`; empty for the table as a whole.
     pub path: String,
     pub message: String,
+    /// 1-based line and column inside the string at `path` (an embedded query, say).
+    pub position: Option<(u32, u32)>,
 }
 
 /// What checking a runbook needs to know about the plugins.
@@ -74,8 +76,14 @@ pub(super) async fn check(
         match kinds.validate(&step.uses, &step.with).await {
             Ok(problems) => {
                 for problem in problems {
-                    let span = with_span(&runbook.source, index, &parse_path(&problem.path))
-                        .unwrap_or_else(|| spans[index].with.clone());
+                    let value_span = with_span(&runbook.source, index, &parse_path(&problem.path));
+                    let span = match (&value_span, problem.position) {
+                        (Some(value), Some((line, column))) => {
+                            inside_string(&runbook.source, value, line, column)
+                                .unwrap_or_else(|| value.clone())
+                        }
+                        _ => value_span.unwrap_or_else(|| spans[index].with.clone()),
+                    };
                     let field = if problem.path.is_empty() {
                         "with".to_owned()
                     } else {
@@ -276,15 +284,57 @@ fn check_variables(
             ("steps", Some(other)) if !upstream.contains(other) => Some(format!(
                 "reads `steps.{other}` but does not depend on it; add `needs = [\"{other}\"]`"
             )),
-            ("params" | "steps" | "run", _) => None,
+            ("targets", Some(target)) if runbook.target(target).is_none() => Some(format!(
+                "unknown target `{target}`{}",
+                suggestion(target, runbook.targets.iter().map(|t| t.name.as_str()))
+            )),
+            ("secrets", None) => Some("name the secret: `secrets.NAME`".to_owned()),
+            // Secrets live in the daemon's vault: a run checks they exist when it starts.
+            ("params" | "steps" | "run" | "secrets" | "targets", _) => None,
+            // Filled in by the http plugin once an async invocation has an id.
+            ("invocation_id", None) => None,
             _ => Some(format!(
-                "unknown variable `{root}`; templates can read `params`, `steps` and `run`"
+                "unknown variable `{root}`; templates can read `params`, `steps`, `run`, \
+                 `secrets` and `targets`"
             )),
         };
         if let Some(problem) = problem {
             report.error(span.clone(), format!("step `{step_id}`: {problem}"));
         }
     }
+}
+
+/// The span of one character at `line`:`column` (1-based) of the string literal at `value`
+/// in `source`. Escapes in a basic string shift columns; literal and multi-line strings,
+/// where long embedded documents live, map exactly.
+fn inside_string(
+    source: &str,
+    value: &std::ops::Range<usize>,
+    line: u32,
+    column: u32,
+) -> Option<std::ops::Range<usize>> {
+    let literal = source.get(value.clone())?;
+    let delimiter = ["\"\"\"", "'''", "\"", "'"]
+        .into_iter()
+        .find(|delimiter| literal.starts_with(delimiter))?;
+    let mut start = value.start + delimiter.len();
+    if delimiter.len() == 3 {
+        // TOML trims a newline right after the opening delimiter.
+        if source[start..].starts_with("\r\n") {
+            start += 2;
+        } else if source[start..].starts_with('\n') {
+            start += 1;
+        }
+    }
+    let mut offset = start;
+    for _ in 1..line {
+        offset += source.get(offset..value.end)?.find('\n')? + 1;
+    }
+    let rest = source.get(offset..value.end)?;
+    let (index, ch) = rest
+        .char_indices()
+        .nth(usize::try_from(column.saturating_sub(1)).ok()?)?;
+    Some(offset + index..offset + index + ch.len_utf8())
 }
 
 /// Ids of every step that `index` transitively needs.

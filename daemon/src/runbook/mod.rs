@@ -6,6 +6,7 @@ mod diagnostic;
 mod locate;
 mod parse;
 pub mod retry;
+pub mod target;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 pub use check::{ConfigProblem, StepKinds};
 pub use diagnostic::{Diagnostic, render_all};
 pub use retry::RetryPolicy;
+pub use target::{BreakerPolicy, RateLimit, Target};
 
 /// A parsed runbook that passed every check: only these are stored and run.
 #[derive(Debug, Clone)]
@@ -28,6 +30,7 @@ pub struct Runbook {
     pub version: String,
     pub params: Vec<Param>,
     pub steps: Vec<Step>,
+    pub targets: Vec<Target>,
     /// How many steps of one run may execute at once.
     pub max_parallel: usize,
 }
@@ -36,6 +39,11 @@ impl Runbook {
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|step| step.id == id)
+    }
+
+    /// The target with this name.
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|target| target.name == name)
     }
 }
 
@@ -126,6 +134,8 @@ pub struct Step {
     pub needs: Vec<String>,
     /// The `if` expression.
     pub condition: Option<String>,
+    /// The target its `with.target` names.
+    pub target: Option<String>,
     pub timeout: Option<Duration>,
     /// When to try again after a failed attempt; `None` tries once.
     pub retry: Option<RetryPolicy>,

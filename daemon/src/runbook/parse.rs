@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::retry::{Backoff, DEFAULT_DELAY, DEFAULT_MAX_DELAY, RetryOn, RetryPolicy};
+use super::target::{BreakerPolicy, RateLimit, Target};
 use super::{Diagnostic, Param, ParamType, Runbook, Step, content_hash};
 
 /// Steps of one run that may execute at once unless the runbook says otherwise.
@@ -25,8 +26,32 @@ struct RawRunbook {
     max_parallel: Option<Spanned<i64>>,
     /// Settings every step has unless it sets its own.
     defaults: Option<RawDefaults>,
+    /// Named endpoints with their own defaults and policies.
+    #[serde(default)]
+    targets: BTreeMap<Spanned<String>, RawTarget>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: Spanned<String>,
+    #[serde(default)]
+    headers: toml::Table,
+    auth: Option<toml::Table>,
+    timeout: Option<Spanned<String>>,
+    retry: Option<RawRetry>,
+    rate_limit: Option<Spanned<String>>,
+    burst: Option<Spanned<i64>>,
+    circuit_breaker: Option<RawBreaker>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    failures: Spanned<i64>,
+    cooldown: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +179,11 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
     if raw.steps.is_empty() {
         report.error(0..0, "a runbook needs at least one [[steps]] table");
     }
+    let targets: Vec<Target> = raw
+        .targets
+        .iter()
+        .map(|(name, target)| parse_target(&mut report, name, target))
+        .collect();
     let defaults = StepDefaults {
         timeout: raw
             .defaults
@@ -169,7 +199,8 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
     let (steps, spans) = raw
         .steps
         .iter()
-        .map(|step| parse_step(&mut report, step, &defaults))
+        .enumerate()
+        .map(|(index, step)| parse_step(&mut report, step, index, &defaults, &targets))
         .unzip();
 
     if !report.diagnostics.is_empty() {
@@ -184,6 +215,7 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
             version: content_hash(source),
             params,
             steps,
+            targets,
             max_parallel,
         },
         spans,
@@ -343,10 +375,89 @@ fn parse_retry(report: &mut Reporter<'_>, raw: &RawRetry) -> Option<RetryPolicy>
     })
 }
 
+fn parse_target(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawTarget) -> Target {
+    if !is_valid_step_id(name.get_ref()) {
+        report.error(
+            name.span(),
+            format!(
+                "target name `{}` must be letters, digits and `_` (it is read as `targets.{0}`)",
+                name.get_ref()
+            ),
+        );
+    }
+    let url = raw.url.get_ref();
+    if !crate::template::is_template(url) && url::Url::parse(url).is_err() {
+        report.error(
+            raw.url.span(),
+            format!(
+                "target `{}`: `{url}` is not an absolute URL",
+                name.get_ref()
+            ),
+        );
+    }
+    let rate_limit = raw.rate_limit.as_ref().and_then(|text| {
+        let burst = match &raw.burst {
+            Some(burst) => match u32::try_from(*burst.get_ref()) {
+                Ok(burst) if burst >= 1 => Some(burst),
+                _ => {
+                    report.error(burst.span(), "burst must be at least 1");
+                    None
+                }
+            },
+            None => None,
+        };
+        match RateLimit::parse(text.get_ref(), burst) {
+            Ok(limit) => Some(limit),
+            Err(err) => {
+                report.error(text.span(), err);
+                None
+            }
+        }
+    });
+    if let (Some(burst), None) = (&raw.burst, &raw.rate_limit) {
+        report.error(burst.span(), "burst needs a rate_limit");
+    }
+    let circuit_breaker = raw.circuit_breaker.as_ref().and_then(|breaker| {
+        let failures = match u32::try_from(*breaker.failures.get_ref()) {
+            Ok(failures) if failures >= 1 => failures,
+            _ => {
+                report.error(
+                    breaker.failures.span(),
+                    "circuit_breaker.failures must be at least 1",
+                );
+                return None;
+            }
+        };
+        let cooldown = parse_duration(report, &breaker.cooldown, "circuit_breaker.cooldown")?;
+        Some(BreakerPolicy { failures, cooldown })
+    });
+    Target {
+        name: name.get_ref().clone(),
+        url: url.clone(),
+        headers: toml_to_json(&toml::Value::Table(raw.headers.clone())),
+        auth: raw
+            .auth
+            .as_ref()
+            .map(|auth| toml_to_json(&toml::Value::Table(auth.clone()))),
+        timeout: raw
+            .timeout
+            .as_ref()
+            .and_then(|timeout| parse_duration(report, timeout, "timeout")),
+        retry: raw
+            .retry
+            .as_ref()
+            .and_then(|retry| parse_retry(report, retry)),
+        rate_limit,
+        circuit_breaker,
+    }
+}
+
 fn parse_step(
     report: &mut Reporter<'_>,
     raw: &Spanned<RawStep>,
+    index: usize,
     defaults: &StepDefaults,
+    targets: &[Target],
 ) -> (Step, StepSpans) {
     let step = raw.get_ref();
     if !is_valid_step_id(step.id.get_ref()) {
@@ -359,18 +470,50 @@ fn parse_step(
             ),
         );
     }
-    let timeout = match &step.timeout {
-        Some(timeout) => parse_duration(report, timeout, "timeout"),
-        None => defaults.timeout,
-    };
-    let retry = match &step.retry {
-        Some(retry) => parse_retry(report, retry),
-        None => defaults.retry.clone(),
-    };
     let with = step.with.as_ref().map_or_else(
         || serde_json::Value::Object(serde_json::Map::new()),
         |table| toml_to_json(&toml::Value::Table(table.get_ref().clone())),
     );
+    // A step against a target takes the target's timeout and retry unless it sets its own.
+    let target = match with.get("target") {
+        Some(serde_json::Value::String(name)) => {
+            let found = targets.iter().find(|target| &target.name == name);
+            if found.is_none() {
+                let span = super::locate::with_span(
+                    report.source,
+                    index,
+                    &[super::locate::Segment::Key("target".into())],
+                )
+                .unwrap_or_else(|| raw.span());
+                let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+                report.error(
+                    span,
+                    if known.is_empty() {
+                        format!("unknown target `{name}`; define it in a [targets.{name}] table")
+                    } else {
+                        format!(
+                            "unknown target `{name}`; defined targets: {}",
+                            known.join(", ")
+                        )
+                    },
+                );
+            }
+            found
+        }
+        _ => None,
+    };
+    let timeout = match &step.timeout {
+        Some(timeout) => parse_duration(report, timeout, "timeout"),
+        None => target
+            .and_then(|target| target.timeout)
+            .or(defaults.timeout),
+    };
+    let retry = match &step.retry {
+        Some(retry) => parse_retry(report, retry),
+        None => target
+            .and_then(|target| target.retry.clone())
+            .or_else(|| defaults.retry.clone()),
+    };
     let spans = StepSpans {
         id: step.id.span(),
         uses: step.uses.span(),
@@ -388,6 +531,7 @@ fn parse_step(
             .map(|need| need.get_ref().clone())
             .collect(),
         condition: step.condition.as_ref().map(|c| c.get_ref().clone()),
+        target: target.map(|target| target.name.clone()),
         timeout,
         retry,
         approval: step.approval,

@@ -92,6 +92,40 @@ fn step(record: &StepRecord) -> pb::StepRun {
                 error: attempt.error.clone().unwrap_or_default(),
             })
             .collect(),
+        invocation_id: record
+            .wait
+            .as_ref()
+            .and_then(|wait| wait.invocation_id.clone())
+            .unwrap_or_default(),
+        resume_at: record.wait.as_ref().map_or(0, |wait| wait.resume_at),
+        wait_deadline: record.wait.as_ref().map_or(0, |wait| wait.deadline),
+    }
+}
+
+/// A target's shared state.
+pub fn target(status: &crate::targets::TargetStatus) -> pb::TargetState {
+    use crate::targets::Circuit;
+    pb::TargetState {
+        name: status.name.clone(),
+        url: status.url.clone(),
+        runbook: status.runbook.clone(),
+        circuit: match status.circuit {
+            Circuit::Closed => pb::CircuitState::Closed,
+            Circuit::Open => pb::CircuitState::Open,
+            Circuit::HalfOpen => pb::CircuitState::HalfOpen,
+        }
+        .into(),
+        consecutive_failures: status.consecutive_failures,
+        failure_threshold: status.failure_threshold,
+        open_until: status.open_until,
+        rate_limit: status
+            .rate_limit
+            .as_ref()
+            .map(|limit| limit.text.clone())
+            .unwrap_or_default(),
+        burst: status.rate_limit.as_ref().map_or(0, |limit| limit.burst),
+        attempts: status.attempts,
+        rejected: status.rejected,
     }
 }
 

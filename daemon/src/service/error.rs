@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 use crate::catalog::CatalogError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
+use crate::vault::VaultError;
 
 impl From<EngineError> for Status {
     fn from(err: EngineError) -> Self {
@@ -12,6 +13,7 @@ impl From<EngineError> for Status {
             EngineError::UnknownRunbook(_) | EngineError::UnknownStep { .. } => Code::NotFound,
             EngineError::InvalidRunbook { .. }
             | EngineError::MissingPlugins { .. }
+            | EngineError::MissingSecrets { .. }
             | EngineError::WrongState(_) => Code::FailedPrecondition,
             EngineError::InvalidParams(_) => Code::InvalidArgument,
             EngineError::Store(StoreError::RunNotFound(_)) => Code::NotFound,
@@ -41,6 +43,32 @@ impl From<CatalogError> for Status {
             | CatalogError::PathTaken { .. } => Code::FailedPrecondition,
             CatalogError::Write { .. } | CatalogError::Store(_) => Code::Internal,
         };
+        if code == Code::Internal {
+            tracing::error!(error = %err, "request failed");
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+impl From<VaultError> for Status {
+    fn from(err: VaultError) -> Self {
+        let code = match &err {
+            VaultError::NotFound(_) => Code::NotFound,
+            VaultError::InvalidName { .. }
+            | VaultError::EmptyValue { .. }
+            | VaultError::ValueTooLarge { .. } => Code::InvalidArgument,
+            // The key problems stop the daemon at start; reaching one here is a bug.
+            VaultError::KeyIo { .. }
+            | VaultError::KeyMode { .. }
+            | VaultError::KeyOwner { .. }
+            | VaultError::KeyInvalid { .. }
+            | VaultError::KeyLost { .. }
+            | VaultError::Undecryptable { .. }
+            | VaultError::Encrypt { .. }
+            | VaultError::Corrupt { .. }
+            | VaultError::Store(_) => Code::Internal,
+        };
+        // Safe to log: a vault error never holds a value.
         if code == Code::Internal {
             tracing::error!(error = %err, "request failed");
         }

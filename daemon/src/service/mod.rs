@@ -3,6 +3,7 @@
 
 mod convert;
 mod error;
+mod secrets;
 mod watch;
 
 use std::path::PathBuf;
@@ -14,9 +15,10 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Engine, Resolution};
+use crate::engine::{Completion, Engine, Resolution};
 use crate::events::DaemonEvents;
 use crate::store::{RunFilter, now_ms};
+use crate::vault::Vault;
 
 /// Runs listed when a request sets no limit, and the most a page may hold.
 const DEFAULT_PAGE: usize = 50;
@@ -35,6 +37,7 @@ pub struct DaemonInfo {
 /// The API implementation.
 pub struct RunbookService {
     engine: Engine,
+    vault: Vault,
     daemon_events: DaemonEvents,
     info: DaemonInfo,
     shutdown: CancellationToken,
@@ -43,12 +46,14 @@ pub struct RunbookService {
 impl RunbookService {
     pub fn new(
         engine: Engine,
+        vault: Vault,
         daemon_events: DaemonEvents,
         info: DaemonInfo,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             engine,
+            vault,
             daemon_events,
             info,
             shutdown,
@@ -367,36 +372,71 @@ impl RunbookApi for RunbookService {
 
     async fn complete_step(
         &self,
-        _request: Request<pb::CompleteStepRequest>,
+        request: Request<pb::CompleteStepRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        Err(Status::unimplemented("PENDING complete_step"))
+        let by = requester(&request);
+        let request = request.into_inner();
+        let completion = match request.status() {
+            pb::StepStatus::Completed => {
+                let output = if request.output_json.trim().is_empty() {
+                    None
+                } else {
+                    Some(serde_json::from_str(&request.output_json).map_err(|err| {
+                        Status::invalid_argument(format!("output_json is not JSON: {err}"))
+                    })?)
+                };
+                Completion::Completed(output)
+            }
+            pb::StepStatus::Failed => Completion::Failed(request.error),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "a step can be completed as completed or failed, not {}",
+                    other.as_str_name()
+                )));
+            }
+        };
+        let run = self
+            .engine
+            .complete_step(&request.run_id, &request.step, completion, &by)
+            .await?;
+        tracing::info!(run = %run.id, step = %request.step, by = %by, "step completed from outside");
+        Ok(Response::new(self.run_message(&run)?))
     }
 
     async fn list_targets(
         &self,
         _request: Request<pb::ListTargetsRequest>,
     ) -> Result<Response<pb::ListTargetsResponse>, Status> {
-        Err(Status::unimplemented("PENDING list_targets"))
+        let targets = self
+            .engine
+            .targets()
+            .list()
+            .iter()
+            .map(convert::target)
+            .collect();
+        Ok(Response::new(pb::ListTargetsResponse { targets }))
     }
 
     async fn set_secret(
         &self,
-        _request: Request<pb::SetSecretRequest>,
+        request: Request<pb::SetSecretRequest>,
     ) -> Result<Response<pb::SecretInfo>, Status> {
-        Err(Status::unimplemented("PENDING set_secret"))
+        let by = requester(&request);
+        secrets::set(&self.vault, request.into_inner(), &by).await
     }
 
     async fn list_secrets(
         &self,
         _request: Request<pb::ListSecretsRequest>,
     ) -> Result<Response<pb::ListSecretsResponse>, Status> {
-        Err(Status::unimplemented("PENDING list_secrets"))
+        secrets::list(&self.vault)
     }
 
     async fn remove_secret(
         &self,
-        _request: Request<pb::RemoveSecretRequest>,
+        request: Request<pb::RemoveSecretRequest>,
     ) -> Result<Response<pb::RemoveSecretResponse>, Status> {
-        Err(Status::unimplemented("PENDING remove_secret"))
+        let by = requester(&request);
+        secrets::remove(&self.vault, request.into_inner(), &by).await
     }
 }

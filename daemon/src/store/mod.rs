@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use sled::Transactional;
 
 pub use records::{
-    ApprovalRecord, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry, OutputStream,
-    RunRecord, RunStatus, StepRecord, StepStatus, VersionRecord, now_ms,
+    ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
+    OutputStream, RunRecord, RunStatus, StepRecord, StepStatus, VersionRecord, now_ms,
 };
 
 /// The layout of the trees below; bumped when it changes incompatibly.
@@ -99,6 +99,12 @@ impl Store {
                 durable_changed: tokio::sync::watch::Sender::new(0),
             }),
         })
+    }
+
+    /// Opens (or creates) a tree of this database for a subsystem that owns its own records
+    /// (the secret vault), so that its writes share the database's log and flushes.
+    pub fn tree(&self, name: &str) -> sled::Result<sled::Tree> {
+        self.inner.db.open_tree(name)
     }
 
     /// Makes everything written so far durable. Called before a side effect starts and before

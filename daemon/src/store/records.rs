@@ -109,6 +109,27 @@ pub struct StepRecord {
     /// Every finished attempt, oldest first.
     #[serde(default)]
     pub history: Vec<AttemptRecord>,
+    /// Set while the step waits for an async invocation to finish.
+    #[serde(default)]
+    pub wait: Option<AsyncWait>,
+}
+
+/// A step waiting for work it started elsewhere (an HTTP 202): what its plugin needs to look
+/// again, kept durable so that the wait survives a restart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AsyncWait {
+    /// The plugin's own token for `resume`.
+    pub token: String,
+    /// The far side's id for the work, when it gave one.
+    pub invocation_id: Option<String>,
+    /// When to look next (Unix ms).
+    pub resume_at: i64,
+    /// When the wait times out (Unix ms); 0 for never.
+    pub deadline: i64,
+    /// When the wait began (Unix ms).
+    pub since: i64,
+    /// The plugin's polling interval, for looking again after a failed look.
+    pub poll_ms: u64,
 }
 
 /// How one attempt of a step ended.
@@ -137,6 +158,7 @@ impl StepRecord {
             upstream_failed: false,
             retry_at: 0,
             history: Vec::new(),
+            wait: None,
         }
     }
 }

@@ -131,6 +131,30 @@ pub enum Command {
         /// Run id (or a unique prefix)
         run: String,
     },
+    /// End a step that waits for an async invocation (completed unless --failed)
+    Complete {
+        /// Run id (or a unique prefix)
+        run: String,
+        /// Step id, or the invocation id the step waits for
+        step: String,
+        /// The step's output, as JSON (`-` reads it from stdin)
+        #[arg(long, value_name = "JSON", conflicts_with = "failed")]
+        output: Option<String>,
+        /// Fail the step instead
+        #[arg(long)]
+        failed: bool,
+        /// Why it failed (with --failed)
+        #[arg(long, value_name = "R", default_value = "", requires = "failed")]
+        reason: String,
+    },
+    /// Targets steps have used: circuit breakers and rate limits
+    Targets,
+    /// Set, list and remove the secrets runbooks use as `{{ secrets.NAME }}`
+    Secret {
+        /// What to do with the secrets.
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Start, stop or inspect the background daemon
     Daemon {
         /// What to do with the daemon.
@@ -175,6 +199,27 @@ pub enum DaemonCommand {
     Stop,
     /// Show the daemon's status (never starts one)
     Status,
+}
+
+/// `secret ...`. Values are never arguments: they would land in the shell's history and in
+/// every process listing.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret: the value is read from stdin, or prompted for without echo
+    Set {
+        /// Letters, digits and `_`, not starting with a digit
+        #[arg(value_parser = super::secret::parse_name)]
+        name: String,
+    },
+    /// List the secrets (never their values)
+    Ls,
+    /// Remove a secret
+    Rm {
+        /// The secret's name
+        name: String,
+    },
+    /// Show who set or removed which secret, and when, oldest first
+    Log,
 }
 
 /// `key=value`, split on the first `=` (values may contain `=`).

@@ -2,8 +2,10 @@
 
 use std::io::Write;
 
+use anyhow::Context as _;
 use runbook_protocol::v1::{
-    ApproveRequest, CancelRunRequest, DenyRequest, ResolveAction, ResolveRequest, Run,
+    ApproveRequest, CancelRunRequest, CompleteStepRequest, DenyRequest, ResolveAction,
+    ResolveRequest, Run, StepStatus,
 };
 
 use super::Ctx;
@@ -94,6 +96,56 @@ pub async fn cancel(ctx: &Ctx, out: &mut dyn Write, run: String) -> anyhow::Resu
         out,
         &run,
         &format!("cancelled run {} ({})", run.id, run.status().label()),
+    )
+}
+
+/// `complete RUN STEP [--output JSON | --failed --reason R]`: `failure` is the reason when
+/// the step is to fail.
+pub async fn complete(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    run: String,
+    step: String,
+    output: Option<String>,
+    failure: Option<String>,
+) -> anyhow::Result<u8> {
+    let output_json = match output.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the output from stdin")?;
+            text
+        }
+        Some(text) => text.to_owned(),
+        None => String::new(),
+    };
+    if !output_json.trim().is_empty() {
+        serde_json::from_str::<serde_json::Value>(&output_json)
+            .context("--output is not valid JSON")?;
+    }
+    let mut client = ctx.target.client().await?;
+    let request = CompleteStepRequest {
+        run_id: run,
+        step: step.clone(),
+        status: if failure.is_some() {
+            StepStatus::Failed
+        } else {
+            StepStatus::Completed
+        } as i32,
+        output_json: output_json.trim().to_owned(),
+        error: failure.clone().unwrap_or_default(),
+    };
+    let run = client.complete_step(request).await?.into_inner();
+    let verb = if failure.is_some() {
+        "failed"
+    } else {
+        "completed"
+    };
+    confirm(
+        ctx,
+        out,
+        &run,
+        &format!("{verb} step {step} of run {}", run.id),
     )
 }
 

@@ -7,14 +7,16 @@ mod follow;
 mod logs;
 mod runbooks;
 mod runs;
+mod secret;
 mod status;
 mod table;
+mod targets;
 mod versions;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-pub use args::{Cli, Command, DaemonCommand, Global};
+pub use args::{Cli, Command, DaemonCommand, Global, SecretCommand};
 
 use crate::daemon::Target;
 use crate::error::{self, EXIT_FAILED};
@@ -114,5 +116,14 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             decide::resolve(ctx, out, run, step, action).await
         }
         Command::Cancel { run } => decide::cancel(ctx, out, run).await,
+        Command::Secret { command } => secret::secret(ctx, out, command).await,
+        Command::Complete {
+            run,
+            step,
+            output,
+            failed,
+            reason,
+        } => decide::complete(ctx, out, run, step, output, failed.then_some(reason)).await,
+        Command::Targets => targets::list(ctx, out).await,
     }
 }

@@ -1,0 +1,287 @@
+//! Secrets inside plugin calls: a template renders `{{ secrets.NAME }}` to an opaque
+//! placeholder, and only the host, on the way out of an `http` or `process` call, puts the
+//! value in its place. Whatever comes back (a response, a process's output, an error) has the
+//! values it used masked as `***`, so a plugin never holds one and cannot leak one.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// What stands in for a secret value everywhere a human or a plugin could see it.
+pub const MASK: &str = "***";
+
+/// Where secret values come from (the daemon's vault).
+pub trait SecretSource: Send + Sync {
+    /// Every secret's (name, placeholder).
+    fn placeholders(&self) -> Vec<(String, String)>;
+    /// Decrypts one secret; `Ok(None)` when it does not exist (any more).
+    fn reveal(&self, name: &str) -> Result<Option<SecretString>, String>;
+}
+
+/// How a value is written where its placeholder stood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As it is (a header value, an argv element).
+    Raw,
+    /// Inside a JSON string literal.
+    Json,
+    /// Percent-encoded (a URL, a form body).
+    Url,
+}
+
+/// The secrets of one plugin call: it substitutes placeholders and remembers each value it
+/// revealed, so that every answer can be masked.
+#[derive(Clone, Default)]
+pub struct SecretScope {
+    source: Option<Arc<dyn SecretSource>>,
+    /// The secrets this call may use: the ones its step's templates name. A plugin that
+    /// writes another secret's placeholder itself gets the placeholder sent, not the value.
+    allowed: BTreeSet<String>,
+    /// Revealed values in every encoding they may come back in, longest first.
+    revealed: Arc<Mutex<Vec<String>>>,
+}
+
+impl SecretScope {
+    pub fn new(source: Option<Arc<dyn SecretSource>>, allowed: BTreeSet<String>) -> Self {
+        Self {
+            source,
+            allowed,
+            revealed: Arc::default(),
+        }
+    }
+
+    /// Replaces every placeholder in `text` by its secret, written as `encoding` asks.
+    pub fn substitute(&self, text: &str, encoding: Encoding) -> Result<String, String> {
+        let Some(source) = &self.source else {
+            return Ok(text.to_owned());
+        };
+        if !text.contains(PLACEHOLDER_PREFIX) {
+            return Ok(text.to_owned());
+        }
+        let mut placeholders = source.placeholders();
+        // A name may be a prefix of another (`a` and `a_b`): the longer placeholder first.
+        placeholders.sort_by_key(|(_, placeholder)| std::cmp::Reverse(placeholder.len()));
+        let mut out = text.to_owned();
+        for (name, placeholder) in placeholders {
+            if !out.contains(&placeholder) || !self.allowed.contains(&name) {
+                continue;
+            }
+            let value = source
+                .reveal(&name)?
+                .ok_or_else(|| format!("secret `{name}` was removed from the vault"))?;
+            self.remember(value.expose_secret());
+            let written = match encoding {
+                Encoding::Raw => value.expose_secret().to_owned(),
+                Encoding::Json => json_escaped(value.expose_secret()),
+                Encoding::Url => url_encoded(value.expose_secret()),
+            };
+            out = out.replace(&placeholder, &written);
+        }
+        Ok(out)
+    }
+
+    /// Bytes version of [`SecretScope::substitute`]; bytes that are not UTF-8 hold no
+    /// placeholder a template could have written and pass unchanged.
+    pub fn substitute_bytes(&self, bytes: Vec<u8>, encoding: Encoding) -> Result<Vec<u8>, String> {
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(self.substitute(&text, encoding)?.into_bytes()),
+            Err(err) => Ok(err.into_bytes()),
+        }
+    }
+
+    /// `text` with every value this scope revealed masked, and any placeholder too (it names
+    /// a secret, which is harmless, but reads as noise).
+    pub fn mask(&self, text: &str) -> String {
+        let revealed = self
+            .revealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = text.to_owned();
+        for value in revealed.iter() {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), MASK);
+            }
+        }
+        drop(revealed);
+        self.mask_placeholders(&out)
+    }
+
+    /// Byte version of [`SecretScope::mask`]: a body that is not UTF-8 is masked where its
+    /// bytes match a value.
+    pub fn mask_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+        match String::from_utf8(bytes) {
+            Ok(text) => self.mask(&text).into_bytes(),
+            Err(err) => {
+                let mut bytes = err.into_bytes();
+                let revealed = self
+                    .revealed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for value in revealed.iter() {
+                    bytes = replace_bytes(&bytes, value.as_bytes(), MASK.as_bytes());
+                }
+                bytes
+            }
+        }
+    }
+
+    /// `text` with placeholders shown as `***`: for plans, errors and outputs.
+    pub fn mask_placeholders(&self, text: &str) -> String {
+        let Some(source) = &self.source else {
+            return text.to_owned();
+        };
+        if !text.contains(PLACEHOLDER_PREFIX) {
+            return text.to_owned();
+        }
+        let mut placeholders = source.placeholders();
+        placeholders.sort_by_key(|(_, placeholder)| std::cmp::Reverse(placeholder.len()));
+        let mut out = text.to_owned();
+        for (_, placeholder) in placeholders {
+            out = out.replace(&placeholder, MASK);
+        }
+        out
+    }
+
+    fn remember(&self, value: &str) {
+        let mut revealed = self
+            .revealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let forms: BTreeSet<String> = [value.to_owned(), json_escaped(value), url_encoded(value)]
+            .into_iter()
+            .filter(|form| !form.is_empty())
+            .collect();
+        for form in forms {
+            if !revealed.contains(&form) {
+                revealed.push(form);
+            }
+        }
+        // Longest first, so that masking a value never leaves a tail of a longer one.
+        revealed.sort_by_key(|form| std::cmp::Reverse(form.len()));
+    }
+}
+
+/// What every placeholder starts with (the vault's format).
+pub const PLACEHOLDER_PREFIX: &str = "__rb_secret.";
+
+fn json_escaped(value: &str) -> String {
+    let quoted = serde_json::Value::String(value.to_owned()).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
+fn url_encoded(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return haystack.to_vec();
+    }
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut index = 0;
+    while index < haystack.len() {
+        if haystack[index..].starts_with(needle) {
+            out.extend_from_slice(with);
+            index += needle.len();
+        } else {
+            out.push(haystack[index]);
+            index += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+
+    impl SecretSource for Fixed {
+        fn placeholders(&self) -> Vec<(String, String)> {
+            vec![
+                ("a".into(), "__rb_secret.0123456789ab.a__".into()),
+                ("a_b".into(), "__rb_secret.0123456789ab.a_b__".into()),
+            ]
+        }
+
+        fn reveal(&self, name: &str) -> Result<Option<SecretString>, String> {
+            Ok(match name {
+                "a" => Some(SecretString::from("p\"w&d")),
+                "a_b" => Some(SecretString::from("longer")),
+                _ => None,
+            })
+        }
+    }
+
+    fn scope() -> SecretScope {
+        SecretScope::new(
+            Some(Arc::new(Fixed)),
+            ["a".to_owned(), "a_b".to_owned()].into(),
+        )
+    }
+
+    #[test]
+    fn only_the_steps_own_secrets_are_put_in() {
+        let scope = SecretScope::new(Some(Arc::new(Fixed)), ["a".to_owned()].into());
+        assert_eq!(
+            scope
+                .substitute(
+                    "__rb_secret.0123456789ab.a__ __rb_secret.0123456789ab.a_b__",
+                    Encoding::Raw
+                )
+                .expect("known"),
+            "p\"w&d __rb_secret.0123456789ab.a_b__"
+        );
+    }
+
+    #[test]
+    fn substitutes_in_each_encoding() {
+        let scope = scope();
+        let text = "x=__rb_secret.0123456789ab.a__ y=__rb_secret.0123456789ab.a_b__";
+        assert_eq!(
+            scope.substitute(text, Encoding::Raw).expect("known"),
+            "x=p\"w&d y=longer"
+        );
+        assert_eq!(
+            scope.substitute(text, Encoding::Json).expect("known"),
+            "x=p\\\"w&d y=longer"
+        );
+        assert_eq!(
+            scope.substitute(text, Encoding::Url).expect("known"),
+            "x=p%22w%26d y=longer"
+        );
+    }
+
+    #[test]
+    fn masks_revealed_values_in_every_form() {
+        let scope = scope();
+        scope
+            .substitute("__rb_secret.0123456789ab.a__", Encoding::Raw)
+            .expect("known");
+        assert_eq!(
+            scope.mask("echo p\"w&d and p%22w%26d and p\\\"w&d"),
+            "echo *** and *** and ***"
+        );
+        // Never revealed in this scope, so not known to it; its placeholder is still masked.
+        assert_eq!(
+            scope.mask("longer __rb_secret.0123456789ab.a_b__"),
+            "longer ***"
+        );
+    }
+
+    #[test]
+    fn text_without_placeholders_is_untouched() {
+        assert_eq!(
+            scope().substitute("plain", Encoding::Raw).expect("plain"),
+            "plain"
+        );
+        assert_eq!(
+            SecretScope::default()
+                .substitute("__rb_secret.x.y__", Encoding::Raw)
+                .expect("no vault"),
+            "__rb_secret.x.y__"
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! What every run shares about a target: its circuit breaker (consecutive failures open it,
+//! steps then fail fast until the cooldown ends, then one probe decides) and its rate limit
+//! (a GCRA limiter from governor). The state lives in memory: a restarted daemon starts with
+//! closed circuits and full buckets, which is what a fresh process should assume.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::runbook::{BreakerPolicy, RateLimit, Target};
+use crate::store::now_ms;
+
+/// Targets are defined per runbook; two runbooks may name different endpoints `api`.
+type Key = (String, String);
+
+/// The daemon-wide table of target state.
+#[derive(Clone, Default)]
+pub struct TargetGates {
+    inner: Arc<Mutex<BTreeMap<Key, Arc<Gate>>>>,
+}
+
+/// One target's shared state.
+struct Gate {
+    runbook: String,
+    name: String,
+    state: Mutex<GateState>,
+    limiter: Mutex<Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>>,
+}
+
+#[derive(Default)]
+struct GateState {
+    url: String,
+    breaker: Option<BreakerPolicy>,
+    consecutive_failures: u32,
+    /// Unix ms until which the circuit is open; 0 when closed.
+    open_until: i64,
+    /// A probe is out after the cooldown; others fail fast until it returns.
+    probing: bool,
+    attempts: u64,
+    rejected: u64,
+}
+
+/// The circuit's state as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+/// A target's state for `runbook targets`.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    pub runbook: String,
+    pub name: String,
+    pub url: String,
+    pub circuit: Circuit,
+    pub consecutive_failures: u32,
+    pub failure_threshold: u32,
+    pub open_until: i64,
+    pub rate_limit: Option<RateLimit>,
+    pub attempts: u64,
+    pub rejected: u64,
+}
+
+/// Why an attempt may not go now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitOpen {
+    pub message: String,
+    /// When a probe may go.
+    pub retry_after: Duration,
+}
+
+/// How an attempt against a target ended, for its breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The target answered (a 4xx included: it is up).
+    Healthy,
+    /// The target failed (refused, timed out, 5xx).
+    Unhealthy,
+}
+
+impl TargetGates {
+    /// Lets one attempt of a step against `target` of `runbook` go, or refuses it because the
+    /// circuit is open. `url` is the target's rendered base URL.
+    pub fn admit(&self, runbook: &str, target: &Target, url: &str) -> Result<(), CircuitOpen> {
+        let gate = self.gate(runbook, target);
+        let mut state = lock(&gate.state);
+        state.url = url.to_owned();
+        state.breaker = target.circuit_breaker;
+        state.attempts += 1;
+        let Some(policy) = state.breaker else {
+            return Ok(());
+        };
+        let now = now_ms();
+        if state.open_until == 0 {
+            return Ok(());
+        }
+        if now < state.open_until || state.probing {
+            state.rejected += 1;
+            let wait = if now < state.open_until {
+                Duration::from_millis(u64::try_from(state.open_until - now).unwrap_or(0))
+            } else {
+                // The probe decides soon; look again after a fraction of the cooldown.
+                policy.cooldown / 4
+            };
+            return Err(CircuitOpen {
+                message: format!(
+                    "circuit open for target `{}` after {} consecutive failures; {}",
+                    target.name,
+                    state.consecutive_failures,
+                    if state.probing {
+                        "a probe is deciding whether it closes".to_owned()
+                    } else {
+                        format!(
+                            "the next probe may go in {}",
+                            humantime::format_duration(round_to_ms(wait))
+                        )
+                    }
+                ),
+                retry_after: wait,
+            });
+        }
+        // The cooldown is over: this attempt is the probe.
+        state.probing = true;
+        Ok(())
+    }
+
+    /// Records how an admitted attempt ended.
+    pub fn record(&self, runbook: &str, target: &Target, verdict: Verdict) {
+        let gate = self.gate(runbook, target);
+        let mut state = lock(&gate.state);
+        let Some(policy) = state.breaker else {
+            return;
+        };
+        state.probing = false;
+        match verdict {
+            Verdict::Healthy => {
+                state.consecutive_failures = 0;
+                state.open_until = 0;
+            }
+            Verdict::Unhealthy => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                if state.consecutive_failures >= policy.failures {
+                    let cooldown = i64::try_from(policy.cooldown.as_millis()).unwrap_or(i64::MAX);
+                    state.open_until = now_ms().saturating_add(cooldown);
+                    tracing::warn!(
+                        runbook = %runbook,
+                        target = %target.name,
+                        failures = state.consecutive_failures,
+                        "circuit opened"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits for a rate-limit permit of `target`, if it has a limit. `on_wait` is called once
+    /// when the permit is not there at once, with the time until it is.
+    pub async fn permit(&self, runbook: &str, target: &Target, on_wait: impl FnOnce(Duration)) {
+        let Some(limit) = &target.rate_limit else {
+            return;
+        };
+        let gate = self.gate(runbook, target);
+        let limiter = {
+            let mut slot = lock(&gate.limiter);
+            match &*slot {
+                Some((current, limiter)) if current == limit => limiter.clone(),
+                _ => {
+                    let limiter = Arc::new(RateLimiter::direct(quota(limit)));
+                    *slot = Some((limit.clone(), limiter.clone()));
+                    limiter
+                }
+            }
+        };
+        if let Err(not_until) = limiter.check() {
+            let clock = governor::clock::DefaultClock::default();
+            on_wait(not_until.wait_time_from(governor::clock::Clock::now(&clock)));
+            limiter.until_ready().await;
+        }
+    }
+
+    /// Every target steps have used since the daemon started.
+    pub fn list(&self) -> Vec<TargetStatus> {
+        let gates: Vec<Arc<Gate>> = lock(&self.inner).values().cloned().collect();
+        let now = now_ms();
+        gates
+            .iter()
+            .map(|gate| {
+                let state = lock(&gate.state);
+                let circuit = if state.open_until == 0 {
+                    Circuit::Closed
+                } else if now < state.open_until {
+                    Circuit::Open
+                } else {
+                    Circuit::HalfOpen
+                };
+                TargetStatus {
+                    runbook: gate.runbook.clone(),
+                    name: gate.name.clone(),
+                    url: state.url.clone(),
+                    circuit,
+                    consecutive_failures: state.consecutive_failures,
+                    failure_threshold: state.breaker.map_or(0, |policy| policy.failures),
+                    open_until: state.open_until,
+                    rate_limit: lock(&gate.limiter).as_ref().map(|(limit, _)| limit.clone()),
+                    attempts: state.attempts,
+                    rejected: state.rejected,
+                }
+            })
+            .collect()
+    }
+
+    fn gate(&self, runbook: &str, target: &Target) -> Arc<Gate> {
+        lock(&self.inner)
+            .entry((runbook.to_owned(), target.name.clone()))
+            .or_insert_with(|| {
+                Arc::new(Gate {
+                    runbook: runbook.to_owned(),
+                    name: target.name.clone(),
+                    state: Mutex::new(GateState::default()),
+                    limiter: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+}
+
+fn quota(limit: &RateLimit) -> Quota {
+    let interval = limit.interval().max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(interval)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+fn round_to_ms(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(failures: u32, cooldown_ms: u64) -> Target {
+        Target {
+            name: "api".into(),
+            url: "http://127.0.0.1:1".into(),
+            headers: serde_json::json!({}),
+            auth: None,
+            timeout: None,
+            retry: None,
+            rate_limit: None,
+            circuit_breaker: Some(BreakerPolicy {
+                failures,
+                cooldown: Duration::from_millis(cooldown_ms),
+            }),
+        }
+    }
+
+    #[test]
+    fn opens_after_the_threshold_and_a_probe_closes_it() {
+        let gates = TargetGates::default();
+        let api = target(2, 50);
+        for _ in 0..2 {
+            gates.admit("rb", &api, &api.url).expect("closed");
+            gates.record("rb", &api, Verdict::Unhealthy);
+        }
+        let open = gates.admit("rb", &api, &api.url).expect_err("open");
+        assert!(open.message.contains("circuit open"), "{}", open.message);
+        assert_eq!(gates.list()[0].circuit, Circuit::Open);
+        std::thread::sleep(Duration::from_millis(60));
+        gates.admit("rb", &api, &api.url).expect("the probe goes");
+        gates
+            .admit("rb", &api, &api.url)
+            .expect_err("one probe at a time");
+        gates.record("rb", &api, Verdict::Healthy);
+        gates.admit("rb", &api, &api.url).expect("closed again");
+        assert_eq!(gates.list()[0].circuit, Circuit::Closed);
+    }
+
+    #[test]
+    fn a_failed_probe_opens_it_again() {
+        let gates = TargetGates::default();
+        let api = target(1, 30);
+        gates.admit("rb", &api, &api.url).expect("closed");
+        gates.record("rb", &api, Verdict::Unhealthy);
+        std::thread::sleep(Duration::from_millis(40));
+        gates.admit("rb", &api, &api.url).expect("probe");
+        gates.record("rb", &api, Verdict::Unhealthy);
+        assert!(gates.admit("rb", &api, &api.url).is_err());
+    }
+
+    #[test]
+    fn targets_of_different_runbooks_are_apart() {
+        let gates = TargetGates::default();
+        let api = target(1, 60_000);
+        gates.admit("a", &api, &api.url).expect("closed");
+        gates.record("a", &api, Verdict::Unhealthy);
+        assert!(gates.admit("a", &api, &api.url).is_err());
+        assert!(gates.admit("b", &api, &api.url).is_ok());
+    }
+}

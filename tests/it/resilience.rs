@@ -1,0 +1,176 @@
+//! Resilient HTTP calls against a real server that counts what it receives: retries with
+//! their delays, 4xx never retried, Retry-After honoured, circuit breakers that stop traffic
+//! and a probe that closes them, and rate limits shared by every step of every run.
+
+use std::time::Duration;
+
+use runbook_e2e::http_server::TestServer;
+use runbook_e2e::{Daemon, step, step_status};
+
+/// Unix milliseconds of a time as the CLI's JSON writes it (RFC 3339).
+fn millis(value: &serde_json::Value) -> i64 {
+    let time = humantime::parse_rfc3339(value.as_str().unwrap()).unwrap();
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+    i64::try_from(since_epoch.as_millis()).unwrap()
+}
+
+#[test]
+fn a_failing_endpoint_gets_exactly_n_plus_one_attempts_with_the_policy_delays() {
+    let server = TestServer::start();
+    let runbook = r#"
+[[steps]]
+id = "flaky"
+uses = "http"
+retry = { attempts = 5, backoff = "linear", delay = "150ms", jitter = false }
+with = { url = "{url}/flaky/a?fail=2" }
+
+[[steps]]
+id = "missing"
+uses = "http"
+retry = { attempts = 5, delay = "50ms", jitter = false }
+with = { url = "{url}/status/404" }
+
+[[steps]]
+id = "throttled"
+uses = "http"
+retry = { attempts = 3, delay = "10ms", jitter = false }
+with = { url = "{url}/flaky/b?fail=1&status=429&retry_after=1" }
+"#
+    .replace("{url}", &server.url());
+    let daemon = Daemon::start(&[("resilient.toml", &runbook)], "");
+    let run = daemon.run_to_end("resilient", &[]);
+
+    assert_eq!(step_status(&run, "flaky"), "completed", "{run:#}");
+    assert_eq!(server.count("/flaky/a"), 3, "2 failures, then the success");
+    let history = step(&run, "flaky")["history"].as_array().unwrap().clone();
+    assert_eq!(history.len(), 3);
+    let arrivals: Vec<f64> = server
+        .requests_to("/flaky/a")
+        .iter()
+        .map(|r| r.elapsed_ms)
+        .collect();
+    // Linear back-off without jitter: 150ms after the first failure, 300ms after the second.
+    let first_wait = millis(&history[1]["started_at"]) - millis(&history[0]["finished_at"]);
+    let second_wait = millis(&history[2]["started_at"]) - millis(&history[1]["finished_at"]);
+    assert!(first_wait >= 150, "{first_wait}ms {history:#?}");
+    assert!(second_wait >= 300, "{second_wait}ms {history:#?}");
+    assert!(arrivals[2] - arrivals[1] >= 300.0, "{arrivals:?}");
+
+    assert_eq!(step_status(&run, "missing"), "failed");
+    assert_eq!(server.count("/status/404"), 1, "a 4xx is not retried");
+
+    assert_eq!(step_status(&run, "throttled"), "completed", "{run:#}");
+    let throttled: Vec<f64> = server
+        .requests_to("/flaky/b")
+        .iter()
+        .map(|r| r.elapsed_ms)
+        .collect();
+    assert_eq!(throttled.len(), 2);
+    assert!(
+        throttled[1] - throttled[0] >= 1000.0,
+        "Retry-After: 1 is honoured over a 10ms delay: {throttled:?}"
+    );
+}
+
+#[test]
+fn an_open_circuit_stops_traffic_until_a_probe_succeeds() {
+    let server = TestServer::start();
+    server.set_failing("cb", true);
+    let runbook = r#"
+[targets.api]
+url = "{url}"
+circuit_breaker = { failures = 3, cooldown = "1s" }
+
+[[steps]]
+id = "call"
+uses = "http"
+with = { target = "api", path = "/toggle/cb" }
+"#
+    .replace("{url}", &server.url());
+    let daemon = Daemon::start(&[("breaker.toml", &runbook)], "");
+    for _ in 0..3 {
+        let run = daemon.run_to_end("breaker", &[]);
+        assert_eq!(step_status(&run, "call"), "failed");
+    }
+    assert_eq!(server.count("/toggle/cb"), 3);
+
+    for _ in 0..2 {
+        let run = daemon.run_to_end("breaker", &[]);
+        let error = step(&run, "call")["error"].as_str().unwrap().to_owned();
+        assert!(error.contains("circuit open"), "{error}");
+    }
+    assert_eq!(
+        server.count("/toggle/cb"),
+        3,
+        "an open circuit sends nothing to the server"
+    );
+    let targets = daemon.json(&["targets"]);
+    assert_eq!(targets[0]["circuit"], "open", "{targets:#}");
+    assert_eq!(targets[0]["rejected"], 2);
+
+    server.set_failing("cb", false);
+    std::thread::sleep(Duration::from_millis(1100));
+    let run = daemon.run_to_end("breaker", &[]);
+    assert_eq!(step_status(&run, "call"), "completed", "the probe succeeds");
+    assert_eq!(server.count("/toggle/cb"), 4);
+    let targets = daemon.json(&["targets"]);
+    assert_eq!(targets[0]["circuit"], "closed", "{targets:#}");
+    let printed = String::from_utf8_lossy(&daemon.cli(&["targets"]).stdout).into_owned();
+    assert!(
+        printed.contains("breaker") && printed.contains("closed"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_rate_limit_holds_across_parallel_steps_and_runs() {
+    let server = TestServer::start();
+    let mut steps = String::from(
+        r#"
+max_parallel = 12
+
+[targets.api]
+url = "{url}"
+rate_limit = "10/s"
+burst = 3
+"#,
+    );
+    for index in 0..12 {
+        steps.push_str(&format!(
+            "\n[[steps]]\nid = \"s{index}\"\nuses = \"http\"\nwith = {{ target = \"api\", path = \"/echo/rl\" }}\n"
+        ));
+    }
+    let runbook = steps.replace("{url}", &server.url());
+    let daemon = Daemon::start(&[("limited.toml", &runbook)], "");
+    let first = daemon.start_run("limited", &[]);
+    let second = daemon.start_run("limited", &[]);
+    for run in [&first, &second] {
+        let done = daemon.wait_for(run, "the run to end", |shown| {
+            shown["status"] == "completed" || shown["status"] == "failed"
+        });
+        assert_eq!(done["status"], "completed", "{done:#}");
+    }
+    let mut arrivals: Vec<f64> = server
+        .requests_to("/echo/rl")
+        .iter()
+        .map(|r| r.elapsed_ms)
+        .collect();
+    arrivals.sort_by(f64::total_cmp);
+    assert_eq!(arrivals.len(), 24);
+    // In any one-second window: at most the rate plus the burst.
+    for (index, start) in arrivals.iter().enumerate() {
+        let in_window = arrivals[index..]
+            .iter()
+            .take_while(|at| **at < start + 1000.0)
+            .count();
+        assert!(
+            in_window <= 13,
+            "{in_window} requests within 1s from {start}: {arrivals:?}"
+        );
+    }
+    let events = daemon.events(&second).join("\n");
+    assert!(
+        events.contains("rate-limit permit"),
+        "a step held for a permit says so: {events}"
+    );
+}
