@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates to build, by package name.
-const GUESTS: [&str; 4] = [
+const GUESTS: [&str; 5] = [
     "runbook-plugin-shell",
     "runbook-plugin-http",
     "runbook-plugin-graphql",
+    "runbook-plugin-database",
     "runbook-probe-plugin",
 ];
 

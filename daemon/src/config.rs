@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::engine::{ApprovalPolicy, Policy};
-use crate::plugins::{DEFAULT_MAX_RESPONSE_BYTES, HttpSettings, Limits};
+use crate::plugins::{ConnectionUrl, DEFAULT_MAX_RESPONSE_BYTES, HttpSettings, Limits};
 
 /// Everything `runbookd` needs to run.
 #[derive(Debug, Clone)]
@@ -41,6 +41,17 @@ struct RawConfig {
     /// Per third-party step kind: what its plugin is granted.
     #[serde(default)]
     plugins: HashMap<String, RawPluginGrant>,
+    /// Named database connections.
+    #[serde(default)]
+    connections: std::collections::BTreeMap<String, RawConnection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    url: Option<String>,
+    /// The name of a secret in the vault holding the URL.
+    url_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,7 +141,17 @@ impl Config {
             )?
             .unwrap_or(defaults.call_timeout),
         };
+        let mut connections = std::collections::BTreeMap::new();
+        for (name, connection) in raw.connections {
+            let url = match (connection.url, connection.url_secret) {
+                (Some(url), None) => ConnectionUrl::Text(url),
+                (None, Some(secret)) => ConnectionUrl::Secret(secret),
+                _ => anyhow::bail!("connections.{name}: set exactly one of `url` and `url_secret`"),
+            };
+            connections.insert(name, url);
+        }
         let policy = Policy {
+            connections,
             approvals: raw.approvals,
             step_timeout: duration("limits.step_timeout", raw.limits.step_timeout.as_deref())?
                 .unwrap_or(Policy::default().step_timeout),

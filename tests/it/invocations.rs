@@ -34,10 +34,12 @@ fn jobs_daemon(server: &TestServer, query: &str, timeout: &str) -> Daemon {
 
 /// Waits until the run's `job` step waits for its invocation; returns the invocation id.
 fn invocation_of(daemon: &Daemon, run: &str) -> String {
-    let waiting = daemon.wait_for(run, "the step to wait", |shown| {
-        step_status(shown, "job") == "waiting" && !step(shown, "job")["invocation_id"].is_null()
+    // The run waits with its step.
+    let waiting = daemon.wait_for(run, "the step and its run to wait", |shown| {
+        shown["status"] == "waiting"
+            && step_status(shown, "job") == "waiting"
+            && !step(shown, "job")["invocation_id"].is_null()
     });
-    assert_eq!(waiting["status"], "waiting", "the run waits with its step");
     step(&waiting, "job")["invocation_id"]
         .as_str()
         .unwrap()

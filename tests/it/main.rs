@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod database;
 mod flow;
 mod graphql;
 mod hostile;

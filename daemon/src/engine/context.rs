@@ -2,6 +2,8 @@
 //! `steps.<id>.status`, `run`, and for a step's `with` also `secrets` (placeholders that only
 //! the host turns into values) and `targets`.
 
+use std::collections::BTreeMap;
+
 use crate::plugins::SecretSource;
 use crate::runbook::{Runbook, Step};
 use crate::store::{RunRecord, StepStatus};
@@ -29,22 +31,38 @@ pub fn template_context(run: &RunRecord) -> serde_json::Value {
     })
 }
 
+/// One template rendered against `context` plus `secrets` (as placeholders).
+pub fn render_text(
+    mut context: serde_json::Value,
+    secrets: Option<&dyn SecretSource>,
+    text: &str,
+) -> Result<String, String> {
+    context["secrets"] = secret_placeholders(secrets);
+    template::render(text, &template::context(&context))
+}
+
+fn secret_placeholders(secrets: Option<&dyn SecretSource>) -> serde_json::Value {
+    serde_json::Value::Object(
+        secrets
+            .map(SecretSource::placeholders)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, placeholder)| (name, serde_json::Value::String(placeholder)))
+            .collect(),
+    )
+}
+
 /// A step's `with` rendered for its plugin: templates filled in (secrets as placeholders),
-/// and a `target` name replaced by the target's rendered table.
+/// and a `target` name replaced by the target's rendered table. Also the runbook's
+/// connection URLs, rendered the same way.
 pub fn render_step_config(
     run: &RunRecord,
     runbook: &Runbook,
     step: &Step,
     secrets: Option<&dyn SecretSource>,
-) -> Result<serde_json::Value, String> {
+) -> Result<(serde_json::Value, BTreeMap<String, String>), String> {
     let mut context = template_context(run);
-    let placeholders: serde_json::Map<String, serde_json::Value> = secrets
-        .map(SecretSource::placeholders)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, placeholder)| (name, serde_json::Value::String(placeholder)))
-        .collect();
-    context["secrets"] = serde_json::Value::Object(placeholders);
+    context["secrets"] = secret_placeholders(secrets);
     // The http plugin fills this in once an async invocation has an id.
     context["invocation_id"] = serde_json::Value::String("{{ invocation_id }}".into());
     let base = template::context(&context);
@@ -60,6 +78,15 @@ pub fn render_step_config(
     context["targets"] = serde_json::Value::Object(targets);
     let values = template::context(&context);
     let mut config = template::render_json(&step.with, &values)?;
+    let connections = runbook
+        .connections
+        .iter()
+        .map(|connection| {
+            template::render(&connection.url, &values)
+                .map(|url| (connection.name.clone(), url))
+                .map_err(|err| format!("connection `{}`: url: {err}", connection.name))
+        })
+        .collect::<Result<_, String>>()?;
     if let Some(target) = step.target.as_ref().and_then(|name| runbook.target(name)) {
         let mut resolved = serde_json::json!({
             "name": target.name,
@@ -79,7 +106,7 @@ pub fn render_step_config(
         }
         config["target"] = resolved;
     }
-    Ok(config)
+    Ok((config, connections))
 }
 
 /// The label a status has in templates and on the wire, for example `timed_out`.

@@ -2,6 +2,7 @@
 //! operator decisions (approve, deny, resolve, cancel) and crash recovery. Every transition is
 //! committed to the store before it is published or acted on. No tonic or sled types here.
 
+mod connections;
 mod context;
 mod params;
 mod schedule;
@@ -24,6 +25,7 @@ use crate::store::{
 };
 use crate::targets::TargetGates;
 
+pub use connections::ConnectionStatus;
 pub use context::status_label;
 pub use wait::Completion;
 
@@ -42,6 +44,8 @@ pub struct Policy {
     pub approvals: HashMap<String, ApprovalPolicy>,
     /// Timeout of a step that sets none.
     pub step_timeout: Duration,
+    /// Database connections every runbook may use, by name.
+    pub connections: std::collections::BTreeMap<String, crate::plugins::ConnectionUrl>,
 }
 
 impl Policy {
@@ -60,6 +64,7 @@ impl Default for Policy {
         Self {
             approvals: HashMap::new(),
             step_timeout: Duration::from_secs(3600),
+            connections: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -94,6 +99,14 @@ pub enum EngineError {
         .secrets.join(", ")
     )]
     MissingSecrets { name: String, secrets: Vec<String> },
+    #[error(
+        "runbook `{name}` uses database connections that are not defined: {}; define them in the daemon config or in a [connections.NAME] table",
+        .connections.join(", ")
+    )]
+    UnknownConnections {
+        name: String,
+        connections: Vec<String>,
+    },
     #[error("run {run} has no step `{step}`")]
     UnknownStep { run: String, step: String },
     #[error("{0}")]
@@ -233,6 +246,7 @@ impl Engine {
         }
         let params = params::resolve(&runbook, raw_params).map_err(EngineError::InvalidParams)?;
         self.check_secrets(&runbook)?;
+        self.check_connections(&runbook)?;
         lock(&self.inner.versions).insert(runbook.version.clone(), runbook.clone());
         let now = now_ms();
         let run = RunRecord {
@@ -280,18 +294,7 @@ impl Engine {
                 collect_strings(auth, &mut texts);
             }
         }
-        let known: HashSet<String> = self
-            .inner
-            .secrets
-            .as_ref()
-            .map(|source| {
-                source
-                    .placeholders()
-                    .into_iter()
-                    .map(|(name, _)| name)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let known = self.vault_names();
         let missing: Vec<String> = secret_names(&texts)
             .into_iter()
             .filter(|name| !known.contains(name))
@@ -303,6 +306,46 @@ impl Engine {
             name: runbook.name.clone(),
             secrets: missing,
         })
+    }
+
+    /// Refuses a run whose database steps name a connection neither the runbook nor the
+    /// daemon config defines.
+    fn check_connections(&self, runbook: &Runbook) -> Result<(), EngineError> {
+        let mut unknown: Vec<String> = runbook
+            .steps
+            .iter()
+            .filter_map(|step| step.with.get("connection").and_then(|name| name.as_str()))
+            .filter(|name| !crate::template::is_template(name))
+            .filter(|name| {
+                runbook.connection(name).is_none()
+                    && !self.inner.policy.connections.contains_key(*name)
+            })
+            .map(str::to_owned)
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::UnknownConnections {
+            name: runbook.name.clone(),
+            connections: unknown,
+        })
+    }
+
+    /// The names of every secret in the vault.
+    fn vault_names(&self) -> std::collections::BTreeSet<String> {
+        self.inner
+            .secrets
+            .as_ref()
+            .map(|source| {
+                source
+                    .placeholders()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Lets a step that waits for approval run the plan it showed.

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use super::context::render_step_config;
 use super::{ActiveRun, Engine, EngineError, step_event};
 use crate::plugins::{
-    Effect, EventSink, Grant, Outcome, Plan, PluginError, PluginEvent, PluginHost, SecretScope,
-    StepContext, StepError, StreamKind, Waiting,
+    ConnectionUrl, Effect, EventSink, Grant, Outcome, Plan, PluginError, PluginEvent, PluginHost,
+    SecretScope, SqlGrant, StepContext, StepError, StreamKind, Waiting,
 };
 use crate::runbook::retry::FailureClass;
 use crate::runbook::{RetryPolicy, Step};
@@ -53,6 +53,8 @@ pub(super) struct Prepared {
     pub timeout: Duration,
     /// The target the step calls, with its rendered base URL.
     pub target: Option<(crate::runbook::Target, String)>,
+    /// The runbook's connection URLs, rendered (secrets as placeholders).
+    pub connections: std::collections::BTreeMap<String, String>,
 }
 
 impl Engine {
@@ -63,7 +65,7 @@ impl Engine {
         run: &RunRecord,
         definition: &Step,
     ) -> Result<Prepared, String> {
-        let config = render_step_config(
+        let (config, connections) = render_step_config(
             run,
             &active.runbook,
             definition,
@@ -85,7 +87,52 @@ impl Engine {
             config: config.to_string(),
             timeout: definition.timeout.unwrap_or(self.inner.policy.step_timeout),
             target,
+            connections,
         })
+    }
+
+    /// What a plan's SQL effects may run: each named connection with its URL (the runbook's
+    /// own definition first, then the daemon config's) and the planned statements.
+    fn sql_grants(&self, plan: &Plan, prepared: &Prepared) -> Result<Vec<SqlGrant>, String> {
+        plan.effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Sql(spec) => Some(spec),
+                _ => None,
+            })
+            .map(|spec| {
+                let url = match prepared.connections.get(&spec.connection) {
+                    Some(url) => ConnectionUrl::Text(url.clone()),
+                    None => self
+                        .inner
+                        .policy
+                        .connections
+                        .get(&spec.connection)
+                        .cloned()
+                        .ok_or_else(|| {
+                            format!(
+                                "unknown connection `{}`; define it in the daemon config or in a [connections.{0}] table",
+                                spec.connection
+                            )
+                        })?,
+                };
+                Ok(SqlGrant {
+                    connection: spec.connection.clone(),
+                    url,
+                    statements: spec.statements.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a plan writes through SQL while the operator's policy wants such writes
+    /// approved (`approvals.database_writes = "required"`).
+    fn writes_need_approval(&self, plan: &Plan) -> bool {
+        self.inner.policy.approvals.get("database_writes") == Some(&super::ApprovalPolicy::Required)
+            && plan
+                .effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::Sql(spec) if spec.writes))
     }
 
     /// A fresh secret scope for one step attempt's calls: the secrets its templates (and its
@@ -205,7 +252,11 @@ impl Engine {
         };
         let plan_hash = plan_hash(&run.version, &plan);
 
-        if self.needs_approval_by(plugins, definition) {
+        let sql = match self.sql_grants(&plan, &prepared) {
+            Ok(sql) => sql,
+            Err(err) => return self.finish_early(active, run_id, step_id, err).await,
+        };
+        if self.needs_approval_by(plugins, definition) || self.writes_need_approval(&plan) {
             let approved = record.approval.as_ref().is_some_and(|approval| {
                 approval.plan_hash == plan_hash
                     && approval.decision.as_ref().is_some_and(|d| d.approved)
@@ -253,9 +304,10 @@ impl Engine {
                         .iter()
                         .filter_map(|effect| match effect {
                             Effect::Process(spec) => Some(spec.clone()),
-                            Effect::Note(_) => None,
+                            Effect::Sql(_) | Effect::Note(_) => None,
                         })
                         .collect(),
+                    sql,
                     sink: self.output_sink(run_id, step_id),
                     network: true,
                     deadline: Some(tokio::time::Instant::now() + prepared.timeout),
@@ -590,6 +642,13 @@ fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
                     "env": spec.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
                     "cwd": spec.cwd.as_deref().map(|cwd| scope.mask_placeholders(cwd)),
                     "stdin_bytes": spec.stdin.as_ref().map(String::len),
+                }
+            }),
+            Effect::Sql(spec) => serde_json::json!({
+                "sql": {
+                    "connection": spec.connection,
+                    "statements": spec.statements.iter().map(|sql| scope.mask_placeholders(sql)).collect::<Vec<_>>(),
+                    "writes": spec.writes,
                 }
             }),
             Effect::Note(note) => serde_json::json!({ "note": note }),

@@ -93,6 +93,7 @@ impl Engine {
         }
         let grant = Grant {
             processes: Vec::new(),
+            sql: Vec::new(),
             sink: self.output_sink(run_id, step_id),
             network: true,
             deadline: Some(tokio::time::Instant::now() + timeout),

@@ -6,6 +6,8 @@ wasmtime::component::bindgen!({
     imports: {
         "runbook:plugin/process.run": async,
         "runbook:plugin/http.send": async,
+        "runbook:plugin/sql.query": async,
+        "runbook:plugin/sql.execute": async,
         default: trappable,
     },
     exports: { default: async },
@@ -18,4 +20,5 @@ pub use exports::runbook::plugin::step::{
 pub use runbook::plugin::events::Level;
 pub use runbook::plugin::http;
 pub use runbook::plugin::process::ProcessOutput;
-pub use runbook::plugin::types::{ConfigError, Effect, ProcessSpec, Waiting};
+pub use runbook::plugin::sql;
+pub use runbook::plugin::types::{ConfigError, Effect, ProcessSpec, SqlSpec, Waiting};

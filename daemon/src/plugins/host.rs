@@ -12,6 +12,7 @@ use super::http::{CallScope, HostAllowlist, HttpClient};
 use super::kv::KvCache;
 use super::sandbox::{Meter, Metered};
 use super::secrets::SecretScope;
+use super::sql::{SqlCall, SqlGrant, SqlPools};
 use super::{EventSink, PluginEvent};
 
 /// The data of one plugin call's store.
@@ -31,6 +32,7 @@ pub struct CallServices {
     /// The hosts this call may reach (none unless the grant allows the network).
     pub allow: HostAllowlist,
     pub kv: Arc<KvCache>,
+    pub sql: Arc<SqlPools>,
 }
 
 /// What one call may do.
@@ -38,6 +40,8 @@ pub struct CallServices {
 pub struct Grant {
     /// Exactly the processes the (approved) plan named.
     pub processes: Vec<ProcessSpec>,
+    /// The connections and statements the (approved) plan named.
+    pub sql: Vec<SqlGrant>,
     pub sink: EventSink,
     /// Whether the call may make HTTP requests (to the hosts its plugin may reach).
     pub network: bool,
@@ -51,6 +55,7 @@ impl Grant {
     pub fn none() -> Self {
         Self {
             processes: Vec::new(),
+            sql: Vec::new(),
             sink: Arc::new(|_| {}),
             network: false,
             deadline: None,
@@ -122,6 +127,41 @@ impl bindings::runbook::plugin::http::Host for HostState {
             kind: &self.services.kind,
         };
         self.services.http.send(&scope, request).await
+    }
+}
+
+impl HostState {
+    fn sql_call(&self) -> SqlCall<'_> {
+        SqlCall {
+            grants: &self.grant.sql,
+            secrets: &self.grant.secrets,
+            deadline: self.grant.deadline,
+        }
+    }
+}
+
+impl bindings::runbook::plugin::sql::Host for HostState {
+    async fn query(
+        &mut self,
+        connection: String,
+        statement: bindings::sql::Statement,
+        max_rows: u32,
+    ) -> Result<bindings::sql::Rows, bindings::sql::Error> {
+        let sql = self.services.sql.clone();
+        let call = self.sql_call();
+        let mut rows = sql.query(&call, &connection, statement, max_rows).await?;
+        rows.rows_json = self.grant.secrets.mask(&rows.rows_json);
+        Ok(rows)
+    }
+
+    async fn execute(
+        &mut self,
+        connection: String,
+        statements: Vec<bindings::sql::Statement>,
+    ) -> Result<Vec<u64>, bindings::sql::Error> {
+        let sql = self.services.sql.clone();
+        let call = self.sql_call();
+        sql.execute(&call, &connection, statements).await
     }
 }
 

@@ -11,6 +11,7 @@ mod kv;
 mod process;
 mod sandbox;
 mod secrets;
+mod sql;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,13 +23,14 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 pub use bindings::{
-    ConfigError, Descriptor, Effect, Level, Outcome, Plan, ProcessSpec, StepContext, StepError,
-    Waiting,
+    ConfigError, Descriptor, Effect, Level, Outcome, Plan, ProcessSpec, SqlSpec, StepContext,
+    StepError, Waiting,
 };
 pub use host::Grant;
 pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
 pub use sandbox::{LimitHit, Limits};
 pub use secrets::{MASK, SecretScope, SecretSource};
+pub use sql::{ConnectionUrl, SqlGrant};
 
 use bindings::{StepPlugin, StepPluginPre};
 use host::{CallServices, HostState};
@@ -54,6 +56,13 @@ const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
         include_bytes!(concat!(
             env!("RUNBOOKD_GUEST_DIR"),
             "/runbook_plugin_graphql.wasm"
+        )),
+    ),
+    (
+        "database",
+        include_bytes!(concat!(
+            env!("RUNBOOKD_GUEST_DIR"),
+            "/runbook_plugin_database.wasm"
         )),
     ),
 ];
@@ -125,6 +134,7 @@ struct Inner {
     http_settings: HttpSettings,
     http: Arc<http::HttpClient>,
     kv: Arc<kv::KvCache>,
+    sql: Arc<sql::SqlPools>,
 }
 
 /// One call into a plugin.
@@ -173,6 +183,7 @@ impl PluginHost {
                 ),
                 http_settings,
                 kv: Arc::default(),
+                sql: Arc::default(),
             }),
             plugins: Arc::default(),
         };
@@ -429,6 +440,27 @@ impl PluginHost {
         }
     }
 
+    /// Tries a database connection once: the URL's database and location (never its
+    /// credentials), and whether it answered within `timeout`.
+    pub async fn probe_connection(
+        &self,
+        grant: &SqlGrant,
+        secrets: &SecretScope,
+        timeout: Duration,
+    ) -> (String, String, Result<(), String>) {
+        let call = sql::SqlCall {
+            grants: std::slice::from_ref(grant),
+            secrets,
+            deadline: Some(tokio::time::Instant::now() + timeout),
+        };
+        let (database, location) = match sql::SqlPools::resolve_url(&call, grant) {
+            Ok(url) => sql::describe_url(&url),
+            Err(_) => (String::new(), String::new()),
+        };
+        let result = self.inner.sql.probe(&call, grant).await;
+        (database, location, result.map_err(|err| secrets.mask(&err)))
+    }
+
     /// The hosts a plugin may reach: built-in plugins any host unless the daemon config
     /// restricts them, a plugin from the plugins directory only the hosts it was granted.
     fn allowlist(&self, plugin: &LoadedPlugin) -> HostAllowlist {
@@ -469,6 +501,7 @@ impl PluginHost {
                 HostAllowlist::none()
             },
             kv: self.inner.kv.clone(),
+            sql: self.inner.sql.clone(),
         };
         let mut store = Store::new(
             &self.inner.engine,

@@ -90,6 +90,19 @@ impl SecretScope {
         }
     }
 
+    /// A secret's value for the host's own use (a connection URL kept in the vault), whether
+    /// or not the step's templates name it; remembered, so that it is masked like the others.
+    pub fn reveal(&self, name: &str) -> Result<Option<String>, String> {
+        let Some(source) = &self.source else {
+            return Ok(None);
+        };
+        let value = source.reveal(name)?;
+        Ok(value.map(|value| {
+            self.remember(value.expose_secret());
+            value.expose_secret().to_owned()
+        }))
+    }
+
     /// `text` with every value this scope revealed masked, and any placeholder too (it names
     /// a secret, which is harmless, but reads as noise).
     pub fn mask(&self, text: &str) -> String {

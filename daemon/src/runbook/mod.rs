@@ -31,6 +31,7 @@ pub struct Runbook {
     pub params: Vec<Param>,
     pub steps: Vec<Step>,
     pub targets: Vec<Target>,
+    pub connections: Vec<Connection>,
     /// How many steps of one run may execute at once.
     pub max_parallel: usize,
 }
@@ -41,10 +42,25 @@ impl Runbook {
         self.steps.iter().find(|step| step.id == id)
     }
 
+    /// The connection with this name.
+    pub fn connection(&self, name: &str) -> Option<&Connection> {
+        self.connections
+            .iter()
+            .find(|connection| connection.name == name)
+    }
+
     /// The target with this name.
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.targets.iter().find(|target| target.name == name)
     }
+}
+
+/// A `[connections.NAME]` table: a database connection of this runbook's steps.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub name: String,
+    /// May hold templates (a secret, typically).
+    pub url: String,
 }
 
 /// A typed input of a runbook.

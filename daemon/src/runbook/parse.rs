@@ -29,6 +29,9 @@ struct RawRunbook {
     /// Named endpoints with their own defaults and policies.
     #[serde(default)]
     targets: BTreeMap<Spanned<String>, RawTarget>,
+    /// Database connections of this runbook's steps, by name.
+    #[serde(default)]
+    connections: BTreeMap<Spanned<String>, RawConnection>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
 }
@@ -45,6 +48,13 @@ struct RawTarget {
     rate_limit: Option<Spanned<String>>,
     burst: Option<Spanned<i64>>,
     circuit_breaker: Option<RawBreaker>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    /// Usually a template reading a secret: `{{ secrets.orders_url }}`.
+    url: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +194,25 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
         .iter()
         .map(|(name, target)| parse_target(&mut report, name, target))
         .collect();
+    let connections = raw
+        .connections
+        .iter()
+        .map(|(name, connection)| {
+            if !is_valid_step_id(name.get_ref()) {
+                report.error(
+                    name.span(),
+                    format!(
+                        "connection name `{}` must be letters, digits and `_`",
+                        name.get_ref()
+                    ),
+                );
+            }
+            super::Connection {
+                name: name.get_ref().clone(),
+                url: connection.url.get_ref().clone(),
+            }
+        })
+        .collect();
     let defaults = StepDefaults {
         timeout: raw
             .defaults
@@ -216,6 +245,7 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
             params,
             steps,
             targets,
+            connections,
             max_parallel,
         },
         spans,

@@ -14,6 +14,7 @@ impl From<EngineError> for Status {
             EngineError::InvalidRunbook { .. }
             | EngineError::MissingPlugins { .. }
             | EngineError::MissingSecrets { .. }
+            | EngineError::UnknownConnections { .. }
             | EngineError::WrongState(_) => Code::FailedPrecondition,
             EngineError::InvalidParams(_) => Code::InvalidArgument,
             EngineError::Store(StoreError::RunNotFound(_)) => Code::NotFound,

@@ -403,6 +403,32 @@ impl RunbookApi for RunbookService {
         Ok(Response::new(self.run_message(&run)?))
     }
 
+    async fn list_connections(
+        &self,
+        _request: Request<pb::ListConnectionsRequest>,
+    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+        let connections = self
+            .engine
+            .connections()
+            .await
+            .into_iter()
+            .map(|status| pb::ConnectionState {
+                name: status.name,
+                defined_in: status.defined_in,
+                database: status.database,
+                location: status.location,
+                checked: status.reachable.is_some(),
+                reachable: matches!(status.reachable, Some(Ok(()))),
+                error: match status.reachable {
+                    Some(Err(err)) => err,
+                    None => "its URL reads params: a run tries it".to_owned(),
+                    Some(Ok(())) => String::new(),
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::ListConnectionsResponse { connections }))
+    }
+
     async fn list_targets(
         &self,
         _request: Request<pb::ListTargetsRequest>,

@@ -149,6 +149,8 @@ pub enum Command {
     },
     /// Targets steps have used: circuit breakers and rate limits
     Targets,
+    /// Database connections and whether each answers (never their credentials)
+    Connections,
     /// Set, list and remove the secrets runbooks use as `{{ secrets.NAME }}`
     Secret {
         /// What to do with the secrets.

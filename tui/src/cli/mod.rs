@@ -2,6 +2,7 @@
 //! one subcommand and turns its outcome into an exit code.
 
 mod args;
+mod connections;
 mod decide;
 mod follow;
 mod logs;
@@ -125,5 +126,6 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             reason,
         } => decide::complete(ctx, out, run, step, output, failed.then_some(reason)).await,
         Command::Targets => targets::list(ctx, out).await,
+        Command::Connections => connections::list(ctx, out).await,
     }
 }
