@@ -158,3 +158,74 @@ fn bad_params_and_unknown_runbooks_exit_2() {
         "no run is created for bad input"
     );
 }
+
+const GATED: &str = r#"
+[params]
+gate = { type = "string" }
+
+[[steps]]
+id = "first"
+uses = "shell"
+with = { script = 'while [ ! -e "$GATE" ]; do sleep 0.05; done', env = { GATE = "{{ params.gate }}" } }
+
+[[steps]]
+id = "second"
+uses = "shell"
+needs = ["first"]
+with = { command = ["echo", "second"] }
+"#;
+
+#[test]
+fn a_paused_run_starts_nothing_until_resumed_even_across_a_restart() {
+    let mut daemon = Daemon::start(&[("gated.toml", GATED)], "[approvals]\nshell = \"auto\"\n");
+    let gate = daemon.root.path().join("gate");
+    let run = daemon.start_run("gated", &[&format!("gate={}", gate.display())]);
+    daemon.wait_for(&run, "the first step to run", |run| {
+        step_status(run, "first") == "running"
+    });
+
+    let paused = daemon.cli(&["pause", &run]);
+    assert!(paused.status.success(), "{paused:?}");
+    assert!(String::from_utf8_lossy(&paused.stdout).contains("paused run"));
+    let again = daemon.cli(&["pause", &run]);
+    assert_eq!(again.status.code(), Some(2), "pausing twice is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already paused"));
+
+    // The running step finishes; the run stays paused, with the next step not started.
+    std::fs::write(&gate, "").unwrap();
+    let shown = daemon.wait_for(&run, "the first step to finish", |run| {
+        step_status(run, "first") == "completed"
+    });
+    assert_eq!(shown["status"], "paused", "{shown:#}");
+    assert_eq!(step_status(&shown, "second"), "pending");
+
+    daemon.restart();
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(shown["status"], "paused", "a pause survives a restart");
+
+    let resumed = daemon.cli(&["resume", &run]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    let done = daemon.wait_for(&run, "the run to end", |run| run["status"] == "completed");
+    assert_eq!(step(&done, "second")["output"]["stdout"], "second\n");
+
+    // The event log proves the order: the second step started only after the resume.
+    let events = daemon.events(&run);
+    let position = |needle: &str| {
+        events
+            .iter()
+            .position(|event| event.contains(needle))
+            .unwrap_or_else(|| panic!("no event with {needle}: {events:#?}"))
+    };
+    let pause = position("status: Paused");
+    let second_started = events
+        .iter()
+        .position(|event| event.contains("\"second\", status: Running"))
+        .unwrap_or_else(|| panic!("second never ran: {events:#?}"));
+    let resume = pause
+        + 1
+        + events[pause + 1..]
+            .iter()
+            .position(|event| event.contains("RunStatus(") && event.contains("status: Running"))
+            .unwrap_or_else(|| panic!("no resume after the pause: {events:#?}"));
+    assert!(second_started > resume, "{events:#?}");
+}

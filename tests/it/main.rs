@@ -12,6 +12,7 @@ mod recovery;
 mod reload;
 mod resilience;
 mod retry;
+mod save;
 mod secrets;
 mod socket;
 mod validate;

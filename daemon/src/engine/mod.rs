@@ -478,6 +478,51 @@ impl Engine {
         Ok(run)
     }
 
+    /// Pauses a run: steps already running finish, waiting ones keep being looked at, but no
+    /// step starts until the run is resumed. A paused run stays paused across restarts.
+    pub async fn pause(&self, run_id: &str, by: &str) -> Result<RunRecord, EngineError> {
+        self.set_paused(run_id, true, by).await
+    }
+
+    /// Lets a paused run go on where it stopped.
+    pub async fn resume(&self, run_id: &str, by: &str) -> Result<RunRecord, EngineError> {
+        self.set_paused(run_id, false, by).await
+    }
+
+    async fn set_paused(
+        &self,
+        run_id: &str,
+        pause: bool,
+        by: &str,
+    ) -> Result<RunRecord, EngineError> {
+        self.decide_run(run_id, |run| {
+            let paused = run.status == RunStatus::Paused;
+            if paused == pause {
+                return Err(EngineError::WrongState(format!(
+                    "run {} is {}",
+                    run.id,
+                    if paused {
+                        "already paused"
+                    } else {
+                        "not paused"
+                    }
+                )));
+            }
+            // `advance` derives the status again from the steps once the run goes on.
+            run.status = if pause {
+                RunStatus::Paused
+            } else {
+                RunStatus::Running
+            };
+            run.error = pause.then(|| format!("paused by {by}"));
+            Ok(vec![EventKind::RunStatus {
+                status: run.status,
+                error: run.error.clone(),
+            }])
+        })
+        .await
+    }
+
     /// Picks up every run that had not ended when the daemon stopped. A step that was running
     /// is re-run only if its plugin is idempotent; otherwise it becomes ambiguous.
     pub async fn recover(&self) -> Result<usize, EngineError> {
@@ -534,6 +579,16 @@ impl Engine {
         step_id: &str,
         change: impl FnOnce(&mut RunRecord, &str) -> Result<Vec<EventKind>, EngineError>,
     ) -> Result<RunRecord, EngineError> {
+        self.decide_run(run_id, |run| change(run, step_id)).await
+    }
+
+    /// Applies an operator's decision to a run that has not ended, durably, then lets the
+    /// scheduler act on it.
+    async fn decide_run(
+        &self,
+        run_id: &str,
+        change: impl FnOnce(&mut RunRecord) -> Result<Vec<EventKind>, EngineError>,
+    ) -> Result<RunRecord, EngineError> {
         let run_id = self.inner.store.resolve_run_id(run_id)?;
         let active = self.activate(&run_id)?;
         let run = {
@@ -545,7 +600,7 @@ impl Engine {
                     run_status_label(run.status)
                 )));
             }
-            let events = change(&mut run, step_id)?;
+            let events = change(&mut run)?;
             self.commit(&run, events)?;
             self.inner.store.flush().await?;
             run

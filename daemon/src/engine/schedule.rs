@@ -37,6 +37,10 @@ impl Engine {
             return Ok(());
         }
         let in_flight = lock(&active.in_flight).clone();
+        // One clock reading for every decision below: a back-off judged "not yet due" here
+        // must also be judged so when the wake-up timer is set, or the step would be left
+        // with neither a start nor a timer.
+        let now = now_ms();
         let mut events = Vec::new();
         let mut to_start: Vec<String> = Vec::new();
 
@@ -57,7 +61,7 @@ impl Engine {
                 let step = &run.steps[index];
                 // A step waiting out its retry back-off is not ready before its time.
                 let ready = step.status == StepStatus::Pending
-                    && step.retry_at <= now_ms()
+                    && step.retry_at <= now
                     && !in_flight.contains(&step.id)
                     && !to_start.contains(&step.id);
                 let Some(definition) = active.runbook.step(&step.id).filter(|_| ready) else {
@@ -92,7 +96,9 @@ impl Engine {
                         step.error = Some(format!("cannot evaluate `if`: {err}"));
                     }
                     (None, _) => {
-                        if free > 0 {
+                        // A paused run starts nothing; skips have no side effects and still
+                        // happen.
+                        if free > 0 && run.status != RunStatus::Paused {
                             free -= 1;
                             to_start.push(step.id.clone());
                         }
@@ -109,7 +115,13 @@ impl Engine {
         }
 
         let busy = !in_flight.is_empty() || !to_start.is_empty();
-        let (status, error) = derive_status(&run, busy);
+        let (status, error) = match derive_status(&run, busy) {
+            // Only the operator ends a pause, unless every step has ended anyway.
+            (status, _) if run.status == RunStatus::Paused && !status.is_terminal() => {
+                (RunStatus::Paused, run.error.clone())
+            }
+            derived => derived,
+        };
         if status != run.status {
             if run.started_at == 0 {
                 run.started_at = now_ms();
@@ -134,15 +146,14 @@ impl Engine {
             lock(&active.in_flight).insert(step_id.clone());
             self.spawn_step(Arc::clone(&active), run_id.to_owned(), step_id);
         }
-        self.resume_due(&active, &run);
-        self.wake_when_due(&active, &run);
+        self.resume_due(&active, &run, now);
+        self.wake_when_due(&active, &run, now);
         Ok(())
     }
 
     /// Looks at every waiting step whose poll (or deadline) is due. A look holds no slot of
     /// `max_parallel` and does not make the run `running`: the step is still waiting.
-    fn resume_due(&self, active: &Arc<ActiveRun>, run: &RunRecord) {
-        let now = now_ms();
+    fn resume_due(&self, active: &Arc<ActiveRun>, run: &RunRecord, now: i64) {
         for step in &run.steps {
             let Some(wait) = step
                 .wait
@@ -172,10 +183,9 @@ impl Engine {
 
     /// Looks at the run again when its earliest retry back-off ends or a waiting step's next
     /// poll is due. Extra wake-ups are harmless: `advance` only starts what is due. A
-    /// back-off already over needs no timer: the step is started now, or when a busy slot
-    /// frees up (a step that ends re-schedules its run).
-    fn wake_when_due(&self, active: &Arc<ActiveRun>, run: &RunRecord) {
-        let now = now_ms();
+    /// back-off already over at `now` needs no timer: `advance` started the step, or it waits
+    /// for a busy slot to free up (a step that ends re-schedules its run).
+    fn wake_when_due(&self, active: &Arc<ActiveRun>, run: &RunRecord, now: i64) {
         let retry = run
             .steps
             .iter()

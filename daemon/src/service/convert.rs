@@ -273,6 +273,9 @@ pub fn detail(
             || std::fs::read_to_string(&entry.path).unwrap_or_default(),
             |rb| rb.source.clone(),
         ),
+        // Filled by the handler, which reads the file.
+        file_source: String::new(),
+        file_hash: String::new(),
     }
 }
 

@@ -37,11 +37,14 @@ impl From<StoreError> for Status {
 impl From<CatalogError> for Status {
     fn from(err: CatalogError) -> Self {
         let code = match &err {
-            CatalogError::NoHistory(_) | CatalogError::UnknownVersion { .. } => Code::NotFound,
+            CatalogError::NoHistory(_)
+            | CatalogError::UnknownVersion { .. }
+            | CatalogError::UnknownRunbook(_) => Code::NotFound,
             CatalogError::AmbiguousVersion { .. } => Code::InvalidArgument,
             CatalogError::AlreadyCurrent(_)
             | CatalogError::NoLongerValid { .. }
             | CatalogError::PathTaken { .. } => Code::FailedPrecondition,
+            CatalogError::Conflict { .. } => Code::Aborted,
             CatalogError::Write { .. } | CatalogError::Store(_) => Code::Internal,
         };
         if code == Code::Internal {

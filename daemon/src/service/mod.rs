@@ -137,9 +137,39 @@ impl RunbookApi for RunbookService {
             .catalog()
             .get(&name)
             .ok_or_else(|| Status::not_found(format!("no runbook named `{name}`")))?;
-        Ok(Response::new(convert::detail(&entry, |step| {
-            self.engine.needs_approval(step)
-        })))
+        let mut detail = convert::detail(&entry, |step| self.engine.needs_approval(step));
+        // A file that cannot be read now (just deleted, say) leaves both fields empty.
+        if let Ok(source) = std::fs::read_to_string(&entry.path) {
+            detail.file_hash = crate::runbook::content_hash(&source);
+            detail.file_source = source;
+        }
+        Ok(Response::new(detail))
+    }
+
+    async fn save_runbook(
+        &self,
+        request: Request<pb::SaveRunbookRequest>,
+    ) -> Result<Response<pb::SaveRunbookResponse>, Status> {
+        let actor = requester(&request);
+        let request = request.into_inner();
+        let saved = self
+            .engine
+            .catalog()
+            .save(
+                &request.runbook,
+                &request.source,
+                &request.base_hash,
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(pb::SaveRunbookResponse {
+            valid: saved.diagnostics.is_empty(),
+            diagnostics: saved.diagnostics.iter().map(convert::diagnostic).collect(),
+            version: saved
+                .version
+                .map(|entry| convert::version(&entry, true, String::new())),
+            file_hash: saved.file_hash,
+        }))
     }
 
     async fn list_versions(
@@ -367,6 +397,26 @@ impl RunbookApi for RunbookService {
         let by = requester(&request);
         let run = self.engine.cancel(&request.into_inner().id).await?;
         tracing::info!(run = %run.id, by = %by, at = now_ms(), "run cancelled");
+        Ok(Response::new(self.run_message(&run)?))
+    }
+
+    async fn pause_run(
+        &self,
+        request: Request<pb::PauseRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let by = requester(&request);
+        let run = self.engine.pause(&request.into_inner().id, &by).await?;
+        tracing::info!(run = %run.id, by = %by, "run paused");
+        Ok(Response::new(self.run_message(&run)?))
+    }
+
+    async fn resume_run(
+        &self,
+        request: Request<pb::ResumeRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let by = requester(&request);
+        let run = self.engine.resume(&request.into_inner().id, &by).await?;
+        tracing::info!(run = %run.id, by = %by, "run resumed");
         Ok(Response::new(self.run_message(&run)?))
     }
 

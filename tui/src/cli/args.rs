@@ -131,6 +131,16 @@ pub enum Command {
         /// Run id (or a unique prefix)
         run: String,
     },
+    /// Pause a run: running steps finish, no step starts until it is resumed
+    Pause {
+        /// Run id (or a unique prefix)
+        run: String,
+    },
+    /// Resume a paused run
+    Resume {
+        /// Run id (or a unique prefix)
+        run: String,
+    },
     /// End a step that waits for an async invocation (completed unless --failed)
     Complete {
         /// Run id (or a unique prefix)

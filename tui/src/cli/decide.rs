@@ -1,11 +1,11 @@
-//! `approve`, `deny`, `resolve` and `cancel`: the operator's decisions about a run.
+//! `approve`, `deny`, `resolve`, `cancel`, `pause`, `resume` and `complete`: the operator's decisions about a run.
 
 use std::io::Write;
 
 use anyhow::Context as _;
 use runbook_protocol::v1::{
-    ApproveRequest, CancelRunRequest, CompleteStepRequest, DenyRequest, ResolveAction,
-    ResolveRequest, Run, StepStatus,
+    ApproveRequest, CancelRunRequest, CompleteStepRequest, DenyRequest, PauseRunRequest,
+    ResolveAction, ResolveRequest, ResumeRunRequest, Run, StepStatus,
 };
 
 use super::Ctx;
@@ -96,6 +96,24 @@ pub async fn cancel(ctx: &Ctx, out: &mut dyn Write, run: String) -> anyhow::Resu
         out,
         &run,
         &format!("cancelled run {} ({})", run.id, run.status().label()),
+    )
+}
+
+/// `pause RUN` (`pause` true) or `resume RUN`.
+pub async fn pause(ctx: &Ctx, out: &mut dyn Write, run: String, pause: bool) -> anyhow::Result<u8> {
+    let mut client = ctx.target.client().await?;
+    let (run, verb) = if pause {
+        let run = client.pause_run(PauseRunRequest { id: run }).await?;
+        (run.into_inner(), "paused")
+    } else {
+        let run = client.resume_run(ResumeRunRequest { id: run }).await?;
+        (run.into_inner(), "resumed")
+    };
+    confirm(
+        ctx,
+        out,
+        &run,
+        &format!("{verb} run {} ({})", run.id, run.status().label()),
     )
 }
 

@@ -117,6 +117,8 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             decide::resolve(ctx, out, run, step, action).await
         }
         Command::Cancel { run } => decide::cancel(ctx, out, run).await,
+        Command::Pause { run } => decide::pause(ctx, out, run, true).await,
+        Command::Resume { run } => decide::pause(ctx, out, run, false).await,
         Command::Secret { command } => secret::secret(ctx, out, command).await,
         Command::Complete {
             run,

@@ -1,7 +1,11 @@
 //! The runbooks the daemon knows: every `*.toml` file below the runbooks directory, parsed and
 //! checked, each distinct valid content recorded as a version. An invalid save never takes a
 //! runbook away: its last good version stays current and the file's diagnostics are shown
-//! beside it until the file is fixed. Rollbacks write an old version back to the file.
+//! beside it until the file is fixed. Saves and rollbacks through the daemon live in `write`.
+
+mod write;
+
+pub use write::Saved;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +31,14 @@ pub struct Entry {
     pub updated_at: i64,
 }
 
+/// What loading one file's content did.
+enum Applied {
+    /// The content is valid; the version it added, if it was new.
+    Valid(Option<HistoryEntry>),
+    /// The content is invalid, for these reasons; the last good version stays current.
+    Invalid(Vec<Diagnostic>),
+}
+
 /// What can go wrong with a catalog request.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -42,6 +54,10 @@ pub enum CatalogError {
     NoLongerValid { number: u32, message: String },
     #[error("{path} now holds runbook `{other}`; move it back or restore by hand")]
     PathTaken { path: String, other: String },
+    #[error("no runbook named `{0}`")]
+    UnknownRunbook(String),
+    #[error("{path} changed on disk since it was opened; reload it, or save again to overwrite")]
+    Conflict { path: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -123,7 +139,7 @@ impl Catalog {
             if unchanged && !recheck {
                 continue;
             }
-            self.apply(&path, bytes, hash).await?;
+            self.apply(&path, bytes, hash, "file").await?;
         }
         let gone: Vec<PathBuf> = self
             .state()
@@ -147,7 +163,7 @@ impl Catalog {
             for path in refused {
                 if let Ok(bytes) = std::fs::read(&path) {
                     let hash = content_hash(&bytes);
-                    self.apply(&path, bytes, hash).await?;
+                    self.apply(&path, bytes, hash, "file").await?;
                 }
             }
         }
@@ -156,7 +172,13 @@ impl Catalog {
 
     /// Loads one file's content: a valid one becomes the runbook's newest version (unless it
     /// already is), an invalid one is shown beside the last good version.
-    async fn apply(&self, path: &Path, bytes: Vec<u8>, hash: String) -> Result<(), StoreError> {
+    async fn apply(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        hash: String,
+        cause: &str,
+    ) -> Result<Applied, StoreError> {
         let file = path.display().to_string();
         let loaded = match String::from_utf8(bytes) {
             Ok(source) => runbook::load(&file, &source, &self.inner.plugins).await,
@@ -178,7 +200,7 @@ impl Catalog {
                 let added = self
                     .inner
                     .store
-                    .record_version(&version_record(&parsed, file), "file")?;
+                    .record_version(&version_record(&parsed, file), cause)?;
                 let was_invalid = self
                     .get(&parsed.name)
                     .is_some_and(|entry| !entry.diagnostics.is_empty());
@@ -187,9 +209,11 @@ impl Catalog {
                 // Announced only once on disk: a client must never see a version a crash
                 // could take back.
                 self.inner.store.flush().await?;
-                if let Some(entry) = added {
+                if let Some(entry) = &added {
                     tracing::info!(runbook = %entry.name, number = entry.number, "new runbook version");
-                    self.inner.events.publish(DaemonEvent::VersionAdded(entry));
+                    self.inner
+                        .events
+                        .publish(DaemonEvent::VersionAdded(entry.clone()));
                 } else if was_invalid
                     && let Some(current) = self.inner.store.latest_version(&name)?
                 {
@@ -199,6 +223,7 @@ impl Catalog {
                         .events
                         .publish(DaemonEvent::VersionAdded(current));
                 }
+                Ok(Applied::Valid(added))
             }
             Err(diagnostics) => {
                 for diagnostic in &diagnostics {
@@ -210,11 +235,11 @@ impl Catalog {
                 self.inner.events.publish(DaemonEvent::RunbookInvalid {
                     name,
                     path: file,
-                    diagnostics,
+                    diagnostics: diagnostics.clone(),
                 });
+                Ok(Applied::Invalid(diagnostics))
             }
         }
-        Ok(())
     }
 
     /// Records a valid runbook read from `path`.
@@ -391,73 +416,6 @@ impl Catalog {
         Ok((entry, source))
     }
 
-    /// Writes version `reference` of `name` back to its file, atomically, and records it as
-    /// the newest version, with `actor` in its cause.
-    pub async fn rollback(
-        &self,
-        name: &str,
-        reference: &str,
-        actor: &str,
-    ) -> Result<HistoryEntry, CatalogError> {
-        let _writer = self.inner.writer.lock().await;
-        let history = self.history(name)?;
-        let target = resolve(name, &history, reference)?.clone();
-        let newest = history.last().map_or(0, |entry| entry.number);
-        if history
-            .last()
-            .is_some_and(|last| last.version == target.version)
-        {
-            return Err(CatalogError::AlreadyCurrent(newest));
-        }
-        let (_, source) = self.version(name, &target.version)?;
-        // Back where the runbook lives now, or where it last lived if its file is gone.
-        let path = self.get(name).map_or_else(
-            || PathBuf::from(&history[history.len() - 1].path),
-            |entry| entry.path,
-        );
-        if let Some(other) = self
-            .state()
-            .files
-            .get(&path)
-            .map(|file| file.name.clone())
-            .filter(|other| other != name)
-        {
-            return Err(CatalogError::PathTaken {
-                path: path.display().to_string(),
-                other,
-            });
-        }
-        let file = path.display().to_string();
-        let parsed = runbook::load(&file, &source, &self.inner.plugins)
-            .await
-            .map_err(|diagnostics| CatalogError::NoLongerValid {
-                number: target.number,
-                message: diagnostics
-                    .first()
-                    .map(|d| d.message.clone())
-                    .unwrap_or_default(),
-            })?;
-        write_atomically(&path, source.as_bytes()).map_err(|source| CatalogError::Write {
-            path: file.clone(),
-            source,
-        })?;
-        let entry = self
-            .inner
-            .store
-            .record_version(
-                &version_record(&parsed, file),
-                &format!("rollback to #{} by {actor}", target.number),
-            )?
-            .ok_or(CatalogError::AlreadyCurrent(newest))?;
-        self.set(&path, content_hash(source.as_bytes()), Arc::new(parsed));
-        self.inner.store.flush().await?;
-        tracing::info!(runbook = %name, to = target.number, by = %actor, "rolled back");
-        self.inner
-            .events
-            .publish(DaemonEvent::VersionAdded(entry.clone()));
-        Ok(entry)
-    }
-
     /// One runbook by name.
     pub fn get(&self, name: &str) -> Option<Entry> {
         self.state().entries.get(name).cloned()
@@ -589,22 +547,6 @@ fn version_record(parsed: &Runbook, file: String) -> VersionRecord {
 
 fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Replaces `path` with `bytes` in one rename, so that no reader (the watcher, an editor)
-/// ever sees a half-written file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    // Hidden, so the watcher never takes the temporary file for a runbook.
-    let mut temp = tempfile::Builder::new()
-        .prefix(".rollback-")
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|err| err.error)?;
-    Ok(())
 }
 
 #[cfg(test)]
