@@ -1,48 +1,60 @@
 //! Drawing the TUI: a pure function of [`State`]; nothing here changes state or does I/O.
+//! Each screen draws in its own module; this one lays out the chrome around them.
 
+mod approvals;
 mod bars;
 mod diagnostics;
+mod editor;
+mod help;
+mod launch;
+mod run_view;
+mod runbook_detail;
 mod runbooks;
 mod runs;
 
+#[cfg(test)]
+mod tests;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::widgets::{Block, BorderType, Borders};
+use ratatui::text::{Line, Text};
+use ratatui::widgets::{Block, BorderType, Borders, Padding, Paragraph, Wrap};
+use runbook_protocol::v1::StepStatus;
 
-use crate::state::{Pane, State};
-use crate::theme;
+use crate::state::{Connection, Screen, State};
+use crate::{format, theme};
 
-/// Draws the whole first screen: status bar, runbooks (and the problems of the selected one when
-/// it is invalid) | recent runs, key hints.
+/// Draws the whole screen: status bar (with the approvals badge), an optional protocol
+/// warning, the top screen, the footer (prompt, message or key hints), and help on top.
 pub fn render(frame: &mut Frame, state: &State) {
-    let [status, body, footer] = Layout::vertical([
+    let banner = u16::from(state.protocol_mismatch.is_some());
+    let [status, warning, body, footer] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(banner),
         Constraint::Fill(1),
         Constraint::Length(1),
     ])
     .areas(frame.area());
-    let [left, right] =
-        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(body);
     bars::status(frame, status, state);
-    render_left(frame, left, state);
-    runs::render(frame, right, state);
-    bars::footer(frame, footer);
-}
-
-/// The runbook list, with the diagnostics panel below it when the selected runbook is invalid.
-fn render_left(frame: &mut Frame, area: Rect, state: &State) {
-    let Some(invalid) = state.current_runbook().filter(|rb| !rb.valid) else {
-        runbooks::render(frame, area, state);
-        return;
-    };
-    // The list needs a row per runbook plus its header and borders; the diagnostics, with
-    // their snippets, are longer, so the list gets no more than half.
-    let rows = u16::try_from(state.runbooks.len()).unwrap_or(u16::MAX);
-    let list_height = rows.saturating_add(3).min(area.height / 2);
-    let [list, problems] =
-        Layout::vertical([Constraint::Length(list_height), Constraint::Fill(1)]).areas(area);
-    runbooks::render(frame, list, state);
-    diagnostics::render(frame, problems, invalid);
+    if let Some(mismatch) = &state.protocol_mismatch {
+        frame.render_widget(
+            Paragraph::new(format!(" ⚠ {mismatch}")).style(theme::banner()),
+            warning,
+        );
+    }
+    match state.screen() {
+        Screen::Runbooks => runbooks::render(frame, body, state),
+        Screen::Runs => runs::render(frame, body, state),
+        Screen::Approvals => approvals::render(frame, body, state),
+        Screen::Detail(detail) => runbook_detail::render(frame, body, state, detail),
+        Screen::Editor(editor) => editor::render(frame, body, state, editor),
+        Screen::Launch(form) => launch::render(frame, body, state, form),
+        Screen::Run(view) => run_view::render(frame, body, state, view),
+    }
+    bars::footer(frame, footer, state);
+    if let Some(scroll) = state.help {
+        help::render(frame, frame.area(), state, scroll);
+    }
 }
 
 /// The frame of a pane, highlighted when it has the focus.
@@ -58,201 +70,96 @@ fn pane_block(title: String, focused: bool) -> Block<'static> {
         .title(title)
 }
 
-fn has_focus(state: &State, pane: Pane) -> bool {
-    state.focus == pane
+/// A pane for text rather than a table: one column of space inside each border.
+fn text_block(title: String, focused: bool) -> Block<'static> {
+    pane_block(title, focused).padding(Padding::horizontal(1))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::Connection;
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
-    use runbook_protocol::v1::{Diagnostic, Run, RunStatus, RunbookSummary};
+/// A pane that has nothing to list, saying why: the daemon is out of reach, or there is
+/// nothing yet (`empty`).
+fn placeholder(frame: &mut Frame, area: Rect, block: Block<'static>, state: &State, empty: &str) {
+    let text = match &state.connection {
+        Connection::Disconnected(error) => Text::from(vec![
+            Line::styled(format!("Cannot reach runbookd: {error}"), theme::error()),
+            Line::styled(retrying(state), theme::dim()),
+        ]),
+        Connection::Connecting => Text::styled(
+            format!("Connecting to runbookd on {} …", state.socket),
+            theme::dim(),
+        ),
+        Connection::Connected { .. } => Text::styled(empty.to_owned(), theme::dim()),
+    };
+    frame.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(block.padding(Padding::horizontal(1))),
+        area,
+    );
+}
 
-    const NOW: i64 = 1_709_618_828_000;
+/// A pane that only says something: what is loading, or why it failed.
+fn message(frame: &mut Frame, area: Rect, title: String, text: Text<'static>) {
+    frame.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(text_block(title, true)),
+        area,
+    );
+}
 
-    fn draw(state: &State) -> String {
-        draw_at(state, 100, 16)
+/// `retrying in 2.0s`, or `retrying` when the time of the next attempt is unknown.
+fn retrying(state: &State) -> String {
+    if state.retry_at > state.now_ms {
+        format!(
+            "Retrying in {} (socket {}).",
+            format::duration(state.retry_at - state.now_ms),
+            state.socket
+        )
+    } else {
+        format!("Retrying (socket {}).", state.socket)
     }
+}
 
-    fn draw_at(state: &State, width: u16, height: u16) -> String {
-        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-        terminal.draw(|frame| render(frame, state)).expect("draws");
-        terminal.backend().to_string()
-    }
+/// The frames of the spinner shown beside running steps and runs.
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
-    /// A diagnostic as the daemon renders it: message, location, snippet.
-    fn diagnostic(rendered: &str) -> Diagnostic {
-        Diagnostic {
-            message: rendered.lines().next().unwrap_or_default().into(),
-            rendered: rendered.into(),
-            ..Default::default()
-        }
-    }
+/// The spinner frame at `now_ms`: it turns with the clock, so render stays pure.
+fn spinner(now_ms: i64) -> &'static str {
+    SPINNER[usize::try_from(now_ms / 100).unwrap_or(0) % SPINNER.len()]
+}
 
-    fn connected() -> Connection {
-        Connection::Connected {
-            daemon_version: "0.1.0".into(),
-            active_runs: 2,
-        }
+/// The one-cell symbol of a step status; a running step spins.
+fn step_symbol(status: StepStatus, now_ms: i64) -> &'static str {
+    match status {
+        StepStatus::Running => spinner(now_ms),
+        StepStatus::Completed => "✓",
+        StepStatus::Failed | StepStatus::TimedOut => "✗",
+        StepStatus::Waiting | StepStatus::Paused => "‖",
+        StepStatus::Cancelled => "⊘",
+        StepStatus::Skipped => "↷",
+        StepStatus::Ambiguous => "?",
+        StepStatus::Pending | StepStatus::Unspecified => "·",
     }
+}
 
-    fn run(id: &str, runbook: &str, status: RunStatus, started_ago_s: i64) -> Run {
-        let started_at = NOW - started_ago_s * 1000;
-        Run {
-            id: id.into(),
-            runbook: runbook.into(),
-            status: status as i32,
-            created_at: started_at,
-            started_at,
-            finished_at: if status.is_terminal() {
-                started_at + 4_200
-            } else {
-                0
-            },
-            ..Default::default()
-        }
+/// A centred rectangle of at most `width` x `height` inside `area`.
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
     }
+}
 
-    fn populated() -> State {
-        let mut state = State::new("/run/user/1000/runbook/runbookd.sock", NOW);
-        state.connection = connected();
-        state.runbooks = vec![
-            RunbookSummary {
-                name: "backup-db".into(),
-                step_count: 2,
-                valid: true,
-                ..Default::default()
-            },
-            // Never valid: it cannot run.
-            RunbookSummary {
-                name: "broken".into(),
-                step_count: 0,
-                valid: false,
-                diagnostics: vec![
-                    diagnostic(
-                        "error: unknown field `neds`, expected one of `id`, `uses`, `with`, \
-                         `needs`, `if`, `timeout`, `approval`, `description`\n \
-                         --> /home/ops/runbooks/broken.toml:5:1\n  |\n5 | neds = [\"fetch\"]\n  \
-                         | ^^^^\n",
-                    ),
-                    diagnostic(
-                        "error: step `deploy` needs `buidl`, which is not a step of this \
-                         runbook; did you mean `build`?\n \
-                         --> /home/ops/runbooks/broken.toml:9:10\n  |\n9 | needs = \
-                         [\"buidl\"]\n  |          ^^^^^^^\n",
-                    ),
-                ],
-                ..Default::default()
-            },
-            // Saved invalid after a good version, which still runs.
-            RunbookSummary {
-                name: "deploy-api".into(),
-                version: "3f2a1b9c0d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8".into(),
-                step_count: 5,
-                valid: false,
-                diagnostics: vec![diagnostic(
-                    "error: invalid duration `five minutes`: expected number at 0 (write it \
-                     like \"30s\", \"5m\" or \"1h 30m\")\n  \
-                     --> /home/ops/runbooks/deploy-api.toml:12:11\n   |\n12 | timeout = \
-                     \"five minutes\"\n   |           ^^^^^^^^^^^^^^\n",
-                )],
-                ..Default::default()
-            },
-        ];
-        state.runs = vec![
-            run(
-                "01JQ5RUNNING00000000000000",
-                "deploy-api",
-                RunStatus::Running,
-                5,
-            ),
-            run(
-                "01JQ5WAITING00000000000000",
-                "deploy-api",
-                RunStatus::Waiting,
-                90,
-            ),
-            run(
-                "01JQ5FAILED000000000000000",
-                "backup-db",
-                RunStatus::Failed,
-                4_000,
-            ),
-            run(
-                "01JQ5DONE00000000000000000",
-                "backup-db",
-                RunStatus::Completed,
-                90_000,
-            ),
-            run(
-                "01JQ5CANCELLED000000000000",
-                "deploy-api",
-                RunStatus::Cancelled,
-                200_000,
-            ),
-        ];
-        state
+/// At most `max` characters of `text`, with `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
     }
-
-    #[test]
-    fn empty() {
-        let mut state = State::new("/tmp/runbookd.sock", NOW);
-        state.connection = Connection::Connected {
-            daemon_version: "0.1.0".into(),
-            active_runs: 0,
-        };
-        insta::assert_snapshot!(draw(&state));
-    }
-
-    #[test]
-    fn runbooks_and_runs() {
-        insta::assert_snapshot!(draw(&populated()));
-    }
-
-    #[test]
-    fn runs_pane_focused() {
-        let mut state = populated();
-        state.focus = Pane::Runs;
-        state.selected_run = 2;
-        insta::assert_snapshot!(draw(&state));
-    }
-
-    #[test]
-    fn invalid_runbook_that_cannot_run() {
-        let mut state = populated();
-        state.selected_runbook = 1;
-        insta::assert_snapshot!(draw(&state));
-    }
-
-    #[test]
-    fn invalid_runbook_that_runs_its_last_good_version() {
-        let mut state = populated();
-        state.selected_runbook = 2;
-        insta::assert_snapshot!(draw(&state));
-    }
-
-    #[test]
-    fn invalid_runbook_that_cannot_run_80x24() {
-        let mut state = populated();
-        state.selected_runbook = 1;
-        insta::assert_snapshot!(draw_at(&state, 80, 24));
-    }
-
-    #[test]
-    fn invalid_runbook_that_runs_its_last_good_version_80x24() {
-        let mut state = populated();
-        state.selected_runbook = 2;
-        insta::assert_snapshot!(draw_at(&state, 80, 24));
-    }
-
-    #[test]
-    fn disconnected() {
-        let mut state = State::new("/tmp/runbookd.sock", NOW);
-        state.connection = Connection::Disconnected(
-            "transport error: No such file or directory (os error 2)".into(),
-        );
-        insta::assert_snapshot!(draw(&state));
-    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }

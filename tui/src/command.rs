@@ -1,0 +1,81 @@
+//! What `update` asks the outside world to do, as data: [`Command`]s are carried out by
+//! background tasks (see `client`) that report back with Actions, so that `update` stays pure
+//! and the UI loop never waits for the daemon.
+
+use std::collections::BTreeMap;
+
+use crate::state::RunsFilter;
+
+/// One effect to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Fetch a runbook's detail (`GetRunbook`).
+    LoadRunbook(String),
+    /// Fetch a runbook's versions (`ListVersions`).
+    LoadVersions(String),
+    /// Validate editor text (`ValidateRunbook`).
+    Validate {
+        /// The editor generation, echoed back so that stale answers can be dropped.
+        generation: u64,
+        /// The file's path, shown in diagnostics.
+        path: String,
+        /// The text.
+        source: String,
+    },
+    /// Save editor text (`SaveRunbook`).
+    Save {
+        /// The runbook.
+        runbook: String,
+        /// The text.
+        source: String,
+        /// The file's hash when it was loaded; empty overwrites.
+        base_hash: String,
+    },
+    /// Start a run (`StartRun`).
+    StartRun {
+        /// The runbook.
+        runbook: String,
+        /// Raw param values by name.
+        params: BTreeMap<String, String>,
+    },
+    /// Follow a run: a snapshot, then its events, reconnecting as needed.
+    Watch(String),
+    /// Stop following a run.
+    Unwatch(String),
+    /// Approve a step.
+    Approve {
+        /// The run.
+        run_id: String,
+        /// The step.
+        step_id: String,
+    },
+    /// Deny a step.
+    Deny {
+        /// The run.
+        run_id: String,
+        /// The step.
+        step_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Cancel a run.
+    Cancel(String),
+    /// Pause a run (`pause`) or resume a paused one.
+    Pause {
+        /// The run.
+        run_id: String,
+        /// True to pause, false to resume.
+        pause: bool,
+    },
+    /// List the runs history with this filter from now on.
+    SetRunsFilter(RunsFilter),
+    /// Refresh the lists now rather than at the next poll.
+    Refresh,
+    /// Suspend the TUI and run `$EDITOR` on a runbook's file.
+    ExternalEdit {
+        /// The runbook.
+        name: String,
+        /// Its file.
+        path: String,
+    },
+}

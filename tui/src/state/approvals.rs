@@ -1,0 +1,227 @@
+//! The approvals queue: every step of every run that waits for a human's decision, oldest
+//! request first, and the plan each one would carry out, read from its JSON.
+
+use runbook_protocol::v1::{Approval, Run, StepRun, StepStatus};
+use serde_json::Value;
+
+/// One step waiting for approval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pending<'a> {
+    /// Its run.
+    pub run: &'a Run,
+    /// The step.
+    pub step: &'a StepRun,
+    /// What it asks to do.
+    pub approval: &'a Approval,
+}
+
+/// Every undecided approval among `runs`, oldest request first.
+pub fn pending(runs: &[Run]) -> Vec<Pending<'_>> {
+    let mut found: Vec<Pending<'_>> = runs
+        .iter()
+        .filter(|run| !run.status().is_terminal())
+        .flat_map(|run| {
+            run.steps.iter().filter_map(move |step| {
+                let approval = step.approval.as_ref()?;
+                (approval.decided_at == 0 && step.status() == StepStatus::Waiting).then_some(
+                    Pending {
+                        run,
+                        step,
+                        approval,
+                    },
+                )
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        (a.approval.requested_at, &a.run.id, &a.step.id).cmp(&(
+            b.approval.requested_at,
+            &b.run.id,
+            &b.step.id,
+        ))
+    });
+    found
+}
+
+/// The approvals screen's own state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalsState {
+    /// The selected request's index in [`pending`].
+    pub selected: usize,
+}
+
+/// One side effect of a plan, as the daemon describes it to approvers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// A process: its argv, the names of its env vars (values stay secret), its cwd.
+    Process {
+        /// Program and arguments, exactly as they will be passed.
+        argv: Vec<String>,
+        /// Names of the environment variables it gets.
+        env: Vec<String>,
+        /// The working directory, if set.
+        cwd: Option<String>,
+        /// How many bytes it gets on stdin, if any.
+        stdin_bytes: Option<u64>,
+    },
+    /// SQL statements on a named connection.
+    Sql {
+        /// The connection's name.
+        connection: String,
+        /// Each statement, as it will be sent.
+        statements: Vec<String>,
+        /// Whether the statements write.
+        writes: bool,
+    },
+    /// A free-form description (an HTTP request line, say).
+    Note(String),
+    /// Something this client does not know how to show: its JSON.
+    Other(String),
+}
+
+/// A plan as shown to approvers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Its side effects, in order.
+    pub effects: Vec<Effect>,
+}
+
+/// Reads the plan JSON of an approval; `None` when it is empty or not the shape the daemon
+/// sends (the summary is then all there is to show).
+pub fn plan(approval: &Approval) -> Option<Plan> {
+    let value: Value = serde_json::from_str(&approval.plan_json).ok()?;
+    let effects = value.get("effects")?.as_array()?;
+    Some(Plan {
+        effects: effects.iter().map(effect).collect(),
+    })
+}
+
+fn effect(value: &Value) -> Effect {
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if let Some(process) = value.get("process") {
+        return Effect::Process {
+            argv: strings(process.get("argv")),
+            env: strings(process.get("env")),
+            cwd: process
+                .get("cwd")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            stdin_bytes: process.get("stdin_bytes").and_then(Value::as_u64),
+        };
+    }
+    if let Some(sql) = value.get("sql") {
+        return Effect::Sql {
+            connection: sql
+                .get("connection")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            statements: strings(sql.get("statements")),
+            writes: sql.get("writes").and_then(Value::as_bool).unwrap_or(true),
+        };
+    }
+    if let Some(note) = value.get("note").and_then(Value::as_str) {
+        return Effect::Note(note.to_owned());
+    }
+    Effect::Other(value.to_string())
+}
+
+/// An argv as a shell would need it typed, so that spaces and quotes are unambiguous; only
+/// for display: the daemon passes the argv itself, never a shell string.
+pub fn quote_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%{}".contains(c));
+            if plain {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_protocol::v1::RunStatus;
+
+    fn waiting_run(id: &str, requested_at: i64, decided_at: i64) -> Run {
+        Run {
+            id: id.into(),
+            status: RunStatus::Waiting as i32,
+            steps: vec![StepRun {
+                id: "migrate".into(),
+                status: StepStatus::Waiting as i32,
+                approval: Some(Approval {
+                    requested_at,
+                    decided_at,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_undecided_requests_are_pending_oldest_first() {
+        let runs = vec![
+            waiting_run("b", 20, 0),
+            waiting_run("a", 10, 0),
+            waiting_run("decided", 5, 7),
+        ];
+        let ids: Vec<_> = pending(&runs).iter().map(|p| p.run.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn plans_are_read_from_the_daemons_json() {
+        let approval = Approval {
+            plan_json: r#"{"summary":"x","effects":[
+                {"process":{"argv":["./migrate.sh","--env","a b"],"env":["TOKEN"],"cwd":"/srv","stdin_bytes":null}},
+                {"sql":{"connection":"orders","statements":["delete from t"],"writes":true}},
+                {"note":"GET http://x/health"},
+                {"other":1}
+            ]}"#
+            .into(),
+            ..Default::default()
+        };
+        let plan = plan(&approval).expect("a plan");
+        assert_eq!(
+            plan.effects[0],
+            Effect::Process {
+                argv: vec!["./migrate.sh".into(), "--env".into(), "a b".into()],
+                env: vec!["TOKEN".into()],
+                cwd: Some("/srv".into()),
+                stdin_bytes: None,
+            }
+        );
+        assert!(matches!(&plan.effects[1], Effect::Sql { writes: true, .. }));
+        assert_eq!(plan.effects[2], Effect::Note("GET http://x/health".into()));
+        assert_eq!(plan.effects[3], Effect::Other(r#"{"other":1}"#.into()));
+        assert_eq!(super::plan(&Approval::default()), None, "no JSON, no plan");
+    }
+
+    #[test]
+    fn argv_is_quoted_only_where_needed() {
+        let argv = ["rm".to_owned(), "-rf".into(), "a b".into(), "it's".into()];
+        assert_eq!(quote_argv(&argv), r"rm -rf 'a b' 'it'\''s'");
+    }
+}

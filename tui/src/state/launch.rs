@@ -1,0 +1,257 @@
+//! The launch form of a runbook: one field per param, typed and checked before the run is
+//! asked for. The daemon checks again; its refusal shows on the form.
+
+use std::collections::BTreeMap;
+
+use runbook_protocol::v1::{ParamSpec, RunbookDetail};
+
+use super::input::LineInput;
+
+/// One param's field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// The param as the runbook declares it.
+    pub spec: ParamSpec,
+    /// What is typed, for a free-text field.
+    pub input: LineInput,
+    /// The values to choose from (raw text; empty means "leave unset"), for a param with
+    /// allowed values or a boolean; empty for a free-text field.
+    pub choices: Vec<String>,
+    /// The chosen value's index into `choices`.
+    pub choice: usize,
+    /// Why the value is refused, after a launch attempt.
+    pub error: Option<String>,
+}
+
+impl Field {
+    fn new(spec: ParamSpec) -> Self {
+        let default = (!spec.default_json.is_empty()).then(|| raw_value(&spec.default_json));
+        let mut choices: Vec<String> = spec.allowed_json.iter().map(|v| raw_value(v)).collect();
+        if choices.is_empty() && spec.r#type == "boolean" {
+            choices = vec!["true".into(), "false".into()];
+        }
+        // Optional without a default: "unset" must stay possible.
+        if !choices.is_empty() && !spec.required && default.is_none() {
+            choices.insert(0, String::new());
+        }
+        let choice = default
+            .as_ref()
+            .and_then(|d| choices.iter().position(|c| c == d))
+            .unwrap_or(0);
+        let input = if choices.is_empty() {
+            LineInput::new(default.unwrap_or_default())
+        } else {
+            LineInput::default()
+        };
+        Self {
+            spec,
+            input,
+            choices,
+            choice,
+            error: None,
+        }
+    }
+
+    /// Whether the value is picked from a list rather than typed.
+    pub fn is_choice(&self) -> bool {
+        !self.choices.is_empty()
+    }
+
+    /// The raw value to send; empty for none.
+    pub fn value(&self) -> &str {
+        if self.is_choice() {
+            self.choices.get(self.choice).map_or("", String::as_str)
+        } else {
+            self.input.text()
+        }
+    }
+
+    /// Moves the choice by `delta`, wrapping around.
+    pub fn cycle(&mut self, delta: isize) {
+        if self.choices.is_empty() {
+            return;
+        }
+        let len = self.choices.len() as isize;
+        self.choice = (self.choice as isize + delta).rem_euclid(len) as usize;
+    }
+
+    /// Why the value cannot be sent, if it cannot.
+    fn check(&self) -> Option<String> {
+        let value = self.value().trim();
+        if value.is_empty() {
+            let has_default = !self.spec.default_json.is_empty();
+            return (self.spec.required && !has_default).then(|| "required".to_owned());
+        }
+        match self.spec.r#type.as_str() {
+            "integer" if value.parse::<i64>().is_err() => Some("expected a whole number".into()),
+            "number" if value.parse::<f64>().is_err() => Some("expected a number".into()),
+            _ => None,
+        }
+    }
+}
+
+/// The form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchForm {
+    /// The runbook to run.
+    pub runbook: String,
+    /// The version new runs start with, shown so the operator knows what runs.
+    pub version: String,
+    /// One field per param, in the runbook's order.
+    pub fields: Vec<Field>,
+    /// The field with the keyboard.
+    pub focus: usize,
+    /// Why the daemon refused to start the run, if it did.
+    pub error: Option<String>,
+    /// The run was asked for and no answer came yet.
+    pub starting: bool,
+}
+
+impl LaunchForm {
+    /// The form for `detail`'s params, with their defaults filled in.
+    pub fn new(detail: &RunbookDetail) -> Self {
+        let summary = detail.summary.clone().unwrap_or_default();
+        Self {
+            runbook: summary.name,
+            version: summary.version,
+            fields: detail.params.iter().cloned().map(Field::new).collect(),
+            focus: 0,
+            error: None,
+            starting: false,
+        }
+    }
+
+    /// The field with the keyboard, if the runbook has params.
+    pub fn focused(&mut self) -> Option<&mut Field> {
+        self.fields.get_mut(self.focus)
+    }
+
+    /// Checks every field, marking those in error; the params to send when all pass.
+    pub fn submit(&mut self) -> Option<BTreeMap<String, String>> {
+        let mut ok = true;
+        for field in &mut self.fields {
+            field.error = field.check();
+            ok &= field.error.is_none();
+        }
+        if !ok {
+            // The first field in error gets the keyboard, so it can be fixed at once.
+            self.focus = self
+                .fields
+                .iter()
+                .position(|f| f.error.is_some())
+                .unwrap_or(self.focus);
+            return None;
+        }
+        Some(
+            self.fields
+                .iter()
+                .filter(|f| !f.value().trim().is_empty())
+                .map(|f| (f.spec.name.clone(), f.value().trim().to_owned()))
+                .collect(),
+        )
+    }
+}
+
+/// The text a user would type for a JSON value: strings without their quotes.
+pub fn raw_value(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(value) => value.to_string(),
+        Err(_) => json.to_owned(),
+    }
+}
+
+/// The params of a past run (a JSON object of typed values) as raw texts, to start it again.
+pub fn params_of(params_json: &str) -> BTreeMap<String, String> {
+    match serde_json::from_str::<serde_json::Value>(params_json) {
+        Ok(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .map(|(name, value)| {
+                let raw = match value {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                (name, raw)
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_protocol::v1::RunbookSummary;
+
+    fn spec(name: &str, ty: &str, required: bool, default: &str, allowed: &[&str]) -> ParamSpec {
+        ParamSpec {
+            name: name.into(),
+            r#type: ty.into(),
+            required,
+            default_json: default.into(),
+            allowed_json: allowed.iter().map(|a| (*a).to_owned()).collect(),
+            description: String::new(),
+        }
+    }
+
+    fn form(params: Vec<ParamSpec>) -> LaunchForm {
+        LaunchForm::new(&RunbookDetail {
+            summary: Some(RunbookSummary {
+                name: "deploy".into(),
+                ..Default::default()
+            }),
+            params,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn defaults_and_choices_are_filled_in() {
+        let form = form(vec![
+            spec(
+                "env",
+                "string",
+                false,
+                "\"staging\"",
+                &["\"staging\"", "\"prod\""],
+            ),
+            spec("count", "integer", false, "3", &[]),
+            spec("dry", "boolean", false, "", &[]),
+        ]);
+        assert_eq!(form.fields[0].value(), "staging");
+        assert_eq!(form.fields[0].choices, ["staging", "prod"]);
+        assert_eq!(form.fields[1].value(), "3");
+        assert_eq!(form.fields[2].choices, ["", "true", "false"]);
+        assert_eq!(form.fields[2].value(), "");
+    }
+
+    #[test]
+    fn submit_checks_types_and_required_values() {
+        let mut form = form(vec![
+            spec("name", "string", false, "", &[]),
+            spec("count", "integer", true, "", &[]),
+        ]);
+        assert_eq!(form.submit(), None);
+        assert_eq!(form.fields[1].error.as_deref(), Some("required"));
+        assert_eq!(form.focus, 1);
+        form.fields[1].input.set("x");
+        assert_eq!(form.submit(), None);
+        assert_eq!(
+            form.fields[1].error.as_deref(),
+            Some("expected a whole number")
+        );
+        form.fields[1].input.set("4");
+        let params = form.submit().expect("valid");
+        assert_eq!(params.len(), 1, "an empty optional value is left out");
+        assert_eq!(params["count"], "4");
+    }
+
+    #[test]
+    fn a_past_runs_params_become_raw_texts() {
+        let params = params_of(r#"{"env":"prod","count":3,"dry":false}"#);
+        assert_eq!(params["env"], "prod");
+        assert_eq!(params["count"], "3");
+        assert_eq!(params["dry"], "false");
+        assert!(params_of("").is_empty());
+    }
+}

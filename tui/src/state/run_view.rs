@@ -1,0 +1,611 @@
+//! A run watched live: its record, the output of each step, and where the log pane is
+//! scrolled. Events are applied once each, in sequence order: an event whose sequence number
+//! was already seen (a replay after a reconnect, a duplicate, a late one) is ignored.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use runbook_protocol::v1::{
+    OutputStream, Run, RunEvent, RunStatus, StepRun, StepStatus, run_event::Kind,
+};
+
+use crate::format;
+
+/// How many lines of one step's output are kept; older ones are dropped (and counted).
+pub const MAX_LINES_PER_STEP: usize = 5_000;
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    /// The step's standard output.
+    Stdout,
+    /// The step's standard error.
+    Stderr,
+    /// A message its plugin logged.
+    Log,
+    /// A change of the step (attempt started, retry, approval), written by the TUI.
+    Event,
+}
+
+/// One line of a step's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// The event it came from.
+    pub seq: u64,
+    /// When, in Unix milliseconds.
+    pub at: i64,
+    /// Where it came from.
+    pub kind: LogKind,
+    /// The text, without a line end.
+    pub text: String,
+}
+
+/// The log of one step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepLog {
+    /// The newest lines, oldest first.
+    pub lines: VecDeque<LogLine>,
+    /// How many older lines were dropped to bound memory.
+    pub dropped: usize,
+}
+
+/// The state of the stream that feeds the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchStatus {
+    /// Opening the stream.
+    Connecting,
+    /// Events arrive as they happen.
+    Live,
+    /// The stream broke; the next attempt resumes after the last event seen.
+    Reconnecting {
+        /// Why it broke.
+        error: String,
+        /// When the next attempt starts (Unix ms).
+        retry_at: i64,
+    },
+    /// The run has ended and every event was received.
+    Ended,
+}
+
+/// The run view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    /// The run's full id.
+    pub run_id: String,
+    /// The run as last known: a daemon snapshot with the events after it applied.
+    pub run: Option<Run>,
+    /// The sequence number of the newest event applied; older ones are ignored.
+    pub seq: u64,
+    /// Each step's log, by step id.
+    pub logs: BTreeMap<String, StepLog>,
+    /// The selected step's index in `run.steps`.
+    pub selected: usize,
+    /// The first log line shown; `None` follows the newest lines.
+    pub scroll: Option<usize>,
+    /// Show the selected step's output JSON instead of its log.
+    pub show_output: bool,
+    /// The last log search, highlighted and repeated by `n` / `N`.
+    pub search: Option<String>,
+    /// The log line of the current search match.
+    pub found: Option<usize>,
+    /// The stream's state.
+    pub watch: WatchStatus,
+    /// Why the run cannot be shown (unknown id, say).
+    pub error: Option<String>,
+}
+
+impl RunView {
+    /// A view of `run_id` before anything was heard of it.
+    pub fn new(run_id: impl Into<String>) -> Self {
+        Self {
+            run_id: run_id.into(),
+            run: None,
+            seq: 0,
+            logs: BTreeMap::new(),
+            selected: 0,
+            scroll: None,
+            show_output: false,
+            search: None,
+            found: None,
+            watch: WatchStatus::Connecting,
+            error: None,
+        }
+    }
+
+    /// The selected step, if the run has steps.
+    pub fn step(&self) -> Option<&StepRun> {
+        self.run.as_ref()?.steps.get(self.selected)
+    }
+
+    /// The selected step's log, if it has one.
+    pub fn log(&self) -> Option<&StepLog> {
+        self.logs.get(&self.step()?.id)
+    }
+
+    /// The lines of the log pane: the selected step's log, or its output JSON.
+    pub fn pane_len(&self) -> usize {
+        match self.step() {
+            Some(step) if self.show_output => output_lines(step).len(),
+            _ => self.log().map_or(0, |log| log.lines.len()),
+        }
+    }
+
+    /// Whether the run will still change.
+    pub fn is_live(&self) -> bool {
+        self.run
+            .as_ref()
+            .is_none_or(|run| !run.status().is_terminal())
+    }
+
+    /// Takes a snapshot of the run from the daemon, unless the view already knows a newer
+    /// state (events after the snapshot was taken arrived first).
+    pub fn apply_snapshot(&mut self, run: Run) -> bool {
+        if self
+            .run
+            .as_ref()
+            .is_some_and(|known| known.last_seq > run.last_seq)
+        {
+            return false;
+        }
+        self.run = Some(run);
+        true
+    }
+
+    /// Applies one event; false (and nothing changes) when its sequence number was seen.
+    pub fn apply_event(&mut self, event: &RunEvent) -> bool {
+        if event.run_id != self.run_id || event.seq <= self.seq {
+            return false;
+        }
+        self.seq = event.seq;
+        let Some(kind) = &event.kind else {
+            return true;
+        };
+        if let Some((step_id, kind, text)) = log_line(kind) {
+            self.push_line(
+                step_id,
+                LogLine {
+                    seq: event.seq,
+                    at: event.at,
+                    kind,
+                    text,
+                },
+            );
+        }
+        // The snapshot may already include this event (it was taken after it happened).
+        if let Some(run) = &mut self.run
+            && event.seq > run.last_seq
+        {
+            apply_to_run(run, event.at, kind);
+            run.last_seq = event.seq;
+        }
+        true
+    }
+
+    fn push_line(&mut self, step_id: &str, line: LogLine) {
+        let log = self.logs.entry(step_id.to_owned()).or_default();
+        log.lines.push_back(line);
+        if log.lines.len() > MAX_LINES_PER_STEP {
+            log.lines.pop_front();
+            log.dropped += 1;
+            // Keep the same lines on screen while the oldest ones go.
+            let selected = self
+                .run
+                .as_ref()
+                .and_then(|run| run.steps.get(self.selected))
+                .is_some_and(|step| step.id == step_id);
+            if selected && let Some(top) = &mut self.scroll {
+                *top = top.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// The log line an event adds to a step's log, if any: (step, kind, text).
+fn log_line(kind: &Kind) -> Option<(&str, LogKind, String)> {
+    match kind {
+        Kind::StepOutput(output) => {
+            let kind = match output.stream() {
+                OutputStream::Stderr => LogKind::Stderr,
+                OutputStream::Log => LogKind::Log,
+                OutputStream::Stdout | OutputStream::Unspecified => LogKind::Stdout,
+            };
+            Some((&output.step_id, kind, output.line.clone()))
+        }
+        Kind::StepStatus(change) => {
+            let status = change.status();
+            // Pending and waiting say nothing new: a retry or an approval request has its own
+            // line, and an async wait is logged by the daemon with its invocation.
+            if matches!(status, StepStatus::Pending | StepStatus::Waiting)
+                && change.error.is_empty()
+            {
+                return None;
+            }
+            let mut text = match status {
+                StepStatus::Running => format!("── attempt {} started", change.attempt.max(1)),
+                other => format!("── {}", other.label()),
+            };
+            if !change.error.is_empty() {
+                text.push_str(&format!(": {}", change.error));
+            }
+            Some((&change.step_id, LogKind::Event, text))
+        }
+        Kind::StepRetrying(retry) => {
+            let delay = format::duration(i64::try_from(retry.delay_ms).unwrap_or(i64::MAX));
+            Some((
+                &retry.step_id,
+                LogKind::Event,
+                format!(
+                    "── attempt {} failed: {}; retrying in {delay}",
+                    retry.attempt, retry.error
+                ),
+            ))
+        }
+        Kind::ApprovalRequested(request) => Some((
+            &request.step_id,
+            LogKind::Event,
+            "── waiting for approval".to_owned(),
+        )),
+        Kind::RunStatus(_) => None,
+    }
+}
+
+/// Brings `run` up to date with one event that happened at `at`.
+fn apply_to_run(run: &mut Run, at: i64, kind: &Kind) {
+    match kind {
+        Kind::RunStatus(change) => {
+            let status = change.status();
+            run.status = status as i32;
+            // Each status change carries the run's error as it is now: a resumed run has none.
+            run.error = change.error.clone();
+            if status == RunStatus::Running && run.started_at == 0 {
+                run.started_at = at;
+            }
+            if status.is_terminal() {
+                run.finished_at = at;
+            }
+        }
+        Kind::StepStatus(change) => {
+            let step = step_mut(run, &change.step_id);
+            let status = change.status();
+            step.status = status as i32;
+            step.attempts = step.attempts.max(change.attempt);
+            step.error = change.error.clone();
+            if !change.output_json.is_empty() {
+                step.output_json = change.output_json.clone();
+            }
+            if status == StepStatus::Running {
+                if step.started_at == 0 {
+                    step.started_at = at;
+                }
+                step.finished_at = 0;
+                step.retry_at = 0;
+            }
+            if status != StepStatus::Waiting {
+                step.invocation_id.clear();
+                step.resume_at = 0;
+            }
+            if status.is_terminal() {
+                step.finished_at = at;
+            }
+        }
+        Kind::StepRetrying(retry) => {
+            let step = step_mut(run, &retry.step_id);
+            step.attempts = step.attempts.max(retry.attempt);
+            step.error = retry.error.clone();
+            step.retry_at = at.saturating_add(i64::try_from(retry.delay_ms).unwrap_or(i64::MAX));
+        }
+        Kind::ApprovalRequested(request) => {
+            let step = step_mut(run, &request.step_id);
+            step.status = StepStatus::Waiting as i32;
+            step.approval = request.approval.clone();
+        }
+        Kind::StepOutput(_) => {}
+    }
+}
+
+fn step_mut<'a>(run: &'a mut Run, id: &str) -> &'a mut StepRun {
+    match run.steps.iter().position(|s| s.id == id) {
+        Some(i) => &mut run.steps[i],
+        None => {
+            run.steps.push(StepRun {
+                id: id.to_owned(),
+                ..Default::default()
+            });
+            let last = run.steps.len() - 1;
+            &mut run.steps[last]
+        }
+    }
+}
+
+/// The selected step's output as the output pane shows it: its JSON pretty-printed, then its
+/// error, if any.
+pub fn output_lines(step: &StepRun) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !step.output_json.is_empty() {
+        let pretty = serde_json::from_str::<serde_json::Value>(&step.output_json)
+            .ok()
+            .and_then(|value| serde_json::to_string_pretty(&value).ok())
+            .unwrap_or_else(|| step.output_json.clone());
+        lines.extend(pretty.lines().map(str::to_owned));
+    }
+    if !step.error.is_empty() {
+        if !lines.is_empty() {
+            lines.push(String::new());
+        }
+        lines.extend(step.error.lines().map(|line| format!("error: {line}")));
+    }
+    lines
+}
+
+/// How the run view divides the screen. `ui::run_view` draws with it and `update` pages with
+/// it, so that both agree on what is visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLayout {
+    /// Rows of the run's header (id, runbook, status; params, error).
+    pub header_rows: u16,
+    /// Rows of the steps table, borders and column header included.
+    pub steps_rows: u16,
+    /// Rows of text in the log pane.
+    pub log_rows: u16,
+}
+
+/// The layout for a run of `steps` steps on a terminal of `size` (columns, rows).
+pub fn layout(size: (u16, u16), steps: usize) -> RunLayout {
+    // The status bar and the footer take a row each.
+    let body = size.1.saturating_sub(2);
+    let header_rows = 2.min(body);
+    let rest = body - header_rows;
+    let wanted = u16::try_from(steps.max(1))
+        .unwrap_or(u16::MAX)
+        .saturating_add(3);
+    // The steps table takes what it needs up to half of the rest; the log gets the others.
+    let steps_rows = wanted.min(rest / 2).max(4.min(rest));
+    RunLayout {
+        header_rows,
+        steps_rows,
+        log_rows: rest.saturating_sub(steps_rows).saturating_sub(2).max(1),
+    }
+}
+
+/// Why a step is not making progress right now, in a few words; `None` when it is.
+pub fn waiting_reason(step: &StepRun, log: Option<&StepLog>, now_ms: i64) -> Option<String> {
+    let status = step.status();
+    if let Some(approval) = &step.approval
+        && approval.decided_at == 0
+        && status == StepStatus::Waiting
+    {
+        return Some("approval (a / d)".to_owned());
+    }
+    if step.retry_at > 0 && !status.is_terminal() && status != StepStatus::Running {
+        let left = step.retry_at - now_ms;
+        return Some(if left > 0 {
+            format!("retry in {}", format::duration(left))
+        } else {
+            "retry due".to_owned()
+        });
+    }
+    if status == StepStatus::Waiting && (!step.invocation_id.is_empty() || step.resume_at > 0) {
+        let what = if step.invocation_id.is_empty() {
+            "async call".to_owned()
+        } else {
+            format!("async {}", step.invocation_id)
+        };
+        let left = step.resume_at - now_ms;
+        return Some(if step.resume_at > 0 && left > 0 {
+            format!("{what}, check in {}", format::duration(left))
+        } else {
+            format!("{what}, checking")
+        });
+    }
+    if status == StepStatus::Running
+        && let Some(line) = log.and_then(|log| log.lines.back())
+        && line.kind == LogKind::Log
+        && line.text.contains("rate-limit permit")
+    {
+        // "info: waiting 1s for a rate-limit permit of target `api` (50/s)"
+        let text = line.text.split_once(": ").map_or(&*line.text, |(_, t)| t);
+        let short = text
+            .strip_prefix("waiting ")
+            .and_then(|rest| rest.split_once(" for a rate-limit permit of target "))
+            .map(|(wait, target)| format!("rate limit {target}: {wait}"));
+        return Some(short.unwrap_or_else(|| format!("rate limit: {text}")));
+    }
+    match status {
+        StepStatus::Ambiguous => Some("ambiguous: see `runbook resolve`".to_owned()),
+        StepStatus::Paused => Some("paused".to_owned()),
+        StepStatus::Waiting => Some("waiting".to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_protocol::v1::{
+        Approval, ApprovalRequested, RunStatusChanged, StepOutput, StepRetrying, StepStatusChanged,
+    };
+
+    fn event(seq: u64, kind: Kind) -> RunEvent {
+        RunEvent {
+            run_id: "R".into(),
+            seq,
+            at: 1_000 * seq as i64,
+            kind: Some(kind),
+        }
+    }
+
+    fn output(seq: u64, line: &str) -> RunEvent {
+        event(
+            seq,
+            Kind::StepOutput(StepOutput {
+                step_id: "build".into(),
+                stream: OutputStream::Stdout as i32,
+                line: line.into(),
+            }),
+        )
+    }
+
+    fn texts(view: &RunView) -> Vec<String> {
+        view.logs["build"]
+            .lines
+            .iter()
+            .map(|l| l.text.clone())
+            .collect()
+    }
+
+    #[test]
+    fn duplicate_and_older_events_are_ignored() {
+        let mut view = RunView::new("R");
+        assert!(view.apply_event(&output(1, "one")));
+        assert!(view.apply_event(&output(2, "two")));
+        assert!(!view.apply_event(&output(2, "two again")), "a duplicate");
+        assert!(!view.apply_event(&output(1, "one late")), "out of order");
+        assert!(view.apply_event(&output(3, "three")));
+        assert_eq!(texts(&view), ["one", "two", "three"]);
+        assert_eq!(view.seq, 3);
+        let mut other = output(4, "x");
+        other.run_id = "OTHER".into();
+        assert!(!view.apply_event(&other), "another run's event");
+    }
+
+    #[test]
+    fn events_after_the_snapshot_update_the_run_and_older_ones_only_log() {
+        let mut view = RunView::new("R");
+        view.apply_snapshot(Run {
+            id: "R".into(),
+            status: RunStatus::Running as i32,
+            last_seq: 2,
+            steps: vec![StepRun {
+                id: "build".into(),
+                status: StepStatus::Running as i32,
+                attempts: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        // Replayed from the start: these are already in the snapshot.
+        view.apply_event(&event(
+            1,
+            Kind::StepStatus(StepStatusChanged {
+                step_id: "build".into(),
+                status: StepStatus::Pending as i32,
+                ..Default::default()
+            }),
+        ));
+        assert_eq!(view.step().map(StepRun::status), Some(StepStatus::Running));
+        view.apply_event(&output(2, "compiling"));
+        view.apply_event(&event(
+            3,
+            Kind::StepRetrying(StepRetrying {
+                step_id: "build".into(),
+                attempt: 1,
+                delay_ms: 2_000,
+                error: "exit 1".into(),
+            }),
+        ));
+        let step = view.step().expect("a step");
+        assert_eq!(step.retry_at, 5_000);
+        assert_eq!(step.error, "exit 1");
+        view.apply_event(&event(
+            4,
+            Kind::RunStatus(RunStatusChanged {
+                status: RunStatus::Failed as i32,
+                error: "build failed".into(),
+            }),
+        ));
+        let run = view.run.as_ref().expect("a run");
+        assert_eq!((run.status(), run.last_seq), (RunStatus::Failed, 4));
+        assert!(!view.is_live());
+        assert_eq!(
+            texts(&view),
+            ["compiling", "── attempt 1 failed: exit 1; retrying in 2.0s"]
+        );
+    }
+
+    #[test]
+    fn an_older_snapshot_does_not_undo_newer_events() {
+        let mut view = RunView::new("R");
+        let snapshot = |last_seq| Run {
+            id: "R".into(),
+            last_seq,
+            ..Default::default()
+        };
+        assert!(view.apply_snapshot(snapshot(5)));
+        assert!(!view.apply_snapshot(snapshot(4)));
+        assert!(view.apply_snapshot(snapshot(5)));
+    }
+
+    #[test]
+    fn approval_requests_mark_the_step_waiting() {
+        let mut view = RunView::new("R");
+        view.apply_snapshot(Run {
+            id: "R".into(),
+            ..Default::default()
+        });
+        view.apply_event(&event(
+            1,
+            Kind::ApprovalRequested(ApprovalRequested {
+                step_id: "migrate".into(),
+                approval: Some(Approval {
+                    summary: "run ./migrate.sh".into(),
+                    ..Default::default()
+                }),
+            }),
+        ));
+        let step = view.step().expect("the step was added");
+        assert_eq!(step.status(), StepStatus::Waiting);
+        assert_eq!(
+            waiting_reason(step, None, 0).as_deref(),
+            Some("approval (a / d)")
+        );
+    }
+
+    #[test]
+    fn the_oldest_lines_are_dropped_past_the_limit() {
+        let mut view = RunView::new("R");
+        for seq in 1..=(MAX_LINES_PER_STEP as u64 + 2) {
+            view.apply_event(&output(seq, "x"));
+        }
+        let log = &view.logs["build"];
+        assert_eq!((log.lines.len(), log.dropped), (MAX_LINES_PER_STEP, 2));
+    }
+
+    #[test]
+    fn reasons_for_waiting() {
+        let now = 10_000;
+        let retrying = StepRun {
+            status: StepStatus::Pending as i32,
+            retry_at: 12_500,
+            ..Default::default()
+        };
+        assert_eq!(
+            waiting_reason(&retrying, None, now).as_deref(),
+            Some("retry in 2.5s")
+        );
+        let invoked = StepRun {
+            status: StepStatus::Waiting as i32,
+            invocation_id: "inv-7".into(),
+            resume_at: 14_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            waiting_reason(&invoked, None, now).as_deref(),
+            Some("async inv-7, check in 4.0s")
+        );
+        let mut log = StepLog::default();
+        log.lines.push_back(LogLine {
+            seq: 1,
+            at: 0,
+            kind: LogKind::Log,
+            text: "info: waiting 1s for a rate-limit permit of target `api` (50/s)".into(),
+        });
+        let limited = StepRun {
+            status: StepStatus::Running as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            waiting_reason(&limited, Some(&log), now).as_deref(),
+            Some("rate limit `api` (50/s): 1s")
+        );
+        assert_eq!(waiting_reason(&limited, None, now), None);
+    }
+}

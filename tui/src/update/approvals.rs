@@ -1,0 +1,72 @@
+//! Keys of the approvals queue, the daemon's list of waiting runs, and the answers to
+//! approve, deny and cancel.
+
+use runbook_protocol::v1::Run;
+
+use super::{move_selection, run_view};
+use crate::command::Command;
+use crate::keymap::Intent;
+use crate::state::approvals::pending;
+use crate::state::{LineInput, Prompt, PromptKind, State};
+
+/// The runs that wait, as the daemon listed them; the same request stays selected.
+pub fn listed(state: &mut State, runs: Vec<Run>) {
+    let key = |p: &crate::state::approvals::Pending<'_>| (p.run.id.clone(), p.step.id.clone());
+    let selected = pending(&state.waiting)
+        .get(state.approvals.selected)
+        .map(key);
+    state.waiting = runs;
+    let now = pending(&state.waiting);
+    state.approvals.selected = selected
+        .and_then(|wanted| now.iter().position(|p| key(p) == wanted))
+        .unwrap_or_else(|| state.approvals.selected.min(now.len().saturating_sub(1)));
+}
+
+/// The queue's commands.
+pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
+    let queue = pending(&state.waiting);
+    let len = queue.len();
+    let chosen = queue
+        .get(state.approvals.selected)
+        .map(|p| (p.run.id.clone(), p.step.id.clone()));
+    if move_selection(&mut state.approvals.selected, len, intent, 5) {
+        return;
+    }
+    let Some((run_id, step_id)) = chosen else {
+        return;
+    };
+    match intent {
+        Intent::Approve => out.push(Command::Approve { run_id, step_id }),
+        Intent::Deny => {
+            state.prompt = Some(Prompt {
+                kind: PromptKind::Deny { run_id, step_id },
+                input: LineInput::default(),
+            });
+        }
+        Intent::Open => run_view::open(state, &run_id, out),
+        _ => {}
+    }
+}
+
+/// An approve, deny or cancel finished.
+pub fn decided(
+    state: &mut State,
+    done: String,
+    result: Result<Run, String>,
+    out: &mut Vec<Command>,
+) {
+    match result {
+        Ok(run) => {
+            state.notify(done);
+            // The queue shows the decision at once rather than at the next poll.
+            if let Some(known) = state.waiting.iter_mut().find(|r| r.id == run.id) {
+                *known = run.clone();
+            }
+            let len = pending(&state.waiting).len();
+            state.approvals.selected = state.approvals.selected.min(len.saturating_sub(1));
+            run_view::snapshot(state, run);
+            out.push(Command::Refresh);
+        }
+        Err(error) => state.notify_error(error),
+    }
+}
