@@ -298,6 +298,7 @@ impl Engine {
         let ending = match self.pass_gates(active, run_id, step_id, &prepared).await {
             Err(refused) => refused,
             Ok(()) => {
+                let deadline = tokio::time::Instant::now() + prepared.timeout;
                 let grant = Grant {
                     processes: plan
                         .effects
@@ -310,7 +311,7 @@ impl Engine {
                     sql,
                     sink: self.output_sink(run_id, step_id),
                     network: true,
-                    deadline: Some(tokio::time::Instant::now() + prepared.timeout),
+                    deadline: Some(deadline),
                     secrets: scope.clone(),
                 };
                 let context = super::context::template_context(&run);
@@ -337,7 +338,11 @@ impl Engine {
                             .start_wait(active, run_id, step_id, waiting, &prepared, &scope)
                             .await;
                     }
-                    other => ending_of(other, prepared.timeout, &scope),
+                    other => timed_out_if_late(
+                        ending_of(other, prepared.timeout, &scope),
+                        deadline,
+                        prepared.timeout,
+                    ),
                 }
             }
         };
@@ -722,6 +727,30 @@ pub(super) fn ending_of(
             class: FailureClass::Permanent,
             retry_after: None,
         },
+    }
+}
+
+/// A call that failed once the step's deadline had passed failed because of it: the host
+/// cuts its own calls (an HTTP request, a process) short at the deadline, so the plugin
+/// usually reports that before the call's own timeout fires, and the step must still end
+/// `timed_out`, not `failed`, whichever of the two came first.
+fn timed_out_if_late(ending: Ending, deadline: tokio::time::Instant, timeout: Duration) -> Ending {
+    match ending {
+        Ending::Failed {
+            error,
+            output,
+            class: FailureClass::Transient | FailureClass::Permanent,
+            ..
+        } if tokio::time::Instant::now() >= deadline => Ending::Failed {
+            error: format!(
+                "timed out after {}: {error}",
+                humantime::format_duration(timeout)
+            ),
+            output,
+            class: FailureClass::Timeout,
+            retry_after: None,
+        },
+        other => other,
     }
 }
 
