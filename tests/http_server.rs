@@ -17,7 +17,9 @@
 //! - `POST /oauth/token`, `GET /oauth/protected`: OAuth2 client credentials (`cli`/`s3cret`).
 //! - `GET /auth/basic` (`user:pa55`), `GET /auth/bearer` (`abc123`), `GET /auth/apikey`
 //!   (`X-API-Key: k-1` or `?api_key=k-1`).
-//! - `POST /jobs?polls=N&outcome=done|failed|never`, `GET /jobs/{id}`: async jobs.
+//! - `POST /jobs?polls=N&outcome=done|failed|never&header=NAME|none&code=C`, `GET /jobs/{id}`:
+//!   async jobs. The job's id comes in `X-Invocation-Id` (or header `NAME`, or in no header
+//!   with `none`) and its poll URL in `Location`; the status is `C` (default 202).
 //! - `/graphql`: the schema of [`crate::graphql_server`].
 
 use std::collections::{HashMap, HashSet};
@@ -74,6 +76,16 @@ impl Recorded {
     /// The body parsed as JSON, if it is JSON.
     pub fn body_json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The last value of field `name` of a form (`application/x-www-form-urlencoded`) body,
+    /// decoded.
+    pub fn form_param(&self, name: &str) -> Option<String> {
+        parse_urlencoded(&self.body_text())
+            .into_iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
     }
 
     /// The last value of query parameter `name`, decoded.
@@ -651,6 +663,9 @@ async fn auth_apikey(headers: HeaderMap, Query(params): Query<ApiKeyParams>) -> 
 struct JobParams {
     polls: Option<u32>,
     outcome: Option<String>,
+    /// The header that carries the job's id; `none` for no header.
+    header: Option<String>,
+    code: Option<u16>,
 }
 
 async fn create_job(
@@ -668,6 +683,25 @@ async fn create_job(
             );
         }
     };
+    let Ok(status) = StatusCode::from_u16(params.code.unwrap_or(202)) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "code is not a status code"}),
+        );
+    };
+    let id_header = match params.header.as_deref() {
+        None => Some(HeaderName::from_static("x-invocation-id")),
+        Some("none") => None,
+        Some(name) => match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "header is not a header name"}),
+                );
+            }
+        },
+    };
     let id = {
         let mut state = lock(&shared.state);
         state.jobs_created += 1;
@@ -682,15 +716,17 @@ async fn create_job(
         );
         id
     };
-    (
-        StatusCode::ACCEPTED,
-        [
-            ("x-invocation-id", id.clone()),
-            ("location", format!("/jobs/{id}")),
-        ],
+    let mut response = (
+        status,
+        [(header::LOCATION, format!("/jobs/{id}"))],
         Json(json!({"id": id})),
     )
-        .into_response()
+        .into_response();
+    if let Some(name) = id_header {
+        let value = HeaderValue::from_str(&id).expect("a job id (`job-N`) is a header value");
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 async fn poll_job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
@@ -1019,6 +1055,15 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(get(&server, "/jobs/job-3").json()["state"], "running");
         }
+
+        let custom = send(&server, "POST", "/jobs?header=X-Job-Ref&code=200", &[], b"");
+        assert_eq!(custom.status, 200);
+        assert_eq!(custom.header("x-job-ref"), Some("job-4"));
+        assert_eq!(custom.header("x-invocation-id"), None);
+        let bare = send(&server, "POST", "/jobs?header=none", &[], b"");
+        assert_eq!(bare.status, 202);
+        assert_eq!(bare.header("x-invocation-id"), None);
+        assert_eq!(bare.header("location"), Some("/jobs/job-5"));
 
         assert_eq!(get(&server, "/jobs/job-99").status, 404);
         assert_eq!(

@@ -71,6 +71,24 @@ id = "delete"
 uses = "http"
 needs = ["xml"]
 with = { method = "DELETE", url = "{url}/echo/item/7", idempotency_key = false }
+
+[[steps]]
+id = "head"
+uses = "http"
+needs = ["delete"]
+with = { method = "HEAD", url = "{url}/echo/head" }
+
+[[steps]]
+id = "options"
+uses = "http"
+needs = ["head"]
+with = { method = "OPTIONS", url = "{url}/echo/options" }
+
+[[steps]]
+id = "purge"
+uses = "http"
+needs = ["options"]
+with = { method = "purge", url = "{url}/echo/purge" }
 "#,
     );
     assert_eq!(run["status"], "completed", "{run:#}");
@@ -144,6 +162,31 @@ with = { method = "DELETE", url = "{url}/echo/item/7", idempotency_key = false }
         None,
         "turned off by the step"
     );
+
+    let head = by_path("/echo/head");
+    assert_eq!(head.method, "HEAD");
+    let head_output = &step(&run, "head")["output"];
+    assert_eq!(head_output["status"], 200, "{head_output:#}");
+    assert_eq!(
+        head_output["headers"]["content-type"], "application/json",
+        "a HEAD answer keeps its headers: {head_output:#}"
+    );
+    assert_eq!(
+        head_output["body"], "",
+        "a HEAD answer has no body, whatever its type says: {head_output:#}"
+    );
+
+    let options = by_path("/echo/options");
+    assert_eq!(options.method, "OPTIONS");
+    assert_eq!(step(&run, "options")["output"]["body"]["method"], "OPTIONS");
+
+    let purge = by_path("/echo/purge");
+    assert_eq!(purge.method, "PURGE", "any method token, sent upper case");
+    assert_eq!(
+        requests.len(),
+        10,
+        "one request per step, no more: {requests:#?}"
+    );
 }
 
 #[test]
@@ -198,6 +241,33 @@ with = { target = "oauth", path = "/oauth/protected" }
 id = "wrong"
 uses = "http"
 with = { url = "{url}/auth/bearer", auth = { type = "bearer", token = "nope" } }
+
+# Step-level OAuth2: the same client as the target's shares its cached token...
+[[steps]]
+id = "oauth_step"
+uses = "http"
+needs = ["oauth_3"]
+with = { url = "{url}/oauth/protected", auth = { type = "oauth2", token_url = "{url}/oauth/token", client_id = "cli", client_secret = "s3cret" } }
+
+# ...another scope is another token, here asked for with Basic client credentials...
+[[steps]]
+id = "oauth_scoped"
+uses = "http"
+needs = ["oauth_step"]
+with = { url = "{url}/oauth/protected", auth = { type = "oauth2", token_url = "{url}/oauth/token", client_id = "cli", client_secret = "s3cret", scope = "orders:write", client_auth = "basic" } }
+
+[[steps]]
+id = "oauth_scoped_again"
+uses = "http"
+needs = ["oauth_scoped"]
+with = { url = "{url}/oauth/protected", auth = { type = "oauth2", token_url = "{url}/oauth/token", client_id = "cli", client_secret = "s3cret", scope = "orders:write", client_auth = "basic" } }
+
+# ...and a step's auth replaces its target's.
+[[steps]]
+id = "oauth_refused"
+uses = "http"
+needs = ["oauth_scoped_again"]
+with = { target = "oauth", path = "/oauth/protected", auth = { type = "oauth2", token_url = "{url}/oauth/token", client_id = "intruder", client_secret = "s3cret" } }
 "#,
     );
     for id in [
@@ -208,6 +278,9 @@ with = { url = "{url}/auth/bearer", auth = { type = "bearer", token = "nope" } }
         "oauth_1",
         "oauth_2",
         "oauth_3",
+        "oauth_step",
+        "oauth_scoped",
+        "oauth_scoped_again",
     ] {
         assert_eq!(step_status(&run, id), "completed", "{id}: {run:#}");
     }
@@ -217,12 +290,67 @@ with = { url = "{url}/auth/bearer", auth = { type = "bearer", token = "nope" } }
         "{}",
         error_of(&run, "wrong")
     );
+    let token_of = |id: &str| step(&run, id)["output"]["body"]["token"].clone();
+    assert_eq!(token_of("oauth_1"), "tok-1");
+    assert_eq!(token_of("oauth_3"), "tok-1");
     assert_eq!(
-        server.count("/oauth/token"),
-        1,
-        "the token is fetched once and reused"
+        token_of("oauth_step"),
+        "tok-1",
+        "a step-level client equal to the target's reuses its token"
     );
-    assert_eq!(server.count("/oauth/protected"), 3);
+    assert_eq!(
+        token_of("oauth_scoped"),
+        "tok-2",
+        "another scope, another token"
+    );
+    assert_eq!(token_of("oauth_scoped_again"), "tok-2");
+
+    let token_requests = server.requests_to("/oauth/token");
+    assert_eq!(
+        token_requests.len(),
+        3,
+        "one token per client and scope, fetched once and reused, and the refused one: \
+         {token_requests:#?}"
+    );
+    let target_fetch = &token_requests[0];
+    assert_eq!(target_fetch.method, "POST");
+    assert_eq!(
+        target_fetch.form_param("grant_type").as_deref(),
+        Some("client_credentials")
+    );
+    assert_eq!(target_fetch.form_param("client_id").as_deref(), Some("cli"));
+    assert_eq!(
+        target_fetch.form_param("client_secret").as_deref(),
+        Some("s3cret"),
+        "client credentials go in the form by default"
+    );
+    let scoped_fetch = &token_requests[1];
+    assert_eq!(
+        scoped_fetch.header("authorization"),
+        Some("Basic Y2xpOnMzY3JldA=="),
+        "client_auth = \"basic\" sends cli:s3cret as Basic credentials"
+    );
+    assert_eq!(scoped_fetch.form_param("client_secret"), None);
+    assert_eq!(
+        scoped_fetch.form_param("scope").as_deref(),
+        Some("orders:write")
+    );
+    assert_eq!(
+        token_requests[2].form_param("client_id").as_deref(),
+        Some("intruder")
+    );
+
+    assert_eq!(step_status(&run, "oauth_refused"), "failed", "{run:#}");
+    let error = error_of(&run, "oauth_refused");
+    assert!(
+        error.contains("OAuth2 token request") && error.contains("401"),
+        "{error}"
+    );
+    assert_eq!(
+        server.count("/oauth/protected"),
+        6,
+        "no request is sent without a token"
+    );
 }
 
 #[test]
@@ -365,11 +493,26 @@ with = { url = "{url}/slow/3000" }
     assert!(error_of(&run, "big").contains("1000 bytes"), "{run:#}");
     assert_eq!(step_status(&run, "slow"), "failed");
     assert!(error_of(&run, "slow").contains("200ms"), "{run:#}");
-    let status = step_status(&run, "step_timeout");
-    assert!(
-        status == "timed_out" || status == "failed",
-        "the step's own deadline bounds the request: {run:#}"
+    assert_eq!(
+        step_status(&run, "step_timeout"),
+        "timed_out",
+        "a step past its own timeout is timed_out (docs/runbook-format.md): {run:#}"
     );
+    let error = error_of(&run, "step_timeout");
+    assert!(error.starts_with("timed out after 300ms"), "{error}");
+    let attempt = &step(&run, "step_timeout")["history"][0];
+    let took = millis(&attempt["finished_at"]) - millis(&attempt["started_at"]);
+    assert!(
+        took < 2000,
+        "the deadline cut the 3s request short, it took {took}ms: {attempt:#}"
+    );
+}
+
+/// Unix milliseconds of a time as the CLI's JSON writes it (RFC 3339).
+fn millis(value: &Value) -> i64 {
+    let time = humantime::parse_rfc3339(value.as_str().unwrap()).unwrap();
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+    i64::try_from(since_epoch.as_millis()).unwrap()
 }
 
 #[test]
@@ -422,7 +565,17 @@ with = { method = "POST", url = "{url}/echo/secret", headers = { X-Token = "{{ s
     assert!(shown.contains("***"), "the echoed value is masked: {shown}");
     let events = daemon.events(run["id"].as_str().unwrap()).join("\n");
     assert!(!events.contains("abc123"), "{events}");
-    for entry in walk(&daemon.data_dir) {
+    // Only a stopped daemon has flushed its database and logs.
+    let stopped = daemon.cli(&["daemon", "stop"]);
+    assert!(stopped.status.success());
+    let files = walk(&daemon.data_dir);
+    assert!(
+        files
+            .iter()
+            .any(|file| file.starts_with(daemon.data_dir.join("db"))),
+        "the scan reaches the database: {files:?}"
+    );
+    for entry in files {
         let bytes = std::fs::read(&entry).unwrap_or_default();
         assert!(
             !bytes.windows(6).any(|window| window == b"abc123"),

@@ -74,11 +74,20 @@ fn a_202_waits_and_completes_with_the_polled_output() {
         "value=42",
         "a later step reads the polled output"
     );
-    assert!(
-        server.count(&format!("/jobs/{invocation}")) >= 4,
-        "polled until done"
+    let polls = server.requests_to(&format!("/jobs/{invocation}"));
+    assert_eq!(
+        polls.len(),
+        4,
+        "three polls see it running, the fourth sees it done, and polling stops there"
     );
-    assert_eq!(server.count("/jobs?"), 0);
+    for poll in &polls {
+        assert_eq!(poll.method, "GET", "the status URL is read, not posted to");
+        assert_eq!(
+            poll.header("idempotency-key"),
+            Some(format!("{run}-job").as_str()),
+            "polls carry the step's idempotency key"
+        );
+    }
     assert_eq!(started_jobs(&server), 1, "the work is started once");
 }
 
@@ -163,5 +172,124 @@ fn a_wait_survives_kill_9_and_completes_after_the_restart() {
         started_jobs(&server),
         1,
         "the restarted daemon resumes the wait; it does not start the work again"
+    );
+}
+
+#[test]
+fn a_custom_invocation_header_starts_a_wait_and_a_bare_202_polls_its_location() {
+    let server = TestServer::start();
+    let runbook = r#"
+# A 200 is not a 202: only the configured header makes this step wait.
+[[steps]]
+id = "custom"
+uses = "http"
+with.method = "POST"
+with.url = "{url}/jobs?polls=2&outcome=done&header=X-Job-Ref&code=200"
+with.async = { invocation_header = "X-Job-Ref", status_url = "{url}/jobs/{{ invocation_id }}", done_when = "$[?@.state == 'done']", poll_every = "100ms", timeout = "1m" }
+with.capture = { value = "$.result.value" }
+
+# The default header on a 200 means nothing to a step that names another one.
+[[steps]]
+id = "other_header"
+uses = "http"
+with.method = "POST"
+with.url = "{url}/jobs?outcome=never&code=200"
+with.async = { invocation_header = "X-Job-Ref", status_url = "{url}/jobs/{{ invocation_id }}", poll_every = "100ms", timeout = "1m" }
+
+# A 202 without any invocation header: the step waits and polls the Location.
+[[steps]]
+id = "bare"
+uses = "http"
+with.method = "POST"
+with.url = "{url}/jobs?polls=2&outcome=done&header=none"
+with.async = { done_when = "$[?@.state == 'done']", poll_every = "100ms", timeout = "1m" }
+with.capture = { value = "$.result.value" }
+
+# A status URL built from the invocation id cannot be built without one.
+[[steps]]
+id = "no_id"
+uses = "http"
+with.method = "POST"
+with.url = "{url}/jobs?outcome=done&header=none"
+with.async = { status_url = "{url}/jobs/{{ invocation_id }}", poll_every = "100ms", timeout = "1m" }
+"#
+    .replace("{url}", &server.url());
+    let daemon = Daemon::start(&[("custom.toml", &runbook)], "");
+    let run = daemon.run_to_end("custom", &[]);
+
+    let custom = step(&run, "custom");
+    assert_eq!(custom["status"], "completed", "{run:#}");
+    assert_eq!(
+        custom["output"]["body"]["state"], "done",
+        "the output is the polled status, not the 200 that started the work: {custom:#}"
+    );
+    assert_eq!(custom["output"]["captures"]["value"], 42);
+    let custom_job = custom["output"]["body"]["id"].as_str().unwrap();
+    assert_eq!(server.count(&format!("/jobs/{custom_job}")), 3);
+
+    let other = step(&run, "other_header");
+    assert_eq!(
+        other["status"], "completed",
+        "a 200 without the configured header is judged at once: {run:#}"
+    );
+    assert_eq!(other["output"]["status"], 200);
+    let other_job = other["output"]["body"]["id"].as_str().unwrap();
+    assert_eq!(
+        server.count(&format!("/jobs/{other_job}")),
+        0,
+        "and never polled"
+    );
+
+    let bare = step(&run, "bare");
+    assert_eq!(bare["status"], "completed", "{run:#}");
+    assert_eq!(bare["output"]["body"]["state"], "done", "{bare:#}");
+    assert_eq!(bare["output"]["captures"]["value"], 42);
+    let bare_job = bare["output"]["body"]["id"].as_str().unwrap();
+    let bare_polls = server.requests_to(&format!("/jobs/{bare_job}"));
+    assert_eq!(bare_polls.len(), 3, "the Location was polled until done");
+    assert!(
+        bare["output"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/jobs/{bare_job}")),
+        "{bare:#}"
+    );
+
+    let no_id = step(&run, "no_id");
+    assert_eq!(no_id["status"], "failed", "{run:#}");
+    let error = no_id["error"].as_str().unwrap();
+    assert!(
+        error.contains("needs the invocation id") && error.contains("X-Invocation-Id"),
+        "{error}"
+    );
+
+    // What each step said when it started waiting: the id it read, or that it had none.
+    let events = daemon.events(run["id"].as_str().unwrap());
+    let waited = |id: &str| {
+        events
+            .iter()
+            .filter(|event| {
+                event.contains("StepOutput") && event.contains(&format!("step_id: \"{id}\""))
+            })
+            .find(|event| event.contains("info: waiting for"))
+            .cloned()
+            .unwrap_or_else(|| panic!("step {id} never waited: {events:#?}"))
+    };
+    let custom_wait = waited("custom");
+    assert!(
+        custom_wait.contains(&format!("waiting for invocation {custom_job};")),
+        "the id comes from X-Job-Ref: {custom_wait}"
+    );
+    let bare_wait = waited("bare");
+    assert!(
+        bare_wait.contains("waiting for the async invocation;"),
+        "{bare_wait}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|event| event.contains("step_id: \"other_header\"")
+                && event.contains("waiting for")),
+        "{events:#?}"
     );
 }

@@ -19,10 +19,22 @@ fn a_failing_endpoint_gets_exactly_n_plus_one_attempts_with_the_policy_delays() 
     let server = TestServer::start();
     let runbook = r#"
 [[steps]]
-id = "flaky"
+id = "exponential"
 uses = "http"
-retry = { attempts = 5, backoff = "linear", delay = "150ms", jitter = false }
-with = { url = "{url}/flaky/a?fail=2" }
+retry = { attempts = 5, backoff = "exponential", delay = "150ms", jitter = false }
+with = { url = "{url}/flaky/a?fail=3" }
+
+[[steps]]
+id = "linear"
+uses = "http"
+retry = { attempts = 5, backoff = "linear", delay = "100ms", jitter = false }
+with = { url = "{url}/flaky/l?fail=3" }
+
+[[steps]]
+id = "capped"
+uses = "http"
+retry = { attempts = 5, backoff = "exponential", delay = "100ms", max_delay = "250ms", jitter = false }
+with = { url = "{url}/flaky/c?fail=3" }
 
 [[steps]]
 id = "missing"
@@ -39,25 +51,47 @@ with = { url = "{url}/flaky/b?fail=1&status=429&retry_after=1" }
     .replace("{url}", &server.url());
     let daemon = Daemon::start(&[("resilient.toml", &runbook)], "");
     let run = daemon.run_to_end("resilient", &[]);
+    let events = daemon.events(run["id"].as_str().unwrap());
 
-    assert_eq!(step_status(&run, "flaky"), "completed", "{run:#}");
-    assert_eq!(server.count("/flaky/a"), 3, "2 failures, then the success");
-    let history = step(&run, "flaky")["history"].as_array().unwrap().clone();
-    assert_eq!(history.len(), 3);
-    let arrivals: Vec<f64> = server
-        .requests_to("/flaky/a")
-        .iter()
-        .map(|r| r.elapsed_ms)
-        .collect();
-    // Linear back-off without jitter: 150ms after the first failure, 300ms after the second.
-    let first_wait = millis(&history[1]["started_at"]) - millis(&history[0]["finished_at"]);
-    let second_wait = millis(&history[2]["started_at"]) - millis(&history[1]["finished_at"]);
-    assert!(first_wait >= 150, "{first_wait}ms {history:#?}");
-    assert!(second_wait >= 300, "{second_wait}ms {history:#?}");
-    assert!(arrivals[2] - arrivals[1] >= 300.0, "{arrivals:?}");
+    for (id, key, delays) in [
+        ("exponential", "/flaky/a", [150_u32, 300, 600]),
+        ("linear", "/flaky/l", [100, 200, 300]),
+        ("capped", "/flaky/c", [100, 200, 250]),
+    ] {
+        assert_eq!(step_status(&run, id), "completed", "{run:#}");
+        assert_eq!(server.count(key), 4, "{id}: 3 failures, then the success");
+        assert_eq!(step(&run, id)["attempts"], 4, "{id}");
+        let history = step(&run, id)["history"].as_array().unwrap().clone();
+        assert_eq!(history.len(), 4, "{id}: {history:#?}");
+        for failed in &history[..3] {
+            let error = failed["error"].as_str().unwrap_or_default();
+            assert!(error.contains("503"), "{id}: {history:#?}");
+        }
+        assert!(history[3]["error"].is_null(), "{id}: {history:#?}");
+        assert_eq!(
+            retry_delays(&events, id),
+            delays.map(u64::from),
+            "{id}: the recorded waits follow the policy"
+        );
+        // And the waits really happened: the server saw each retry at least that late.
+        let arrivals: Vec<f64> = server
+            .requests_to(key)
+            .iter()
+            .map(|r| r.elapsed_ms)
+            .collect();
+        for (gap, delay) in arrivals.windows(2).zip(delays) {
+            assert!(
+                gap[1] - gap[0] >= f64::from(delay),
+                "{id}: {arrivals:?} against {delays:?}"
+            );
+        }
+        let first_wait = millis(&history[1]["started_at"]) - millis(&history[0]["finished_at"]);
+        assert!(first_wait >= i64::from(delays[0]), "{id}: {history:#?}");
+    }
 
     assert_eq!(step_status(&run, "missing"), "failed");
     assert_eq!(server.count("/status/404"), 1, "a 4xx is not retried");
+    assert!(retry_delays(&events, "missing").is_empty());
 
     assert_eq!(step_status(&run, "throttled"), "completed", "{run:#}");
     let throttled: Vec<f64> = server
@@ -70,6 +104,23 @@ with = { url = "{url}/flaky/b?fail=1&status=429&retry_after=1" }
         throttled[1] - throttled[0] >= 1000.0,
         "Retry-After: 1 is honoured over a 10ms delay: {throttled:?}"
     );
+    assert_eq!(retry_delays(&events, "throttled"), [1000]);
+}
+
+/// The `delay_ms` of each `StepRetrying` event of step `id`, in order.
+fn retry_delays(events: &[String], id: &str) -> Vec<u64> {
+    let marker = format!("StepRetrying(StepRetrying {{ step_id: \"{id}\",");
+    events
+        .iter()
+        .filter(|event| event.contains(&marker))
+        .map(|event| {
+            let (_, rest) = event
+                .split_once("delay_ms: ")
+                .unwrap_or_else(|| panic!("no delay_ms in {event}"));
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap()
+        })
+        .collect()
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! The secret vault through the real binaries: `runbook secret set|ls|rm|log`, that a value
-//! never shows up in any output, log or database file, the 0600 rule for `vault.key`, and
-//! that secrets outlive a restart.
+//! never shows up in any output, log or database file, the 0600 rule for `vault.key`, that
+//! secrets outlive a restart, and that a canary used by every kind of step (an http header,
+//! URL and body, a failing expectation, a process argument, a third-party guest) leaks
+//! nowhere: not in outputs, errors, events, CLI output, daemon logs or the database, and
+//! never reaches the guest.
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -8,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use runbook_e2e::{Daemon, PATIENCE};
+use runbook_e2e::http_server::TestServer;
+use runbook_e2e::{Daemon, PATIENCE, probe_plugin, step};
 
 /// Values distinctive enough that finding one anywhere can only be a leak.
 const VALUE: &str = "s3cr3t-Vault-Value-7f2c91";
@@ -220,4 +224,179 @@ fn a_vault_key_open_to_others_stops_the_daemon() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     daemon.restart();
     ok(&daemon.cli(&["secret", "ls"]));
+}
+
+/// A value distinctive enough that finding it (or its reversal, or its hex) anywhere can
+/// only be a leak; made of characters no encoding changes.
+const CANARY: &str = "Canary-7Qx9-Zebra-4711";
+
+/// Every kind of step that may see a secret, each using the canary.
+const CANARY_RUNBOOK: &str = r#"
+[targets.api]
+url = "{url}"
+headers = { X-Canary = "{{ secrets.CANARY }}" }
+
+# The far side echoes the header and the body that carried the value.
+[[steps]]
+id = "send"
+uses = "http"
+with = { target = "api", path = "/echo/canary", json = { token = "{{ secrets.CANARY }}" } }
+
+# Both expectations fail, on a response that echoes the value back.
+[[steps]]
+id = "expect"
+uses = "http"
+with = { url = "{url}/echo/expect", headers = { X-Canary = "{{ secrets.CANARY }}" }, expect = { json = { "$.headers['x-canary']" = { equals = "nope" } }, body_contains = "{{ secrets.CANARY }}" } }
+
+# The error names the URL, which holds the value.
+[[steps]]
+id = "unreachable"
+uses = "http"
+with = { url = "http://127.0.0.1:1/x?token={{ secrets.CANARY }}" }
+
+[[steps]]
+id = "print"
+uses = "shell"
+with = { command = ["printf", "%s\n", "{{ secrets.CANARY }}"] }
+
+# A guest that tries to read the value and hand it out in a form masking cannot recognise.
+[[steps]]
+id = "guest"
+uses = "probe"
+needs = ["send", "print"]
+with = { mode = "reveal", value = "{{ secrets.CANARY }}" }
+"#;
+
+/// Lower-case hex of `text`'s bytes, as the probe's `reveal` mode writes it.
+fn hex(text: &str) -> String {
+    text.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(hex: &str) -> String {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
+        .collect();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Fails if `text` holds the canary in any form a leak could take here.
+fn assert_no_canary(what: &str, text: &str) {
+    let reversed: String = CANARY.chars().rev().collect();
+    for form in [CANARY.to_owned(), reversed, hex(CANARY)] {
+        assert!(
+            !text.contains(&form),
+            "{what} holds the canary ({form}): {text}"
+        );
+    }
+}
+
+#[test]
+fn a_canary_used_by_every_kind_of_step_shows_up_nowhere() {
+    let server = TestServer::start();
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(probe_plugin(), plugins.path().join("probe.wasm")).unwrap();
+    let config = format!(
+        "plugins_dir = {:?}\n\n[approvals]\nshell = \"auto\"\nprobe = \"auto\"\n",
+        plugins.path().display().to_string()
+    );
+    let runbook = CANARY_RUNBOOK.replace("{url}", &server.url());
+    let daemon = Daemon::start(&[("canary.toml", &runbook)], &config);
+    let mut seen = Seen::default();
+    ok(&seen.set(&daemon, "CANARY", CANARY));
+    // The probe kind comes from the plugins directory, which may load after the daemon
+    // answers: until then the runbook is invalid (unknown kind).
+    let deadline = std::time::Instant::now() + runbook_e2e::PATIENCE;
+    while !daemon.json(&["ls"])[0]["valid"].as_bool().unwrap_or(false) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runbook never became valid: {:#}",
+            daemon.json(&["ls"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+
+    // `run --wait` prints the run's events as they happen.
+    let waited = seen.cli(&daemon, &["run", "canary", "--wait"]);
+    let waited_text = text(&waited.stdout);
+    assert_eq!(
+        waited.status.code(),
+        Some(1),
+        "the run starts and fails on purpose: {waited_text}{}",
+        text(&waited.stderr)
+    );
+    let runs: serde_json::Value =
+        serde_json::from_str(&ok(&seen.cli(&daemon, &["runs", "--json"]))).unwrap();
+    let run_id = runs[0]["id"].as_str().unwrap().to_owned();
+    assert!(waited_text.contains(&run_id), "{waited_text}");
+    assert!(waited_text.contains("print | ***"), "{waited_text}");
+    let run: serde_json::Value =
+        serde_json::from_str(&ok(&seen.cli(&daemon, &["show", &run_id, "--json"]))).unwrap();
+    assert_eq!(
+        run["status"], "failed",
+        "two steps fail on purpose: {run:#}"
+    );
+
+    // The far side got the value, so there was something to mask.
+    let sent = &server.requests_to("/echo/canary")[0];
+    assert_eq!(sent.header("x-canary"), Some(CANARY));
+    assert_eq!(sent.body_json().unwrap()["token"], CANARY);
+    let send = step(&run, "send");
+    assert_eq!(send["status"], "completed", "{run:#}");
+    assert_eq!(send["output"]["body"]["headers"]["x-canary"], "***");
+    assert_eq!(send["output"]["body"]["json"]["token"], "***");
+
+    let expect = step(&run, "expect");
+    assert_eq!(expect["status"], "failed", "{run:#}");
+    let error = expect["error"].as_str().unwrap();
+    assert!(
+        error.contains(r#"expected "nope", got "***""#),
+        "the echoed value is masked in the error: {error}"
+    );
+    assert!(
+        error.contains(r#"expected the body to contain "***""#),
+        "{error}"
+    );
+    assert_eq!(expect["output"]["body"]["headers"]["x-canary"], "***");
+
+    let unreachable = step(&run, "unreachable");
+    assert_eq!(unreachable["status"], "failed", "{run:#}");
+    let error = unreachable["error"].as_str().unwrap();
+    assert!(error.contains("token=***"), "{error}");
+
+    assert_eq!(step(&run, "print")["output"]["stdout"], "***\n", "{run:#}");
+
+    let guest = step(&run, "guest");
+    assert_eq!(guest["status"], "completed", "{run:#}");
+    assert_eq!(guest["output"]["value"], "***", "{guest:#}");
+    let guest_saw = unhex(guest["output"]["seen_hex"].as_str().unwrap());
+    assert!(
+        guest_saw.contains("__rb_secret."),
+        "the guest was handed a placeholder where the value was written: {guest_saw}"
+    );
+    assert!(
+        guest_saw.contains("\"steps\""),
+        "the guest saw the earlier steps' outputs too: {guest_saw}"
+    );
+    assert_no_canary("what the guest was given", &guest_saw);
+
+    let events = daemon.events(&run_id).join("\n");
+    assert!(events.contains("***"), "{events}");
+    assert_no_canary("the run's events", &events);
+
+    let shown = ok(&seen.cli(&daemon, &["show", &run_id]));
+    assert!(shown.contains("token=***"), "{shown}");
+    let logs = ok(&seen.cli(&daemon, &["logs", &run_id]));
+    assert!(logs.contains("***"), "the printed value is masked: {logs}");
+    // `watch` (like `run --wait`) exits non-zero for a failed run; its output is what counts.
+    let watched = text(&seen.cli(&daemon, &["watch", &run_id]).stdout);
+    assert!(watched.contains("token=***"), "{watched}");
+
+    // A clean stop, so that the log files and the database are complete on disk.
+    ok(&seen.cli(&daemon, &["daemon", "stop"]));
+    assert_no_canary("the CLI's output", &seen.0);
+    assert_no_canary("`run --wait`", &waited_text);
+    assert_nowhere_in(&daemon.data_dir.join("logs"), &[CANARY]);
+    assert_nowhere_in(&daemon.data_dir.join("db"), &[CANARY]);
+    assert_nowhere_in(&daemon.data_dir, &[CANARY, &hex(CANARY)]);
 }

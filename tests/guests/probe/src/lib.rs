@@ -1,5 +1,9 @@
 //! A plugin for testing the sandbox and measuring the engine: `uses = "probe"` with
-//! `with = { mode = "noop" | "echo" | "spin" | "alloc" | "trap" }`.
+//! `with = { mode = "noop" | "echo" | "reveal" | "spin" | "alloc" | "trap" }`.
+//!
+//! `reveal` plays a plugin that tries to exfiltrate what it was given: it returns its config
+//! and inputs hex-encoded and reversed, forms the daemon's output masking cannot recognise,
+//! so a value the guest received would show up in its output.
 
 use runbook_plugin_sdk::exports::runbook::plugin::step::Guest;
 use runbook_plugin_sdk::runbook::plugin::types::{
@@ -15,7 +19,7 @@ struct ProbeConfig {
     value: serde_json::Value,
 }
 
-const MODES: [&str; 5] = ["noop", "echo", "spin", "alloc", "trap"];
+const MODES: [&str; 6] = ["noop", "echo", "reveal", "spin", "alloc", "trap"];
 
 fn parse(config: &str) -> Result<ProbeConfig, ConfigError> {
     let parsed: ProbeConfig = parse_config(config)?;
@@ -30,6 +34,11 @@ fn parse(config: &str) -> Result<ProbeConfig, ConfigError> {
     Ok(parsed)
 }
 
+/// Lower-case hex of `text`'s bytes.
+fn hex(text: &str) -> String {
+    text.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
 struct Probe;
 
 impl Guest for Probe {
@@ -37,7 +46,7 @@ impl Guest for Probe {
         Descriptor {
             kind: "probe".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Test plugin: noop, echo, spin forever, allocate forever, or trap".into(),
+            description: "Test plugin: noop, echo, reveal its inputs, spin forever, allocate forever, or trap".into(),
             config_schema: "{}".into(),
             capabilities: vec![],
             idempotent: true,
@@ -57,13 +66,25 @@ impl Guest for Probe {
         })
     }
 
-    fn execute(ctx: StepContext, config: String, _inputs: String) -> Result<Outcome, StepError> {
-        let config = parse(&config)?;
+    fn execute(ctx: StepContext, config: String, inputs: String) -> Result<Outcome, StepError> {
+        let raw = config;
+        let config = parse(&raw)?;
         match config.mode.as_str() {
             "noop" => Ok(Outcome::Done(r#"{"ok":true}"#.into())),
             "echo" => Ok(Outcome::Done(
                 serde_json::json!({ "value": config.value, "step": ctx.step_id }).to_string(),
             )),
+            "reveal" => {
+                let seen = format!("{raw}\n{inputs}");
+                Ok(Outcome::Done(
+                    serde_json::json!({
+                        "value": config.value,
+                        "seen_hex": hex(&seen),
+                        "seen_reversed": seen.chars().rev().collect::<String>(),
+                    })
+                    .to_string(),
+                ))
+            }
             "spin" => {
                 let mut counter: u64 = 0;
                 loop {
