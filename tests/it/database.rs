@@ -1,33 +1,96 @@
 //! Database steps end to end against the machine's real PostgreSQL and MariaDB and a SQLite
 //! file: tables created and filled with bound params, a capture feeding a later step, a
-//! transaction that fails halfway leaving nothing, NULLs, injection attempts that stay
-//! values, the database's own error messages, unreachable servers retried, and unknown
-//! connections refused before a run starts.
+//! transaction that fails halfway leaving nothing, NULLs, every documented column type read
+//! back as docs/database-steps.md § Type mapping says, injection attempts that stay values,
+//! the database's own error messages, unreachable servers retried as connect errors, and
+//! unknown connections refused before a run starts.
 //!
-//! Where a server cannot be reached, a test fails when `CI=true` and otherwise says it is
-//! skipped (never passes silently).
+//! Where a server does not accept our login, a test fails when `CI=true` and otherwise says it
+//! is skipped (never passes silently), as the converter's tests in
+//! `daemon/src/plugins/sql/convert.rs` do.
 
-use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use runbook_e2e::{Daemon, step, step_status};
+use serde_json::{Value, json};
 
-const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
-const MARIADB: &str = "mysql://root@127.0.0.1:3306/test";
+use runbook_e2e::{Daemon, block_on, step, step_status};
 
-/// Whether the server at `addr` answers; unreachable is a failure in CI and a skip elsewhere.
-fn reachable(what: &str, addr: &str) -> bool {
-    match TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) {
-        Ok(_) => true,
-        Err(err) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{what} at {addr} is unreachable in CI: {err}"
-            );
-            eprintln!("skipped: {what} at {addr} is unreachable: {err}");
-            false
+/// PostgreSQL logins to try, in order: `root` where the machine has no `postgres` role.
+const POSTGRES: [&str; 2] = [
+    "postgres://postgres@127.0.0.1:5432/test",
+    "postgres://root@127.0.0.1:5432/test",
+];
+const MARIADB: [&str; 1] = ["mysql://root@127.0.0.1:3306/test"];
+
+/// Logs in with `C` at `url` (which opens its database) and pings: a server that answers TCP
+/// but refuses the role or has no database `test` is as unusable as one that is down.
+async fn login<C: sqlx::Connection>(url: &str) -> Result<(), String> {
+    let attempt = async {
+        let mut connection = C::connect(url).await.map_err(|err| err.to_string())?;
+        connection.ping().await.map_err(|err| err.to_string())?;
+        connection.close().await.map_err(|err| err.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 10s".to_owned()))
+}
+
+/// The first of `urls` that accepts a login. When none does, the test fails under `CI=true`
+/// and otherwise says on stderr that it is skipped, and the caller returns.
+fn server<C: sqlx::Connection>(what: &str, urls: &[&str]) -> Option<String> {
+    let mut errors = Vec::new();
+    for url in urls {
+        match block_on(login::<C>(url)) {
+            Ok(()) => return Some((*url).to_owned()),
+            Err(err) => errors.push(format!("{url}: {err}")),
         }
     }
+    let errors = errors.join("; ");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} does not accept a login in CI: {errors}"
+    );
+    eprintln!("skipped: {what} does not accept a login: {errors}");
+    None
+}
+
+fn postgres() -> Option<String> {
+    server::<sqlx::PgConnection>("PostgreSQL", &POSTGRES)
+}
+
+fn mariadb() -> Option<String> {
+    server::<sqlx::MySqlConnection>("MariaDB", &MARIADB)
+}
+
+/// The daemon config: writes need no approval, and `connection` reaches `url`.
+fn config(connection: &str, url: &str) -> String {
+    format!(
+        "[approvals]\ndatabase_writes = \"auto\"\n\n[connections.{connection}]\nurl = \"{url}\"\n"
+    )
+}
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("steps.db").display())
+}
+
+/// A table name no other test, concurrent or earlier, uses.
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `text` as a TOML basic string (JSON's string escapes are a subset of TOML's).
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
 }
 
 /// Reads what the lifecycle left, then drops the table.
@@ -96,6 +159,7 @@ with = { connection = "CONN", statements = [
 id = "bad_sql"
 uses = "database"
 needs = ["create"]
+retry = { attempts = 3, delay = "10ms", jitter = false }
 with = { connection = "CONN", query = "selec nothing from TABLE" }
 "#
     .replace("CONN", connection)
@@ -109,31 +173,15 @@ with = { connection = "CONN", query = "selec nothing from TABLE" }
     }
 }
 
-fn config(sqlite: &std::path::Path) -> String {
-    format!(
-        "[approvals]\ndatabase_writes = \"auto\"\n\n[connections.pg]\nurl = \"{POSTGRES}\"\n\n[connections.maria]\nurl = \"{MARIADB}\"\n\n[connections.lite]\nurl = \"sqlite://{}\"\n",
-        sqlite.display()
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
-
-/// The whole lifecycle on one connection; returns the finished run.
-fn lifecycle(connection: &str, question_marks: bool) {
-    let sqlite_dir = tempfile::tempdir().unwrap();
-    let sqlite = sqlite_dir.path().join("steps.db");
+/// The whole lifecycle on one connection. `syntax_error` is part of the database's own
+/// message for `selec nothing from ...`, in words the SQL does not hold.
+fn lifecycle(connection: &str, url: &str, question_marks: bool, syntax_error: &str) {
     let table = unique("rb_steps");
     let runbook = lifecycle_runbook(connection, &table, question_marks);
     let verify = verify_runbook(connection, &table);
     let daemon = Daemon::start(
         &[("lifecycle.toml", &runbook), ("verify.toml", &verify)],
-        &config(&sqlite),
+        &config(connection, url),
     );
     let run = daemon.run_to_end("lifecycle", &[]);
     let verified = daemon.run_to_end("verify", &[]);
@@ -147,7 +195,7 @@ fn lifecycle(connection: &str, question_marks: bool) {
         );
     }
     let select = &step(&run, "select")["output"];
-    assert_eq!(select["columns"], serde_json::json!(["id", "name", "note"]));
+    assert_eq!(select["columns"], json!(["id", "name", "note"]));
     assert_eq!(select["rows"][0]["name"], "ada");
     assert_eq!(select["captures"]["found"], "ada");
     assert_eq!(select["row_count"], 1);
@@ -156,7 +204,7 @@ fn lifecycle(connection: &str, question_marks: bool) {
     let rows = step(&verified, "after")["output"]["rows"].clone();
     assert_eq!(
         rows,
-        serde_json::json!([
+        json!([
             { "id": 1, "name": "ada", "note": "first" },
             { "id": 2, "name": format!("'; drop table {table}; --"), "note": null },
         ]),
@@ -165,36 +213,604 @@ fn lifecycle(connection: &str, question_marks: bool) {
     );
 
     assert_eq!(step_status(&run, "half"), "failed", "{run:#}");
-    assert_eq!(step_status(&run, "bad_sql"), "failed");
-    let error = step(&run, "bad_sql")["error"]
-        .as_str()
-        .unwrap()
-        .to_lowercase();
+    let bad_sql = step(&run, "bad_sql");
+    assert_eq!(bad_sql["status"], "failed", "{run:#}");
+    let error = bad_sql["error"].as_str().unwrap();
     assert!(
-        error.contains("syntax") || error.contains("selec"),
-        "{connection}: the database's own message: {error}"
+        error.starts_with("database error: ") && error.contains(syntax_error),
+        "{connection}: the database's own message ({syntax_error:?}): {error}"
+    );
+    assert_eq!(
+        bad_sql["attempts"], 1,
+        "{connection}: refused SQL is permanent, so the retry policy does not retry it: \
+         {bad_sql:#}"
     );
 }
 
 #[test]
 fn postgres_lifecycle() {
-    if reachable("PostgreSQL", "127.0.0.1:5432") {
-        lifecycle("pg", false);
+    if let Some(url) = postgres() {
+        lifecycle("pg", &url, false, r#"syntax error at or near "selec""#);
     }
 }
 
 #[test]
 fn mariadb_lifecycle() {
-    if reachable("MariaDB", "127.0.0.1:3306") {
-        lifecycle("maria", true);
+    if let Some(url) = mariadb() {
+        lifecycle("maria", &url, true, "You have an error in your SQL syntax");
     }
 }
 
 #[test]
 fn sqlite_lifecycle() {
-    lifecycle("lite", true);
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle(
+        "lite",
+        &sqlite_url(&dir),
+        true,
+        r#"near "selec": syntax error"#,
+    );
 }
 
+/// One column of a type round trip.
+struct Column {
+    name: &'static str,
+    /// The declared type in `create table`.
+    declared: &'static str,
+    /// The SQL that stores the bound parameter; `{}` is its placeholder.
+    value: &'static str,
+    /// The parameter, as TOML.
+    param: &'static str,
+    /// What docs/database-steps.md § Type mapping says the step outputs.
+    expected: Value,
+}
+
+fn column(
+    name: &'static str,
+    declared: &'static str,
+    value: &'static str,
+    param: &'static str,
+    expected: Value,
+) -> Column {
+    Column {
+        name,
+        declared,
+        value,
+        param,
+        expected,
+    }
+}
+
+/// Creates `table` with every column, inserts one row of values and one of NULLs (each bound
+/// as a param), and selects both back. `placeholder(n)` is the database's n-th placeholder.
+fn types_runbook(
+    connection: &str,
+    table: &str,
+    table_options: &str,
+    columns: &[Column],
+    placeholder: fn(usize) -> String,
+) -> String {
+    let names: Vec<&str> = columns.iter().map(|column| column.name).collect();
+    let names = names.join(", ");
+    let declared: Vec<String> = columns
+        .iter()
+        .map(|column| format!("{} {}", column.name, column.declared))
+        .collect();
+    let create = format!(
+        "create table {table} (id integer primary key, {}){table_options}",
+        declared.join(", ")
+    );
+    let values: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(n, column)| column.value.replace("{}", &placeholder(n + 2)))
+        .collect();
+    let insert = format!(
+        "insert into {table} (id, {names}) values ({}, {})",
+        placeholder(1),
+        values.join(", ")
+    );
+    let params: Vec<&str> = columns.iter().map(|column| column.param).collect();
+    // Bare placeholders: the NULLs get no cast to type them.
+    let null_placeholders: Vec<String> = (2..columns.len() + 2).map(placeholder).collect();
+    let insert_nulls = format!(
+        "insert into {table} (id, {names}) values ({}, {})",
+        placeholder(1),
+        null_placeholders.join(", ")
+    );
+    let nulls = vec![r#"{ type = "null" }"#; columns.len()];
+    let select = format!("select id, {names} from {table} order by id");
+    let connection = toml_string(connection);
+    format!(
+        r#"
+[[steps]]
+id = "create"
+uses = "database"
+
+[steps.with]
+connection = {connection}
+execute = {create}
+
+[[steps]]
+id = "insert"
+uses = "database"
+needs = ["create"]
+
+[steps.with]
+connection = {connection}
+execute = {insert}
+params = [
+  1,
+  {params},
+]
+expect = {{ row_count = 1 }}
+
+[[steps]]
+id = "nulls"
+uses = "database"
+needs = ["insert"]
+
+[steps.with]
+connection = {connection}
+execute = {insert_nulls}
+params = [2, {nulls}]
+expect = {{ row_count = 1 }}
+
+[[steps]]
+id = "select"
+uses = "database"
+needs = ["nulls"]
+
+[steps.with]
+connection = {connection}
+query = {select}
+"#,
+        create = toml_string(&create),
+        insert = toml_string(&insert),
+        params = params.join(",\n  "),
+        insert_nulls = toml_string(&insert_nulls),
+        nulls = nulls.join(", "),
+        select = toml_string(&select),
+    )
+}
+
+/// Runs [`types_runbook`] through the daemon, drops the table whatever happened, and checks
+/// the select step's whole output against what the docs promise for each column.
+fn round_trip(connection: &str, url: &str, table_options: &str, columns: &[Column], pg: bool) {
+    let table = unique("rb_types");
+    let placeholder: fn(usize) -> String = if pg {
+        |n| format!("${n}")
+    } else {
+        |_| "?".to_owned()
+    };
+    let runbook = types_runbook(connection, &table, table_options, columns, placeholder);
+    let drop = format!(
+        "[[steps]]\nid = \"drop\"\nuses = \"database\"\nwith = {{ connection = {}, execute = \"drop table if exists {table}\" }}\n",
+        toml_string(connection)
+    );
+    let daemon = Daemon::start(
+        &[("types.toml", &runbook), ("drop.toml", &drop)],
+        &config(connection, url),
+    );
+    let run = daemon.run_to_end("types", &[]);
+    let dropped = daemon.run_to_end("drop", &[]);
+
+    for id in ["create", "insert", "nulls", "select"] {
+        assert_eq!(
+            step_status(&run, id),
+            "completed",
+            "{connection} {id}: {run:#}\n{runbook}"
+        );
+    }
+    let output = &step(&run, "select")["output"];
+    let values = &output["rows"][0];
+    // Column by column first, so that a failure names every column that is off.
+    let wrong: Vec<String> = columns
+        .iter()
+        .filter(|column| values[column.name] != column.expected)
+        .map(|column| {
+            format!(
+                "{} {}: expected {}, got {}",
+                column.name, column.declared, column.expected, values[column.name]
+            )
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{connection}:\n{}", wrong.join("\n"));
+
+    let mut names = vec!["id"];
+    names.extend(columns.iter().map(|column| column.name));
+    let mut filled = serde_json::Map::from_iter([("id".to_owned(), json!(1))]);
+    let mut empty = serde_json::Map::from_iter([("id".to_owned(), json!(2))]);
+    for column in columns {
+        filled.insert(column.name.to_owned(), column.expected.clone());
+        empty.insert(column.name.to_owned(), Value::Null);
+    }
+    assert_eq!(
+        *output,
+        json!({
+            "columns": names,
+            "rows": [filled, empty],
+            "row_count": 2,
+            "truncated": false,
+            "captures": {},
+        }),
+        "{connection}: the select step's output"
+    );
+    assert_eq!(dropped["status"], "completed", "{dropped:#}");
+}
+
+/// The bytes `00 01 ff` of the docs' example, bound as hex text and decoded by the database
+/// (no parameter type carries bytes).
+const BYTES: &str = r#""0001ff""#;
+/// More digits than an f64 keeps.
+const LONG_DECIMAL: &str = "12345678901234567890.123456789";
+const UUID_UPPER: &str = r#""67E55044-10B1-426F-9247-BB680E5FE0C8""#;
+const UUID_LOWER: &str = r#""67e55044-10b1-426f-9247-bb680e5fe0c8""#;
+const UUID: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+
+#[test]
+fn postgres_types_round_trip_as_documented() {
+    let Some(url) = postgres() else { return };
+    let columns = [
+        column("c_int2", "smallint", "{}", "-12", json!(-12)),
+        column(
+            "c_int4",
+            "integer",
+            "{}",
+            r#"{ type = "integer", value = "2147483647" }"#,
+            json!(2_147_483_647),
+        ),
+        column(
+            "c_int8",
+            "bigint",
+            "{}",
+            "9223372036854775807",
+            json!(i64::MAX),
+        ),
+        column(
+            "c_oid",
+            "oid",
+            "{}::oid",
+            r#""4000000000""#,
+            json!(4_000_000_000_u32),
+        ),
+        column(
+            "c_numeric",
+            "numeric",
+            "{}::numeric",
+            r#""12345678901234567890.123456789""#,
+            json!(LONG_DECIMAL),
+        ),
+        column(
+            "c_numeric_scaled",
+            "numeric(12,3)",
+            "{}",
+            "1.5",
+            json!("1.500"),
+        ),
+        column("c_decimal", "decimal(5,2)", "{}", "7", json!("7.00")),
+        column(
+            "c_numeric_nan",
+            "numeric",
+            "{}::numeric",
+            r#""NaN""#,
+            json!("NaN"),
+        ),
+        column("c_real", "real", "{}", "0.1", json!(0.1)),
+        column(
+            "c_double",
+            "double precision",
+            "{}",
+            r#"{ type = "float", value = "-2.25" }"#,
+            json!(-2.25),
+        ),
+        column(
+            "c_double_inf",
+            "double precision",
+            "{}::float8",
+            r#""-Infinity""#,
+            json!("-Infinity"),
+        ),
+        column("c_text", "text", "{}", r#""héllo""#, json!("héllo")),
+        column("c_varchar", "varchar(20)", "{}", r#""v""#, json!("v")),
+        column("c_char", "char(5)", "{}", r#""ab""#, json!("ab   ")),
+        column(
+            "c_bool",
+            "boolean",
+            "{}",
+            r#"{ type = "boolean", value = "true" }"#,
+            json!(true),
+        ),
+        column("c_bool_false", "boolean", "{}", "false", json!(false)),
+        column(
+            "c_date",
+            "date",
+            "{}::date",
+            r#""2024-02-29""#,
+            json!("2024-02-29"),
+        ),
+        column(
+            "c_time",
+            "time",
+            "{}::time",
+            r#""13:14:15.123456""#,
+            json!("13:14:15.123456"),
+        ),
+        column(
+            "c_timestamp",
+            "timestamp",
+            "{}::timestamp",
+            r#""2024-02-29 13:14:15.5""#,
+            json!("2024-02-29T13:14:15.500000"),
+        ),
+        column(
+            "c_timestamp_whole",
+            "timestamp",
+            "{}::timestamp",
+            r#""2024-02-29 13:14:15""#,
+            json!("2024-02-29T13:14:15"),
+        ),
+        column(
+            "c_timestamptz",
+            "timestamptz",
+            "{}::timestamptz",
+            r#""2024-02-29 13:14:15+02""#,
+            json!("2024-02-29T11:14:15Z"),
+        ),
+        column(
+            "c_json",
+            "json",
+            "{}",
+            r#"{ a = [1, 2], b = "x" }"#,
+            json!({ "a": [1, 2], "b": "x" }),
+        ),
+        column(
+            "c_jsonb",
+            "jsonb",
+            "{}",
+            r#"{ type = "json", value = '[1, "x", {"k": true, "n": null}]' }"#,
+            json!([1, "x", { "k": true, "n": null }]),
+        ),
+        column(
+            "c_bytea",
+            "bytea",
+            "decode({}, 'hex')",
+            BYTES,
+            json!("AAH/"),
+        ),
+        column("c_uuid", "uuid", "{}::uuid", UUID_UPPER, json!(UUID)),
+    ];
+    round_trip("pg", &url, "", &columns, true);
+}
+
+#[test]
+fn mariadb_types_round_trip_as_documented() {
+    let Some(url) = mariadb() else { return };
+    let columns = [
+        column("c_tinyint", "TINYINT", "{}", "-128", json!(-128)),
+        column("c_smallint", "SMALLINT", "{}", "-32768", json!(-32768)),
+        column(
+            "c_mediumint",
+            "MEDIUMINT",
+            "{}",
+            "8388607",
+            json!(8_388_607),
+        ),
+        column(
+            "c_int",
+            "INT",
+            "{}",
+            r#"{ type = "integer", value = "-2147483648" }"#,
+            json!(-2_147_483_648_i64),
+        ),
+        column(
+            "c_bigint",
+            "BIGINT",
+            "{}",
+            "-9223372036854775808",
+            json!(i64::MIN),
+        ),
+        column("c_utinyint", "TINYINT UNSIGNED", "{}", "255", json!(255)),
+        column(
+            "c_uint",
+            "INT UNSIGNED",
+            "{}",
+            "4294967295",
+            json!(4_294_967_295_u32),
+        ),
+        column(
+            "c_ubigint",
+            "BIGINT UNSIGNED",
+            "{}",
+            r#""18446744073709551615""#,
+            json!(u64::MAX),
+        ),
+        column("c_year", "YEAR", "{}", "2024", json!(2024)),
+        column("c_bit", "BIT(8)", "{}", "5", json!(5)),
+        column(
+            "c_decimal",
+            "DECIMAL(30,9)",
+            "{}",
+            r#""12345678901234567890.123456789""#,
+            json!(LONG_DECIMAL),
+        ),
+        column(
+            "c_decimal_scaled",
+            "DECIMAL(10,3)",
+            "{}",
+            "1.5",
+            json!("1.500"),
+        ),
+        column("c_numeric", "NUMERIC(5,2)", "{}", "7", json!("7.00")),
+        column("c_float", "FLOAT", "{}", "0.1", json!(0.1)),
+        column(
+            "c_double",
+            "DOUBLE",
+            "{}",
+            r#"{ type = "float", value = "-2.25" }"#,
+            json!(-2.25),
+        ),
+        column("c_char", "CHAR(5)", "{}", r#""ab""#, json!("ab")),
+        column(
+            "c_varchar",
+            "VARCHAR(20)",
+            "{}",
+            r#""héllo""#,
+            json!("héllo"),
+        ),
+        column(
+            "c_varchar_bin",
+            "VARCHAR(20) COLLATE utf8mb4_bin",
+            "{}",
+            r#""bin""#,
+            json!("bin"),
+        ),
+        column("c_text", "TEXT", "{}", r#""long""#, json!("long")),
+        column(
+            "c_enum",
+            "ENUM('sad','happy')",
+            "{}",
+            r#""happy""#,
+            json!("happy"),
+        ),
+        column("c_set", "SET('a','b')", "{}", r#""a,b""#, json!("a,b")),
+        column(
+            "c_bool",
+            "BOOLEAN",
+            "{}",
+            r#"{ type = "boolean", value = "true" }"#,
+            json!(true),
+        ),
+        column("c_bool_false", "BOOL", "{}", "false", json!(false)),
+        column(
+            "c_date",
+            "DATE",
+            "{}",
+            r#""2024-02-29""#,
+            json!("2024-02-29"),
+        ),
+        column(
+            "c_time",
+            "TIME(6)",
+            "{}",
+            r#""13:14:15.123456""#,
+            json!("13:14:15.123456"),
+        ),
+        column(
+            "c_time_negative",
+            "TIME",
+            "{}",
+            r#""-838:59:59""#,
+            json!("-838:59:59"),
+        ),
+        column(
+            "c_datetime",
+            "DATETIME(6)",
+            "{}",
+            r#""2024-02-29 13:14:15.5""#,
+            json!("2024-02-29T13:14:15.500000"),
+        ),
+        column(
+            "c_timestamp",
+            "TIMESTAMP(6) NULL",
+            "{}",
+            r#""2024-02-29 13:14:15""#,
+            json!("2024-02-29T13:14:15Z"),
+        ),
+        // MariaDB's JSON is LONGTEXT: the JSON text comes back as a string.
+        column(
+            "c_json",
+            "JSON",
+            "{}",
+            "{ a = [1, 2] }",
+            json!(r#"{"a":[1,2]}"#),
+        ),
+        column(
+            "c_binary",
+            "BINARY(4)",
+            "UNHEX({})",
+            BYTES,
+            json!("AAH/AA=="),
+        ),
+        column(
+            "c_varbinary",
+            "VARBINARY(10)",
+            "UNHEX({})",
+            BYTES,
+            json!("AAH/"),
+        ),
+        column("c_blob", "BLOB", "UNHEX({})", BYTES, json!("AAH/")),
+        column("c_uuid", "UUID", "{}", UUID_UPPER, json!(UUID)),
+    ];
+    round_trip("maria", &url, " character set utf8mb4", &columns, false);
+}
+
+#[test]
+fn sqlite_types_round_trip_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    // SQLite keeps what was stored; the declared type matters only for BOOLEAN.
+    let columns = [
+        column(
+            "c_integer",
+            "INTEGER",
+            "{}",
+            "-9223372036854775808",
+            json!(i64::MIN),
+        ),
+        column("c_real", "REAL", "{}", "0.1", json!(0.1)),
+        // NUMERIC stores a decimal as a REAL ...
+        column("c_numeric", "NUMERIC", "{}", r#""1.5""#, json!(1.5)),
+        // ... so exact decimals go in TEXT.
+        column(
+            "c_decimal_text",
+            "TEXT",
+            "{}",
+            r#""12345678901234567890.123456789""#,
+            json!(LONG_DECIMAL),
+        ),
+        column("c_text", "TEXT", "{}", r#""héllo""#, json!("héllo")),
+        column(
+            "c_bool",
+            "BOOLEAN",
+            "{}",
+            r#"{ type = "boolean", value = "true" }"#,
+            json!(true),
+        ),
+        column("c_bool_false", "BOOL", "{}", "false", json!(false)),
+        column("c_bool_other", "BOOLEAN", "{}", "7", json!(7)),
+        column(
+            "c_date_text",
+            "DATETIME",
+            "{}",
+            r#""2024-02-29 13:14:15""#,
+            json!("2024-02-29 13:14:15"),
+        ),
+        column(
+            "c_date_unix",
+            "DATETIME",
+            "{}",
+            r#"{ type = "integer", value = "1709212455" }"#,
+            json!(1_709_212_455),
+        ),
+        column(
+            "c_date_julian",
+            "REAL",
+            "{}",
+            "2460370.05",
+            json!(2_460_370.05),
+        ),
+        column(
+            "c_json",
+            "JSON",
+            "{}",
+            "{ a = [1, 2] }",
+            json!(r#"{"a":[1,2]}"#),
+        ),
+        column("c_blob", "BLOB", "unhex({})", BYTES, json!("AAH/")),
+        column("c_uuid", "TEXT", "{}", UUID_LOWER, json!(UUID)),
+    ];
+    round_trip("lite", &sqlite_url(&dir), "", &columns, false);
+}
 #[test]
 fn unknown_connections_are_refused_and_unreachable_ones_retried() {
     let runbook = r#"
@@ -227,6 +843,20 @@ with = { connection = "nowhere", query = "select 1" }
         step["attempts"], 2,
         "a connect error is transient: {step:#}"
     );
+    let error = step["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("cannot connect to `down`"),
+        "a connect error: {error}"
+    );
+    let history = step["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{step:#}");
+    for attempt in history {
+        let error = attempt["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("cannot connect to `down`"),
+            "each attempt fails to connect: {attempt:#}"
+        );
+    }
 
     let listed = daemon.json(&["connections"]);
     let down = listed
