@@ -15,4 +15,5 @@ mod retry;
 mod save;
 mod secrets;
 mod socket;
+mod tui;
 mod validate;
