@@ -76,6 +76,7 @@ async fn bench() -> anyhow::Result<()> {
         started_at: 0,
         finished_at: 0,
         error: None,
+        dry_run: false,
     };
     let mut commits = Vec::with_capacity(STEPS);
     for i in 0..STEPS {
@@ -122,7 +123,7 @@ async fn bench() -> anyhow::Result<()> {
     let engine = Engine::new(store.clone(), plugins, catalog, bus.clone(), policy, None);
     let mut events = bus.subscribe();
     let started = Instant::now();
-    let run = engine.start_run("chain", &HashMap::new()).await?;
+    let run = engine.start_run("chain", &HashMap::new(), false).await?;
     let mut completions = Vec::with_capacity(STEPS);
     let mut previous = started;
     loop {

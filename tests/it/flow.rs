@@ -229,3 +229,36 @@ fn a_paused_run_starts_nothing_until_resumed_even_across_a_restart() {
             .unwrap_or_else(|| panic!("no resume after the pause: {events:#?}"));
     assert!(second_started > resume, "{events:#?}");
 }
+
+#[test]
+fn a_dry_run_records_every_plan_and_runs_nothing() {
+    let daemon = Daemon::start(&[("gated.toml", GATED)], "");
+    let gate = daemon.root.path().join("gate");
+    let started = daemon.cli(&[
+        "run",
+        "gated",
+        "--dry-run",
+        "--wait",
+        "-p",
+        &format!("gate={}", gate.display()),
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let run = daemon.json(&["runs"])[0]["id"].as_str().unwrap().to_owned();
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(shown["status"], "completed", "{shown:#}");
+    assert_eq!(shown["dry_run"], true, "{shown:#}");
+    // Shell steps need approval under the default policy; a dry run asks for none, and the
+    // step's output is its plan: the exact argv it would run.
+    let plan = &step(&shown, "second")["output"]["plan"];
+    assert_eq!(
+        plan["effects"][0]["process"]["argv"],
+        serde_json::json!(["echo", "second"]),
+        "{shown:#}"
+    );
+    assert!(step(&shown, "first")["approval"].is_null(), "{shown:#}");
+    let events = daemon.events(&run);
+    assert!(
+        !events.iter().any(|event| event.contains("StepOutput")),
+        "nothing ran, so nothing printed: {events:#?}"
+    );
+}

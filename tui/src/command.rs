@@ -37,6 +37,8 @@ pub enum Command {
         runbook: String,
         /// Raw param values by name.
         params: BTreeMap<String, String>,
+        /// Plan every step and run nothing.
+        dry_run: bool,
     },
     /// Follow a run: a snapshot, then its events, reconnecting as needed.
     Watch(String),

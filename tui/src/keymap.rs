@@ -82,6 +82,8 @@ pub enum Intent {
     ChoiceLeft,
     /// The next choice.
     ChoiceRight,
+    /// Turn the launch form's dry run on or off.
+    ToggleDryRun,
     /// Submit the form.
     Submit,
 }
@@ -396,6 +398,13 @@ pub const LAUNCH: &[Binding] = &[
         "next choice (choice fields)",
         "choose",
         Intent::ChoiceRight,
+    ),
+    bind(
+        &[Ctrl('d')],
+        "Ctrl-D",
+        "dry run on/off: every step's plan is its output, nothing runs",
+        "dry run",
+        Intent::ToggleDryRun,
     ),
     bind(
         &[Code(KeyCode::Enter)],

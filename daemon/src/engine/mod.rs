@@ -219,6 +219,7 @@ impl Engine {
         &self,
         name: &str,
         raw_params: &HashMap<String, String>,
+        dry_run: bool,
     ) -> Result<RunRecord, EngineError> {
         let entry = self
             .inner
@@ -264,6 +265,7 @@ impl Engine {
             started_at: 0,
             finished_at: 0,
             error: None,
+            dry_run,
         };
         self.commit(
             &run,
@@ -273,7 +275,7 @@ impl Engine {
             }],
         )?;
         self.inner.store.flush().await?;
-        tracing::info!(run = %run.id, runbook = %run.runbook, version = %run.version, "run started");
+        tracing::info!(run = %run.id, runbook = %run.runbook, version = %run.version, dry_run, "run started");
         // Take the run's plugin snapshot now, at creation, not when it is first scheduled.
         self.activate(&run.id)?;
         self.schedule(run.id.clone());

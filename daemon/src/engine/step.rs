@@ -251,6 +251,11 @@ impl Engine {
             }
         };
         let plan_hash = plan_hash(&run.version, &plan);
+        if run.dry_run {
+            return self
+                .finish_dry(active, run_id, step_id, &plan, &scope)
+                .await;
+        }
 
         let sql = match self.sql_grants(&plan, &prepared) {
             Ok(sql) => sql,
@@ -542,6 +547,28 @@ impl Engine {
         })
         .await?;
         self.inner.store.flush().await?;
+        Ok(())
+    }
+
+    /// Ends a step of a dry run with its plan, as approvers would see it, as its output.
+    async fn finish_dry(
+        &self,
+        active: &Arc<ActiveRun>,
+        run_id: &str,
+        step_id: &str,
+        plan: &Plan,
+        scope: &SecretScope,
+    ) -> Result<(), EngineError> {
+        let output = serde_json::json!({ "dry_run": true, "plan": plan_for_humans(plan, scope) });
+        self.update_step(active, run_id, step_id, StepStatus::Pending, |step| {
+            let now = now_ms();
+            step.status = StepStatus::Completed;
+            step.started_at = now;
+            step.finished_at = now;
+            step.output = Some(output);
+            vec![step_event(step)]
+        })
+        .await?;
         Ok(())
     }
 

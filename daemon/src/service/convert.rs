@@ -142,6 +142,7 @@ pub fn run(record: &RunRecord, last_seq: u64) -> pb::Run {
         finished_at: record.finished_at,
         error: record.error.clone().unwrap_or_default(),
         last_seq,
+        dry_run: record.dry_run,
     }
 }
 

@@ -270,7 +270,7 @@ impl RunbookApi for RunbookService {
         let request = request.into_inner();
         let run = self
             .engine
-            .start_run(&request.runbook, &request.params)
+            .start_run(&request.runbook, &request.params, request.dry_run)
             .await?;
         Ok(Response::new(self.run_message(&run)?))
     }

@@ -486,6 +486,7 @@ mod tests {
             started_at: 1,
             finished_at: 0,
             error: None,
+            dry_run: false,
         }
     }
 

@@ -73,6 +73,10 @@ pub struct RunRecord {
     pub started_at: i64,
     pub finished_at: i64,
     pub error: Option<String>,
+    /// A dry run asks every step's plugin for its plan and records it as the step's output;
+    /// nothing is executed and nothing waits for approval.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 impl RunRecord {

@@ -186,6 +186,9 @@ pub struct RunArgs {
     /// Follow the run until it ends; exit 0 if it completed, 1 otherwise
     #[arg(long)]
     pub wait: bool,
+    /// Plan every step and record its plan as its output; execute nothing, ask no approval
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `runbook runs`.

@@ -24,6 +24,7 @@ pub async fn start(ctx: &Ctx, out: &mut dyn Write, args: RunArgs) -> anyhow::Res
         .start_run(StartRunRequest {
             runbook: args.name,
             params: args.params.into_iter().collect(),
+            dry_run: args.dry_run,
         })
         .await?
         .into_inner();

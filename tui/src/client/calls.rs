@@ -78,10 +78,15 @@ async fn outcome(link: &Link, command: Command) -> Option<Action> {
             source,
             base_hash,
         } => return Some(save(link, runbook, source, base_hash).await),
-        Command::StartRun { runbook, params } => {
+        Command::StartRun {
+            runbook,
+            params,
+            dry_run,
+        } => {
             let request = StartRunRequest {
                 runbook,
                 params: params.into_iter().collect(),
+                dry_run,
             };
             Action::RunStarted(with(link, |mut c| async move { c.start_run(request).await }).await)
         }

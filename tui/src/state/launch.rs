@@ -105,6 +105,8 @@ pub struct LaunchForm {
     pub error: Option<String>,
     /// The run was asked for and no answer came yet.
     pub starting: bool,
+    /// Start a dry run: each step's plan becomes its output; nothing is executed.
+    pub dry_run: bool,
 }
 
 impl LaunchForm {
@@ -118,6 +120,7 @@ impl LaunchForm {
             focus: 0,
             error: None,
             starting: false,
+            dry_run: false,
         }
     }
 

@@ -5,6 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Paragraph, Wrap};
+use runbook_protocol::v1::RunStatus;
 
 use super::text_block;
 use crate::state::launch::Field;
@@ -84,6 +85,14 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State, form: &LaunchForm) {
         }
     }
     text.push_line(Line::default());
+    text.push_line(if form.dry_run {
+        Line::styled(
+            "Dry run: on (Ctrl-D): each step's plan is recorded as its output; nothing runs.",
+            theme::run_status(RunStatus::Waiting),
+        )
+    } else {
+        Line::styled("Dry run: off (Ctrl-D)", theme::dim())
+    });
     if form.starting {
         text.push_line(Line::styled("Starting the run …", theme::dim()));
     } else if let Some(error) = &form.error {

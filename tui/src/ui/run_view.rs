@@ -64,6 +64,10 @@ fn render_header(frame: &mut Frame, area: Rect, state: &State, run: &Run) {
         } else {
             format!(" · {took}")
         }),
+        Span::styled(
+            if run.dry_run { " · dry run" } else { "" },
+            theme::run_status(RunStatus::Waiting),
+        ),
     ]);
     let second = if run.error.is_empty() {
         let params = params_of(&run.params_json);

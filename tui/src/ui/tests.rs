@@ -545,6 +545,15 @@ fn launch_refused() {
     insta::assert_snapshot!(draw_at(&state, 80, 24));
 }
 
+#[test]
+fn launch_dry_run() {
+    let mut state = launch_state(&deploy_detail());
+    if let Screen::Launch(form) = state.screen_mut() {
+        form.dry_run = true;
+    }
+    insta::assert_snapshot!(draw_at(&state, 80, 24));
+}
+
 // ---- run view ---------------------------------------------------------------------------
 
 fn run_state(run: Option<Run>) -> State {

@@ -55,6 +55,7 @@ pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
                 field.error = None;
             }
         }
+        Intent::ToggleDryRun => form.dry_run = !form.dry_run,
         Intent::Submit if form.starting => {}
         Intent::Submit => {
             if let Some(params) = form.submit() {
@@ -63,6 +64,7 @@ pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
                 out.push(Command::StartRun {
                     runbook: form.runbook.clone(),
                     params,
+                    dry_run: form.dry_run,
                 });
             }
         }

@@ -195,6 +195,8 @@ fn rerun(state: &mut State, out: &mut Vec<Command>) {
     out.push(Command::StartRun {
         runbook: run.runbook.clone(),
         params: params_of(&run.params_json),
+        // Run again the way it ran: a dry run stays a dry run.
+        dry_run: run.dry_run,
     });
 }
 

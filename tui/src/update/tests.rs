@@ -444,6 +444,30 @@ fn the_editor_searches_and_reloads_a_file_changed_on_disk() {
 }
 
 #[test]
+fn ctrl_d_makes_the_launch_a_dry_run() {
+    let mut state = with_runbooks(&["deploy"]);
+    apply(
+        &mut state,
+        [
+            ch('r'),
+            Action::RunbookLoaded {
+                name: "deploy".into(),
+                result: Ok(detail("deploy")),
+            },
+        ],
+    );
+    apply(&mut state, [ctrl('d'), ctrl('d'), ctrl('d')]);
+    let commands = apply(&mut state, [key(KeyCode::Enter)]);
+    assert!(
+        matches!(
+            commands.as_slice(),
+            [Command::StartRun { dry_run: true, .. }]
+        ),
+        "{commands:?}"
+    );
+}
+
+#[test]
 fn the_launch_form_starts_a_run_and_opens_its_view() {
     let mut state = with_runbooks(&["deploy"]);
     apply(
@@ -464,6 +488,7 @@ fn the_launch_form_starts_a_run_and_opens_its_view() {
         [Command::StartRun {
             runbook: "deploy".into(),
             params: [("env".to_owned(), "prod".to_owned())].into(),
+            dry_run: false,
         }]
     );
     // A refusal shows on the form.
@@ -612,6 +637,7 @@ fn pause_toggles_and_rerun_needs_an_ended_run() {
                 ("n".to_owned(), "3".to_owned())
             ]
             .into(),
+            dry_run: false,
         }]
     );
     let commands = update(
