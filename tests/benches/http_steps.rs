@@ -8,7 +8,9 @@
 //! the CLI's two process starts (a few ms); Hurl's time includes its own process start.
 //!
 //! Run with `cargo build -p runbookd -p runbook-tui && cargo bench -p runbook-e2e --bench
-//! http_steps --profile dev` (the bench drives the binaries of that profile).
+//! http_steps --profile dev` (the bench drives the binaries of that profile). Hurl is a release
+//! build, so compare with ours: `cargo build --release -p runbookd -p runbook-tui && cargo
+//! bench -p runbook-e2e --bench http_steps`.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
