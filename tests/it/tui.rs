@@ -165,9 +165,11 @@ fn launch_approve_and_watch_a_run_then_edit_validate_and_save_the_runbook() {
     terminal.keys(&["r"]);
     terminal.wait_for_text("This runbook has no params.");
     terminal.keys(&["Enter"]);
-    let screen = terminal.wait_for_text("approval (a / d)");
+    // The badge follows within a refresh of the approvals queue.
+    let screen = terminal.wait_for("the step waiting, and the approvals badge", |screen| {
+        screen.contains("approval (a / d)") && screen.contains("1 approval (A)")
+    });
     let run = run_id(&screen);
-    assert!(screen.contains("1 approval (A)"), "{screen}");
 
     // `A` opens the queue with the exact plan; `a` approves it.
     terminal.keys(&["A"]);
