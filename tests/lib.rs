@@ -322,3 +322,21 @@ pub fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
         .and_then(|steps| steps.iter().find(|step| step["id"] == id))
         .unwrap_or_else(|| panic!("run has no step {id}: {run:#}"))
 }
+
+/// A runbook of `steps` steps of kind `uses`, each needing the one before, one at a time;
+/// `with(index)` is the inline table of step `index`'s `with`. The benches' long runs.
+pub fn chain_runbook(steps: usize, uses: &str, with: impl Fn(usize) -> String) -> String {
+    let mut text = String::from("max_parallel = 1\n");
+    for index in 0..steps {
+        let needs = if index == 0 {
+            String::new()
+        } else {
+            format!("needs = [\"s{}\"]\n", index - 1)
+        };
+        text.push_str(&format!(
+            "\n[[steps]]\nid = \"s{index}\"\nuses = \"{uses}\"\n{needs}with = {}\n",
+            with(index)
+        ));
+    }
+    text
+}

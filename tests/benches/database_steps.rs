@@ -14,18 +14,9 @@ const STEPS: usize = 1000;
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn runbook() -> String {
-    let mut text = String::from("max_parallel = 1\n");
-    for index in 0..STEPS {
-        let needs = if index == 0 {
-            String::new()
-        } else {
-            format!("needs = [\"s{}\"]\n", index - 1)
-        };
-        text.push_str(&format!(
-            "\n[[steps]]\nid = \"s{index}\"\nuses = \"database\"\n{needs}with = {{ connection = \"pg\", query = \"select $1::int as n\", params = [{index}] }}\n"
-        ));
-    }
-    text
+    runbook_e2e::chain_runbook(STEPS, "database", |index| {
+        format!("{{ connection = \"pg\", query = \"select $1::int as n\", params = [{index}] }}")
+    })
 }
 
 fn bare_sqlx() -> Duration {

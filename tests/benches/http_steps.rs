@@ -63,18 +63,9 @@ async fn answer(State(hits): State<Arc<AtomicUsize>>, Path(n): Path<u64>) -> Jso
 }
 
 fn runbook(url: &str) -> String {
-    let mut text = String::from("max_parallel = 1\n");
-    for index in 0..STEPS {
-        let needs = if index == 0 {
-            String::new()
-        } else {
-            format!("needs = [\"s{}\"]\n", index - 1)
-        };
-        text.push_str(&format!(
-            "\n[[steps]]\nid = \"s{index}\"\nuses = \"http\"\n{needs}with = {{ url = \"{url}/n/{index}\", capture = {{ n = \"$.n\" }} }}\n"
-        ));
-    }
-    text
+    runbook_e2e::chain_runbook(STEPS, "http", |index| {
+        format!("{{ url = \"{url}/n/{index}\", capture = {{ n = \"$.n\" }} }}")
+    })
 }
 
 fn bare_reqwest(url: &str) -> Duration {
