@@ -3,6 +3,7 @@
 
 mod check;
 mod diagnostic;
+mod graph;
 mod locate;
 mod parse;
 pub mod retry;
@@ -29,17 +30,33 @@ pub struct Runbook {
     /// Content hash of `source` (hex SHA-256): the version runs pin.
     pub version: String,
     pub params: Vec<Param>,
+    /// In file order. Set once by the parser, which indexes them: changing them afterwards
+    /// would leave [`Runbook::step`] and [`Runbook::dependents`] answering for the old steps.
     pub steps: Vec<Step>,
     pub targets: Vec<Target>,
     pub connections: Vec<Connection>,
     /// How many steps of one run may execute at once.
     pub max_parallel: usize,
+    /// Built with `steps`; private so that no runbook exists without it.
+    graph: graph::StepGraph,
 }
 
 impl Runbook {
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
-        self.steps.iter().find(|step| step.id == id)
+        self.step_index(id).and_then(|index| self.steps.get(index))
+    }
+
+    /// The index in `steps` of the step with this id (the first one, should a file that
+    /// failed its checks repeat an id).
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.graph.index(id)
+    }
+
+    /// Indices of the steps whose `needs` name step `index`, ascending and without repeats:
+    /// the steps that may become ready when it ends. Empty for an index out of range.
+    pub fn dependents(&self, index: usize) -> &[usize] {
+        self.graph.dependents(index)
     }
 
     /// The connection with this name.
@@ -158,6 +175,11 @@ pub struct Step {
     /// `Some(true)` asks for an approval even where the daemon's policy does not.
     pub approval: Option<bool>,
     pub description: String,
+    /// Ids of the steps of this runbook that its `with` templates (at any depth) and its `if`
+    /// read as `steps.<id>`, sorted and without repeats. The engine gives the step's templates
+    /// and its plugin's `inputs` only these steps' outputs and statuses. A template that reads
+    /// `steps` as a whole (`steps[name]`, a loop over `steps`) names no id and adds nothing.
+    pub reads: Vec<String>,
 }
 
 /// Hex SHA-256 of a runbook's source: its version.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::graph::StepGraph;
 use super::retry::{Backoff, DEFAULT_DELAY, DEFAULT_MAX_DELAY, RetryOn, RetryPolicy};
 use super::target::{BreakerPolicy, RateLimit, Target};
 use super::{Diagnostic, Param, ParamType, Runbook, Step, content_hash};
@@ -225,7 +226,7 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
             .and_then(|d| d.retry.as_ref())
             .and_then(|retry| parse_retry(&mut report, retry)),
     };
-    let (steps, spans) = raw
+    let (mut steps, spans): (Vec<Step>, _) = raw
         .steps
         .iter()
         .enumerate()
@@ -235,6 +236,7 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
     if !report.diagnostics.is_empty() {
         return Err(report.diagnostics);
     }
+    let graph = StepGraph::link(&mut steps);
     Ok(Parsed {
         runbook: Runbook {
             name,
@@ -247,6 +249,7 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
             targets,
             connections,
             max_parallel,
+            graph,
         },
         spans,
     })
@@ -566,6 +569,8 @@ fn parse_step(
         retry,
         approval: step.approval,
         description: step.description.clone(),
+        // Needs every step's id: filled in once all are parsed.
+        reads: Vec::new(),
     };
     (parsed, spans)
 }
