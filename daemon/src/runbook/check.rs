@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::locate::{Segment, parse_path, with_span};
+use super::locate::{Locator, Segment, parse_path};
 use super::parse::{Parsed, Reporter, StepSpans};
 use super::{Diagnostic, Runbook};
 use crate::template;
@@ -59,6 +59,8 @@ pub(super) async fn check(
     if report.diagnostics.is_empty() {
         check_cycles(&runbook, &spans, &seen, &mut report);
     }
+    // Parses the source for spans inside `with` once, however many problems there are.
+    let locator = Locator::new(&runbook.source);
 
     let available = kinds.kinds();
     for (index, step) in runbook.steps.iter().enumerate() {
@@ -76,7 +78,7 @@ pub(super) async fn check(
         match kinds.validate(&step.uses, &step.with).await {
             Ok(problems) => {
                 for problem in problems {
-                    let value_span = with_span(&runbook.source, index, &parse_path(&problem.path));
+                    let value_span = locator.with_span(index, &parse_path(&problem.path));
                     let span = match (&value_span, problem.position) {
                         (Some(value), Some((line, column))) => {
                             inside_string(&runbook.source, value, line, column)
@@ -106,7 +108,7 @@ pub(super) async fn check(
     }
 
     if report.diagnostics.is_empty() {
-        check_templates(&runbook, &spans, &mut report);
+        check_templates(&runbook, &spans, &locator, &mut report);
     }
     if report.diagnostics.is_empty() {
         Ok(runbook)
@@ -139,7 +141,9 @@ fn check_needs(
     }
 }
 
-/// Depth-first search for a cycle; reports the first one found as `a -> b -> a`.
+/// Depth-first search for a cycle; reports the first one found as `a -> b -> a`. The walk
+/// keeps its own stack rather than recursing, so a long chain of needs cannot overflow the
+/// thread's stack.
 fn check_cycles(
     runbook: &Runbook,
     spans: &[StepSpans],
@@ -152,41 +156,46 @@ fn check_cycles(
         Active,
         Done,
     }
-    fn visit(
-        node: usize,
-        runbook: &Runbook,
-        ids: &HashMap<&str, usize>,
-        marks: &mut [Mark],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        marks[node] = Mark::Active;
-        path.push(node);
-        for need in &runbook.steps[node].needs {
-            let next = ids[need.as_str()];
+    let mut marks = vec![Mark::New; runbook.steps.len()];
+    // The steps from the walk's start to the one being visited (all `Active`), each with how
+    // many of its needs have been followed so far.
+    let mut path: Vec<(usize, usize)> = Vec::new();
+    for start in 0..runbook.steps.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        marks[start] = Mark::Active;
+        path.push((start, 0));
+        let cycle = loop {
+            let Some(top) = path.last_mut() else {
+                break None;
+            };
+            let (node, followed) = *top;
+            top.1 += 1;
+            let Some(need) = runbook.steps[node].needs.get(followed) else {
+                path.pop();
+                marks[node] = Mark::Done;
+                continue;
+            };
+            // Every need names a step: `check_needs` found no problem before this runs.
+            let Some(&next) = ids.get(need.as_str()) else {
+                continue;
+            };
             match marks[next] {
                 Mark::Active => {
-                    let start = path.iter().position(|&n| n == next).unwrap_or(0);
-                    let mut cycle = path[start..].to_vec();
+                    let start = path.iter().position(|&(n, _)| n == next).unwrap_or(0);
+                    let mut cycle: Vec<usize> = path[start..].iter().map(|&(n, _)| n).collect();
                     cycle.push(next);
-                    return Some(cycle);
+                    break Some(cycle);
                 }
                 Mark::New => {
-                    if let Some(cycle) = visit(next, runbook, ids, marks, path) {
-                        return Some(cycle);
-                    }
+                    marks[next] = Mark::Active;
+                    path.push((next, 0));
                 }
                 Mark::Done => {}
             }
-        }
-        path.pop();
-        marks[node] = Mark::Done;
-        None
-    }
-    let mut marks = vec![Mark::New; runbook.steps.len()];
-    for start in 0..runbook.steps.len() {
-        if marks[start] == Mark::New
-            && let Some(cycle) = visit(start, runbook, ids, &mut marks, &mut Vec::new())
-        {
+        };
+        if let Some(cycle) = cycle {
             let names: Vec<&str> = cycle
                 .iter()
                 .map(|&i| runbook.steps[i].id.as_str())
@@ -208,41 +217,46 @@ fn check_cycles(
 
 /// Every template in `with` and every `if` may read only declared params, steps this step
 /// (transitively) needs, and the run itself.
-fn check_templates(runbook: &Runbook, spans: &[StepSpans], report: &mut Reporter<'_>) {
+fn check_templates(
+    runbook: &Runbook,
+    spans: &[StepSpans],
+    locator: &Locator<'_>,
+    report: &mut Reporter<'_>,
+) {
     let params: HashSet<&str> = runbook.params.iter().map(|p| p.name.as_str()).collect();
+    let mut upstream = Upstream::new(runbook);
     for (index, step) in runbook.steps.iter().enumerate() {
-        let upstream = ancestors(runbook, index);
         let mut texts = Vec::new();
         collect_templates(&step.with, &mut Vec::new(), &mut texts);
         for (path, text) in texts {
-            let span = with_span(&runbook.source, index, &path)
-                .unwrap_or_else(|| spans[index].with.clone());
+            let span = || {
+                locator
+                    .with_span(index, &path)
+                    .unwrap_or_else(|| spans[index].with.clone())
+            };
             match template::template_variables(&text) {
-                Ok(vars) => check_variables(
-                    &vars,
-                    step_label(step),
-                    &params,
-                    &upstream,
-                    runbook,
-                    span,
-                    report,
-                ),
-                Err(err) => {
-                    report.error(span, format!("step `{}`: invalid template: {err}", step.id))
+                Ok(vars) => {
+                    let problems = check_variables(&vars, index, &params, &mut upstream, runbook);
+                    if !problems.is_empty() {
+                        let span = span();
+                        for problem in problems {
+                            report.error(span.clone(), problem);
+                        }
+                    }
                 }
+                Err(err) => report.error(
+                    span(),
+                    format!("step `{}`: invalid template: {err}", step.id),
+                ),
             }
         }
         if let (Some(condition), Some(span)) = (&step.condition, &spans[index].condition) {
             match template::expression_variables(condition) {
-                Ok(vars) => check_variables(
-                    &vars,
-                    step_label(step),
-                    &params,
-                    &upstream,
-                    runbook,
-                    span.clone(),
-                    report,
-                ),
+                Ok(vars) => {
+                    for problem in check_variables(&vars, index, &params, &mut upstream, runbook) {
+                        report.error(span.clone(), problem);
+                    }
+                }
                 Err(err) => report.error(
                     span.clone(),
                     format!("step `{}`: invalid `if` expression: {err}", step.id),
@@ -252,19 +266,16 @@ fn check_templates(runbook: &Runbook, spans: &[StepSpans], report: &mut Reporter
     }
 }
 
-fn step_label(step: &super::Step) -> &str {
-    &step.id
-}
-
+/// What is wrong with the variables one template of step `index` reads, as messages.
 fn check_variables(
     vars: &BTreeSet<String>,
-    step_id: &str,
+    index: usize,
     params: &HashSet<&str>,
-    upstream: &HashSet<&str>,
+    upstream: &mut Upstream<'_>,
     runbook: &Runbook,
-    span: std::ops::Range<usize>,
-    report: &mut Reporter<'_>,
-) {
+) -> Vec<String> {
+    let step_id = runbook.steps[index].id.as_str();
+    let mut problems = Vec::new();
     for var in vars {
         let mut parts = var.split('.');
         let root = parts.next().unwrap_or_default();
@@ -274,16 +285,19 @@ fn check_variables(
                 "unknown param `{param}`{}",
                 suggestion(param, params.iter().copied())
             )),
-            ("steps", Some(other)) if runbook.step(other).is_none() => Some(format!(
-                "unknown step `{other}`{}",
-                suggestion(other, runbook.steps.iter().map(|s| s.id.as_str()))
-            )),
-            ("steps", Some(other)) if other == step_id => {
-                Some(format!("step `{step_id}` cannot read its own result"))
-            }
-            ("steps", Some(other)) if !upstream.contains(other) => Some(format!(
-                "reads `steps.{other}` but does not depend on it; add `needs = [\"{other}\"]`"
-            )),
+            ("steps", Some(other)) => match runbook.step_index(other) {
+                None => Some(format!(
+                    "unknown step `{other}`{}",
+                    suggestion(other, runbook.steps.iter().map(|s| s.id.as_str()))
+                )),
+                Some(_) if other == step_id => {
+                    Some(format!("step `{step_id}` cannot read its own result"))
+                }
+                Some(read) if !upstream.needs(index, read) => Some(format!(
+                    "reads `steps.{other}` but does not depend on it; add `needs = [\"{other}\"]`"
+                )),
+                Some(_) => None,
+            },
             ("targets", Some(target)) if runbook.target(target).is_none() => Some(format!(
                 "unknown target `{target}`{}",
                 suggestion(target, runbook.targets.iter().map(|t| t.name.as_str()))
@@ -299,8 +313,59 @@ fn check_variables(
             )),
         };
         if let Some(problem) = problem {
-            report.error(span.clone(), format!("step `{step_id}`: {problem}"));
+            problems.push(format!("step `{step_id}`: {problem}"));
         }
+    }
+    problems
+}
+
+/// Answers "does this step transitively need that one" one question at a time, walking up
+/// `needs` from the step and stopping as soon as it meets the other: reading a direct need,
+/// the usual case, costs one look, where a set of every step's ancestors would cost the
+/// square of a long chain. The visited marks are reused across questions (a new generation
+/// per question) so that each costs only the steps it visits.
+struct Upstream<'a> {
+    runbook: &'a Runbook,
+    visited: Vec<u32>,
+    generation: u32,
+    stack: Vec<usize>,
+}
+
+impl<'a> Upstream<'a> {
+    fn new(runbook: &'a Runbook) -> Self {
+        Self {
+            runbook,
+            visited: vec![0; runbook.steps.len()],
+            generation: 0,
+            stack: Vec::new(),
+        }
+    }
+
+    /// Whether step `from` needs step `target`, directly or through other steps.
+    fn needs(&mut self, from: usize, target: usize) -> bool {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // Marks of four billion questions ago would read as marks of this one.
+            self.visited.fill(0);
+            self.generation = 1;
+        }
+        self.stack.clear();
+        self.stack.push(from);
+        while let Some(node) = self.stack.pop() {
+            for need in &self.runbook.steps[node].needs {
+                let Some(next) = self.runbook.step_index(need) else {
+                    continue;
+                };
+                if next == target {
+                    return true;
+                }
+                if self.visited[next] != self.generation {
+                    self.visited[next] = self.generation;
+                    self.stack.push(next);
+                }
+            }
+        }
+        false
     }
 }
 
@@ -335,24 +400,6 @@ fn inside_string(
         .char_indices()
         .nth(usize::try_from(column.saturating_sub(1)).ok()?)?;
     Some(offset + index..offset + index + ch.len_utf8())
-}
-
-/// Ids of every step that `index` transitively needs.
-fn ancestors(runbook: &Runbook, index: usize) -> HashSet<&str> {
-    let mut found = HashSet::new();
-    let mut stack: Vec<&str> = runbook.steps[index]
-        .needs
-        .iter()
-        .map(String::as_str)
-        .collect();
-    while let Some(id) = stack.pop() {
-        if found.insert(id)
-            && let Some(step) = runbook.step(id)
-        {
-            stack.extend(step.needs.iter().map(String::as_str));
-        }
-    }
-    found
 }
 
 fn collect_templates(
