@@ -8,6 +8,8 @@ mod locate;
 mod parse;
 pub mod retry;
 pub mod target;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
