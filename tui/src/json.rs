@@ -302,18 +302,24 @@ pub struct OutputJson<'a> {
     line: &'a str,
 }
 
-/// The JSON view of an output event; `None` for events that are not output.
-pub fn output(event: &RunEvent) -> Option<OutputJson<'_>> {
+/// The JSON views of an output event, one per line: the daemon stores several lines of one
+/// stream in one event, and they share its `seq` and `at`. Empty for events that are not
+/// output.
+pub fn output(event: &RunEvent) -> Vec<OutputJson<'_>> {
     let Some(Kind::StepOutput(out)) = &event.kind else {
-        return None;
+        return Vec::new();
     };
-    Some(OutputJson {
-        seq: event.seq,
-        at: time(event.at),
-        step: &out.step_id,
-        stream: stream_label(out.stream()),
-        line: &out.line,
-    })
+    let stream = stream_label(out.stream());
+    out.line
+        .split('\n')
+        .map(|line| OutputJson {
+            seq: event.seq,
+            at: time(event.at),
+            step: &out.step_id,
+            stream,
+            line,
+        })
+        .collect()
 }
 
 /// The lower-case name of an output stream.

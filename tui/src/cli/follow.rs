@@ -174,7 +174,12 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
                 OutputStream::Log => ':',
                 OutputStream::Stdout | OutputStream::Unspecified => '|',
             };
-            vec![format!("{} {marker} {}", output.step_id, output.line)]
+            // One event may carry several lines of the same stream (the daemon batches them).
+            output
+                .line
+                .split('\n')
+                .map(|line| format!("{} {marker} {line}", output.step_id))
+                .collect()
         }
         Kind::ApprovalRequested(request) => {
             let mut lines = vec![format!(
@@ -252,6 +257,15 @@ mod tests {
             line: "warning: x".into(),
         }));
         assert_eq!(event_lines("R1", &out), ["build ! warning: x"]);
+        let batch = event(Kind::StepOutput(StepOutput {
+            step_id: "build".into(),
+            stream: OutputStream::Stdout as i32,
+            line: "one\n\nthree".into(),
+        }));
+        assert_eq!(
+            event_lines("R1", &batch),
+            ["build | one", "build | ", "build | three"]
+        );
         let run = event(Kind::RunStatus(RunStatusChanged {
             status: RunStatus::Completed as i32,
             error: String::new(),

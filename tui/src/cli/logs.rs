@@ -63,17 +63,20 @@ fn write_output(
         return Ok(());
     }
     if json {
-        if let Some(view) = json::output(event) {
+        for view in json::output(event) {
             writeln!(out, "{}", serde_json::to_string(&view)?)?;
         }
         return Ok(());
     }
-    match (step, output.stream()) {
-        (Some(_), OutputStream::Stderr) => eprintln!("{}", output.line),
-        (Some(_), _) => writeln!(out, "{}", output.line)?,
-        (None, OutputStream::Stderr) => writeln!(out, "{} ! {}", output.step_id, output.line)?,
-        (None, OutputStream::Log) => writeln!(out, "{} : {}", output.step_id, output.line)?,
-        (None, _) => writeln!(out, "{} | {}", output.step_id, output.line)?,
+    // One event may carry several lines of the same stream (the daemon batches them).
+    for line in output.line.split('\n') {
+        match (step, output.stream()) {
+            (Some(_), OutputStream::Stderr) => eprintln!("{line}"),
+            (Some(_), _) => writeln!(out, "{line}")?,
+            (None, OutputStream::Stderr) => writeln!(out, "{} ! {line}", output.step_id)?,
+            (None, OutputStream::Log) => writeln!(out, "{} : {line}", output.step_id)?,
+            (None, _) => writeln!(out, "{} | {line}", output.step_id)?,
+        }
     }
     Ok(())
 }
@@ -121,6 +124,37 @@ mod tests {
         )
         .expect("writes");
         assert_eq!(String::from_utf8(out).expect("utf-8"), "a | one\nthree\n");
+    }
+
+    #[test]
+    fn a_batch_of_lines_prints_line_by_line() {
+        let mut out = Vec::new();
+        let batch = output("a", OutputStream::Stdout, "one\ntwo");
+        write_output(&mut out, &batch, None, false).expect("writes");
+        write_output(&mut out, &batch, Some("a"), false).expect("writes");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "a | one\na | two\none\ntwo\n"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_lines_is_one_json_object_per_line() {
+        let mut out = Vec::new();
+        let batch = output("a", OutputStream::Log, "info: one\ninfo: two");
+        write_output(&mut out, &batch, None, true).expect("writes");
+        let values: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("JSON objects");
+        assert_eq!(
+            values,
+            [
+                serde_json::json!({"seq": 7, "at": "2024-03-05T06:07:08.900Z", "step": "a", "stream": "log", "line": "info: one"}),
+                serde_json::json!({"seq": 7, "at": "2024-03-05T06:07:08.900Z", "step": "a", "stream": "log", "line": "info: two"}),
+            ]
+        );
+        assert_eq!(out.iter().filter(|&&byte| byte == b'\n').count(), 2);
     }
 
     #[test]

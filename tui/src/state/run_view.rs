@@ -159,16 +159,18 @@ impl RunView {
         let Some(kind) = &event.kind else {
             return true;
         };
-        if let Some((step_id, kind, text)) = log_line(kind) {
-            self.push_line(
-                step_id,
-                LogLine {
-                    seq: event.seq,
-                    at: event.at,
-                    kind,
-                    text,
-                },
-            );
+        if let Some((step_id, kind, texts)) = log_lines(kind) {
+            for text in texts {
+                self.push_line(
+                    step_id,
+                    LogLine {
+                        seq: event.seq,
+                        at: event.at,
+                        kind,
+                        text,
+                    },
+                );
+            }
         }
         // The snapshot may already include this event (it was taken after it happened).
         if let Some(run) = &mut self.run
@@ -199,8 +201,8 @@ impl RunView {
     }
 }
 
-/// The log line an event adds to a step's log, if any: (step, kind, text).
-fn log_line(kind: &Kind) -> Option<(&str, LogKind, String)> {
+/// The log lines an event adds to a step's log, if any: (step, kind, texts).
+fn log_lines(kind: &Kind) -> Option<(&str, LogKind, Vec<String>)> {
     match kind {
         Kind::StepOutput(output) => {
             let kind = match output.stream() {
@@ -208,7 +210,9 @@ fn log_line(kind: &Kind) -> Option<(&str, LogKind, String)> {
                 OutputStream::Log => LogKind::Log,
                 OutputStream::Stdout | OutputStream::Unspecified => LogKind::Stdout,
             };
-            Some((&output.step_id, kind, output.line.clone()))
+            // One event may carry several lines of the same stream (the daemon batches them).
+            let lines = output.line.split('\n').map(str::to_owned).collect();
+            Some((&output.step_id, kind, lines))
         }
         Kind::StepStatus(change) => {
             let status = change.status();
@@ -226,23 +230,23 @@ fn log_line(kind: &Kind) -> Option<(&str, LogKind, String)> {
             if !change.error.is_empty() {
                 text.push_str(&format!(": {}", change.error));
             }
-            Some((&change.step_id, LogKind::Event, text))
+            Some((&change.step_id, LogKind::Event, vec![text]))
         }
         Kind::StepRetrying(retry) => {
             let delay = format::duration(i64::try_from(retry.delay_ms).unwrap_or(i64::MAX));
             Some((
                 &retry.step_id,
                 LogKind::Event,
-                format!(
+                vec![format!(
                     "── attempt {} failed: {}; retrying in {delay}",
                     retry.attempt, retry.error
-                ),
+                )],
             ))
         }
         Kind::ApprovalRequested(request) => Some((
             &request.step_id,
             LogKind::Event,
-            "── waiting for approval".to_owned(),
+            vec!["── waiting for approval".to_owned()],
         )),
         Kind::RunStatus(_) => None,
     }
@@ -567,6 +571,30 @@ mod tests {
         }
         let log = &view.logs["build"];
         assert_eq!((log.lines.len(), log.dropped), (MAX_LINES_PER_STEP, 2));
+    }
+
+    #[test]
+    fn a_batch_of_output_becomes_one_log_line_each() {
+        let mut view = RunView::new("R");
+        view.apply_event(&output(1, "one\n\nthree"));
+        view.apply_event(&output(2, "four"));
+        assert_eq!(texts(&view), ["one", "", "three", "four"]);
+        let seqs: Vec<u64> = view.logs["build"].lines.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, [1, 1, 1, 2]);
+    }
+
+    #[test]
+    fn a_batch_longer_than_the_limit_keeps_its_last_lines() {
+        let mut view = RunView::new("R");
+        let batch: Vec<String> = (0..MAX_LINES_PER_STEP + 3).map(|i| i.to_string()).collect();
+        view.apply_event(&output(1, &batch.join("\n")));
+        let log = &view.logs["build"];
+        assert_eq!((log.lines.len(), log.dropped), (MAX_LINES_PER_STEP, 3));
+        assert_eq!(log.lines.front().map(|l| l.text.as_str()), Some("3"));
+        assert_eq!(
+            log.lines.back().map(|l| l.text.as_str()),
+            batch.last().map(String::as_str)
+        );
     }
 
     #[test]
