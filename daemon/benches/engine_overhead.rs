@@ -12,7 +12,7 @@ use runbookd::catalog::Catalog;
 use runbookd::engine::{ApprovalPolicy, Engine, Policy};
 use runbookd::events::EventBus;
 use runbookd::plugins::{Grant, Limits, Origin, PluginHost, StepContext};
-use runbookd::store::{EventKind, RunRecord, RunStatus, StepRecord, StepStatus, Store};
+use runbookd::store::{Changes, EventKind, RunRecord, RunStatus, StepRecord, StepStatus, Store};
 
 const STEPS: usize = 1000;
 
@@ -84,12 +84,18 @@ async fn bench() -> anyhow::Result<()> {
         let started = Instant::now();
         store.commit(
             &run,
+            &Changes {
+                header: false,
+                steps: vec![i],
+                outputs: Vec::new(),
+            },
             vec![EventKind::StepStatus {
                 step_id: run.steps[i].id.clone(),
                 status: StepStatus::Completed,
                 attempt: 1,
                 error: None,
                 output: Some(serde_json::json!({ "ok": true })),
+                output_omitted: false,
             }],
         )?;
         commits.push(started.elapsed());

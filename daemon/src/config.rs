@@ -69,12 +69,51 @@ struct RawPluginGrant {
     allowed_hosts: Vec<String>,
 }
 
+/// A size in the config: a number of bytes, or text such as `"8MiB"` (B, KiB, MiB, GiB).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum ByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl ByteSize {
+    fn bytes(&self) -> Option<u64> {
+        let text = match self {
+            Self::Bytes(bytes) => return Some(*bytes),
+            Self::Text(text) => text.trim(),
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "KiB" => 10,
+            "MiB" => 20,
+            "GiB" => 30,
+            _ => return None,
+        };
+        number.parse::<u64>().ok()?.checked_mul(1 << shift)
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(bytes) => write!(f, "{bytes}"),
+            Self::Text(text) => f.write_str(text),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     step_timeout: Option<String>,
     plugin_cpu: Option<String>,
     plugin_memory_mib: Option<usize>,
+    step_output_bytes: Option<ByteSize>,
     plugin_call_timeout: Option<String>,
 }
 
@@ -155,6 +194,17 @@ impl Config {
             approvals: raw.approvals,
             step_timeout: duration("limits.step_timeout", raw.limits.step_timeout.as_deref())?
                 .unwrap_or(Policy::default().step_timeout),
+            output_budget: match raw.limits.step_output_bytes {
+                Some(size) => size
+                    .bytes()
+                    .filter(|&bytes| bytes > 0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "limits.step_output_bytes: `{size}` is not a size; write a number of bytes or a size such as \"8MiB\" or \"512KiB\""
+                        )
+                    })?,
+                None => Policy::default().output_budget,
+            },
         };
         let http = HttpSettings {
             builtin_hosts: raw.http.allowed_hosts,

@@ -103,7 +103,11 @@ async fn serve(
     let api =
         service::RunbookService::new(engine.clone(), vault, daemon_events, info, shutdown.clone());
     tonic::transport::Server::builder()
-        .add_service(RunbookServer::new(api))
+        .add_service(
+            RunbookServer::new(api)
+                .max_decoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES),
+        )
         .add_service(reflection)
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.cancelled())
         .await

@@ -83,6 +83,8 @@ pub enum VaultError {
     Corrupt { what: String, reason: String },
     #[error("database error: {0}")]
     Store(#[from] sled::Error),
+    #[error(transparent)]
+    Flush(#[from] crate::store::StoreError),
 }
 
 /// What is known about a secret, without its value.
@@ -147,6 +149,8 @@ struct Inner {
     nonce: String,
     secrets: sled::Tree,
     audit: sled::Tree,
+    /// For flushes, which go through the store's one flusher.
+    store: Store,
     /// Held while a change and its audit entry are written, so that audit sequence numbers are
     /// gap-free and a removal cannot race a set of the same name.
     write_lock: Mutex<()>,
@@ -193,6 +197,7 @@ impl Vault {
                 nonce,
                 secrets,
                 audit,
+                store: store.clone(),
                 write_lock: Mutex::new(()),
             }),
         })
@@ -294,7 +299,7 @@ impl Vault {
             info(name, &record)
         };
         // Acknowledged only once durable: the caller may rely on the value at once.
-        self.inner.secrets.flush_async().await?;
+        self.inner.store.flush().await?;
         Ok(info)
     }
 
@@ -307,7 +312,7 @@ impl Vault {
             }
             self.commit(name, None, AuditAction::Rm, now_ms(), by)?;
         }
-        self.inner.secrets.flush_async().await?;
+        self.inner.store.flush().await?;
         Ok(())
     }
 

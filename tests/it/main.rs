@@ -8,6 +8,7 @@ mod graphql;
 mod hostile;
 mod http;
 mod invocations;
+mod load;
 mod recovery;
 mod reload;
 mod resilience;

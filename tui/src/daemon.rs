@@ -184,7 +184,9 @@ pub async fn probe(socket: &Path) -> Result<(Client, StatusResponse), String> {
         let channel = runbook_protocol::connect(socket)
             .await
             .map_err(|err| error::chain(&err))?;
-        let mut client = RunbookClient::new(channel);
+        let mut client = RunbookClient::new(channel)
+            .max_decoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES);
         let status = client
             .status(StatusRequest {})
             .await

@@ -10,6 +10,11 @@ pub use socket::{SocketPathError, connect, default_data_dir, default_socket_path
 /// refuse to talk to a daemon it does not understand.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The largest message either side sends or accepts (tonic's default is 4 MiB). Summaries
+/// and pages are built far below it: a `Run` carries at most 1 MiB of outputs inline and
+/// `GetStepOutput` pages are 1 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Generated messages, client and server of package `runbook.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {

@@ -1,18 +1,24 @@
 //! The run state machine: starting runs, scheduling steps in dependency order, approvals,
-//! operator decisions (approve, deny, resolve, cancel) and crash recovery. Every transition is
-//! committed to the store before it is published or acted on. No tonic or sled types here.
+//! operator decisions (approve, deny, resolve, cancel) and crash recovery. No tonic or sled
+//! types here.
+//!
+//! While a run is active its state lives in memory ([`state::RunState`]); the store is its
+//! write-ahead record: every transition is committed (only the records it changed) before it
+//! is published or acted on, and nothing re-reads the run from the store. What happens next
+//! is decided by the pure [`decide::decide`]; this module and `schedule.rs` apply it.
 
 mod connections;
 mod context;
-// Not wired into `Engine::output_sink` yet; the allow goes with that change.
-#[allow(dead_code)]
+mod decide;
 mod output;
 mod params;
 mod schedule;
+mod state;
 mod step;
+mod transition;
 mod wait;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,9 +30,11 @@ use crate::events::{DurablePublisher, EventBus};
 use crate::plugins::{PluginHost, SecretSource};
 use crate::runbook::{self, Diagnostic, Runbook};
 use crate::store::{
-    Decision, EventKind, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError, now_ms,
+    Changes, EventKind, INLINE_OUTPUT_BYTES, RunRecord, RunStatus, StepRecord, StepStatus, Store,
+    StoreError, now_ms,
 };
 use crate::targets::TargetGates;
+use state::RunState;
 
 pub use connections::ConnectionStatus;
 pub use context::status_label;
@@ -47,6 +55,9 @@ pub struct Policy {
     pub approvals: HashMap<String, ApprovalPolicy>,
     /// Timeout of a step that sets none.
     pub step_timeout: Duration,
+    /// Bytes of output lines stored per step attempt: the start and the end are kept, the
+    /// middle is replaced by a line saying how much was left out.
+    pub output_budget: u64,
     /// Database connections every runbook may use, by name.
     pub connections: std::collections::BTreeMap<String, crate::plugins::ConnectionUrl>,
 }
@@ -67,6 +78,7 @@ impl Default for Policy {
         Self {
             approvals: HashMap::new(),
             step_timeout: Duration::from_secs(3600),
+            output_budget: 8 * 1024 * 1024,
             connections: std::collections::BTreeMap::new(),
         }
     }
@@ -147,14 +159,11 @@ struct Inner {
     stopping: CancellationToken,
 }
 
-/// In-memory companion of a run that has work in progress.
+/// A run that has work in progress in this process.
 struct ActiveRun {
-    /// Serializes the run's transitions.
-    lock: tokio::sync::Mutex<()>,
-    /// Steps with a task working on them (planning or executing).
-    in_flight: Mutex<HashSet<String>>,
-    /// Waiting steps whose async invocation is being looked at.
-    resuming: Mutex<HashSet<String>>,
+    /// The run's state. Held only for a transition (change, commit, publish), never across
+    /// an await, so transitions of one run are serialized and in sequence-number order.
+    state: Mutex<RunState>,
     cancel: CancellationToken,
     runbook: Arc<Runbook>,
     /// The plugins as they were when this process took the run up: a plugin removed or
@@ -272,6 +281,7 @@ impl Engine {
         };
         self.commit(
             &run,
+            &Changes::all(&run),
             vec![EventKind::RunStatus {
                 status: RunStatus::Pending,
                 error: None,
@@ -280,7 +290,7 @@ impl Engine {
         self.inner.store.flush().await?;
         tracing::info!(run = %run.id, runbook = %run.runbook, version = %run.version, dry_run, "run started");
         // Take the run's plugin snapshot now, at creation, not when it is first scheduled.
-        self.activate(&run.id)?;
+        self.activate_with(run.clone(), runbook);
         self.schedule(run.id.clone());
         Ok(run)
     }
@@ -360,18 +370,9 @@ impl Engine {
         step_id: &str,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide(run_id, step_id, |run, step_id| {
-            let step = waiting_for_approval(run, step_id)?;
-            if let Some(approval) = &mut step.approval {
-                approval.decision = Some(Decision {
-                    approved: true,
-                    by: by.to_owned(),
-                    at: now_ms(),
-                    reason: None,
-                });
-            }
-            step.status = StepStatus::Pending;
-            Ok(vec![step_event(step)])
+        self.decide_step(run_id, step_id, |step, run_id| {
+            waiting_for_approval(step, run_id)?;
+            Ok(step.approve(by, now_ms()))
         })
         .await
     }
@@ -384,25 +385,9 @@ impl Engine {
         reason: &str,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide(run_id, step_id, |run, step_id| {
-            let step = waiting_for_approval(run, step_id)?;
-            let reason = if reason.is_empty() {
-                "no reason given"
-            } else {
-                reason
-            };
-            if let Some(approval) = &mut step.approval {
-                approval.decision = Some(Decision {
-                    approved: false,
-                    by: by.to_owned(),
-                    at: now_ms(),
-                    reason: Some(reason.to_owned()),
-                });
-            }
-            step.status = StepStatus::Failed;
-            step.error = Some(format!("denied by {by}: {reason}"));
-            step.finished_at = now_ms();
-            Ok(vec![step_event(step)])
+        self.decide_step(run_id, step_id, |step, run_id| {
+            waiting_for_approval(step, run_id)?;
+            Ok(step.deny(by, reason, now_ms()))
         })
         .await
     }
@@ -415,33 +400,15 @@ impl Engine {
         resolution: Resolution,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide(run_id, step_id, |run, step_id| {
-            let run_id = run.id.clone();
-            let step = find_step(run, step_id)?;
+        self.decide_step(run_id, step_id, |step, run_id| {
             if step.status != StepStatus::Ambiguous {
                 return Err(EngineError::WrongState(format!(
-                    "step `{step_id}` of run {run_id} is {}, not ambiguous; only an ambiguous step can be resolved",
+                    "step `{}` of run {run_id} is {}, not ambiguous; only an ambiguous step can be resolved",
+                    step.id,
                     status_label(step.status)
                 )));
             }
-            match resolution {
-                // The approval given before the crash stays valid: the plan is unchanged.
-                Resolution::Retry => {
-                    step.status = StepStatus::Pending;
-                    step.error = None;
-                }
-                Resolution::Skip => {
-                    step.status = StepStatus::Skipped;
-                    step.error = Some(format!("skipped by {by} after an interrupted attempt"));
-                    step.finished_at = now_ms();
-                }
-                Resolution::Fail => {
-                    step.status = StepStatus::Failed;
-                    step.error = Some(format!("marked failed by {by} after an interrupted attempt"));
-                    step.finished_at = now_ms();
-                }
-            }
-            Ok(vec![step_event(step)])
+            Ok(step.resolve(resolution, by, now_ms()))
         })
         .await
     }
@@ -449,35 +416,35 @@ impl Engine {
     /// Cancels a run: running steps are stopped, nothing else starts.
     pub async fn cancel(&self, run_id: &str) -> Result<RunRecord, EngineError> {
         let run_id = self.inner.store.resolve_run_id(run_id)?;
-        let active = self.activate(&run_id)?;
-        let _guard = active.lock.lock().await;
-        let mut run = self.load_run(&run_id)?;
-        if run.status.is_terminal() {
-            return Err(EngineError::WrongState(format!(
-                "run {run_id} has already ended ({})",
-                run_status_label(run.status)
-            )));
-        }
-        active.cancel.cancel();
-        let now = now_ms();
-        let mut events = Vec::new();
-        for step in run
-            .steps
-            .iter_mut()
-            .filter(|step| !step.status.is_terminal())
-        {
-            step.status = StepStatus::Cancelled;
-            step.finished_at = now;
-            events.push(step_event(step));
-        }
-        run.status = RunStatus::Cancelled;
-        run.finished_at = now;
-        run.error = Some("cancelled by the operator".into());
-        events.push(EventKind::RunStatus {
-            status: run.status,
-            error: run.error.clone(),
-        });
-        self.commit(&run, events)?;
+        let active = self.activate_for_change(&run_id)?;
+        let run = self.transition(&active, |state| {
+            if state.run.status.is_terminal() {
+                return Err(ended(&state.run));
+            }
+            active.cancel.cancel();
+            let now = now_ms();
+            let mut changes = Changes {
+                header: true,
+                ..Changes::default()
+            };
+            let mut events = Vec::new();
+            for position in 0..state.run.steps.len() {
+                if state.run.steps[position].status.is_terminal() {
+                    continue;
+                }
+                events.extend(state.update(position, |step| step.cancel(now)));
+                changes.steps.push(position);
+            }
+            let run = &mut state.run;
+            run.status = RunStatus::Cancelled;
+            run.finished_at = now;
+            run.error = Some("cancelled by the operator".into());
+            events.push(EventKind::RunStatus {
+                status: run.status,
+                error: run.error.clone(),
+            });
+            Ok((changes, events, state.run.clone()))
+        })?;
         self.inner.store.flush().await?;
         self.forget(&run_id);
         Ok(run)
@@ -500,7 +467,8 @@ impl Engine {
         pause: bool,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide_run(run_id, |run| {
+        self.decide_run(run_id, |state| {
+            let run = &mut state.run;
             let paused = run.status == RunStatus::Paused;
             if paused == pause {
                 return Err(EngineError::WrongState(format!(
@@ -520,10 +488,17 @@ impl Engine {
                 RunStatus::Running
             };
             run.error = pause.then(|| format!("paused by {by}"));
-            Ok(vec![EventKind::RunStatus {
+            let events = vec![EventKind::RunStatus {
                 status: run.status,
                 error: run.error.clone(),
-            }])
+            }];
+            Ok((
+                Changes {
+                    header: true,
+                    ..Changes::default()
+                },
+                events,
+            ))
         })
         .await
     }
@@ -535,33 +510,27 @@ impl Engine {
         let count = runs.len();
         for mut run in runs {
             let mut events = Vec::new();
-            for step in run
-                .steps
-                .iter_mut()
-                .filter(|step| step.status == StepStatus::Running)
-            {
+            let mut changes = Changes::default();
+            for (position, step) in run.steps.iter_mut().enumerate() {
+                if step.status != StepStatus::Running {
+                    continue;
+                }
                 let idempotent = self
                     .inner
                     .plugins
                     .descriptor(&step.uses)
                     .is_ok_and(|descriptor| descriptor.idempotent);
-                if idempotent {
-                    step.status = StepStatus::Pending;
-                } else {
-                    step.status = StepStatus::Ambiguous;
-                    step.error = Some(format!(
-                        "the daemon stopped while attempt {} was running, so its result is unknown; \
-                         decide with `runbook resolve {} {} retry|skip|fail`",
-                        step.attempts, run.id, step.id
-                    ));
-                }
-                events.push(step_event(step));
+                events.extend(step.interrupt(idempotent, &run.id));
+                changes.steps.push(position);
             }
             if !events.is_empty() {
-                self.commit(&run, events)?;
+                self.commit(&run, &changes, events)?;
             }
             tracing::info!(run = %run.id, "resuming run");
-            self.schedule(run.id.clone());
+            let runbook = self.pinned_runbook(&run)?;
+            let id = run.id.clone();
+            self.activate_with(run, runbook);
+            self.schedule(id);
         }
         self.inner.store.flush().await?;
         Ok(count)
@@ -578,13 +547,27 @@ impl Engine {
         self.inner.tasks.wait().await;
     }
 
-    async fn decide(
+    /// Applies an operator's decision about one step of a run that has not ended, durably,
+    /// then lets the scheduler act on it. `change` gets the step and the run's id; it must
+    /// check before it changes anything.
+    async fn decide_step(
         &self,
         run_id: &str,
         step_id: &str,
-        change: impl FnOnce(&mut RunRecord, &str) -> Result<Vec<EventKind>, EngineError>,
+        change: impl FnOnce(&mut StepRecord, &str) -> Result<Vec<EventKind>, EngineError>,
     ) -> Result<RunRecord, EngineError> {
-        self.decide_run(run_id, |run| change(run, step_id)).await
+        self.decide_run(run_id, |state| {
+            let position = state
+                .position(step_id)
+                .ok_or_else(|| EngineError::UnknownStep {
+                    run: state.run.id.clone(),
+                    step: step_id.to_owned(),
+                })?;
+            let run_id = state.run.id.clone();
+            let (events, changes) = changed_step(state, position, |step| change(step, &run_id));
+            Ok((changes, events?))
+        })
+        .await
     }
 
     /// Applies an operator's decision to a run that has not ended, durably, then lets the
@@ -592,63 +575,86 @@ impl Engine {
     async fn decide_run(
         &self,
         run_id: &str,
-        change: impl FnOnce(&mut RunRecord) -> Result<Vec<EventKind>, EngineError>,
+        change: impl FnOnce(&mut RunState) -> Result<(Changes, Vec<EventKind>), EngineError>,
     ) -> Result<RunRecord, EngineError> {
         let run_id = self.inner.store.resolve_run_id(run_id)?;
-        let active = self.activate(&run_id)?;
-        let run = {
-            let _guard = active.lock.lock().await;
-            let mut run = self.load_run(&run_id)?;
-            if run.status.is_terminal() {
-                return Err(EngineError::WrongState(format!(
-                    "run {run_id} has already ended ({})",
-                    run_status_label(run.status)
-                )));
+        let active = self.activate_for_change(&run_id)?;
+        let run = self.transition(&active, |state| {
+            if state.run.status.is_terminal() {
+                return Err(ended(&state.run));
             }
-            let events = change(&mut run)?;
-            self.commit(&run, events)?;
-            self.inner.store.flush().await?;
-            run
-        };
+            let (changes, events) = change(state)?;
+            Ok((changes, events, state.run.clone()))
+        })?;
+        self.inner.store.flush().await?;
         self.schedule(run_id);
         Ok(run)
     }
 
-    fn load_run(&self, run_id: &str) -> Result<RunRecord, EngineError> {
-        self.inner
-            .store
-            .run(run_id)?
-            .ok_or_else(|| EngineError::Store(StoreError::RunNotFound(run_id.to_owned())))
+    /// Changes an active run's state and commits what changed, with its events, under the
+    /// run's lock: `change` says which records it changed and what events they imply.
+    fn transition<R>(
+        &self,
+        active: &ActiveRun,
+        change: impl FnOnce(&mut RunState) -> Result<(Changes, Vec<EventKind>, R), EngineError>,
+    ) -> Result<R, EngineError> {
+        let mut state = lock(&active.state);
+        let (changes, events, result) = change(&mut state)?;
+        if !changes.is_empty() || !events.is_empty() {
+            self.commit(&state.run, &changes, events)?;
+        }
+        Ok(result)
     }
 
-    /// Writes a run with its events, then publishes them.
-    fn commit(&self, run: &RunRecord, events: Vec<EventKind>) -> Result<(), EngineError> {
-        let stored = self.inner.store.commit(run, events)?;
+    /// Writes what changed in a run with its events, then publishes them.
+    fn commit(
+        &self,
+        run: &RunRecord,
+        changes: &Changes,
+        events: Vec<EventKind>,
+    ) -> Result<(), EngineError> {
+        let stored = self.inner.store.commit(run, changes, events)?;
         self.inner.publisher.publish(stored);
         Ok(())
     }
 
-    /// The in-memory state of a run, created on first use.
-    fn activate(&self, run_id: &str) -> Result<Arc<ActiveRun>, EngineError> {
+    /// The active state of a run, loaded from the store on first use; `None` once the run
+    /// has ended (an ended run is never made active again).
+    fn activate(&self, run_id: &str) -> Result<Result<Arc<ActiveRun>, RunRecord>, EngineError> {
         if let Some(active) = lock(&self.inner.active).get(run_id) {
-            return Ok(active.clone());
+            return Ok(Ok(active.clone()));
         }
-        let run = self.load_run(run_id)?;
+        let run = self
+            .inner
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::Store(StoreError::RunNotFound(run_id.to_owned())))?;
+        if run.status.is_terminal() {
+            return Ok(Err(run));
+        }
         let runbook = self.pinned_runbook(&run)?;
+        Ok(Ok(self.activate_with(run, runbook)))
+    }
+
+    /// [`Engine::activate`] for a change that an ended run refuses.
+    fn activate_for_change(&self, run_id: &str) -> Result<Arc<ActiveRun>, EngineError> {
+        self.activate(run_id)?.map_err(|run| ended(&run))
+    }
+
+    /// Makes `run` active with the plugins as they are now, unless it already is.
+    fn activate_with(&self, run: RunRecord, runbook: Arc<Runbook>) -> Arc<ActiveRun> {
         let mut active_runs = lock(&self.inner.active);
-        Ok(active_runs
-            .entry(run_id.to_owned())
+        active_runs
+            .entry(run.id.clone())
             .or_insert_with(|| {
                 Arc::new(ActiveRun {
-                    lock: tokio::sync::Mutex::new(()),
-                    in_flight: Mutex::new(HashSet::new()),
-                    resuming: Mutex::new(HashSet::new()),
+                    state: Mutex::new(RunState::new(run, &runbook)),
                     cancel: CancellationToken::new(),
                     runbook,
                     plugins: self.inner.plugins.snapshot(),
                 })
             })
-            .clone())
+            .clone()
     }
 
     fn forget(&self, run_id: &str) {
@@ -703,21 +709,42 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn find_step<'a>(run: &'a mut RunRecord, step_id: &str) -> Result<&'a mut StepRecord, EngineError> {
-    let run_id = run.id.clone();
-    run.step_mut(step_id)
-        .ok_or_else(|| EngineError::UnknownStep {
-            run: run_id,
-            step: step_id.to_owned(),
-        })
+/// Changes step `position` with `change` and says which records that touched: its record,
+/// and its output when an attempt ended with one.
+fn changed_step<R>(
+    state: &mut RunState,
+    position: usize,
+    change: impl FnOnce(&mut StepRecord) -> R,
+) -> (R, Changes) {
+    let step = &state.run.steps[position];
+    let (attempts_ended, was_terminal) = (step.history.len(), step.status.is_terminal());
+    let result = state.update(position, change);
+    let step = &state.run.steps[position];
+    let attempt_ended =
+        step.history.len() != attempts_ended || (!was_terminal && step.status.is_terminal());
+    let changes = Changes {
+        header: false,
+        steps: vec![position],
+        outputs: if attempt_ended && step.output.is_some() {
+            vec![position]
+        } else {
+            Vec::new()
+        },
+    };
+    (result, changes)
 }
 
-fn waiting_for_approval<'a>(
-    run: &'a mut RunRecord,
-    step_id: &str,
-) -> Result<&'a mut StepRecord, EngineError> {
-    let run_id = run.id.clone();
-    let step = find_step(run, step_id)?;
+/// The refusal of a change to a run that has ended.
+fn ended(run: &RunRecord) -> EngineError {
+    EngineError::WrongState(format!(
+        "run {} has already ended ({})",
+        run.id,
+        run_status_label(run.status)
+    ))
+}
+
+/// Refuses a decision about a step that is not waiting for approval.
+fn waiting_for_approval(step: &StepRecord, run_id: &str) -> Result<(), EngineError> {
     let pending = step.status == StepStatus::Waiting
         && step
             .approval
@@ -725,11 +752,12 @@ fn waiting_for_approval<'a>(
             .is_some_and(|approval| approval.decision.is_none());
     if !pending {
         return Err(EngineError::WrongState(format!(
-            "step `{step_id}` of run {run_id} is {}, not waiting for approval",
+            "step `{}` of run {run_id} is {}, not waiting for approval",
+            step.id,
             status_label(step.status)
         )));
     }
-    Ok(step)
+    Ok(())
 }
 
 /// The secrets that templates among `texts` read (`secrets.NAME`), sorted.
@@ -758,16 +786,15 @@ fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
 
 /// The event announcing a step's current status.
 fn step_event(step: &StepRecord) -> EventKind {
+    let output = step.output.as_ref().filter(|_| step.status.is_terminal());
+    let inline = output.filter(|output| crate::store::json_len(output) <= INLINE_OUTPUT_BYTES);
     EventKind::StepStatus {
         step_id: step.id.clone(),
         status: step.status,
         attempt: step.attempts,
         error: step.error.clone(),
-        output: if step.status.is_terminal() {
-            step.output.clone()
-        } else {
-            None
-        },
+        output: inline.cloned(),
+        output_omitted: output.is_some() && inline.is_none(),
     }
 }
 

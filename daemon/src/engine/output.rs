@@ -127,6 +127,8 @@ impl OutputBatcher {
     }
 
     /// Takes one line (a text with '\n' in it counts as several). Dropped after `finish`.
+    /// The engine feeds lines through [`OutputBatcher::sink`]; tests call this directly.
+    #[cfg(test)]
     pub fn push(&self, stream: OutputStream, line: &str) {
         self.shared.push(stream, line);
     }

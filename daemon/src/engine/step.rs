@@ -8,30 +8,17 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::context::render_step_config;
-use super::{ActiveRun, Engine, EngineError, step_event};
+use super::output::{EmitBatch, OutputBatcher, OutputLimits};
+use super::transition::Ending;
+use super::{ActiveRun, Engine, EngineError, lock};
 use crate::plugins::{
     ConnectionUrl, Effect, EventSink, Grant, Outcome, Plan, PluginError, PluginEvent, PluginHost,
-    SecretScope, SqlGrant, StepContext, StepError, StreamKind, Waiting,
+    SecretScope, SqlGrant, StepContext, StepError, Waiting,
 };
 use crate::runbook::retry::FailureClass;
 use crate::runbook::{RetryPolicy, Step};
-use crate::store::{
-    ApprovalRecord, AsyncWait, AttemptRecord, EventKind, OutputStream, RunRecord, StepStatus,
-    now_ms,
-};
+use crate::store::{ApprovalRecord, AsyncWait, EventKind, StepStatus, now_ms};
 use crate::targets::Verdict;
-
-/// How a step's execution ended.
-pub(super) enum Ending {
-    Completed(Option<serde_json::Value>),
-    Failed {
-        error: String,
-        output: Option<serde_json::Value>,
-        class: FailureClass,
-        /// The far end's own wait before another try (Retry-After).
-        retry_after: Option<Duration>,
-    },
-}
 
 impl Ending {
     /// What the outcome says about the target's health, for its circuit breaker: an answer,
@@ -58,15 +45,16 @@ pub(super) struct Prepared {
 }
 
 impl Engine {
-    /// Renders a step's `with` (targets resolved, secrets as placeholders).
+    /// Renders a step's `with` against `values` (its [`super::context::step_values`]):
+    /// targets resolved, secrets as placeholders.
     pub(super) fn prepare_call(
         &self,
         active: &ActiveRun,
-        run: &RunRecord,
+        values: serde_json::Value,
         definition: &Step,
     ) -> Result<Prepared, String> {
         let (config, connections) = render_step_config(
-            run,
+            values,
             &active.runbook,
             definition,
             self.inner.secrets.as_deref(),
@@ -159,8 +147,7 @@ impl Engine {
     pub(super) async fn pass_gates(
         &self,
         active: &ActiveRun,
-        run_id: &str,
-        step_id: &str,
+        sink: &EventSink,
         prepared: &Prepared,
     ) -> Result<(), Ending> {
         let Some((target, url)) = &prepared.target else {
@@ -175,7 +162,6 @@ impl Engine {
                 class: FailureClass::Transient,
                 retry_after: Some(open.retry_after),
             })?;
-        let sink = self.output_sink(run_id, step_id);
         let limit = target
             .rate_limit
             .as_ref()
@@ -211,21 +197,27 @@ impl Engine {
         &self,
         active: &Arc<ActiveRun>,
         run_id: &str,
-        step_id: &str,
+        position: usize,
     ) -> Result<(), EngineError> {
-        let run = self.load_run(run_id)?;
-        let (Some(record), Some(definition)) = (run.step(step_id), active.runbook.step(step_id))
-        else {
-            return Err(EngineError::UnknownStep {
-                run: run_id.to_owned(),
-                step: step_id.to_owned(),
-            });
+        let definition = &active.runbook.steps[position];
+        let step_id = definition.id.as_str();
+        // What the step reads, copied out so that rendering runs without the run's lock.
+        let (values, attempts, approval, dry_run, version) = {
+            let state = lock(&active.state);
+            let record = &state.run.steps[position];
+            (
+                super::context::step_values(&state, definition),
+                record.attempts,
+                record.approval.clone(),
+                state.run.dry_run,
+                state.run.version.clone(),
+            )
         };
-        let prepared = match self.prepare_call(active, &run, definition) {
+        let prepared = match self.prepare_call(active, values.clone(), definition) {
             Ok(prepared) => prepared,
-            Err(err) => return self.finish_early(active, run_id, step_id, err).await,
+            Err(err) => return self.finish_early(active, position, err).await,
         };
-        let attempt = record.attempts + 1;
+        let attempt = attempts + 1;
         let ctx = step_context(run_id, step_id, attempt);
         let plugins = &active.plugins;
         let scope = self.secret_scope(&active.runbook, definition);
@@ -238,37 +230,32 @@ impl Engine {
                 return self
                     .finish_early(
                         active,
-                        run_id,
-                        step_id,
+                        position,
                         format!("cannot plan: {}", scope.mask(&err.message)),
                     )
                     .await;
             }
             Err(err) => {
-                return self
-                    .finish_early(active, run_id, step_id, err.to_string())
-                    .await;
+                return self.finish_early(active, position, err.to_string()).await;
             }
         };
-        let plan_hash = plan_hash(&run.version, &plan);
-        if run.dry_run {
-            return self
-                .finish_dry(active, run_id, step_id, &plan, &scope)
-                .await;
+        let plan_hash = plan_hash(&version, &plan);
+        if dry_run {
+            return self.finish_dry(active, position, &plan, &scope).await;
         }
 
         let sql = match self.sql_grants(&plan, &prepared) {
             Ok(sql) => sql,
-            Err(err) => return self.finish_early(active, run_id, step_id, err).await,
+            Err(err) => return self.finish_early(active, position, err).await,
         };
         if self.needs_approval_by(plugins, definition) || self.writes_need_approval(&plan) {
-            let approved = record.approval.as_ref().is_some_and(|approval| {
+            let approved = approval.as_ref().is_some_and(|approval| {
                 approval.plan_hash == plan_hash
                     && approval.decision.as_ref().is_some_and(|d| d.approved)
             });
             if !approved {
                 return self
-                    .request_approval(active, run_id, step_id, &plan, plan_hash)
+                    .request_approval(active, position, &plan, plan_hash)
                     .await;
             }
         }
@@ -276,16 +263,8 @@ impl Engine {
         // Record the attempt and make it durable before the side effect starts: after a crash
         // the step is then known to have started.
         let started = self
-            .update_step(active, run_id, step_id, StepStatus::Pending, |step| {
-                step.status = StepStatus::Running;
-                step.attempts = attempt;
-                step.retry_at = 0;
-                step.started_at = now_ms();
-                step.finished_at = 0;
-                step.error = None;
-                step.output = None;
-                step.wait = None;
-                vec![step_event(step)]
+            .update_step(active, position, StepStatus::Pending, |step| {
+                step.start(attempt, now_ms())
             })
             .await?;
         if !started {
@@ -300,7 +279,10 @@ impl Engine {
             self.inner.store.flush().await?;
         }
 
-        let ending = match self.pass_gates(active, run_id, step_id, &prepared).await {
+        // Everything the attempt prints goes through one batcher, in order and within the
+        // attempt's output budget.
+        let output = self.output_batcher(run_id, step_id);
+        let ending = match self.pass_gates(active, &output.sink(), &prepared).await {
             Err(refused) => refused,
             Ok(()) => {
                 let deadline = tokio::time::Instant::now() + prepared.timeout;
@@ -314,14 +296,14 @@ impl Engine {
                         })
                         .collect(),
                     sql,
-                    sink: self.output_sink(run_id, step_id),
+                    sink: output.sink(),
                     network: true,
                     deadline: Some(deadline),
                     secrets: scope.clone(),
                 };
-                let context = super::context::template_context(&run);
+                // A plugin's inputs are the params and the steps its templates read.
                 let inputs =
-                    serde_json::json!({ "params": context["params"], "steps": context["steps"] })
+                    serde_json::json!({ "params": values["params"], "steps": values["steps"] })
                         .to_string();
                 let execution = plugins.execute(
                     &definition.uses,
@@ -334,13 +316,17 @@ impl Engine {
                 let result = tokio::select! {
                     result = execution => result,
                     // Cancelling already recorded the step as cancelled.
-                    () = active.cancel.cancelled() => return Ok(()),
+                    () = active.cancel.cancelled() => {
+                        output.finish();
+                        return Ok(());
+                    }
                 };
                 match result {
                     Ok(Ok(Outcome::Waiting(waiting))) => {
                         self.record_verdict(active, &prepared, &Ending::Completed(None));
+                        output.finish();
                         return self
-                            .start_wait(active, run_id, step_id, waiting, &prepared, &scope)
+                            .start_wait(active, position, waiting, &prepared, &scope)
                             .await;
                     }
                     other => timed_out_if_late(
@@ -352,13 +338,15 @@ impl Engine {
             }
         };
         self.record_verdict(active, &prepared, &ending);
+        // The output is stored before the result, so it comes first in the run's events.
+        let summary = output.finish();
         self.finish_attempt(
             active,
-            run_id,
-            step_id,
+            position,
             StepStatus::Running,
             ending,
             definition.retry.as_ref(),
+            summary.omitted_bytes,
         )
         .await
     }
@@ -368,24 +356,14 @@ impl Engine {
     pub(super) async fn finish_attempt(
         &self,
         active: &Arc<ActiveRun>,
-        run_id: &str,
-        step_id: &str,
+        position: usize,
         expected: StepStatus,
         ending: Ending,
         retry: Option<&RetryPolicy>,
+        output_omitted: u64,
     ) -> Result<(), EngineError> {
-        self.update_step(active, run_id, step_id, expected, |step| {
-            let finished = now_ms();
-            step.wait = None;
-            step.history.push(AttemptRecord {
-                attempt: step.attempts,
-                started_at: step.started_at,
-                finished_at: finished,
-                error: match &ending {
-                    Ending::Completed(_) => None,
-                    Ending::Failed { error, .. } => Some(error.clone()),
-                },
-            });
+        self.update_step(active, position, expected, |step| {
+            step.log_omitted_bytes = step.log_omitted_bytes.saturating_add(output_omitted);
             let retry_delay = match (&ending, retry) {
                 (
                     Ending::Failed {
@@ -397,47 +375,7 @@ impl Engine {
                 }
                 _ => None,
             };
-            match (ending, retry_delay) {
-                (Ending::Completed(output), _) => {
-                    step.status = StepStatus::Completed;
-                    step.output = output;
-                }
-                (Ending::Failed { error, output, .. }, Some(delay)) => {
-                    let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                    step.status = StepStatus::Pending;
-                    step.retry_at = finished.saturating_add_unsigned(delay_ms);
-                    step.error = Some(error.clone());
-                    step.output = output;
-                    return vec![
-                        EventKind::StepRetrying {
-                            step_id: step.id.clone(),
-                            attempt: step.attempts,
-                            delay_ms,
-                            error,
-                        },
-                        step_event(step),
-                    ];
-                }
-                (
-                    Ending::Failed {
-                        error,
-                        output,
-                        class,
-                        ..
-                    },
-                    None,
-                ) => {
-                    step.status = if class == FailureClass::Timeout {
-                        StepStatus::TimedOut
-                    } else {
-                        StepStatus::Failed
-                    };
-                    step.error = Some(error);
-                    step.output = output;
-                }
-            }
-            step.finished_at = finished;
-            vec![step_event(step)]
+            step.finish(ending, retry_delay, now_ms())
         })
         .await?;
         Ok(())
@@ -448,8 +386,7 @@ impl Engine {
     async fn start_wait(
         &self,
         active: &Arc<ActiveRun>,
-        run_id: &str,
-        step_id: &str,
+        position: usize,
         waiting: Waiting,
         prepared: &Prepared,
         scope: &SecretScope,
@@ -470,9 +407,8 @@ impl Engine {
             humantime::format_duration(limit)
         ));
         let changed = self
-            .update_step(active, run_id, step_id, StepStatus::Running, |step| {
-                step.status = StepStatus::Waiting;
-                step.wait = Some(AsyncWait {
+            .update_step(active, position, StepStatus::Running, |step| {
+                let wait = AsyncWait {
                     token: waiting.resume_token,
                     invocation_id: waiting.invocation_id,
                     resume_at: now.saturating_add_unsigned(waiting.poll_after_ms),
@@ -480,15 +416,8 @@ impl Engine {
                         .saturating_add_unsigned(u64::try_from(limit.as_millis()).unwrap_or(0)),
                     since: now,
                     poll_ms: waiting.poll_after_ms,
-                });
-                vec![
-                    step_event(step),
-                    EventKind::StepOutput {
-                        step_id: step.id.clone(),
-                        stream: OutputStream::Log,
-                        line: format!("info: {message}"),
-                    },
-                ]
+                };
+                step.wait_for(wait, &message)
             })
             .await?;
         if changed {
@@ -519,8 +448,7 @@ impl Engine {
     async fn request_approval(
         &self,
         active: &Arc<ActiveRun>,
-        run_id: &str,
-        step_id: &str,
+        position: usize,
         plan: &Plan,
         plan_hash: String,
     ) -> Result<(), EngineError> {
@@ -534,16 +462,8 @@ impl Engine {
             requested_at: now_ms(),
             decision: None,
         };
-        self.update_step(active, run_id, step_id, StepStatus::Pending, |step| {
-            step.status = StepStatus::Waiting;
-            step.approval = Some(approval.clone());
-            vec![
-                step_event(step),
-                EventKind::ApprovalRequested {
-                    step_id: step.id.clone(),
-                    approval,
-                },
-            ]
+        self.update_step(active, position, StepStatus::Pending, |step| {
+            step.ask_approval(approval)
         })
         .await?;
         self.inner.store.flush().await?;
@@ -554,19 +474,13 @@ impl Engine {
     async fn finish_dry(
         &self,
         active: &Arc<ActiveRun>,
-        run_id: &str,
-        step_id: &str,
+        position: usize,
         plan: &Plan,
         scope: &SecretScope,
     ) -> Result<(), EngineError> {
         let output = serde_json::json!({ "dry_run": true, "plan": plan_for_humans(plan, scope) });
-        self.update_step(active, run_id, step_id, StepStatus::Pending, |step| {
-            let now = now_ms();
-            step.status = StepStatus::Completed;
-            step.started_at = now;
-            step.finished_at = now;
-            step.output = Some(output);
-            vec![step_event(step)]
+        self.update_step(active, position, StepStatus::Pending, |step| {
+            step.finish_dry(output, now_ms())
         })
         .await?;
         Ok(())
@@ -576,65 +490,42 @@ impl Engine {
     async fn finish_early(
         &self,
         active: &Arc<ActiveRun>,
-        run_id: &str,
-        step_id: &str,
+        position: usize,
         error: String,
     ) -> Result<(), EngineError> {
-        self.update_step(active, run_id, step_id, StepStatus::Pending, |step| {
-            step.status = StepStatus::Failed;
-            step.error = Some(error);
-            step.finished_at = now_ms();
-            step.wait = None;
-            vec![step_event(step)]
+        self.update_step(active, position, StepStatus::Pending, |step| {
+            step.fail_before_start(error, now_ms())
         })
         .await?;
         Ok(())
     }
 
     /// Changes one step if it is still in `expected` (a cancel or an operator decision may
-    /// have moved it meanwhile). Returns whether it changed.
+    /// have moved it meanwhile) and commits it. Returns whether it changed.
     pub(super) async fn update_step(
         &self,
         active: &Arc<ActiveRun>,
-        run_id: &str,
-        step_id: &str,
+        position: usize,
         expected: StepStatus,
         change: impl FnOnce(&mut crate::store::StepRecord) -> Vec<EventKind>,
     ) -> Result<bool, EngineError> {
-        let _guard = active.lock.lock().await;
-        let mut run: RunRecord = self.load_run(run_id)?;
-        if run.status.is_terminal() {
-            return Ok(false);
-        }
-        let Some(step) = run.step_mut(step_id).filter(|step| step.status == expected) else {
-            return Ok(false);
-        };
-        let events = change(step);
-        self.commit(&run, events)?;
-        Ok(true)
+        self.transition(active, |state| {
+            if state.run.status.is_terminal() || state.run.steps[position].status != expected {
+                return Ok((Default::default(), Vec::new(), false));
+            }
+            let (events, changes) = super::changed_step(state, position, change);
+            Ok((changes, events, true))
+        })
     }
 
-    /// Streams a step's output lines into its run's event log as they come.
-    pub(super) fn output_sink(&self, run_id: &str, step_id: &str) -> EventSink {
+    /// The batcher of one attempt's (or one look's) output: batches of lines are stored in
+    /// the run's event log and published, within the daemon's output budget.
+    pub(super) fn output_batcher(&self, run_id: &str, step_id: &str) -> OutputBatcher {
         let store = self.inner.store.clone();
         let publisher = self.inner.publisher.clone();
         let run_id = run_id.to_owned();
         let step_id = step_id.to_owned();
-        Arc::new(move |event| {
-            let (stream, line) = match event {
-                PluginEvent::Output {
-                    stream: StreamKind::Stdout,
-                    line,
-                } => (OutputStream::Stdout, line),
-                PluginEvent::Output {
-                    stream: StreamKind::Stderr,
-                    line,
-                } => (OutputStream::Stderr, line),
-                PluginEvent::Log { level, message } => (
-                    OutputStream::Log,
-                    format!("{}: {message}", level_label(level)),
-                ),
-            };
+        let emit: EmitBatch = Arc::new(move |stream, line| {
             match store.append(
                 &run_id,
                 vec![EventKind::StepOutput {
@@ -648,7 +539,11 @@ impl Engine {
                     tracing::error!(run = %run_id, error = %err, "cannot store step output")
                 }
             }
-        })
+        });
+        OutputBatcher::new(
+            emit,
+            OutputLimits::with_budget(self.inner.policy.output_budget),
+        )
     }
 }
 
@@ -691,17 +586,6 @@ fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
 
 fn parse_output(text: &str) -> Option<serde_json::Value> {
     Some(serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned())))
-}
-
-/// The label of a plugin's log level, as shown before the message.
-fn level_label(level: crate::plugins::Level) -> &'static str {
-    use crate::plugins::Level;
-    match level {
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    }
 }
 
 /// Identifies one attempt. The key is stable for (run, step, attempt).

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::step::{Ending, ending_of, step_context};
-use super::{ActiveRun, Engine, EngineError, find_step, status_label, step_event};
+use super::step::{ending_of, step_context};
+use super::transition::Ending;
+use super::{ActiveRun, Engine, EngineError, lock, status_label};
 use crate::plugins::{Grant, Outcome, PluginError};
 use crate::runbook::retry::FailureClass;
-use crate::store::{AttemptRecord, EventKind, OutputStream, RunRecord, StepStatus, now_ms};
+use crate::store::{RunRecord, StepStatus, now_ms};
 
 /// How a step is ended from outside.
 #[derive(Debug, Clone)]
@@ -25,18 +26,24 @@ impl Engine {
         &self,
         active: &Arc<ActiveRun>,
         run_id: &str,
-        step_id: &str,
+        position: usize,
     ) -> Result<(), EngineError> {
-        let run = self.load_run(run_id)?;
-        let (Some(record), Some(definition)) = (run.step(step_id), active.runbook.step(step_id))
-        else {
-            return Ok(());
+        let definition = &active.runbook.steps[position];
+        let step_id = definition.id.as_str();
+        let (values, attempts, wait) = {
+            let state = lock(&active.state);
+            let record = &state.run.steps[position];
+            let wait = record
+                .wait
+                .clone()
+                .filter(|_| record.status == StepStatus::Waiting);
+            (
+                super::context::step_values(&state, definition),
+                record.attempts,
+                wait,
+            )
         };
-        let Some(wait) = record
-            .wait
-            .clone()
-            .filter(|_| record.status == StepStatus::Waiting)
-        else {
+        let Some(wait) = wait else {
             return Ok(());
         };
         let now = now_ms();
@@ -58,10 +65,10 @@ impl Engine {
             };
             // The far side may still be working: starting it again is not ours to decide.
             return self
-                .finish_attempt(active, run_id, step_id, StepStatus::Waiting, ending, None)
+                .finish_attempt(active, position, StepStatus::Waiting, ending, None, 0)
                 .await;
         }
-        let prepared = match self.prepare_call(active, &run, definition) {
+        let prepared = match self.prepare_call(active, values, definition) {
             Ok(prepared) => prepared,
             Err(err) => {
                 let ending = Ending::Failed {
@@ -71,7 +78,7 @@ impl Engine {
                     retry_after: None,
                 };
                 return self
-                    .finish_attempt(active, run_id, step_id, StepStatus::Waiting, ending, None)
+                    .finish_attempt(active, position, StepStatus::Waiting, ending, None, 0)
                     .await;
             }
         };
@@ -82,26 +89,25 @@ impl Engine {
         } else {
             prepared.timeout
         };
-        if let Err(refused) = self.pass_gates(active, run_id, step_id, &prepared).await {
+        let output = self.output_batcher(run_id, step_id);
+        if let Err(refused) = self.pass_gates(active, &output.sink(), &prepared).await {
             // An open circuit postpones the look; it does not end the wait.
             let Ending::Failed { error, .. } = refused else {
                 return Ok(());
             };
-            return self
-                .look_again(active, run_id, step_id, None, Some(error))
-                .await;
+            return self.look_again(active, position, None, Some(error)).await;
         }
         let grant = Grant {
             processes: Vec::new(),
             sql: Vec::new(),
-            sink: self.output_sink(run_id, step_id),
+            sink: output.sink(),
             network: true,
             deadline: Some(tokio::time::Instant::now() + timeout),
             secrets: scope.clone(),
         };
         let call = active.plugins.resume(
             &definition.uses,
-            step_context(run_id, step_id, record.attempts),
+            step_context(run_id, step_id, attempts),
             &prepared.config,
             &wait.token,
             grant,
@@ -109,13 +115,17 @@ impl Engine {
         );
         let result = tokio::select! {
             result = call => result,
-            () = active.cancel.cancelled() => return Ok(()),
+            () = active.cancel.cancelled() => {
+                output.finish();
+                return Ok(());
+            }
         };
+        // What the look printed is stored before what it found.
+        let summary = output.finish();
         match result {
             Ok(Ok(Outcome::Waiting(waiting))) => {
                 self.record_verdict(active, &prepared, &Ending::Completed(None));
-                self.look_again(active, run_id, step_id, Some(waiting), None)
-                    .await
+                self.look_again(active, position, Some(waiting), None).await
             }
             // A look that failed on the way (a refused connection, a timeout) says nothing
             // about the work: look again at the next poll.
@@ -125,14 +135,12 @@ impl Engine {
                 let Ending::Failed { error, .. } = ending else {
                     return Ok(());
                 };
-                self.look_again(active, run_id, step_id, None, Some(error))
-                    .await
+                self.look_again(active, position, None, Some(error)).await
             }
             Err(PluginError::Timeout { .. }) => {
                 self.look_again(
                     active,
-                    run_id,
-                    step_id,
+                    position,
                     None,
                     Some(format!(
                         "the check did not answer within {}",
@@ -146,11 +154,11 @@ impl Engine {
                 self.record_verdict(active, &prepared, &ending);
                 self.finish_attempt(
                     active,
-                    run_id,
-                    step_id,
+                    position,
                     StepStatus::Waiting,
                     ending,
                     definition.retry.as_ref(),
+                    summary.omitted_bytes,
                 )
                 .await
             }
@@ -162,33 +170,13 @@ impl Engine {
     async fn look_again(
         &self,
         active: &Arc<ActiveRun>,
-        run_id: &str,
-        step_id: &str,
+        position: usize,
         waiting: Option<crate::plugins::Waiting>,
         problem: Option<String>,
     ) -> Result<(), EngineError> {
-        self.update_step(active, run_id, step_id, StepStatus::Waiting, |step| {
-            let Some(wait) = &mut step.wait else {
-                return Vec::new();
-            };
-            let mut poll = wait.poll_ms;
-            if let Some(waiting) = waiting {
-                wait.token = waiting.resume_token;
-                poll = waiting.poll_after_ms;
-                wait.poll_ms = poll;
-            }
-            wait.resume_at = now_ms().saturating_add_unsigned(poll);
-            problem
-                .map(|problem| EventKind::StepOutput {
-                    step_id: step.id.clone(),
-                    stream: OutputStream::Log,
-                    line: format!(
-                        "warn: {problem}; looking again in {}",
-                        humantime::format_duration(Duration::from_millis(poll))
-                    ),
-                })
-                .into_iter()
-                .collect()
+        self.update_step(active, position, StepStatus::Waiting, |step| {
+            let answer = waiting.map(|waiting| (waiting.resume_token, waiting.poll_after_ms));
+            step.look_again(answer, problem, now_ms())
         })
         .await?;
         Ok(())
@@ -203,12 +191,13 @@ impl Engine {
         completion: Completion,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide(run_id, step, |run, step| {
-            let run_id = run.id.clone();
-            let step_id = run
+        self.decide_run(run_id, |state| {
+            let run_id = state.run.id.clone();
+            let position = state
+                .run
                 .steps
                 .iter()
-                .find(|record| {
+                .position(|record| {
                     record.id == step
                         || record
                             .wait
@@ -216,71 +205,27 @@ impl Engine {
                             .and_then(|wait| wait.invocation_id.as_deref())
                             == Some(step)
                 })
-                .map(|record| record.id.clone())
-                .unwrap_or_else(|| step.to_owned());
-            let record = find_step(run, &step_id)?;
+                .ok_or_else(|| EngineError::UnknownStep {
+                    run: run_id.clone(),
+                    step: step.to_owned(),
+                })?;
+            let record = &state.run.steps[position];
+            let step_id = record.id.clone();
             if record.status != StepStatus::Waiting || record.wait.is_none() {
                 return Err(EngineError::WrongState(format!(
                     "step `{step_id}` of run {run_id} is {}, not waiting for an async invocation",
                     status_label(record.status)
                 )));
             }
-            let now = now_ms();
-            let error = match &completion {
-                Completion::Completed(_) => None,
-                Completion::Failed(reason) => Some(format!(
-                    "failed by {by}: {}",
-                    if reason.is_empty() {
-                        "no reason given"
-                    } else {
-                        reason
-                    }
-                )),
+            let completion = match completion {
+                Completion::Completed(output) => Ok(output),
+                Completion::Failed(reason) => Err(reason),
             };
-            record.history.push(AttemptRecord {
-                attempt: record.attempts,
-                started_at: record.started_at,
-                finished_at: now,
-                error: error.clone(),
+            let (events, changes) = super::changed_step(state, position, |record| {
+                record.complete_from_outside(completion, by, now_ms())
             });
-            record.wait = None;
-            record.finished_at = now;
-            match completion {
-                Completion::Completed(output) => {
-                    record.status = StepStatus::Completed;
-                    record.output = output;
-                    record.error = None;
-                }
-                Completion::Failed(_) => {
-                    record.status = StepStatus::Failed;
-                    record.error = error;
-                }
-            }
-            Ok(vec![
-                EventKind::StepOutput {
-                    step_id: record.id.clone(),
-                    stream: OutputStream::Log,
-                    line: format!("info: {} from outside by {by}", status_label(record.status)),
-                },
-                step_event(record),
-            ])
+            Ok((changes, events))
         })
         .await
     }
-}
-
-/// The next moment a run's waiting steps need a look: a poll or a deadline.
-pub(super) fn next_look(run: &RunRecord) -> Option<i64> {
-    run.steps
-        .iter()
-        .filter(|step| step.status == StepStatus::Waiting)
-        .filter_map(|step| step.wait.as_ref())
-        .map(|wait| {
-            if wait.deadline > 0 {
-                wait.resume_at.min(wait.deadline)
-            } else {
-                wait.resume_at
-            }
-        })
-        .min()
 }

@@ -6,8 +6,8 @@ use crate::catalog::Entry;
 use crate::events::DaemonEvent;
 use crate::runbook::{Diagnostic, Runbook};
 use crate::store::{
-    ApprovalRecord, EventKind, EventRecord, HistoryEntry, OutputStream, RunRecord, RunStatus,
-    StepRecord, StepStatus,
+    ApprovalRecord, EventKind, EventRecord, HistoryEntry, INLINE_OUTPUT_BYTES, OutputStream,
+    RunRecord, RunStatus, StepRecord, StepStatus,
 };
 
 pub fn run_status(status: RunStatus) -> pb::RunStatus {
@@ -70,13 +70,28 @@ pub fn approval(record: &ApprovalRecord) -> pb::Approval {
     }
 }
 
-fn step(record: &StepRecord) -> pb::StepRun {
+/// A step of a `Run` message; its output inline when it fits in what is left of `budget`.
+fn step(record: &StepRecord, budget: &mut usize) -> pb::StepRun {
+    let size = record
+        .output
+        .as_ref()
+        .map_or(record.output_bytes as usize, crate::store::json_len);
+    let inline = record
+        .output
+        .as_ref()
+        .filter(|_| size <= INLINE_OUTPUT_BYTES && size <= *budget);
+    if inline.is_some() {
+        *budget -= size;
+    }
     pb::StepRun {
         id: record.id.clone(),
         uses: record.uses.clone(),
         status: step_status(record.status).into(),
         attempts: record.attempts,
-        output_json: json_text(record.output.as_ref()),
+        output_json: json_text(inline),
+        output_bytes: size as u64,
+        output_omitted: inline.is_none() && size > 0,
+        log_omitted_bytes: record.log_omitted_bytes,
         error: record.error.clone().unwrap_or_default(),
         started_at: record.started_at,
         finished_at: record.finished_at,
@@ -129,14 +144,23 @@ pub fn target(status: &crate::targets::TargetStatus) -> pb::TargetState {
     }
 }
 
+/// Outputs a `Run` message carries inline in all, so that a run of many steps with large
+/// outputs stays far below the API's message limit; the rest are read with GetStepOutput.
+const RUN_INLINE_OUTPUTS: usize = 1024 * 1024;
+
 pub fn run(record: &RunRecord, last_seq: u64) -> pb::Run {
+    let mut budget = RUN_INLINE_OUTPUTS;
     pb::Run {
         id: record.id.clone(),
         runbook: record.runbook.clone(),
         version: record.version.clone(),
         status: run_status(record.status).into(),
         params_json: serde_json::Value::Object(record.params.clone()).to_string(),
-        steps: record.steps.iter().map(step).collect(),
+        steps: record
+            .steps
+            .iter()
+            .map(|record| step(record, &mut budget))
+            .collect(),
         created_at: record.created_at,
         started_at: record.started_at,
         finished_at: record.finished_at,
@@ -159,12 +183,14 @@ pub fn event(record: &EventRecord) -> pb::RunEvent {
             attempt,
             error,
             output,
+            output_omitted,
         } => Kind::StepStatus(pb::StepStatusChanged {
             step_id: step_id.clone(),
             status: step_status(*status).into(),
             attempt: *attempt,
             error: error.clone().unwrap_or_default(),
             output_json: json_text(output.as_ref()),
+            output_omitted: *output_omitted,
         }),
         EventKind::StepOutput {
             step_id,

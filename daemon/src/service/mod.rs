@@ -23,6 +23,8 @@ use crate::vault::Vault;
 /// Runs listed when a request sets no limit, and the most a page may hold.
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
+/// The most bytes of a step output one GetStepOutput answer carries.
+const OUTPUT_PAGE: usize = 1024 * 1024;
 /// How long `GetRun` waits for a run's newest events to reach the disk.
 const SETTLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -288,6 +290,42 @@ impl RunbookApi for RunbookService {
             .await?
             .ok_or_else(|| Status::not_found(format!("no run matches `{id}`")))?;
         Ok(Response::new(convert::run(&run, last_seq)))
+    }
+
+    async fn get_step_output(
+        &self,
+        request: Request<pb::GetStepOutputRequest>,
+    ) -> Result<Response<pb::StepOutputPage>, Status> {
+        let request = request.into_inner();
+        let store = self.engine.store();
+        let id = store.resolve_run_id(&request.run_id)?;
+        let (attempt, text) = store
+            .step_output(&id, &request.step_id, request.attempt)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "step `{}` of run {id} has no output{}",
+                    request.step_id,
+                    request
+                        .attempt
+                        .map(|attempt| format!(" for attempt {attempt}"))
+                        .unwrap_or_default()
+                ))
+            })?;
+        let limit = match request.limit {
+            0 => OUTPUT_PAGE,
+            n => (n as usize).min(OUTPUT_PAGE),
+        };
+        let total = text.len();
+        let offset = usize::try_from(request.offset)
+            .unwrap_or(usize::MAX)
+            .min(total);
+        let end = offset.saturating_add(limit).min(total);
+        Ok(Response::new(pb::StepOutputPage {
+            attempt,
+            total_bytes: total as u64,
+            offset: offset as u64,
+            data: text[offset..end].to_vec(),
+        }))
     }
 
     async fn list_runs(

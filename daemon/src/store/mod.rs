@@ -1,25 +1,35 @@
-//! The only module that touches sled: typed trees for runbook versions, runs, events and
-//! metadata; key encoding; the schema version; and when data is flushed to disk.
+//! The only module that touches sled: typed trees for runbook versions, runs, their steps
+//! and outputs, events and metadata; key encoding; the schema version and its migrations; and
+//! when data is flushed to disk (through one flusher thread).
 //!
-//! Every state change is committed here before it is published or acted on. A run and the
-//! events describing its change are written in one transaction, so a crash never leaves a
-//! status without its event or an event without its status.
+//! Every state change is committed here before it is published or acted on. A transition
+//! writes only the records it changes (a run's header, one record per step, one output per
+//! step attempt) together with the events describing it, in one transaction, so a crash never
+//! leaves a status without its event or an event without its status, and the cost of a
+//! transition does not grow with the run.
 
+mod flusher;
+mod migrate;
 mod records;
+mod runs;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use sled::Transactional;
-
 pub use records::{
     ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
-    OutputStream, RunRecord, RunStatus, StepRecord, StepStatus, VersionRecord, now_ms,
+    INLINE_OUTPUT_BYTES, OutputStream, RunRecord, RunStatus, StepRecord, StepStatus, VersionRecord,
+    json_len, now_ms,
 };
+pub use runs::Changes;
 
-/// The layout of the trees below; bumped when it changes incompatibly.
-const SCHEMA_VERSION: u32 = 1;
+/// The layout of the trees below; bumped when it changes incompatibly, with a migration from
+/// every earlier layout in `migrate.rs`.
+///
+/// 1: one `runs` record per run holding every step and output. 2: `runs` holds headers,
+/// `steps` one record per step, `outputs` one record per step attempt.
+const SCHEMA_VERSION: u32 = 2;
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +39,13 @@ pub enum StoreError {
     #[error("corrupt record in the database: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error(
-        "the data directory was written by a runbookd with schema {found}; this one reads schema {SCHEMA_VERSION}"
+        "the data directory was written by a newer runbookd (schema {found}); this one reads schema {SCHEMA_VERSION} and older"
     )]
     Schema { found: u32 },
+    #[error("cannot migrate the data directory from schema {from}: {reason}")]
+    Migration { from: u32, reason: String },
+    #[error("cannot flush the database: {0}")]
+    Flush(String),
     #[error("no run matches `{0}`")]
     RunNotFound(String),
     #[error("`{prefix}` matches several runs ({examples}); give more of the id")]
@@ -58,7 +72,12 @@ struct Inner {
     history: sled::Tree,
     /// Held while a history entry is appended, so numbers are gap-free.
     history_lock: Mutex<()>,
+    /// Run headers by run id.
     runs: sled::Tree,
+    /// Step records by run id and step index.
+    steps: sled::Tree,
+    /// Step outputs by run id, step index and attempt.
+    outputs: sled::Tree,
     events: sled::Tree,
     /// The last sequence number given to each run's events, loaded lazily. Held while an
     /// event is written so that numbers are gap-free and in order.
@@ -68,35 +87,47 @@ struct Inner {
     durable_seq: Mutex<HashMap<String, u64>>,
     /// Bumped whenever `durable_seq` grows, to wake readers waiting for an event to settle.
     durable_changed: tokio::sync::watch::Sender<u64>,
+    /// Declared last so that it is dropped last: it flushes once more when it goes.
+    flusher: flusher::Flusher,
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, migrating a data directory written by an
+    /// older runbookd first.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        // Sled's own periodic flusher is off: the store's flusher thread is the only one.
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(raw) => {
-                let found = serde_json::from_slice(&raw)?;
-                if found != SCHEMA_VERSION {
+                let found: u32 = serde_json::from_slice(&raw)?;
+                if found > SCHEMA_VERSION {
                     return Err(StoreError::Schema { found });
+                }
+                if found < SCHEMA_VERSION {
+                    migrate::migrate(&db, &meta, found)?;
                 }
             }
             None => {
                 meta.insert("schema_version", serde_json::to_vec(&SCHEMA_VERSION)?)?;
             }
         }
+        let flusher = flusher::Flusher::start(db.clone())
+            .map_err(|err| StoreError::Flush(err.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 versions: db.open_tree("runbook_versions")?,
                 history: db.open_tree("runbook_history")?,
                 history_lock: Mutex::new(()),
                 runs: db.open_tree("runs")?,
+                steps: db.open_tree("steps")?,
+                outputs: db.open_tree("outputs")?,
                 events: db.open_tree("events")?,
                 db,
                 last_seq: Mutex::new(HashMap::new()),
                 durable_seq: Mutex::new(HashMap::new()),
                 durable_changed: tokio::sync::watch::Sender::new(0),
+                flusher,
             }),
         })
     }
@@ -110,8 +141,7 @@ impl Store {
     /// Makes everything written so far durable. Called before a side effect starts and before
     /// a change is acknowledged; concurrent callers share one disk flush.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
-        Ok(())
+        self.inner.flusher.flush().await.map_err(StoreError::Flush)
     }
 
     /// Stores a runbook version; returns false when that exact content was already stored.
@@ -205,232 +235,15 @@ impl Store {
             .transpose()
             .map_err(Into::into)
     }
+}
 
-    /// Writes a run and appends `events` to its log, atomically. Returns the stored events
-    /// with their sequence numbers, ready to publish.
-    pub fn commit(
-        &self,
-        run: &RunRecord,
-        events: Vec<EventKind>,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        self.write(&run.id, Some(run), events)
-    }
-
-    /// Appends events to a run's log without changing the run (output lines, say).
-    pub fn append(
-        &self,
-        run_id: &str,
-        events: Vec<EventKind>,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        self.write(run_id, None, events)
-    }
-
-    fn write(
-        &self,
-        run_id: &str,
-        run: Option<&RunRecord>,
-        events: Vec<EventKind>,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        let run_bytes = run.map(serde_json::to_vec).transpose()?;
-        let mut counters = guard(&self.inner.last_seq);
-        let last = match counters.get(run_id) {
-            Some(last) => *last,
-            None => {
-                // First write of this run by this process: what is on disk was written by an
-                // earlier process and survived it, so it is durable.
-                let stored = self.stored_last_seq(run_id)?;
-                guard(&self.inner.durable_seq).insert(run_id.to_owned(), stored);
-                stored
-            }
-        };
-        let at = now_ms();
-        let records: Vec<EventRecord> = events
-            .into_iter()
-            .zip(last + 1..)
-            .map(|(kind, seq)| EventRecord {
-                run_id: run_id.to_owned(),
-                seq,
-                at,
-                kind,
-            })
-            .collect();
-        let encoded: Vec<(Vec<u8>, Vec<u8>)> = records
-            .iter()
-            .map(|event| Ok((event_key(run_id, event.seq), serde_json::to_vec(event)?)))
-            .collect::<Result<_, serde_json::Error>>()?;
-        // No I/O in here: sled may run the closure more than once.
-        (&self.inner.runs, &self.inner.events)
-            .transaction(|(runs, events)| {
-                if let Some(bytes) = &run_bytes {
-                    runs.insert(run_id.as_bytes(), bytes.as_slice())?;
-                }
-                for (key, value) in &encoded {
-                    events.insert(key.as_slice(), value.as_slice())?;
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|err| match err {
-                sled::transaction::TransactionError::Storage(err) => StoreError::Sled(err),
-                sled::transaction::TransactionError::Abort(()) => {
-                    StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
-                }
-            })?;
-        counters.insert(run_id.to_owned(), last + records.len() as u64);
-        Ok(records)
-    }
-
-    fn stored_last_seq(&self, run_id: &str) -> Result<u64, StoreError> {
-        let prefix = event_prefix(run_id);
-        match self.inner.events.scan_prefix(&prefix).next_back() {
-            Some(entry) => {
-                let (key, _) = entry?;
-                Ok(decode_seq(&key[prefix.len()..]))
-            }
-            None => Ok(0),
+/// The error of a transaction whose closure never aborts.
+fn transaction_error(err: sled::transaction::TransactionError<()>) -> StoreError {
+    match err {
+        sled::transaction::TransactionError::Storage(err) => StoreError::Sled(err),
+        sled::transaction::TransactionError::Abort(()) => {
+            StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
         }
-    }
-
-    /// Records that `events` are on disk (called after a flush that followed their write).
-    pub fn mark_durable(&self, events: &[EventRecord]) {
-        let mut durable = guard(&self.inner.durable_seq);
-        for event in events {
-            let seq = durable.entry(event.run_id.clone()).or_default();
-            *seq = (*seq).max(event.seq);
-        }
-        drop(durable);
-        self.inner
-            .durable_changed
-            .send_modify(|generation| *generation = generation.wrapping_add(1));
-    }
-
-    /// A run with the sequence number of its newest event, once every event already written
-    /// for it is durable: what the record shows can then be read back as events. Waits at most
-    /// `patience` (the group commit takes milliseconds), then answers with what is durable.
-    pub async fn settled_run(
-        &self,
-        id: &str,
-        patience: std::time::Duration,
-    ) -> Result<Option<(RunRecord, u64)>, StoreError> {
-        let mut changed = self.inner.durable_changed.subscribe();
-        let Some(run) = self.run(id)? else {
-            return Ok(None);
-        };
-        let written = match guard(&self.inner.last_seq).get(id) {
-            Some(last) => *last,
-            None => self.stored_last_seq(id)?,
-        };
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            let durable = self.last_seq(id)?;
-            if durable >= written {
-                return Ok(Some((run, durable)));
-            }
-            if tokio::time::timeout_at(deadline, changed.changed())
-                .await
-                .is_err()
-            {
-                return Ok(Some((run, durable)));
-            }
-        }
-    }
-
-    /// The sequence number of a run's newest durable event (0 when it has none).
-    pub fn last_seq(&self, run_id: &str) -> Result<u64, StoreError> {
-        match guard(&self.inner.durable_seq).get(run_id) {
-            Some(last) => Ok(*last),
-            None => self.stored_last_seq(run_id),
-        }
-    }
-
-    /// A run by its full id.
-    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        self.inner
-            .runs
-            .get(id.as_bytes())?
-            .map(|raw| serde_json::from_slice(&raw))
-            .transpose()
-            .map_err(Into::into)
-    }
-
-    /// The full id of the one run whose id starts with `prefix`.
-    pub fn resolve_run_id(&self, prefix: &str) -> Result<String, StoreError> {
-        let not_found = || StoreError::RunNotFound(prefix.to_owned());
-        if prefix.is_empty() {
-            return Err(not_found());
-        }
-        let mut matches = self.inner.runs.scan_prefix(prefix.as_bytes()).keys();
-        let first = matches.next().ok_or_else(not_found)??;
-        let others: Vec<String> = matches
-            .take(3)
-            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
-            .collect::<Result<_, sled::Error>>()?;
-        if others.is_empty() {
-            return Ok(String::from_utf8_lossy(&first).into_owned());
-        }
-        let mut examples = vec![String::from_utf8_lossy(&first).into_owned()];
-        examples.extend(others);
-        Err(StoreError::AmbiguousRunId {
-            prefix: prefix.to_owned(),
-            examples: examples.join(", "),
-        })
-    }
-
-    /// Runs newest first (ids sort by creation time), starting after `after` when given.
-    pub fn list_runs(
-        &self,
-        filter: &RunFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        let range = match after {
-            Some(after) => self.inner.runs.range(..after.as_bytes()),
-            None => self.inner.runs.iter(),
-        };
-        let mut runs = Vec::new();
-        for entry in range.rev() {
-            let (_, raw) = entry?;
-            let run: RunRecord = serde_json::from_slice(&raw)?;
-            let wanted = filter
-                .runbook
-                .as_ref()
-                .is_none_or(|name| *name == run.runbook)
-                && filter.status.is_none_or(|status| status == run.status);
-            if wanted {
-                runs.push(run);
-                if runs.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(runs)
-    }
-
-    /// Runs that had not ended when the daemon last stopped.
-    pub fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let mut runs = Vec::new();
-        for entry in self.inner.runs.iter() {
-            let (_, raw) = entry?;
-            let run: RunRecord = serde_json::from_slice(&raw)?;
-            if !run.status.is_terminal() {
-                runs.push(run);
-            }
-        }
-        Ok(runs)
-    }
-
-    /// A run's durable events with a sequence number above `after`, in order.
-    pub fn events_after(&self, run_id: &str, after: u64) -> Result<Vec<EventRecord>, StoreError> {
-        let durable = self.last_seq(run_id)?;
-        if durable <= after {
-            return Ok(Vec::new());
-        }
-        let start = event_key(run_id, after.saturating_add(1));
-        let end = event_key(run_id, durable);
-        self.inner
-            .events
-            .range(start..=end)
-            .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
-            .collect()
     }
 }
 
@@ -454,20 +267,6 @@ fn history_prefix(name: &str) -> Vec<u8> {
 /// Big-endian so that sled's byte order is the history's order.
 fn history_key(name: &str, number: u32) -> Vec<u8> {
     [history_prefix(name).as_slice(), &number.to_be_bytes()].concat()
-}
-
-/// Run ids never contain `/`, so `<run id>/` prefixes exactly one run's events.
-fn event_prefix(run_id: &str) -> Vec<u8> {
-    [run_id.as_bytes(), b"/"].concat()
-}
-
-/// Big-endian so that sled's byte order is numeric order.
-fn event_key(run_id: &str, seq: u64) -> Vec<u8> {
-    [event_prefix(run_id).as_slice(), &seq.to_be_bytes()].concat()
-}
-
-fn decode_seq(bytes: &[u8]) -> u64 {
-    bytes.try_into().map(u64::from_be_bytes).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -503,8 +302,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("open");
+            let first = run("r1");
             store
-                .commit(&run("r1"), vec![log("a"), log("b")])
+                .commit(&first, &Changes::all(&first), vec![log("a"), log("b")])
                 .expect("commit");
             let last = store.append("r1", vec![log("c")]).expect("append");
             store.mark_durable(&last);
@@ -568,8 +368,12 @@ mod tests {
     fn run_ids_resolve_by_unique_prefix() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        store.commit(&run("01AB"), vec![]).expect("commit");
-        store.commit(&run("01AC"), vec![]).expect("commit");
+        for id in ["01AB", "01AC"] {
+            let run = run(id);
+            store
+                .commit(&run, &Changes::all(&run), vec![])
+                .expect("commit");
+        }
         assert_eq!(store.resolve_run_id("01AB").expect("unique"), "01AB");
         assert!(matches!(
             store.resolve_run_id("01A"),

@@ -59,7 +59,8 @@ impl StepStatus {
     }
 }
 
-/// One run of one pinned runbook version.
+/// One run of one pinned runbook version. Serialized, it is the run's header: its steps are
+/// stored one record each, and their outputs in a tree of their own.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
     pub id: String,
@@ -68,6 +69,7 @@ pub struct RunRecord {
     pub version: String,
     pub status: RunStatus,
     pub params: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip)]
     pub steps: Vec<StepRecord>,
     pub created_at: i64,
     pub started_at: i64,
@@ -99,7 +101,12 @@ pub struct StepRecord {
     pub status: StepStatus,
     /// Attempts started so far; the current one when running.
     pub attempts: u32,
+    /// The output of the newest attempt; stored apart, keyed by run, step and attempt.
+    #[serde(skip)]
     pub output: Option<serde_json::Value>,
+    /// Size of the stored output's JSON, when read from the store (0 otherwise).
+    #[serde(skip)]
+    pub output_bytes: u64,
     pub error: Option<String>,
     pub started_at: i64,
     pub finished_at: i64,
@@ -113,6 +120,10 @@ pub struct StepRecord {
     /// Every finished attempt, oldest first.
     #[serde(default)]
     pub history: Vec<AttemptRecord>,
+    /// Bytes of output lines left out of the stored log because an attempt printed more than
+    /// the daemon's output budget (its start and end are kept).
+    #[serde(default)]
+    pub log_omitted_bytes: u64,
     /// Set while the step waits for an async invocation to finish.
     #[serde(default)]
     pub wait: Option<AsyncWait>,
@@ -155,6 +166,7 @@ impl StepRecord {
             status: StepStatus::Pending,
             attempts: 0,
             output: None,
+            output_bytes: 0,
             error: None,
             started_at: 0,
             finished_at: 0,
@@ -162,6 +174,7 @@ impl StepRecord {
             upstream_failed: false,
             retry_at: 0,
             history: Vec::new(),
+            log_omitted_bytes: 0,
             wait: None,
         }
     }
@@ -210,7 +223,11 @@ pub enum EventKind {
         status: StepStatus,
         attempt: u32,
         error: Option<String>,
+        /// The output on completion, when at most [`INLINE_OUTPUT_BYTES`] of JSON.
         output: Option<serde_json::Value>,
+        /// Set when the step has a larger output, left out here (it is stored on its own).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        output_omitted: bool,
     },
     StepOutput {
         step_id: String,
@@ -261,6 +278,29 @@ pub struct HistoryEntry {
     pub created_at: i64,
     /// "file" for a save on disk, or who rolled back to which number.
     pub cause: String,
+}
+
+/// The largest step output (as JSON text) that events and run summaries carry inline; a
+/// larger one is read on its own (`GetStepOutput`), so that one big HTTP body never makes a
+/// message too large for the API or a transition costly to publish.
+pub const INLINE_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// The size of a value's JSON text, without building the text.
+pub fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and a `Value` always serializes.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Milliseconds since the Unix epoch.

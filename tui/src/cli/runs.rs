@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use runbook_protocol::v1::{
-    GetRunRequest, ListRunsRequest, Run, RunStatus, StartRunRequest, StepStatus,
+    GetRunRequest, GetStepOutputRequest, ListRunsRequest, Run, RunStatus, StartRunRequest,
+    StepStatus,
 };
 
 use super::Ctx;
@@ -58,9 +59,9 @@ async fn follow_to_end(
     client: Client,
     run_id: String,
 ) -> anyhow::Result<u8> {
-    let mut follower = Follower::new(&ctx.target, client, run_id.clone());
+    let mut follower = Follower::new(&ctx.target, client.clone(), run_id.clone());
     let json = ctx.json;
-    let run = follower
+    let mut run = follower
         .follow(Until::RunEnds, |event| {
             if !json {
                 for line in follow::event_lines(&run_id, event) {
@@ -71,6 +72,7 @@ async fn follow_to_end(
         })
         .await?;
     if json {
+        fill_outputs(&mut client.clone(), &mut run).await?;
         writeln!(out, "{}", json::to_string(&json::run(&run))?)?;
     } else {
         writeln!(out, "{}", follow::final_line(&run))?;
@@ -141,16 +143,48 @@ fn write_runs(out: &mut dyn Write, runs: &[Run], now: i64) -> std::io::Result<()
 /// `show RUN`: the run's header and one line per step.
 pub async fn show(ctx: &Ctx, out: &mut dyn Write, run: &str) -> anyhow::Result<u8> {
     let mut client = ctx.target.client().await?;
-    let run = client
+    let mut run = client
         .get_run(GetRunRequest { id: run.to_owned() })
         .await?
         .into_inner();
     if ctx.json {
+        fill_outputs(&mut client, &mut run).await?;
         writeln!(out, "{}", json::to_string(&json::run(&run))?)?;
     } else {
         write_run(out, &run, format::now_ms())?;
     }
     Ok(EXIT_OK)
+}
+
+/// Reads, page by page, every output that a `Run` message left out because it was too large
+/// to carry inline, so that `--json` always shows whole outputs.
+pub async fn fill_outputs(client: &mut Client, run: &mut Run) -> anyhow::Result<()> {
+    let run_id = run.id.clone();
+    for step in run.steps.iter_mut().filter(|step| step.output_omitted) {
+        let mut text = Vec::with_capacity(usize::try_from(step.output_bytes).unwrap_or(0));
+        loop {
+            let page = client
+                .get_step_output(GetStepOutputRequest {
+                    run_id: run_id.clone(),
+                    step_id: step.id.clone(),
+                    attempt: Some(step.attempts),
+                    offset: text.len() as u64,
+                    limit: 0,
+                })
+                .await?
+                .into_inner();
+            let last =
+                page.data.is_empty() || page.offset + page.data.len() as u64 >= page.total_bytes;
+            text.extend(page.data);
+            if last {
+                break;
+            }
+        }
+        step.output_json = String::from_utf8(text)
+            .map_err(|_| anyhow::anyhow!("the output of step `{}` is not UTF-8", step.id))?;
+        step.output_omitted = false;
+    }
+    Ok(())
 }
 
 fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {

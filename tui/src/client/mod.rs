@@ -57,7 +57,9 @@ impl Link {
             .await
             .map_err(|_| format!("no answer within {}s", CALL_TIMEOUT.as_secs()))?
             .map_err(|err| error::chain(&err))?;
-        let client = RunbookClient::new(channel);
+        let client = RunbookClient::new(channel)
+            .max_decoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES);
         *self.lock() = Some(client.clone());
         Ok(client)
     }

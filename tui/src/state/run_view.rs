@@ -276,6 +276,7 @@ fn apply_to_run(run: &mut Run, at: i64, kind: &Kind) {
             if !change.output_json.is_empty() {
                 step.output_json = change.output_json.clone();
             }
+            step.output_omitted = change.output_omitted;
             if status == StepStatus::Running {
                 if step.started_at == 0 {
                     step.started_at = at;
@@ -330,6 +331,12 @@ pub fn output_lines(step: &StepRun) -> Vec<String> {
             .and_then(|value| serde_json::to_string_pretty(&value).ok())
             .unwrap_or_else(|| step.output_json.clone());
         lines.extend(pretty.lines().map(str::to_owned));
+    } else if step.output_omitted {
+        // Too large to carry in the run's summary: the CLI reads it page by page.
+        lines.push(format!(
+            "(output of {} bytes, too large to show here: runbook show RUN --json)",
+            step.output_bytes
+        ));
     }
     if !step.error.is_empty() {
         if !lines.is_empty() {

@@ -1,0 +1,320 @@
+//! A step's transitions, as methods on its record: each changes the record and returns the
+//! events it implies. Pure: the time and every decision (a retry's delay, who decided) are
+//! given, so each transition is tested on its own. Whether a transition is allowed from the
+//! step's current status is checked by the caller (the engine knows what it expected).
+
+use std::time::Duration;
+
+use super::{Resolution, status_label, step_event};
+use crate::runbook::retry::FailureClass;
+use crate::store::{
+    ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, OutputStream, StepRecord,
+    StepStatus,
+};
+
+/// How a step's execution ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Ending {
+    Completed(Option<serde_json::Value>),
+    Failed {
+        error: String,
+        output: Option<serde_json::Value>,
+        class: FailureClass,
+        /// The far end's own wait before another try (Retry-After).
+        retry_after: Option<Duration>,
+    },
+}
+
+/// A log line of the daemon's about a step, in the step's output.
+fn log_line(step: &StepRecord, line: String) -> EventKind {
+    EventKind::StepOutput {
+        step_id: step.id.clone(),
+        stream: OutputStream::Log,
+        line,
+    }
+}
+
+impl StepRecord {
+    /// Starts attempt `attempt`: its start is recorded before any side effect.
+    pub(super) fn start(&mut self, attempt: u32, now: i64) -> Vec<EventKind> {
+        self.status = StepStatus::Running;
+        self.attempts = attempt;
+        self.retry_at = 0;
+        self.started_at = now;
+        self.finished_at = 0;
+        self.error = None;
+        self.output = None;
+        self.wait = None;
+        vec![step_event(self)]
+    }
+
+    /// Ends the current attempt. With `retry_delay` (the retry policy allows another attempt
+    /// after it) a failure makes the step pending again until then.
+    pub(super) fn finish(
+        &mut self,
+        ending: Ending,
+        retry_delay: Option<Duration>,
+        now: i64,
+    ) -> Vec<EventKind> {
+        self.wait = None;
+        self.history.push(AttemptRecord {
+            attempt: self.attempts,
+            started_at: self.started_at,
+            finished_at: now,
+            error: match &ending {
+                Ending::Completed(_) => None,
+                Ending::Failed { error, .. } => Some(error.clone()),
+            },
+        });
+        match (ending, retry_delay) {
+            (Ending::Completed(output), _) => {
+                self.status = StepStatus::Completed;
+                self.output = output;
+            }
+            (Ending::Failed { error, output, .. }, Some(delay)) => {
+                let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                self.status = StepStatus::Pending;
+                self.retry_at = now.saturating_add_unsigned(delay_ms).max(1);
+                self.error = Some(error.clone());
+                self.output = output;
+                return vec![
+                    EventKind::StepRetrying {
+                        step_id: self.id.clone(),
+                        attempt: self.attempts,
+                        delay_ms,
+                        error,
+                    },
+                    step_event(self),
+                ];
+            }
+            (
+                Ending::Failed {
+                    error,
+                    output,
+                    class,
+                    ..
+                },
+                None,
+            ) => {
+                self.status = if class == FailureClass::Timeout {
+                    StepStatus::TimedOut
+                } else {
+                    StepStatus::Failed
+                };
+                self.error = Some(error);
+                self.output = output;
+            }
+        }
+        self.finished_at = now;
+        vec![step_event(self)]
+    }
+
+    /// Parks a running step on an async invocation; `message` says what it waits for.
+    pub(super) fn wait_for(&mut self, wait: AsyncWait, message: &str) -> Vec<EventKind> {
+        self.status = StepStatus::Waiting;
+        self.wait = Some(wait);
+        vec![step_event(self), log_line(self, format!("info: {message}"))]
+    }
+
+    /// Sets a waiting step's next look, `poll_ms` from `now`: with the plugin's new token
+    /// and interval when it answered, saying why when a look failed.
+    pub(super) fn look_again(
+        &mut self,
+        answer: Option<(String, u64)>,
+        problem: Option<String>,
+        now: i64,
+    ) -> Vec<EventKind> {
+        let Some(wait) = &mut self.wait else {
+            return Vec::new();
+        };
+        if let Some((token, poll_ms)) = answer {
+            wait.token = token;
+            wait.poll_ms = poll_ms;
+        }
+        let poll = wait.poll_ms;
+        wait.resume_at = now.saturating_add_unsigned(poll);
+        problem
+            .map(|problem| {
+                log_line(
+                    self,
+                    format!(
+                        "warn: {problem}; looking again in {}",
+                        humantime::format_duration(Duration::from_millis(poll))
+                    ),
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// Makes a pending step wait for a human to approve its plan.
+    pub(super) fn ask_approval(&mut self, approval: ApprovalRecord) -> Vec<EventKind> {
+        self.status = StepStatus::Waiting;
+        self.approval = Some(approval.clone());
+        vec![
+            step_event(self),
+            EventKind::ApprovalRequested {
+                step_id: self.id.clone(),
+                approval,
+            },
+        ]
+    }
+
+    /// Lets a step that waits for approval run the plan it showed.
+    pub(super) fn approve(&mut self, by: &str, now: i64) -> Vec<EventKind> {
+        if let Some(approval) = &mut self.approval {
+            approval.decision = Some(Decision {
+                approved: true,
+                by: by.to_owned(),
+                at: now,
+                reason: None,
+            });
+        }
+        self.status = StepStatus::Pending;
+        vec![step_event(self)]
+    }
+
+    /// Refuses a step that waits for approval: it fails with the reason.
+    pub(super) fn deny(&mut self, by: &str, reason: &str, now: i64) -> Vec<EventKind> {
+        let reason = if reason.is_empty() {
+            "no reason given"
+        } else {
+            reason
+        };
+        if let Some(approval) = &mut self.approval {
+            approval.decision = Some(Decision {
+                approved: false,
+                by: by.to_owned(),
+                at: now,
+                reason: Some(reason.to_owned()),
+            });
+        }
+        self.status = StepStatus::Failed;
+        self.error = Some(format!("denied by {by}: {reason}"));
+        self.finished_at = now;
+        vec![step_event(self)]
+    }
+
+    /// Carries out an operator's decision about an ambiguous step.
+    pub(super) fn resolve(&mut self, resolution: Resolution, by: &str, now: i64) -> Vec<EventKind> {
+        match resolution {
+            // The approval given before the crash stays valid: the plan is unchanged.
+            Resolution::Retry => {
+                self.status = StepStatus::Pending;
+                self.error = None;
+            }
+            Resolution::Skip => {
+                self.status = StepStatus::Skipped;
+                self.error = Some(format!("skipped by {by} after an interrupted attempt"));
+                self.finished_at = now;
+            }
+            Resolution::Fail => {
+                self.status = StepStatus::Failed;
+                self.error = Some(format!(
+                    "marked failed by {by} after an interrupted attempt"
+                ));
+                self.finished_at = now;
+            }
+        }
+        vec![step_event(self)]
+    }
+
+    /// Skips a step that will not run: `blocker` names the need that did not complete, else
+    /// its `if` was false.
+    pub(super) fn skip(&mut self, blocker: Option<&str>, now: i64) -> Vec<EventKind> {
+        self.status = StepStatus::Skipped;
+        self.upstream_failed = blocker.is_some();
+        self.error = blocker.map(|blocker| format!("skipped because `{blocker}` did not complete"));
+        self.finished_at = now;
+        vec![step_event(self)]
+    }
+
+    /// Fails a step that never got to run (its `if`, config or plan is broken).
+    pub(super) fn fail_before_start(&mut self, error: String, now: i64) -> Vec<EventKind> {
+        self.status = StepStatus::Failed;
+        self.error = Some(error);
+        self.finished_at = now;
+        self.wait = None;
+        vec![step_event(self)]
+    }
+
+    /// Ends a step of a dry run with its plan as its output.
+    pub(super) fn finish_dry(&mut self, output: serde_json::Value, now: i64) -> Vec<EventKind> {
+        self.status = StepStatus::Completed;
+        self.started_at = now;
+        self.finished_at = now;
+        self.output = Some(output);
+        vec![step_event(self)]
+    }
+
+    /// Cancels a step that has not ended.
+    pub(super) fn cancel(&mut self, now: i64) -> Vec<EventKind> {
+        self.status = StepStatus::Cancelled;
+        self.finished_at = now;
+        vec![step_event(self)]
+    }
+
+    /// Ends a step that waits for an async invocation from outside: completed with an
+    /// output, or failed with `Err(reason)`.
+    pub(super) fn complete_from_outside(
+        &mut self,
+        completion: Result<Option<serde_json::Value>, String>,
+        by: &str,
+        now: i64,
+    ) -> Vec<EventKind> {
+        let error = completion.as_ref().err().map(|reason| {
+            let reason = if reason.is_empty() {
+                "no reason given"
+            } else {
+                reason
+            };
+            format!("failed by {by}: {reason}")
+        });
+        self.history.push(AttemptRecord {
+            attempt: self.attempts,
+            started_at: self.started_at,
+            finished_at: now,
+            error: error.clone(),
+        });
+        self.wait = None;
+        self.finished_at = now;
+        match completion {
+            Ok(output) => {
+                self.status = StepStatus::Completed;
+                self.output = output;
+                self.error = None;
+            }
+            Err(_) => {
+                self.status = StepStatus::Failed;
+                self.error = error;
+            }
+        }
+        vec![
+            log_line(
+                self,
+                format!("info: {} from outside by {by}", status_label(self.status)),
+            ),
+            step_event(self),
+        ]
+    }
+
+    /// What a restart makes of a step that was running when the daemon stopped: run again
+    /// if its plugin is idempotent, else ambiguous until an operator decides.
+    pub(super) fn interrupt(&mut self, idempotent: bool, run_id: &str) -> Vec<EventKind> {
+        if idempotent {
+            self.status = StepStatus::Pending;
+        } else {
+            self.status = StepStatus::Ambiguous;
+            self.error = Some(format!(
+                "the daemon stopped while attempt {} was running, so its result is unknown; \
+                 decide with `runbook resolve {run_id} {} retry|skip|fail`",
+                self.attempts, self.id
+            ));
+        }
+        vec![step_event(self)]
+    }
+}
+
+#[cfg(test)]
+#[path = "transition_tests.rs"]
+mod tests;

@@ -1,0 +1,295 @@
+//! Table-driven tests of the step record's transitions: what each leaves in the record and
+//! which events it implies.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+const NOW: i64 = 5_000;
+
+fn step(status: StepStatus) -> StepRecord {
+    StepRecord {
+        status,
+        attempts: 1,
+        started_at: 1_000,
+        ..StepRecord::pending("deploy", "shell")
+    }
+}
+
+/// The statuses of the `StepStatus` events among `events`.
+fn announced(events: &[EventKind]) -> Vec<StepStatus> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            EventKind::StepStatus { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failed(class: FailureClass) -> Ending {
+    Ending::Failed {
+        error: "boom".into(),
+        output: Some(serde_json::json!({ "code": 1 })),
+        class,
+        retry_after: None,
+    }
+}
+
+#[test]
+fn starting_an_attempt_clears_the_last_one() {
+    let mut record = StepRecord {
+        retry_at: 4_000,
+        error: Some("old".into()),
+        output: Some(serde_json::json!(1)),
+        ..step(StepStatus::Pending)
+    };
+    let events = record.start(2, NOW);
+    assert_eq!(announced(&events), [StepStatus::Running]);
+    assert_eq!(
+        (
+            record.attempts,
+            record.retry_at,
+            record.started_at,
+            record.finished_at
+        ),
+        (2, 0, NOW, 0)
+    );
+    assert_eq!((record.error, record.output), (None, None));
+}
+
+#[test]
+fn an_attempt_ends_completed_failed_timed_out_or_retrying() {
+    let cases = [
+        (
+            Ending::Completed(Some(serde_json::json!({ "ok": true }))),
+            None,
+            StepStatus::Completed,
+            0,
+        ),
+        (failed(FailureClass::Permanent), None, StepStatus::Failed, 0),
+        (failed(FailureClass::Transient), None, StepStatus::Failed, 0),
+        (failed(FailureClass::Timeout), None, StepStatus::TimedOut, 0),
+        (
+            failed(FailureClass::Transient),
+            Some(Duration::from_millis(250)),
+            StepStatus::Pending,
+            NOW + 250,
+        ),
+    ];
+    for (ending, delay, status, retry_at) in cases {
+        let mut record = step(StepStatus::Running);
+        let events = record.finish(ending.clone(), delay, NOW);
+        assert_eq!(record.status, status, "{ending:?}");
+        assert_eq!(record.retry_at, retry_at, "{ending:?}");
+        assert_eq!(announced(&events), [status]);
+        assert_eq!(record.history.len(), 1, "every attempt is in the history");
+        assert_eq!(record.history[0].finished_at, NOW);
+        match ending {
+            Ending::Completed(output) => {
+                assert_eq!(record.output, output);
+                assert_eq!(record.history[0].error, None);
+                assert_eq!(record.finished_at, NOW);
+            }
+            Ending::Failed { error, output, .. } => {
+                assert_eq!(record.error.as_deref(), Some(error.as_str()));
+                assert_eq!(record.output, output, "a failure keeps what the step said");
+                assert_eq!(record.history[0].error.as_deref(), Some("boom"));
+                let retrying = events
+                    .iter()
+                    .any(|event| matches!(event, EventKind::StepRetrying { delay_ms: 250, .. }));
+                assert_eq!(retrying, delay.is_some());
+                assert_eq!(record.finished_at, if delay.is_some() { 0 } else { NOW });
+            }
+        }
+    }
+}
+
+#[test]
+fn approvals_are_asked_given_and_refused() {
+    let approval = ApprovalRecord {
+        summary: "run ./deploy".into(),
+        plan: serde_json::json!({}),
+        plan_hash: "h".into(),
+        requested_at: NOW,
+        decision: None,
+    };
+    let mut record = step(StepStatus::Pending);
+    let events = record.ask_approval(approval.clone());
+    assert_eq!(record.status, StepStatus::Waiting);
+    assert!(matches!(events[1], EventKind::ApprovalRequested { .. }));
+
+    let mut approved = record.clone();
+    assert_eq!(
+        announced(&approved.approve("ann", NOW)),
+        [StepStatus::Pending]
+    );
+    let decision = approved.approval.unwrap().decision.unwrap();
+    assert!(decision.approved && decision.by == "ann" && decision.at == NOW);
+
+    for (reason, shown) in [("not now", "not now"), ("", "no reason given")] {
+        let mut denied = record.clone();
+        assert_eq!(
+            announced(&denied.deny("bob", reason, NOW)),
+            [StepStatus::Failed]
+        );
+        assert_eq!(
+            denied.error.as_deref(),
+            Some(format!("denied by bob: {shown}").as_str())
+        );
+        let decision = denied.approval.unwrap().decision.unwrap();
+        assert!(!decision.approved);
+        assert_eq!(decision.reason.as_deref(), Some(shown));
+    }
+}
+
+#[test]
+fn an_ambiguous_step_is_resolved_as_the_operator_says() {
+    for (resolution, status, error) in [
+        (Resolution::Retry, StepStatus::Pending, None),
+        (
+            Resolution::Skip,
+            StepStatus::Skipped,
+            Some("skipped by ann after an interrupted attempt"),
+        ),
+        (
+            Resolution::Fail,
+            StepStatus::Failed,
+            Some("marked failed by ann after an interrupted attempt"),
+        ),
+    ] {
+        let mut record = StepRecord {
+            error: Some("interrupted".into()),
+            ..step(StepStatus::Ambiguous)
+        };
+        assert_eq!(announced(&record.resolve(resolution, "ann", NOW)), [status]);
+        assert_eq!(record.error.as_deref(), error);
+    }
+}
+
+#[test]
+fn an_interrupted_step_runs_again_only_when_idempotent() {
+    let mut record = step(StepStatus::Running);
+    record.interrupt(true, "r1");
+    assert_eq!(record.status, StepStatus::Pending);
+    let mut record = step(StepStatus::Running);
+    record.interrupt(false, "r1");
+    assert_eq!(record.status, StepStatus::Ambiguous);
+    assert!(
+        record
+            .error
+            .unwrap()
+            .contains("runbook resolve r1 deploy retry|skip|fail")
+    );
+}
+
+#[test]
+fn skips_say_why() {
+    let mut record = step(StepStatus::Pending);
+    record.skip(Some("build"), NOW);
+    assert!(record.upstream_failed);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("skipped because `build` did not complete")
+    );
+    let mut record = step(StepStatus::Pending);
+    record.skip(None, NOW);
+    assert!(!record.upstream_failed && record.error.is_none());
+    assert_eq!(
+        (record.status, record.finished_at),
+        (StepStatus::Skipped, NOW)
+    );
+}
+
+#[test]
+fn async_waits_park_look_again_and_end_from_outside() {
+    let wait = AsyncWait {
+        token: "t1".into(),
+        invocation_id: Some("inv-1".into()),
+        resume_at: NOW + 100,
+        deadline: 0,
+        since: NOW,
+        poll_ms: 100,
+    };
+    let mut record = step(StepStatus::Running);
+    let events = record.wait_for(wait, "waiting for invocation inv-1");
+    assert_eq!(record.status, StepStatus::Waiting);
+    assert!(
+        matches!(&events[1], EventKind::StepOutput { line, .. } if line == "info: waiting for invocation inv-1")
+    );
+
+    assert!(record.look_again(None, None, NOW + 100).is_empty());
+    assert_eq!(record.wait.as_ref().unwrap().resume_at, NOW + 200);
+    let events = record.look_again(Some(("t2".into(), 500)), Some("refused".into()), NOW + 200);
+    let wait = record.wait.as_ref().unwrap();
+    assert_eq!(
+        (wait.token.as_str(), wait.poll_ms, wait.resume_at),
+        ("t2", 500, NOW + 700)
+    );
+    assert!(
+        matches!(&events[0], EventKind::StepOutput { line, .. } if line.starts_with("warn: refused; looking again in 500ms"))
+    );
+
+    let mut completed = record.clone();
+    completed.complete_from_outside(Ok(Some(serde_json::json!({ "done": true }))), "ci", NOW);
+    assert_eq!(completed.status, StepStatus::Completed);
+    assert_eq!(completed.output, Some(serde_json::json!({ "done": true })));
+    assert!(completed.wait.is_none());
+    let mut failed = record;
+    failed.complete_from_outside(Err(String::new()), "ci", NOW);
+    assert_eq!(failed.status, StepStatus::Failed);
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("failed by ci: no reason given")
+    );
+    assert_eq!(failed.history.last().unwrap().error, failed.error);
+}
+
+#[test]
+fn dry_runs_cancels_and_early_failures_end_the_step() {
+    let mut record = step(StepStatus::Pending);
+    record.finish_dry(serde_json::json!({ "dry_run": true }), NOW);
+    assert_eq!(
+        (record.status, record.started_at),
+        (StepStatus::Completed, NOW)
+    );
+    for status in [
+        StepStatus::Pending,
+        StepStatus::Running,
+        StepStatus::Waiting,
+    ] {
+        let mut record = step(status);
+        assert_eq!(announced(&record.cancel(NOW)), [StepStatus::Cancelled]);
+    }
+    let mut record = step(StepStatus::Pending);
+    record.fail_before_start("cannot render `with`".into(), NOW);
+    assert_eq!(record.status, StepStatus::Failed);
+}
+
+#[test]
+fn large_outputs_are_left_out_of_events() {
+    let mut record = step(StepStatus::Running);
+    let big = "x".repeat(crate::store::INLINE_OUTPUT_BYTES + 1);
+    let events = record.finish(Ending::Completed(Some(serde_json::json!(big))), None, NOW);
+    assert!(matches!(
+        &events[0],
+        EventKind::StepStatus {
+            output: None,
+            output_omitted: true,
+            ..
+        }
+    ));
+    let mut record = step(StepStatus::Running);
+    let events = record.finish(
+        Ending::Completed(Some(serde_json::json!("small"))),
+        None,
+        NOW,
+    );
+    assert!(matches!(
+        &events[0],
+        EventKind::StepStatus {
+            output: Some(_),
+            output_omitted: false,
+            ..
+        }
+    ));
+}

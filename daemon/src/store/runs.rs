@@ -1,0 +1,411 @@
+//! Runs in the store: a header per run, a record per step, an output per step attempt, and
+//! each run's event log with gap-free sequence numbers. A transition writes only what it
+//! changed ([`Changes`]); reading a whole run assembles it from its records.
+
+use sled::Transactional;
+
+use super::{
+    EventKind, EventRecord, RunFilter, RunRecord, StepRecord, Store, StoreError, guard, now_ms,
+};
+
+/// What one transition changed in a run: only these records are written.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// The run's own fields (status, timestamps, error).
+    pub header: bool,
+    /// Indices of the steps whose records changed.
+    pub steps: Vec<usize>,
+    /// Indices of the steps whose newest attempt has a new output to store.
+    pub outputs: Vec<usize>,
+}
+
+impl Changes {
+    /// Every record of a run: what creating it writes.
+    pub fn all(run: &RunRecord) -> Self {
+        Self {
+            header: true,
+            steps: (0..run.steps.len()).collect(),
+            outputs: (0..run.steps.len())
+                .filter(|&index| run.steps[index].output.is_some())
+                .collect(),
+        }
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.header && self.steps.is_empty() && self.outputs.is_empty()
+    }
+
+    /// Adds another transition's changes.
+    pub fn merge(&mut self, other: Changes) {
+        self.header |= other.header;
+        self.steps.extend(other.steps);
+        self.outputs.extend(other.outputs);
+    }
+}
+
+/// Which step outputs to read when assembling a run.
+#[derive(Debug, Clone, Copy)]
+enum Outputs {
+    All,
+    /// Only those whose JSON is at most this many bytes.
+    Inline(usize),
+}
+
+/// One encoded record to insert.
+type Entry = (Vec<u8>, Vec<u8>);
+
+impl Store {
+    /// Writes what `changes` names of `run` and appends `events` to its log, atomically.
+    /// Returns the stored events with their sequence numbers, ready to publish.
+    pub fn commit(
+        &self,
+        run: &RunRecord,
+        changes: &Changes,
+        events: Vec<EventKind>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let header = if changes.header {
+            vec![(run.id.as_bytes().to_vec(), serde_json::to_vec(run)?)]
+        } else {
+            Vec::new()
+        };
+        let steps = changes
+            .steps
+            .iter()
+            .filter_map(|&index| run.steps.get(index).map(|step| (index, step)))
+            .map(|(index, step)| Ok((step_key(&run.id, index), serde_json::to_vec(step)?)))
+            .collect::<Result<Vec<Entry>, serde_json::Error>>()?;
+        let outputs = changes
+            .outputs
+            .iter()
+            .filter_map(|&index| {
+                let step = run.steps.get(index)?;
+                Some((index, step.attempts, step.output.as_ref()?))
+            })
+            .map(|(index, attempt, output)| {
+                Ok((
+                    output_key(&run.id, index, attempt),
+                    serde_json::to_vec(output)?,
+                ))
+            })
+            .collect::<Result<Vec<Entry>, serde_json::Error>>()?;
+        self.write(&run.id, [header, steps, outputs], events)
+    }
+
+    /// Appends events to a run's log without changing the run (output lines, say).
+    pub fn append(
+        &self,
+        run_id: &str,
+        events: Vec<EventKind>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.write(run_id, Default::default(), events)
+    }
+
+    /// Writes records of the runs, steps and outputs trees (in that order in `records`) and
+    /// events in one transaction.
+    fn write(
+        &self,
+        run_id: &str,
+        records: [Vec<Entry>; 3],
+        events: Vec<EventKind>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut counters = guard(&self.inner.last_seq);
+        let last = match counters.get(run_id) {
+            Some(last) => *last,
+            None => {
+                // First write of this run by this process: what is on disk was written by an
+                // earlier process and survived it, so it is durable.
+                let stored = self.stored_last_seq(run_id)?;
+                guard(&self.inner.durable_seq).insert(run_id.to_owned(), stored);
+                stored
+            }
+        };
+        let at = now_ms();
+        let stored: Vec<EventRecord> = events
+            .into_iter()
+            .zip(last + 1..)
+            .map(|(kind, seq)| EventRecord {
+                run_id: run_id.to_owned(),
+                seq,
+                at,
+                kind,
+            })
+            .collect();
+        let encoded: Vec<Entry> = stored
+            .iter()
+            .map(|event| Ok((event_key(run_id, event.seq), serde_json::to_vec(event)?)))
+            .collect::<Result<_, serde_json::Error>>()?;
+        let [headers, steps, outputs] = &records;
+        if headers.is_empty() && steps.is_empty() && outputs.is_empty() {
+            // Only events (output lines): a batch of one tree is atomic too, and cheaper.
+            let mut batch = sled::Batch::default();
+            for (key, value) in &encoded {
+                batch.insert(key.as_slice(), value.as_slice());
+            }
+            self.inner.events.apply_batch(batch)?;
+            counters.insert(run_id.to_owned(), last + stored.len() as u64);
+            return Ok(stored);
+        }
+        // No I/O in here: sled may run the closure more than once.
+        (
+            &self.inner.runs,
+            &self.inner.steps,
+            &self.inner.outputs,
+            &self.inner.events,
+        )
+            .transaction(|(runs_tree, steps_tree, outputs_tree, events_tree)| {
+                for (tree, entries) in [
+                    (runs_tree, headers),
+                    (steps_tree, steps),
+                    (outputs_tree, outputs),
+                    (events_tree, &encoded),
+                ] {
+                    for (key, value) in entries {
+                        tree.insert(key.as_slice(), value.as_slice())?;
+                    }
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(super::transaction_error)?;
+        counters.insert(run_id.to_owned(), last + stored.len() as u64);
+        Ok(stored)
+    }
+
+    fn stored_last_seq(&self, run_id: &str) -> Result<u64, StoreError> {
+        let prefix = run_prefix(run_id);
+        match self.inner.events.scan_prefix(&prefix).next_back() {
+            Some(entry) => {
+                let (key, _) = entry?;
+                Ok(decode_u64(&key[prefix.len()..]))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Records that `events` are on disk (called after a flush that followed their write).
+    pub fn mark_durable(&self, events: &[EventRecord]) {
+        let mut durable = guard(&self.inner.durable_seq);
+        for event in events {
+            let seq = durable.entry(event.run_id.clone()).or_default();
+            *seq = (*seq).max(event.seq);
+        }
+        drop(durable);
+        self.inner
+            .durable_changed
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    /// A run summary (outputs of at most [`super::INLINE_OUTPUT_BYTES`] inline, every step's
+    /// `output_bytes` set) with the sequence number of its newest event, once every event
+    /// already written for it is durable: what the record shows can then be read back as events. Waits at most
+    /// `patience` (the group commit takes milliseconds), then answers with what is durable.
+    pub async fn settled_run(
+        &self,
+        id: &str,
+        patience: std::time::Duration,
+    ) -> Result<Option<(RunRecord, u64)>, StoreError> {
+        let mut changed = self.inner.durable_changed.subscribe();
+        let Some(run) = self.assemble(id, Outputs::Inline(super::INLINE_OUTPUT_BYTES))? else {
+            return Ok(None);
+        };
+        let written = match guard(&self.inner.last_seq).get(id) {
+            Some(last) => *last,
+            None => self.stored_last_seq(id)?,
+        };
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let durable = self.last_seq(id)?;
+            if durable >= written {
+                return Ok(Some((run, durable)));
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Ok(Some((run, durable)));
+            }
+        }
+    }
+
+    /// The sequence number of a run's newest durable event (0 when it has none).
+    pub fn last_seq(&self, run_id: &str) -> Result<u64, StoreError> {
+        match guard(&self.inner.durable_seq).get(run_id) {
+            Some(last) => Ok(*last),
+            None => self.stored_last_seq(run_id),
+        }
+    }
+
+    /// A whole run by its full id: header, steps, and each step's newest output.
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.assemble(id, Outputs::All)
+    }
+
+    fn assemble(&self, id: &str, outputs: Outputs) -> Result<Option<RunRecord>, StoreError> {
+        let Some(raw) = self.inner.runs.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut run: RunRecord = serde_json::from_slice(&raw)?;
+        run.steps = self.steps_of(id)?;
+        for (index, step) in run.steps.iter_mut().enumerate() {
+            let Some(raw) = self
+                .inner
+                .outputs
+                .get(output_key(id, index, step.attempts))?
+            else {
+                continue;
+            };
+            step.output_bytes = raw.len() as u64;
+            if match outputs {
+                Outputs::All => true,
+                Outputs::Inline(limit) => raw.len() <= limit,
+            } {
+                step.output = Some(serde_json::from_slice(&raw)?);
+            }
+        }
+        Ok(Some(run))
+    }
+
+    fn steps_of(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        self.inner
+            .steps
+            .scan_prefix(run_prefix(run_id))
+            .values()
+            .map(|raw| Ok(serde_json::from_slice(&raw?)?))
+            .collect()
+    }
+
+    /// The stored output of one attempt of a run's step (`None` for the newest attempt), as
+    /// JSON text. `Ok(None)` when the step has no output for that attempt.
+    pub fn step_output(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        attempt: Option<u32>,
+    ) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        let steps = self.steps_of(run_id)?;
+        let Some((index, step)) = steps
+            .iter()
+            .enumerate()
+            .find(|(_, step)| step.id == step_id)
+        else {
+            return Ok(None);
+        };
+        let attempt = attempt.unwrap_or(step.attempts);
+        Ok(self
+            .inner
+            .outputs
+            .get(output_key(run_id, index, attempt))?
+            .map(|raw| (attempt, raw.to_vec())))
+    }
+
+    /// The full id of the one run whose id starts with `prefix`.
+    pub fn resolve_run_id(&self, prefix: &str) -> Result<String, StoreError> {
+        let not_found = || StoreError::RunNotFound(prefix.to_owned());
+        if prefix.is_empty() {
+            return Err(not_found());
+        }
+        let mut matches = self.inner.runs.scan_prefix(prefix.as_bytes()).keys();
+        let first = matches.next().ok_or_else(not_found)??;
+        let others: Vec<String> = matches
+            .take(3)
+            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
+            .collect::<Result<_, sled::Error>>()?;
+        if others.is_empty() {
+            return Ok(String::from_utf8_lossy(&first).into_owned());
+        }
+        let mut examples = vec![String::from_utf8_lossy(&first).into_owned()];
+        examples.extend(others);
+        Err(StoreError::AmbiguousRunId {
+            prefix: prefix.to_owned(),
+            examples: examples.join(", "),
+        })
+    }
+
+    /// Runs newest first (ids sort by creation time), starting after `after` when given, with
+    /// their steps but without outputs.
+    pub fn list_runs(
+        &self,
+        filter: &RunFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let range = match after {
+            Some(after) => self.inner.runs.range(..after.as_bytes()),
+            None => self.inner.runs.iter(),
+        };
+        let mut runs = Vec::new();
+        for entry in range.rev() {
+            let (_, raw) = entry?;
+            let mut run: RunRecord = serde_json::from_slice(&raw)?;
+            let wanted = filter
+                .runbook
+                .as_ref()
+                .is_none_or(|name| *name == run.runbook)
+                && filter.status.is_none_or(|status| status == run.status);
+            if wanted {
+                run.steps = self.steps_of(&run.id)?;
+                runs.push(run);
+                if runs.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Runs that had not ended when the daemon last stopped, whole.
+    pub fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut runs = Vec::new();
+        for entry in self.inner.runs.iter() {
+            let (key, raw) = entry?;
+            let header: RunRecord = serde_json::from_slice(&raw)?;
+            if !header.status.is_terminal()
+                && let Some(run) = self.run(&String::from_utf8_lossy(&key))?
+            {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// A run's durable events with a sequence number above `after`, in order.
+    pub fn events_after(&self, run_id: &str, after: u64) -> Result<Vec<EventRecord>, StoreError> {
+        let durable = self.last_seq(run_id)?;
+        if durable <= after {
+            return Ok(Vec::new());
+        }
+        let start = event_key(run_id, after.saturating_add(1));
+        let end = event_key(run_id, durable);
+        self.inner
+            .events
+            .range(start..=end)
+            .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
+            .collect()
+    }
+}
+
+/// Run ids never contain `/`, so `<run id>/` prefixes exactly one run's records in the
+/// steps, outputs and events trees.
+pub(super) fn run_prefix(run_id: &str) -> Vec<u8> {
+    [run_id.as_bytes(), b"/"].concat()
+}
+
+/// Big-endian numbers so that sled's byte order is numeric order.
+pub(super) fn event_key(run_id: &str, seq: u64) -> Vec<u8> {
+    [run_prefix(run_id).as_slice(), &seq.to_be_bytes()].concat()
+}
+
+/// Steps in runbook order.
+pub(super) fn step_key(run_id: &str, index: usize) -> Vec<u8> {
+    let index = u32::try_from(index).unwrap_or(u32::MAX);
+    [run_prefix(run_id).as_slice(), &index.to_be_bytes()].concat()
+}
+
+/// A step's attempts in order after its index.
+pub(super) fn output_key(run_id: &str, index: usize, attempt: u32) -> Vec<u8> {
+    [step_key(run_id, index).as_slice(), &attempt.to_be_bytes()].concat()
+}
+
+fn decode_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or_default()
+}
