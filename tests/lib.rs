@@ -2,6 +2,7 @@
 //! through the real `runbook` binary (and, where a test needs the raw event log, the gRPC API).
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod bench;
 pub mod graphql_server;
 pub mod http_server;
 
