@@ -44,7 +44,8 @@
 //!
 //! Run against release builds: `cargo build --release -p runbookd -p runbook-tui && cargo
 //! bench -p runbook-e2e --bench engine` (the bench drives the binaries of its own profile).
-//! Progress goes to stderr, the table to stdout.
+//! Progress goes to stderr, the table to stdout. Every ratio divides times (or bytes):
+//! runbook's by the other side's, or a later step's by an earlier one's; above 1 is slower.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -485,14 +486,14 @@ fn case_c(table: &mut Table, server: &JsonServer, steps: usize) {
         'c',
         &format!("{what}: bare reqwest"),
         format!("{:.0} steps/s", rate(bare)),
-        format!("runbook/bare {:.2}x", rate(run.total) / rate(bare)),
+        ratio("runbook/bare", run.total, bare),
     );
     match hurl {
         Some(hurl) => table.row(
             'c',
             &format!("{what}: hurl --test --jobs {PARALLELISM}"),
             format!("{:.0} steps/s", rate(hurl)),
-            format!("runbook/hurl {:.2}x", rate(run.total) / rate(hurl)),
+            ratio("runbook/hurl", run.total, hurl),
         ),
         None => table.row(
             'c',
