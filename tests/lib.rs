@@ -2,6 +2,7 @@
 //! through the real `runbook` binary (and, where a test needs the raw event log, the gRPC API).
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod bench;
 pub mod graphql_server;
 pub mod http_server;
 
@@ -120,6 +121,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id, for what only the kernel knows of it (`/proc/PID/io`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no cleanup at all, as in a crash.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -162,6 +168,28 @@ impl Daemon {
             String::from_utf8_lossy(&output.stderr)
         );
         serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// Waits until runbook `name` is listed as valid: a kind from the plugins directory may
+    /// load after the daemon answers, and until then its runbooks are invalid (unknown kind).
+    pub fn wait_valid(&self, name: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let listed = self.json(&["ls"]);
+            let valid = listed.as_array().is_some_and(|runbooks| {
+                runbooks
+                    .iter()
+                    .any(|runbook| runbook["name"] == name && runbook["valid"] == true)
+            });
+            if valid {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runbook {name} never became valid: {listed:#}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// Starts a run and returns its id.
@@ -326,6 +354,11 @@ pub fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
 /// A runbook of `steps` steps of kind `uses`, each needing the one before, one at a time;
 /// `with(index)` is the inline table of step `index`'s `with`. The benches' long runs.
 pub fn chain_runbook(steps: usize, uses: &str, with: impl Fn(usize) -> String) -> String {
+    chain_runbook_of(steps, |index| (uses.to_owned(), with(index)))
+}
+
+/// [`chain_runbook`] with a kind per step: `step(index)` is step `index`'s `uses` and `with`.
+pub fn chain_runbook_of(steps: usize, step: impl Fn(usize) -> (String, String)) -> String {
     let mut text = String::from("max_parallel = 1\n");
     for index in 0..steps {
         let needs = if index == 0 {
@@ -333,8 +366,26 @@ pub fn chain_runbook(steps: usize, uses: &str, with: impl Fn(usize) -> String) -
         } else {
             format!("needs = [\"s{}\"]\n", index - 1)
         };
+        let (uses, with) = step(index);
         text.push_str(&format!(
-            "\n[[steps]]\nid = \"s{index}\"\nuses = \"{uses}\"\n{needs}with = {}\n",
+            "\n[[steps]]\nid = \"s{index}\"\nuses = \"{uses}\"\n{needs}with = {with}\n"
+        ));
+    }
+    text
+}
+
+/// A runbook of `steps` steps of kind `uses` that need nothing of each other, up to
+/// `max_parallel` at a time; `with(index)` is the inline table of step `index`'s `with`.
+pub fn fan_runbook(
+    steps: usize,
+    max_parallel: usize,
+    uses: &str,
+    with: impl Fn(usize) -> String,
+) -> String {
+    let mut text = format!("max_parallel = {max_parallel}\n");
+    for index in 0..steps {
+        text.push_str(&format!(
+            "\n[[steps]]\nid = \"s{index}\"\nuses = \"{uses}\"\nwith = {}\n",
             with(index)
         ));
     }
