@@ -56,7 +56,8 @@ enum Outputs {
 type Entry = (Vec<u8>, Vec<u8>);
 
 impl Store {
-    /// Writes what `changes` names of `run` and appends `events` to its log, atomically.
+    /// Writes what `changes` names of `run` and appends `events` to its log: atomically when
+    /// it changes several records, in a crash-safe order when it changes one (see `write`).
     /// Returns the stored events with their sequence numbers, ready to publish.
     pub fn commit(
         &self,
@@ -102,7 +103,8 @@ impl Store {
     }
 
     /// Writes records of the runs, steps and outputs trees (in that order in `records`) and
-    /// events in one transaction.
+    /// events: in one transaction when more than one run or step record changes, else key by
+    /// key in an order that a crash can only cut harmlessly.
     fn write(
         &self,
         run_id: &str,
@@ -136,13 +138,28 @@ impl Store {
             .map(|event| Ok((event_key(run_id, event.seq), serde_json::to_vec(event)?)))
             .collect::<Result<_, serde_json::Error>>()?;
         let [headers, steps, outputs] = &records;
-        if headers.is_empty() && steps.is_empty() && outputs.is_empty() {
-            // Only events (output lines): a batch of one tree is atomic too, and cheaper.
-            let mut batch = sled::Batch::default();
-            for (key, value) in &encoded {
-                batch.insert(key.as_slice(), value.as_slice());
+        if headers.len() + steps.len() <= 1 {
+            // A transition of one record (a step starting or ending, a run's status): written
+            // key by key, in an order whose every prefix is harmless, instead of as a sled
+            // batch or transaction, each of which makes sled write its log buffer out twice
+            // (4 disk writes a step, where a step otherwise costs none). Sled recovers a
+            // prefix of its log after a crash, so a torn write leaves at worst an output
+            // that no record names yet, or a record whose trailing events are missing; those
+            // events were never published, as events are published only once flushed.
+            for (key, value) in outputs {
+                self.inner
+                    .outputs
+                    .insert(key.as_slice(), value.as_slice())?;
             }
-            self.inner.events.apply_batch(batch)?;
+            for (key, value) in steps {
+                self.inner.steps.insert(key.as_slice(), value.as_slice())?;
+            }
+            for (key, value) in headers {
+                self.inner.runs.insert(key.as_slice(), value.as_slice())?;
+            }
+            for (key, value) in &encoded {
+                self.inner.events.insert(key.as_slice(), value.as_slice())?;
+            }
             counters.insert(run_id.to_owned(), last + stored.len() as u64);
             return Ok(stored);
         }
