@@ -11,6 +11,13 @@ use crate::store::{EventRecord, Store};
 /// How many events a slow watcher may fall behind before it re-reads from the store.
 const CAPACITY: usize = 4096;
 
+/// The shortest time between two flushes the publisher asks for. Events that arrive within
+/// it share one flush: a run of short steps then costs a flush per window instead of a flush
+/// per step (each flush writes whole pages and syncs the file), at the price of events
+/// reaching watchers up to this much later. A first event after a quiet spell is flushed at
+/// once. Flushes that guard a side effect or an operator's request do not wait for this.
+const PUBLISH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// A cloneable handle to the bus.
 #[derive(Clone)]
 pub struct EventBus {
@@ -52,7 +59,10 @@ impl DurablePublisher {
     pub fn spawn(store: Store, bus: EventBus) -> Self {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Vec<EventRecord>>();
         tokio::spawn(async move {
+            let mut last_flush = tokio::time::Instant::now();
             while let Some(mut batch) = receiver.recv().await {
+                tokio::time::sleep_until(last_flush + PUBLISH_WINDOW).await;
+                last_flush = tokio::time::Instant::now();
                 while let Ok(more) = receiver.try_recv() {
                     batch.extend(more);
                 }
