@@ -221,25 +221,37 @@ impl Engine {
         let ctx = step_context(run_id, step_id, attempt);
         let plugins = &active.plugins;
         let scope = self.secret_scope(&active.runbook, definition);
-        let plan = match plugins
-            .plan(&definition.uses, ctx.clone(), &prepared.config)
-            .await
-        {
-            Ok(Ok(plan)) => mask_plan(plan, &scope),
-            Ok(Err(err)) => {
-                return self
-                    .finish_early(
-                        active,
-                        position,
-                        format!("cannot plan: {}", scope.mask(&err.message)),
-                    )
-                    .await;
+        let descriptor = plugins.descriptor(&definition.uses).ok();
+        let needs_approval = self.needs_approval_by(plugins, definition);
+        // A plan is asked for when someone is to see it (a dry run, an approval) or when the
+        // call's grant comes from it; otherwise the step skips a whole plugin call.
+        let planned = dry_run
+            || needs_approval
+            || descriptor
+                .as_deref()
+                .is_none_or(crate::plugins::Descriptor::grants_come_from_plans);
+        let plan = if planned {
+            match plugins
+                .plan(&definition.uses, ctx.clone(), &prepared.config)
+                .await
+            {
+                Ok(Ok(plan)) => mask_plan(plan, &scope),
+                Ok(Err(err)) => {
+                    return self
+                        .finish_early(
+                            active,
+                            position,
+                            format!("cannot plan: {}", scope.mask(&err.message)),
+                        )
+                        .await;
+                }
+                Err(err) => {
+                    return self.finish_early(active, position, err.to_string()).await;
+                }
             }
-            Err(err) => {
-                return self.finish_early(active, position, err.to_string()).await;
-            }
+        } else {
+            Plan::unplanned()
         };
-        let plan_hash = plan_hash(&version, &plan);
         if dry_run {
             return self.finish_dry(active, position, &plan, &scope).await;
         }
@@ -248,7 +260,8 @@ impl Engine {
             Ok(sql) => sql,
             Err(err) => return self.finish_early(active, position, err).await,
         };
-        if self.needs_approval_by(plugins, definition) || self.writes_need_approval(&plan) {
+        if needs_approval || self.writes_need_approval(&plan) {
+            let plan_hash = plan_hash(&version, &plan);
             let approved = approval.as_ref().is_some_and(|approval| {
                 approval.plan_hash == plan_hash
                     && approval.decision.as_ref().is_some_and(|d| d.approved)
@@ -272,9 +285,7 @@ impl Engine {
         }
         // Only a step that must not run twice needs its start on disk first; an idempotent
         // one lost in a crash is simply run again.
-        let idempotent = plugins
-            .descriptor(&definition.uses)
-            .is_ok_and(|d| d.idempotent);
+        let idempotent = descriptor.is_some_and(|d| d.idempotent);
         if !idempotent {
             self.inner.store.flush().await?;
         }
