@@ -29,6 +29,14 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Wasmtime builds an error value each time a plugin call's store is dropped; with
+    // RUST_BACKTRACE set, std would walk the stack for every one of them (a stack walk per
+    // step). Panics still print backtraces; errors capture one only when RUST_LIB_BACKTRACE
+    // asks for it.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: no other thread exists yet, so nothing reads the environment meanwhile.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     let args = Args::parse();
     let config = runbookd::Config::load(runbookd::config::Overrides {
         data_dir: args.data_dir,
