@@ -303,8 +303,15 @@ fn check_variables(
                 suggestion(target, runbook.targets.iter().map(|t| t.name.as_str()))
             )),
             ("secrets", None) => Some("name the secret: `secrets.NAME`".to_owned()),
+            // A step's context holds only the steps it names, so `steps[name]` or a loop
+            // over `steps` would find nothing at run time.
+            ("steps", None) => Some(
+                "name each step it reads as `steps.ID` (a template sees only the steps it \
+                 names, not `steps` as a whole)"
+                    .to_owned(),
+            ),
             // Secrets live in the daemon's vault: a run checks they exist when it starts.
-            ("params" | "steps" | "run" | "secrets" | "targets", _) => None,
+            ("params" | "run" | "secrets" | "targets", _) => None,
             // Filled in by the http plugin once an async invocation has an id.
             ("invocation_id", None) => None,
             _ => Some(format!(
