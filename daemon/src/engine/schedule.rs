@@ -16,20 +16,27 @@ impl Engine {
         // Boxed: a step task schedules its run again when it ends, and the two future types
         // would otherwise contain each other.
         let task: BoxFuture<'static, ()> = Box::pin(async move {
-            if let Err(err) = engine.advance(&run_id).await {
+            if let Err(err) = engine.advance(&run_id, false).await {
                 tracing::error!(run = %run_id, error = %err, "cannot advance run");
             }
         });
         self.inner.tasks.spawn(task);
     }
 
-    /// Makes every decision that is due now about a run, and acts on it.
-    async fn advance(&self, run_id: &str) -> Result<(), EngineError> {
+    /// Makes every decision that is due now about a run, and acts on it. With `keep_one`, the
+    /// first step to start is not spawned but returned, for the caller (a step task that just
+    /// ended) to run itself: a chain of steps then runs in one task, without a spawn and a
+    /// wake-up between every two steps.
+    async fn advance(
+        &self,
+        run_id: &str,
+        keep_one: bool,
+    ) -> Result<Option<(Arc<ActiveRun>, usize)>, EngineError> {
         if self.inner.stopping.is_cancelled() {
-            return Ok(());
+            return Ok(None);
         }
         let Ok(active) = self.activate(run_id)? else {
-            return Ok(());
+            return Ok(None);
         };
         // One clock reading for every decision: a back-off judged "not yet due" must also be
         // judged so when the wake-up timer is set, or the step would have neither.
@@ -44,9 +51,11 @@ impl Engine {
             self.inner.store.flush().await?;
             self.forget(run_id);
             tracing::info!(run = %run_id, "run ended");
-            return Ok(());
+            return Ok(None);
         }
-        for position in decision.start {
+        let mut starts = decision.start.into_iter();
+        let kept = if keep_one { starts.next() } else { None };
+        for position in starts {
             self.spawn_step(Arc::clone(&active), run_id.to_owned(), position);
         }
         for position in decision.look {
@@ -55,7 +64,7 @@ impl Engine {
         if let Some(due) = decision.wake_at {
             self.wake_at(&active, run_id, due - now);
         }
-        Ok(())
+        Ok(kept.map(|position| (active, position)))
     }
 
     /// Looks at the run again in `after_ms`, unless it is cancelled first. Extra wake-ups are
@@ -73,15 +82,23 @@ impl Engine {
         });
     }
 
+    /// Runs a step in a task of its own; when it ends, the task advances the run and runs
+    /// the next step it may start itself, for as long as there is one.
     fn spawn_step(&self, active: Arc<ActiveRun>, run_id: String, position: usize) {
         let engine = self.clone();
         let task: BoxFuture<'static, ()> = Box::pin(async move {
-            if let Err(err) = engine.run_step(&active, &run_id, position).await {
-                let step = &active.runbook.steps[position].id;
-                tracing::error!(run = %run_id, step = %step, error = %err, "step task failed");
+            let mut next = Some((active, position));
+            while let Some((active, position)) = next.take() {
+                if let Err(err) = engine.run_step(&active, &run_id, position).await {
+                    let step = &active.runbook.steps[position].id;
+                    tracing::error!(run = %run_id, step = %step, error = %err, "step task failed");
+                }
+                lock(&active.state).in_flight.remove(&position);
+                next = engine.advance(&run_id, true).await.unwrap_or_else(|err| {
+                    tracing::error!(run = %run_id, error = %err, "cannot advance run");
+                    None
+                });
             }
-            lock(&active.state).in_flight.remove(&position);
-            engine.schedule(run_id);
         });
         self.inner.tasks.spawn(task);
     }
