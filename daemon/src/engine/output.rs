@@ -101,19 +101,16 @@ pub struct OutputSummary {
 /// half, oldest dropped first, until `finish` stores it after one "omitted" line.
 pub struct OutputBatcher {
     shared: Arc<Shared>,
-    /// The task that emits stale batches; none when created outside a tokio runtime.
-    ticker: Option<AbortHandle>,
 }
 
 impl OutputBatcher {
-    /// A batcher that stores through `emit`. Its ticker runs on the current tokio runtime;
-    /// created outside one, a stale batch waits for the next line or for `finish`.
+    /// A batcher that stores through `emit`. Its ticker runs on the current tokio runtime,
+    /// from the first line on; created outside one, a stale batch waits for the next line or
+    /// for `finish`.
     pub fn new(emit: EmitBatch, limits: OutputLimits) -> Self {
-        let shared = Arc::new(Shared::new(emit, limits));
-        let ticker = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|runtime| runtime.spawn(tick(Arc::clone(&shared))).abort_handle());
-        Self { shared, ticker }
+        Self {
+            shared: Arc::new(Shared::new(emit, limits)),
+        }
     }
 
     /// The plugin event sink that feeds this batcher (for a call's `Grant`). Events that
@@ -139,9 +136,7 @@ impl OutputBatcher {
     /// result in the run's events. Later calls emit nothing and return the same summary;
     /// dropping the batcher calls it.
     pub fn finish(&self) -> OutputSummary {
-        if let Some(ticker) = &self.ticker {
-            ticker.abort();
-        }
+        self.shared.stop_ticker();
         self.shared.finish()
     }
 }
@@ -187,6 +182,18 @@ struct Shared {
     config: Config,
     /// Wakes the ticker when a batch starts (it then sleeps until the batch is stale).
     wake: Notify,
+    /// The task that emits stale batches, started with the first batch: most step attempts
+    /// print nothing and need none.
+    ticker: Mutex<Ticker>,
+}
+
+/// Where the ticker of an attempt's output is in its life.
+enum Ticker {
+    /// Not needed yet; it will run on this runtime (none outside a tokio runtime, where a
+    /// stale batch waits for the next line or for `finish`).
+    Idle(Option<tokio::runtime::Handle>),
+    Running(AbortHandle),
+    Stopped,
 }
 
 /// The limits in the form the batcher uses them.
@@ -221,6 +228,26 @@ impl Shared {
                 tail_cap,
             },
             wake: Notify::new(),
+            ticker: Mutex::new(Ticker::Idle(tokio::runtime::Handle::try_current().ok())),
+        }
+    }
+
+    fn ticker(&self) -> MutexGuard<'_, Ticker> {
+        // Every critical section leaves a whole value behind.
+        self.ticker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the ticker if it has not run yet.
+    fn start_ticker(self: &Arc<Self>) {
+        let mut ticker = self.ticker();
+        if let Ticker::Idle(Some(runtime)) = &*ticker {
+            *ticker = Ticker::Running(runtime.spawn(tick(Arc::clone(self))).abort_handle());
+        }
+    }
+
+    fn stop_ticker(&self) {
+        if let Ticker::Running(task) = std::mem::replace(&mut *self.ticker(), Ticker::Stopped) {
+            task.abort();
         }
     }
 
@@ -229,7 +256,7 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(&self, stream: OutputStream, text: &str) {
+    fn push(self: &Arc<Self>, stream: OutputStream, text: &str) {
         let now = Instant::now();
         let started = {
             let mut state = self.lock();
@@ -244,6 +271,7 @@ impl Shared {
             started
         };
         if started {
+            self.start_ticker();
             self.wake.notify_one();
         }
     }
@@ -983,12 +1011,25 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_ticker_starts_with_the_first_line_and_stops_at_finish() {
+        let (emit, _emitted) = recorder();
+        let batcher = OutputBatcher::new(emit, OutputLimits::default());
+        assert!(matches!(*batcher.shared.ticker(), Ticker::Idle(Some(_))));
+        batcher.push(OutputStream::Stdout, "a line");
+        assert!(matches!(*batcher.shared.ticker(), Ticker::Running(_)));
+        batcher.finish();
+        assert!(matches!(*batcher.shared.ticker(), Ticker::Stopped));
+        batcher.push(OutputStream::Stdout, "too late");
+        assert!(matches!(*batcher.shared.ticker(), Ticker::Stopped));
+    }
+
     #[test]
     fn without_a_runtime_finish_still_emits() {
         let (emit, emitted) = recorder();
         let batcher = OutputBatcher::new(emit, OutputLimits::default());
         batcher.push(OutputStream::Stdout, "no runtime");
-        assert!(batcher.ticker.is_none());
+        assert!(matches!(*batcher.shared.ticker(), Ticker::Idle(None)));
         batcher.finish();
         assert_eq!(taken(&emitted).len(), 1);
     }
