@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -49,11 +50,14 @@ pub fn spawn(watched: Watched, shutdown: CancellationToken) -> anyhow::Result<()
                     let _ = tx.send(Vec::new());
                     return;
                 }
-                let paths = events
+                let paths: Vec<PathBuf> = events
                     .into_iter()
+                    .filter(|event| may_change_content(&event.event.kind))
                     .flat_map(|event| event.event.paths)
                     .collect();
-                let _ = tx.send(paths);
+                if !paths.is_empty() {
+                    let _ = tx.send(paths);
+                }
             }
             Err(errors) => {
                 for error in errors {
@@ -149,6 +153,17 @@ async fn reload_plugins(watched: &Watched, files: &[&PathBuf]) -> bool {
 
 fn is_plugin_file(path: &Path, plugins_dir: &Path) -> bool {
     path.parent() == Some(plugins_dir) && path.extension().is_some_and(|ext| ext == "wasm")
+}
+
+/// Whether an event can mean that a file's content or a directory's entries changed. Opening
+/// or reading a file cannot: the watcher reads every file it reloads, so counting those events
+/// as changes would have it reload the directory, again and again, for as long as it runs.
+fn may_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// A runbook file, or anything that is not a file now: a directory created, removed or

@@ -378,6 +378,70 @@ fn a_plugin_dropped_in_at_runtime_becomes_usable_and_a_corrupt_one_is_ignored() 
     );
 }
 
+/// Reading a watched file is not changing it: the daemon's own reads of what it loads, and an
+/// operator's `cat`, must not make it load the file again (and again).
+#[test]
+fn a_plugin_is_loaded_once_and_reading_it_or_a_runbook_reloads_nothing() {
+    let daemon = Daemon::start(&[("deploy.toml", &printing("read me"))], AUTO);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
+    let plugins = daemon.plugins_dir();
+    let runbook = daemon.runbooks.join("deploy.toml");
+    let watcher = {
+        let socket = daemon.socket.clone();
+        let (plugins, runbook) = (plugins.clone(), runbook.clone());
+        std::thread::spawn(move || {
+            block_on(async move {
+                let channel = runbook_protocol::connect(&socket).await.unwrap();
+                let mut client = runbook_protocol::v1::runbook_client::RunbookClient::new(channel);
+                let mut stream = client
+                    .watch_daemon(runbook_protocol::v1::WatchDaemonRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner();
+                ready_tx.send(()).unwrap();
+                let mut loads = 0;
+                // Until the first load, then for a second (twenty debounce windows) after
+                // the files were read.
+                let mut quiet_until = None;
+                loop {
+                    let wait = match quiet_until {
+                        None => PATIENCE,
+                        Some(until) => match until.checked_duration_since(Instant::now()) {
+                            Some(left) => left,
+                            None => return loads,
+                        },
+                    };
+                    let Ok(event) = tokio::time::timeout(wait, stream.message()).await else {
+                        return loads;
+                    };
+                    let event = event.unwrap().expect("the event stream stays open");
+                    if matches!(&event.kind, Some(Kind::PluginLoaded(p)) if p.kind == "probe") {
+                        loads += 1;
+                        if quiet_until.is_none() {
+                            std::fs::read(plugins.join("probe.wasm")).unwrap();
+                            std::fs::read(&runbook).unwrap();
+                            loaded_tx.send(()).unwrap();
+                            quiet_until = Some(Instant::now() + Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+        })
+    };
+    ready_rx.recv().unwrap();
+    std::fs::copy(probe_plugin(), plugins.join("probe.wasm")).unwrap();
+    loaded_rx
+        .recv_timeout(PATIENCE)
+        .expect("the probe plugin is loaded");
+    assert_eq!(watcher.join().unwrap(), 1, "the plugin was loaded once");
+    assert_eq!(
+        versions(&daemon, "deploy").len(),
+        1,
+        "reading the runbook made no version"
+    );
+}
+
 #[test]
 fn a_file_broken_while_the_daemon_was_down_keeps_its_last_good_version() {
     // The runbook's name differs from its file's name, as it may.
