@@ -13,10 +13,11 @@ const CAPACITY: usize = 4096;
 
 /// The shortest time between two flushes the publisher asks for. Events that arrive within
 /// it share one flush: a run of short steps then costs a flush per window instead of a flush
-/// per step (each flush writes whole pages and syncs the file), at the price of events
-/// reaching watchers up to this much later. A first event after a quiet spell is flushed at
+/// per step (each flush writes whole pages, syncs the file and wakes sled's writer threads),
+/// at the price of events reaching watchers up to this much later; 10 ms is below what a
+/// person watching can tell. A first event after a quiet spell is flushed at
 /// once. Flushes that guard a side effect or an operator's request do not wait for this.
-const PUBLISH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+const PUBLISH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A cloneable handle to the bus.
 #[derive(Clone)]
