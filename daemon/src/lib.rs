@@ -1,7 +1,8 @@
 //! `runbookd`: keeps runbooks and runs durable in sled, executes steps through WebAssembly
 //! plugins, and serves the `runbook` client over gRPC on a private Unix socket.
 //!
-//! `main.rs` parses flags and calls [`run`]; tests call the same function.
+//! `main.rs` parses flags and calls [`run`]; tests bind the socket themselves and call
+//! [`run_on`], or [`Daemon::open`] then [`Daemon::serve`] to know when it is ready.
 
 pub mod catalog;
 pub mod config;
@@ -30,90 +31,144 @@ pub use config::Config;
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // The socket comes first: a second daemon must stop before it touches the database.
     let listener = server::bind(&config.socket).await?;
-    let result = serve(&config, listener, shutdown).await;
-    if let Err(err) = std::fs::remove_file(&config.socket) {
-        tracing::warn!(socket = %config.socket.display(), error = %err, "cannot remove the socket");
-    }
+    run_on(listener, config, shutdown).await
+}
+
+/// [`run`] on a listener the caller bound (with [`server::bind`]): clients can connect from
+/// the moment it is bound, and are answered once the daemon is open.
+pub async fn run_on(
+    listener: tokio::net::UnixListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let socket = server::SocketFile::of(&config.socket);
+    let result = match Daemon::open(config, shutdown).await {
+        Ok(daemon) => daemon.serve(listener).await,
+        Err(err) => Err(err),
+    };
+    socket.remove();
     result
 }
 
-async fn serve(
-    config: &Config,
-    listener: tokio::net::UnixListener,
+/// A daemon with its store open, its plugins and runbooks loaded and its interrupted runs
+/// resumed: everything but answering on a socket.
+pub struct Daemon {
+    started_at: i64,
+    data_dir: std::path::PathBuf,
+    runbooks_dir: std::path::PathBuf,
+    store: store::Store,
+    vault: vault::Vault,
+    engine: engine::Engine,
+    daemon_events: events::DaemonEvents,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let started_at = store::now_ms();
-    config.create_data_dir()?;
-    let store = store::Store::open(&config.data_dir.join("db"))
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    // Before anything runs: a vault key others could read stops the daemon here. Logged too,
-    // because a daemon that `runbook` started has no stderr to say why it stopped.
-    let vault = vault::Vault::open(&store, &config.data_dir)
-        .inspect_err(|err| tracing::error!("cannot start: {err}"))?;
-    let plugins =
-        plugins::PluginHost::new(config.limits, &config.cache_dir, config.http.clone()).await?;
-    for (path, err) in plugins.load_dir(&config.plugins_dir).await {
-        tracing::error!(path = %path.display(), "plugin not loaded: {err:#}");
-    }
-    let daemon_events = events::DaemonEvents::default();
-    let catalog = catalog::Catalog::new(
-        &config.runbooks_dir,
-        plugins.clone(),
-        store.clone(),
-        daemon_events.clone(),
-    );
-    // Watch before the first read, so that no save between the two is missed.
-    watcher::spawn(
-        watcher::Watched {
-            runbooks_dir: config.runbooks_dir.clone(),
-            plugins_dir: config.plugins_dir.clone(),
-            catalog: catalog.clone(),
-            plugins: plugins.clone(),
-            events: daemon_events.clone(),
-        },
-        shutdown.clone(),
-    )
-    .context("cannot watch the runbooks and plugins directories")?;
-    catalog.reconcile(true).await?;
-    let engine = engine::Engine::new(
-        store.clone(),
-        plugins,
-        catalog,
-        events::EventBus::default(),
-        config.policy.clone(),
-        Some(Arc::new(vault.clone())),
-    );
-    let resumed = engine.recover().await?;
-    tracing::info!(
-        socket = %config.socket.display(),
-        runbooks = %config.runbooks_dir.display(),
-        resumed,
-        "runbookd ready"
-    );
+}
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("cannot build the reflection service")?;
-    let info = service::DaemonInfo {
-        data_dir: config.data_dir.clone(),
-        runbooks_dir: config.runbooks_dir.clone(),
-        started_at,
-    };
-    let api =
-        service::RunbookService::new(engine.clone(), vault, daemon_events, info, shutdown.clone());
-    tonic::transport::Server::builder()
-        .add_service(
-            RunbookServer::new(api)
-                .max_decoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES),
+impl Daemon {
+    /// Opens the data directory and starts everything but the API. The watcher and the runs
+    /// go on until `shutdown` is cancelled.
+    pub async fn open(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let started_at = store::now_ms();
+        config.create_data_dir()?;
+        let store = store::Store::open(&config.data_dir.join("db")).with_context(|| {
+            format!("cannot open the database in {}", config.data_dir.display())
+        })?;
+        // Before anything runs: a vault key others could read stops the daemon here. Logged
+        // too, because a daemon that `runbook` started has no stderr to say why it stopped.
+        let vault = vault::Vault::open(&store, &config.data_dir)
+            .inspect_err(|err| tracing::error!("cannot start: {err}"))?;
+        let plugins =
+            plugins::PluginHost::new(config.limits, &config.cache_dir, config.http.clone()).await?;
+        for (path, err) in plugins.load_dir(&config.plugins_dir).await {
+            tracing::error!(path = %path.display(), "plugin not loaded: {err:#}");
+        }
+        let daemon_events = events::DaemonEvents::default();
+        let catalog = catalog::Catalog::new(
+            &config.runbooks_dir,
+            plugins.clone(),
+            store.clone(),
+            daemon_events.clone(),
+        );
+        // Watch before the first read, so that no save between the two is missed.
+        watcher::spawn(
+            watcher::Watched {
+                runbooks_dir: config.runbooks_dir.clone(),
+                plugins_dir: config.plugins_dir.clone(),
+                catalog: catalog.clone(),
+                plugins: plugins.clone(),
+                events: daemon_events.clone(),
+            },
+            shutdown.clone(),
         )
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.cancelled())
-        .await
-        .context("the gRPC server failed")?;
-    tracing::info!("shutting down");
-    engine.shutdown().await;
-    store.flush().await?;
-    Ok(())
+        .context("cannot watch the runbooks and plugins directories")?;
+        catalog.reconcile(true).await?;
+        let engine = engine::Engine::new(
+            store.clone(),
+            plugins,
+            catalog,
+            events::EventBus::default(),
+            config.policy.clone(),
+            Some(Arc::new(vault.clone())),
+        );
+        let resumed = engine.recover().await?;
+        tracing::info!(
+            socket = %config.socket.display(),
+            runbooks = %config.runbooks_dir.display(),
+            resumed,
+            "runbookd ready"
+        );
+        Ok(Self {
+            started_at,
+            data_dir: config.data_dir.clone(),
+            runbooks_dir: config.runbooks_dir.clone(),
+            store,
+            vault,
+            engine,
+            daemon_events,
+            shutdown,
+        })
+    }
+
+    /// Answers on `listener` until shutdown, then stops the runs and flushes the store.
+    pub async fn serve(self, listener: tokio::net::UnixListener) -> anyhow::Result<()> {
+        let Self {
+            started_at,
+            data_dir,
+            runbooks_dir,
+            store,
+            vault,
+            engine,
+            daemon_events,
+            shutdown,
+        } = self;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("cannot build the reflection service")?;
+        let info = service::DaemonInfo {
+            data_dir,
+            runbooks_dir,
+            started_at,
+        };
+        let api = service::RunbookService::new(
+            engine.clone(),
+            vault,
+            daemon_events,
+            info,
+            shutdown.clone(),
+        );
+        tonic::transport::Server::builder()
+            .add_service(
+                RunbookServer::new(api)
+                    .max_decoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES),
+            )
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(server::incoming(listener), shutdown.cancelled())
+            .await
+            .context("the gRPC server failed")?;
+        tracing::info!("shutting down");
+        engine.shutdown().await;
+        store.flush().await?;
+        Ok(())
+    }
 }

@@ -61,6 +61,41 @@ pub async fn bind(socket: &Path) -> Result<UnixListener, SocketError> {
     Ok(listener)
 }
 
+/// The socket file a daemon bound, known by its inode and creation time (an inode number
+/// alone may be reused by the next socket): at shutdown the daemon removes it only
+/// if it is still that file, never a socket that a newer daemon bound at the same path after
+/// this one stopped answering.
+pub struct SocketFile {
+    path: PathBuf,
+    identity: Option<(u64, u64, i64, i64)>,
+}
+
+impl SocketFile {
+    /// The socket now at `path`.
+    pub fn of(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            identity: identity(path),
+        }
+    }
+
+    /// Removes the socket unless another took its place.
+    pub fn remove(self) {
+        if self.identity.is_none() || identity(&self.path) != self.identity {
+            return;
+        }
+        if let Err(err) = std::fs::remove_file(&self.path) {
+            tracing::warn!(socket = %self.path.display(), error = %err, "cannot remove the socket");
+        }
+    }
+}
+
+fn identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec()))
+}
+
 /// The directory must be ours and closed to group and others: anyone who can write there
 /// could put their own socket in our place.
 fn check_private(dir: &Path) -> Result<(), SocketError> {
@@ -111,4 +146,29 @@ pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<UnixStr
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_removes_its_own_socket_but_not_one_bound_after_it() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("runbookd.sock");
+
+        let first = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let ours = SocketFile::of(&path);
+        ours.remove();
+        assert!(!path.exists(), "its own socket is removed");
+        drop(first);
+
+        let _old = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let stale = SocketFile::of(&path);
+        // A newer daemon found the socket unanswered, replaced it and listens there now.
+        std::fs::remove_file(&path).expect("remove");
+        let _newer = std::os::unix::net::UnixListener::bind(&path).expect("bind again");
+        stale.remove();
+        assert!(path.exists(), "the newer daemon's socket is left alone");
+    }
 }
