@@ -1,5 +1,9 @@
 //! End-to-end test support: a real `runbookd` on a temporary socket and data dir, driven
 //! through the real `runbook` binary (and, where a test needs the raw event log, the gRPC API).
+//!
+//! The daemon runs inside the test's process ([`Daemon::start`]), ready the moment the call
+//! returns; tests for which the process is the point (kill -9, restarts, the daemon's own log
+//! files, its pid) start the real binary with [`Daemon::start_process`].
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod bench;
@@ -46,11 +50,38 @@ pub struct Daemon {
     pub runbooks: PathBuf,
     pub config: PathBuf,
     child: Option<Child>,
+    in_process: Option<InProcess>,
 }
 
 impl Daemon {
-    /// Starts a daemon serving `runbooks` (file name, content) with `config` as its config file.
+    /// Starts a daemon in this process serving `runbooks` (file name, content) with `config`
+    /// as its config file. It answers from the moment this returns.
     pub fn start(runbooks: &[(&str, &str)], config: &str) -> Self {
+        let mut daemon = Self::prepare(runbooks, config);
+        daemon.in_process = Some(InProcess::start(daemon.config()));
+        daemon
+    }
+
+    /// [`Daemon::start`] with the test plugin (`tests/guests/probe`, step kind `probe`) in
+    /// the plugins directory from the start.
+    pub fn start_with_probe(runbooks: &[(&str, &str)], config: &str) -> Self {
+        let mut daemon = Self::prepare(runbooks, config);
+        std::fs::create_dir_all(daemon.plugins_dir()).unwrap();
+        std::fs::copy(probe_plugin(), daemon.plugins_dir().join("probe.wasm")).unwrap();
+        daemon.in_process = Some(InProcess::start(daemon.config()));
+        daemon
+    }
+
+    /// [`Daemon::start`] with the real `runbookd` binary, for tests that kill it, restart it,
+    /// read its log files or need its pid.
+    pub fn start_process(runbooks: &[(&str, &str)], config: &str) -> Self {
+        let mut daemon = Self::prepare(runbooks, config);
+        daemon.spawn();
+        daemon
+    }
+
+    /// The directories and files of a daemon, with nothing running yet.
+    fn prepare(runbooks: &[(&str, &str)], config: &str) -> Self {
         let root = tempfile::tempdir().unwrap();
         let runbooks_dir = root.path().join("runbooks");
         std::fs::create_dir_all(&runbooks_dir).unwrap();
@@ -59,16 +90,27 @@ impl Daemon {
         }
         let config_path = root.path().join("runbookd.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut daemon = Self {
+        Self {
             socket: root.path().join("run").join("runbookd.sock"),
             data_dir: root.path().join("data"),
             runbooks: runbooks_dir,
             config: config_path,
             root,
             child: None,
-        };
-        daemon.spawn();
-        daemon
+            in_process: None,
+        }
+    }
+
+    /// The configuration the daemon's flags make.
+    fn config(&self) -> runbookd::Config {
+        runbookd::Config::load(runbookd::config::Overrides {
+            data_dir: Some(self.data_dir.clone()),
+            runbooks_dir: Some(self.runbooks.clone()),
+            socket: Some(self.socket.clone()),
+            config_file: Some(self.config.clone()),
+            cache_dir: Some(shared_plugin_cache()),
+        })
+        .unwrap()
     }
 
     /// The daemon command with this daemon's flags.
@@ -123,11 +165,20 @@ impl Daemon {
 
     /// The daemon's process id, for what only the kernel knows of it (`/proc/PID/io`).
     pub fn pid(&self) -> Option<u32> {
+        self.assert_process("a pid");
         self.child.as_ref().map(Child::id)
+    }
+
+    fn assert_process(&self, what: &str) {
+        assert!(
+            self.in_process.is_none(),
+            "{what} needs the daemon in its own process: start it with Daemon::start_process"
+        );
     }
 
     /// SIGKILL: no cleanup at all, as in a crash.
     pub fn kill9(&mut self) {
+        self.assert_process("kill -9");
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
@@ -136,6 +187,7 @@ impl Daemon {
 
     /// Starts the daemon again on the same directories.
     pub fn restart(&mut self) {
+        self.assert_process("a restart");
         self.kill9();
         self.spawn();
     }
@@ -294,6 +346,100 @@ impl Drop for Daemon {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A daemon on its own runtime and thread inside the test's process.
+struct InProcess {
+    shutdown: tokio_util::sync::CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    /// Binds the socket, opens the daemon and returns once it is open; it then serves until
+    /// dropped.
+    fn start(config: runbookd::Config) -> Self {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
+        let token = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name("runbookd".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("runbookd-worker")
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = match runbookd::server::bind(&config.socket).await {
+                        Ok(listener) => listener,
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(err.to_string()));
+                            return;
+                        }
+                    };
+                    let socket = runbookd::server::SocketFile::of(&config.socket);
+                    match runbookd::Daemon::open(config, token).await {
+                        Ok(daemon) => {
+                            let _ = ready_tx.send(Ok(()));
+                            if let Err(err) = daemon.serve(listener).await {
+                                eprintln!("runbookd (in the test process) failed: {err:#}");
+                            }
+                        }
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(format!("{err:#}")));
+                        }
+                    }
+                    socket.remove();
+                });
+                // Steps still running (a shell step's child) end with the runtime.
+                runtime.shutdown_timeout(Duration::from_secs(5));
+            })
+            .unwrap();
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => panic!("runbookd did not start: {err}"),
+            Err(_) => panic!("runbookd's thread ended before it was open"),
+        }
+        Self {
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // A daemon that does not stop in time is left behind rather than hang the suite.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Whether something a test needs from the machine (a database server, tmux) is here: `found`
+/// says why not. When it is missing the test fails under `CI=true` (`.ci/run` installs or
+/// expects all of them), and elsewhere says on stderr that it is skipped; the caller returns.
+pub fn required_here(what: &str, found: Result<(), String>) -> bool {
+    match found {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{what} is needed in CI: {why}"
+            );
+            eprintln!("skipped: {what} is not here: {why}");
+            false
         }
     }
 }

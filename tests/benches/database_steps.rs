@@ -41,7 +41,7 @@ fn bare_sqlx() -> Duration {
 
 fn main() {
     let config = format!("[connections.pg]\nurl = \"{POSTGRES}\"\n");
-    let daemon = Daemon::start(&[("selects.toml", &runbook())], &config);
+    let daemon = Daemon::start_process(&[("selects.toml", &runbook())], &config);
     let started = Instant::now();
     let run = daemon.run_to_end("selects", &[]);
     let through_daemon = started.elapsed();

@@ -323,7 +323,7 @@ fn sequential_http(server: &JsonServer, steps: usize) -> String {
 
 fn case_a(table: &mut Table, server: &JsonServer, steps: usize) {
     eprintln!("a. {steps} sequential HTTP steps");
-    let daemon = Daemon::start(&[("sequential.toml", &sequential_http(server, steps))], "");
+    let daemon = Daemon::start_process(&[("sequential.toml", &sequential_http(server, steps))], "");
     let run = observe(&daemon, "sequential", Start::Cli, &[]);
     verify_http(&daemon, server, &run.id, steps);
     let bare = bench::bare_reqwest(&server.url, steps);
@@ -382,7 +382,7 @@ fn cases_b_e(table: &mut Table, server: &JsonServer, sizes: &Sizes) {
     let mut sampled = None;
     for steps in runs {
         eprintln!("b. growth: a run of {steps} sequential HTTP steps");
-        let daemon = Daemon::start(&[("chain.toml", &sequential_http(server, steps))], "");
+        let daemon = Daemon::start_process(&[("chain.toml", &sequential_http(server, steps))], "");
         let wanted: &[usize] = if steps == longest { &checkpoints } else { &[] };
         let run = observe(&daemon, "chain", Start::Grpc, wanted);
         verify_http(&daemon, server, &run.id, steps);
@@ -454,7 +454,7 @@ fn case_c(table: &mut Table, server: &JsonServer, steps: usize) {
     let runbook = runbook_e2e::fan_runbook(steps, PARALLELISM, "http", |index| {
         bench::capture_step(&server.url, index)
     });
-    let daemon = Daemon::start(&[("parallel.toml", &runbook)], "");
+    let daemon = Daemon::start_process(&[("parallel.toml", &runbook)], "");
     let run = observe(&daemon, "parallel", Start::Cli, &[]);
     verify_http(&daemon, server, &run.id, steps);
     let bare = bench::bare_reqwest_parallel(&server.url, steps, PARALLELISM);
@@ -520,7 +520,7 @@ fn case_d(table: &mut Table, steps: usize) {
             ("probe".into(), "{ mode = \"noop\" }".into())
         }
     });
-    let daemon = Daemon::start(&[("noops.toml", &runbook)], &config);
+    let daemon = Daemon::start_process(&[("noops.toml", &runbook)], &config);
     daemon.wait_valid("noops");
     let run = observe(&daemon, "noops", Start::Grpc, &[]);
     verify(&daemon, &run.id, steps + 1);

@@ -26,7 +26,7 @@ fn runbook(url: &str) -> String {
 
 fn main() {
     let server = JsonServer::start();
-    let daemon = Daemon::start(&[("requests.toml", &runbook(&server.url))], "");
+    let daemon = Daemon::start_process(&[("requests.toml", &runbook(&server.url))], "");
     // `watch` follows the run's event stream until it ends: unlike `run_to_end`, which polls
     // `show --json` (1,000 steps each time) every 50 ms for at most a minute, it neither
     // loads the daemon while it works nor gives up on a slow run.

@@ -20,7 +20,7 @@ fn runbook(n: usize) -> String {
 }
 
 fn main() {
-    let daemon = Daemon::start(&[("bench.toml", &runbook(0))], "");
+    let daemon = Daemon::start_process(&[("bench.toml", &runbook(0))], "");
     let path = daemon.runbooks.join("bench.toml");
     let mut latencies = block_on(async {
         let mut client = daemon.client().await;

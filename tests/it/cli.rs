@@ -131,7 +131,7 @@ fn validate_says_ok_or_reports_diagnostics_and_exits_2() {
 
 #[test]
 fn watch_follows_a_run_across_a_daemon_crash_without_gaps_or_repeats() {
-    let mut daemon = Daemon::start(&[("speak.toml", TWO_STREAMS)], AUTO);
+    let mut daemon = Daemon::start_process(&[("speak.toml", TWO_STREAMS)], AUTO);
     let run = daemon.start_run("speak", &[]);
     let mut watcher = daemon
         .cli_command(&["watch", &run])

@@ -177,7 +177,8 @@ with = { command = ["echo", "second"] }
 
 #[test]
 fn a_paused_run_starts_nothing_until_resumed_even_across_a_restart() {
-    let mut daemon = Daemon::start(&[("gated.toml", GATED)], "[approvals]\nshell = \"auto\"\n");
+    let mut daemon =
+        Daemon::start_process(&[("gated.toml", GATED)], "[approvals]\nshell = \"auto\"\n");
     let gate = daemon.root.path().join("gate");
     let run = daemon.start_run("gated", &[&format!("gate={}", gate.display())]);
     daemon.wait_for(&run, "the first step to run", |run| {

@@ -534,7 +534,7 @@ uses = "http"
 with = { method = "POST", url = "{url}/echo/secret", headers = { X-Token = "{{ secrets.api_token }}" }, json = { token = "{{ secrets.api_token }}" } }
 "#
     .replace("{url}", &server.url());
-    let daemon = Daemon::start(&[("http.toml", &runbook)], "");
+    let daemon = Daemon::start_process(&[("http.toml", &runbook)], "");
     let refused = daemon.cli(&["run", "http"]);
     assert!(!refused.status.success());
     assert!(

@@ -29,7 +29,7 @@ with = { url = "{url}/echo/after?value={{ steps.job.output.captures.value }}" }
 
 /// A daemon serving `job_runbook` as `jobs`.
 fn jobs_daemon(server: &TestServer, query: &str, timeout: &str) -> Daemon {
-    Daemon::start(&[("jobs.toml", &job_runbook(server, query, timeout))], "")
+    Daemon::start_process(&[("jobs.toml", &job_runbook(server, query, timeout))], "")
 }
 
 /// Waits until the run's `job` step waits for its invocation; returns the invocation id.

@@ -118,7 +118,7 @@ fn rss_kib(pid: u64) -> u64 {
 fn a_chatty_step_keeps_the_start_and_the_end_of_its_output_within_its_budget() {
     const BUDGET: u64 = 256 * 1024;
     const PRINTED: u64 = 64 * 1024 * 1024;
-    let daemon = Daemon::start(
+    let daemon = Daemon::start_process(
         &[(
             "chatty.toml",
             &format!(

@@ -1,4 +1,5 @@
-//! End-to-end tests of the real `runbookd` and `runbook` binaries.
+//! End-to-end tests: the daemon (in the test process, or its real binary where the process is
+//! the point) driven through the real `runbook` binary, the TUI and the gRPC API.
 #![allow(clippy::unwrap_used)]
 
 mod cli;
@@ -13,6 +14,7 @@ mod recovery;
 mod reload;
 mod resilience;
 mod retry;
+mod sandbox;
 mod save;
 mod secrets;
 mod socket;

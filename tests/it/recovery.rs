@@ -20,7 +20,7 @@ with = { command = ["echo", "approved work"] }
 #[test]
 fn a_waiting_approval_survives_kill_9_and_can_be_approved() {
     // The default policy requires approval of shell steps, and a runbook cannot waive it.
-    let mut daemon = Daemon::start(&[("gated.toml", APPROVE_ME)], "");
+    let mut daemon = Daemon::start_process(&[("gated.toml", APPROVE_ME)], "");
     let run_id = daemon.start_run("gated", &[]);
     daemon.wait_for(&run_id, "the first approval", |run| {
         step_status(run, "first") == "waiting"
@@ -68,7 +68,8 @@ uses = "shell"
 # the mark and finishes at once.
 with = { script = "if [ -e \"$MARK\" ]; then echo retried; else touch \"$MARK\"; echo started; exec sleep 120; fi", env = { MARK = "{{ params.mark }}" } }
 "#;
-    let mut daemon = Daemon::start(&[("slow.toml", runbook)], "[approvals]\nshell = \"auto\"\n");
+    let mut daemon =
+        Daemon::start_process(&[("slow.toml", runbook)], "[approvals]\nshell = \"auto\"\n");
     let mark = daemon.root.path().join("attempted");
     let run_id = daemon.start_run("slow", &[&format!("mark={}", mark.display())]);
     daemon.wait_for(&run_id, "the step to run", |run| {

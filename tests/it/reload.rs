@@ -403,7 +403,7 @@ fn a_plugin_is_loaded_once_and_reading_it_or_a_runbook_reloads_nothing() {
                 let mut loads = 0;
                 // Until the first load, then for a second (twenty debounce windows) after
                 // the files were read.
-                let mut quiet_until = None;
+                let mut quiet_until: Option<Instant> = None;
                 loop {
                     let wait = match quiet_until {
                         None => PATIENCE,
@@ -446,7 +446,7 @@ fn a_plugin_is_loaded_once_and_reading_it_or_a_runbook_reloads_nothing() {
 fn a_file_broken_while_the_daemon_was_down_keeps_its_last_good_version() {
     // The runbook's name differs from its file's name, as it may.
     let named = format!("name = \"deploy\"\n{}", printing("good"));
-    let mut daemon = Daemon::start(&[("deploy-prod.toml", &named)], AUTO);
+    let mut daemon = Daemon::start_process(&[("deploy-prod.toml", &named)], AUTO);
     let good = versions(&daemon, "deploy");
     assert_eq!(good.len(), 1);
 

@@ -139,7 +139,7 @@ with = { command = ["sleep", "5"] }
 #[test]
 fn a_retry_wait_survives_kill_9() {
     let runbook = flaky(r#"{ attempts = 2, delay = "2s", jitter = false }"#);
-    let mut daemon = Daemon::start(&[("flaky.toml", &runbook)], AUTO);
+    let mut daemon = Daemon::start_process(&[("flaky.toml", &runbook)], AUTO);
     let mark = daemon.root.path().join("mark");
     let run = daemon.start_run("flaky", &[&format!("mark={}", mark.display())]);
     let waiting = daemon.wait_for(&run, "the retry wait", |run| {

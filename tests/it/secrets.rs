@@ -94,7 +94,7 @@ fn assert_nowhere_in(dir: &Path, values: &[&str]) {
 
 #[test]
 fn secrets_are_set_listed_audited_and_removed_without_ever_showing_a_value() {
-    let mut daemon = Daemon::start(&[], "");
+    let mut daemon = Daemon::start_process(&[], "");
     let mut seen = Seen::default();
 
     // From stdin: one trailing newline is not part of the value.
@@ -187,7 +187,7 @@ fn secrets_are_set_listed_audited_and_removed_without_ever_showing_a_value() {
 
 #[test]
 fn a_vault_key_open_to_others_stops_the_daemon() {
-    let mut daemon = Daemon::start(&[], "");
+    let mut daemon = Daemon::start_process(&[], "");
     let key = daemon.data_dir.join("vault.key");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the key is created private");
@@ -301,7 +301,7 @@ fn a_canary_used_by_every_kind_of_step_shows_up_nowhere() {
         plugins.path().display().to_string()
     );
     let runbook = CANARY_RUNBOOK.replace("{url}", &server.url());
-    let daemon = Daemon::start(&[("canary.toml", &runbook)], &config);
+    let daemon = Daemon::start_process(&[("canary.toml", &runbook)], &config);
     let mut seen = Seen::default();
     ok(&seen.set(&daemon, "CANARY", CANARY));
     // The probe kind comes from the plugins directory, which may load after the daemon

@@ -55,7 +55,7 @@ fn a_directory_open_to_others_is_refused() {
 
 #[test]
 fn a_stale_socket_is_replaced() {
-    let mut daemon = Daemon::start(&[], "");
+    let mut daemon = Daemon::start_process(&[], "");
     // kill -9 leaves the socket file behind with nobody listening.
     daemon.kill9();
     assert!(daemon.socket.exists());

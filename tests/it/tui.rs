@@ -20,14 +20,14 @@ fn tmux_available() -> bool {
         .arg("-V")
         .output()
         .is_ok_and(|output| output.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tmux is needed in CI for the TUI tests"
-        );
-        eprintln!("skipped: tmux is not installed");
-    }
-    found
+    runbook_e2e::required_here(
+        "tmux (for the TUI tests)",
+        if found {
+            Ok(())
+        } else {
+            Err("`tmux -V` does not run".into())
+        },
+    )
 }
 
 impl Terminal {
@@ -260,7 +260,8 @@ fn the_run_view_reconnects_after_a_daemon_restart_and_catches_up_without_gaps_or
     if !tmux_available() {
         return;
     }
-    let mut daemon = Daemon::start(&[("count.toml", COUNT)], "[approvals]\nshell = \"auto\"\n");
+    let mut daemon =
+        Daemon::start_process(&[("count.toml", COUNT)], "[approvals]\nshell = \"auto\"\n");
     let terminal = Terminal::open(&daemon);
     terminal.wait_for("the runbook list, connected", |screen| {
         screen.contains("● runbookd") && screen.contains("counts in two steps")
@@ -339,7 +340,7 @@ fn a_crash_in_the_middle_of_a_step_leaves_the_run_view_with_the_stored_lines_onc
     if !tmux_available() {
         return;
     }
-    let mut daemon = Daemon::start(
+    let mut daemon = Daemon::start_process(
         &[("stream.toml", STREAM)],
         "[approvals]\nshell = \"auto\"\n",
     );

@@ -1,10 +1,9 @@
 //! Runaway plugins: a guest that loops forever or allocates without bound is stopped at its
 //! limit and fails its step, while the daemon keeps answering.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use runbook_e2e::Daemon;
 use runbook_protocol::v1::runbook_client::RunbookClient;
 use runbook_protocol::v1::{self as pb, RunStatus, StepStatus};
 use tonic::transport::Channel;
@@ -19,69 +18,13 @@ uses = "probe"
 with = { mode = "{{ params.mode }}" }
 "#;
 
-struct Daemon {
-    _root: tempfile::TempDir,
-    socket: PathBuf,
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn probe_wasm() -> PathBuf {
-    Path::new(env!("RUNBOOKD_GUEST_DIR")).join("runbook_probe_plugin.wasm")
-}
-
 async fn start_daemon() -> (Daemon, RunbookClient<Channel>) {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    std::fs::create_dir_all(data.join("plugins")).unwrap();
-    std::fs::copy(probe_wasm(), data.join("plugins").join("probe.wasm")).unwrap();
-    std::fs::create_dir_all(root.path().join("runbooks")).unwrap();
-    std::fs::write(root.path().join("runbooks/probe.toml"), PROBE_RUNBOOK).unwrap();
-    let config = root.path().join("runbookd.toml");
-    std::fs::write(
-        &config,
+    let daemon = Daemon::start_with_probe(
+        &[("probe.toml", PROBE_RUNBOOK)],
         "[limits]\nplugin_cpu = \"2s\"\nplugin_memory_mib = 32\n",
-    )
-    .unwrap();
-    let socket = root.path().join("run/runbookd.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_runbookd"))
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--runbooks")
-        .arg(root.path().join("runbooks"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let client = loop {
-        if let Ok(channel) = runbook_protocol::connect(&socket).await {
-            let mut client = RunbookClient::new(channel);
-            if client.status(pb::StatusRequest {}).await.is_ok() {
-                break client;
-            }
-        }
-        assert!(Instant::now() < deadline, "runbookd did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    (
-        Daemon {
-            _root: root,
-            socket,
-            child,
-        },
-        client,
-    )
+    );
+    let client = daemon.client().await;
+    (daemon, client)
 }
 
 async fn start(client: &mut RunbookClient<Channel>, mode: &str) -> String {
