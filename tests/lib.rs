@@ -353,7 +353,8 @@ impl Drop for Daemon {
 /// A daemon on its own runtime and thread inside the test's process.
 struct InProcess {
     shutdown: tokio_util::sync::CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Disconnects when the daemon's thread ends.
+    ended: std::sync::mpsc::Receiver<()>,
 }
 
 impl InProcess {
@@ -363,9 +364,11 @@ impl InProcess {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         let token = shutdown.clone();
-        let thread = std::thread::Builder::new()
+        let (ending, ended) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
             .name("runbookd".into())
             .spawn(move || {
+                let _ending = ending;
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .thread_name("runbookd-worker")
@@ -403,27 +406,15 @@ impl InProcess {
             Ok(Err(err)) => panic!("runbookd did not start: {err}"),
             Err(_) => panic!("runbookd's thread ended before it was open"),
         }
-        Self {
-            shutdown,
-            thread: Some(thread),
-        }
+        Self { shutdown, ended }
     }
 }
 
 impl Drop for InProcess {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
         // A daemon that does not stop in time is left behind rather than hang the suite.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !thread.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if thread.is_finished() {
-            let _ = thread.join();
-        }
+        let _ = self.ended.recv_timeout(Duration::from_secs(15));
     }
 }
 

@@ -24,6 +24,16 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The daemon's event stream (`WatchDaemon`), open from the moment this returns.
+async fn daemon_events(socket: &Path) -> tonic::Streaming<runbook_protocol::v1::DaemonEvent> {
+    let channel = runbook_protocol::connect(socket).await.unwrap();
+    runbook_protocol::v1::runbook_client::RunbookClient::new(channel)
+        .watch_daemon(runbook_protocol::v1::WatchDaemonRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Polls `check` until it holds.
 fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -310,13 +320,7 @@ fn a_plugin_dropped_in_at_runtime_becomes_usable_and_a_corrupt_one_is_ignored() 
         let socket = daemon.socket.clone();
         std::thread::spawn(move || {
             block_on(async move {
-                let channel = runbook_protocol::connect(&socket).await.unwrap();
-                let mut client = runbook_protocol::v1::runbook_client::RunbookClient::new(channel);
-                let mut stream = client
-                    .watch_daemon(runbook_protocol::v1::WatchDaemonRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner();
+                let mut stream = daemon_events(&socket).await;
                 ready_tx.send(()).unwrap();
                 let mut seen = Vec::new();
                 while let Some(event) = stream.message().await.unwrap() {
@@ -392,13 +396,7 @@ fn a_plugin_is_loaded_once_and_reading_it_or_a_runbook_reloads_nothing() {
         let (plugins, runbook) = (plugins.clone(), runbook.clone());
         std::thread::spawn(move || {
             block_on(async move {
-                let channel = runbook_protocol::connect(&socket).await.unwrap();
-                let mut client = runbook_protocol::v1::runbook_client::RunbookClient::new(channel);
-                let mut stream = client
-                    .watch_daemon(runbook_protocol::v1::WatchDaemonRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner();
+                let mut stream = daemon_events(&socket).await;
                 ready_tx.send(()).unwrap();
                 let mut loads = 0;
                 // Until the first load, then for a second (twenty debounce windows) after
@@ -473,13 +471,7 @@ fn an_open_event_stream_does_not_hold_up_a_shutdown() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let watcher = std::thread::spawn(move || {
         block_on(async move {
-            let channel = runbook_protocol::connect(&socket).await.unwrap();
-            let mut client = runbook_protocol::v1::runbook_client::RunbookClient::new(channel);
-            let mut stream = client
-                .watch_daemon(runbook_protocol::v1::WatchDaemonRequest {})
-                .await
-                .unwrap()
-                .into_inner();
+            let mut stream = daemon_events(&socket).await;
             ready_tx.send(()).unwrap();
             // Ends (cleanly or not) when the daemon goes away.
             while let Ok(Some(_)) = stream.message().await {}
