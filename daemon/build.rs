@@ -1,4 +1,4 @@
-//! Builds the built-in step plugins (and the sandbox probe used by tests and benchmarks) for
+//! Builds the built-in step plugins (and the test plugins `probe` and `rogue`) for
 //! wasm32-wasip2, so that `runbookd` can embed them and stay one self-contained binary.
 //!
 //! The nested cargo gets its own target directory: sharing ours would deadlock on cargo's
@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates to build, by package name.
-const GUESTS: [&str; 5] = [
+const GUESTS: [&str; 6] = [
     "runbook-plugin-shell",
     "runbook-plugin-http",
     "runbook-plugin-graphql",
     "runbook-plugin-database",
     "runbook-probe-plugin",
+    "runbook-rogue-plugin",
 ];
 
 fn main() {
@@ -21,7 +22,13 @@ fn main() {
     let workspace = manifest_dir
         .parent()
         .expect("the daemon crate lives one level below the workspace root");
-    for watched in ["plugins", "plugin-sdk", "tests/guests", "Cargo.lock"] {
+    for watched in [
+        "plugins",
+        "plugin-sdk",
+        "daemon/sql-classify",
+        "tests/guests",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -65,9 +65,19 @@ impl Daemon {
     /// [`Daemon::start`] with the test plugin (`tests/guests/probe`, step kind `probe`) in
     /// the plugins directory from the start.
     pub fn start_with_probe(runbooks: &[(&str, &str)], config: &str) -> Self {
+        Self::start_with_test_plugin("probe", runbooks, config)
+    }
+
+    /// [`Daemon::start`] with the test plugin `tests/guests/NAME` (step kind `NAME`) in the
+    /// plugins directory from the start.
+    pub fn start_with_test_plugin(name: &str, runbooks: &[(&str, &str)], config: &str) -> Self {
         let mut daemon = Self::prepare(runbooks, config);
         std::fs::create_dir_all(daemon.plugins_dir()).unwrap();
-        std::fs::copy(probe_plugin(), daemon.plugins_dir().join("probe.wasm")).unwrap();
+        std::fs::copy(
+            test_plugin(name),
+            daemon.plugins_dir().join(format!("{name}.wasm")),
+        )
+        .unwrap();
         daemon.in_process = Some(InProcess::start(daemon.config()));
         daemon
     }
@@ -453,14 +463,21 @@ pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         .block_on(future)
 }
 
-/// The test plugin component (`tests/guests/probe`), built by the daemon's build script.
+/// The test plugin component `tests/guests/probe`, built by the daemon's build script.
 pub fn probe_plugin() -> PathBuf {
+    test_plugin("probe")
+}
+
+/// The component of test plugin `tests/guests/NAME`, built by the daemon's build script.
+pub fn test_plugin(name: &str) -> PathBuf {
     let target = binary("runbookd")
         .parent()
         .and_then(Path::parent)
         .unwrap()
         .to_path_buf();
-    let path = target.join("wasm-plugins/wasm32-wasip2/release/runbook_probe_plugin.wasm");
+    let path = target.join(format!(
+        "wasm-plugins/wasm32-wasip2/release/runbook_{name}_plugin.wasm"
+    ));
     assert!(path.exists(), "{} is missing", path.display());
     path
 }

@@ -23,6 +23,8 @@ pub struct Config {
     pub policy: Policy,
     pub limits: Limits,
     pub http: HttpSettings,
+    /// Fuel of one template render (`[limits] template_fuel`).
+    pub template_fuel: u64,
 }
 
 /// The config file as written (`runbookd --config FILE`).
@@ -115,6 +117,7 @@ struct RawLimits {
     plugin_memory_mib: Option<usize>,
     step_output_bytes: Option<ByteSize>,
     plugin_call_timeout: Option<String>,
+    template_fuel: Option<u64>,
 }
 
 /// What the command line (and environment) said.
@@ -218,8 +221,14 @@ impl Config {
                 .max_response_bytes
                 .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
         };
+        let template_fuel = match raw.limits.template_fuel {
+            Some(0) => anyhow::bail!("limits.template_fuel: must be at least 1"),
+            Some(fuel) => fuel,
+            None => crate::template::DEFAULT_FUEL,
+        };
         Ok(Self {
             http,
+            template_fuel,
             data_dir: absolute(data_dir)?,
             runbooks_dir: absolute(runbooks_dir)?,
             plugins_dir: absolute(plugins_dir)?,

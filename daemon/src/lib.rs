@@ -69,6 +69,7 @@ impl Daemon {
     pub async fn open(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started_at = store::now_ms();
         config.create_data_dir()?;
+        template::set_fuel(config.template_fuel);
         let store = store::Store::open(&config.data_dir.join("db")).with_context(|| {
             format!("cannot open the database in {}", config.data_dir.display())
         })?;

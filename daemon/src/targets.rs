@@ -74,6 +74,43 @@ pub struct CircuitOpen {
     pub retry_after: Duration,
 }
 
+/// One admitted attempt against a target. Its verdict goes to the circuit breaker through
+/// [`Admission::record`]; an admission dropped without one (the step was cancelled, timed
+/// out, its plugin crashed, the engine returned early) releases the circuit's probe if it was
+/// the probe, so that the next attempt may probe instead of failing fast forever.
+#[must_use = "an attempt's verdict is recorded through its admission"]
+pub struct Admission {
+    gate: Option<Arc<Gate>>,
+    probe: bool,
+}
+
+impl Admission {
+    /// The admission of a step that calls no target.
+    pub fn untargeted() -> Self {
+        Self {
+            gate: None,
+            probe: false,
+        }
+    }
+
+    /// Tells the target's circuit breaker how the attempt went.
+    pub fn record(mut self, verdict: Verdict) {
+        if let Some(gate) = self.gate.take() {
+            gate.record(verdict);
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take()
+            && self.probe
+        {
+            lock(&gate.state).probing = false;
+        }
+    }
+}
+
 /// How an attempt against a target ended, for its breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -86,18 +123,27 @@ pub enum Verdict {
 impl TargetGates {
     /// Lets one attempt of a step against `target` of `runbook` go, or refuses it because the
     /// circuit is open. `url` is the target's rendered base URL.
-    pub fn admit(&self, runbook: &str, target: &Target, url: &str) -> Result<(), CircuitOpen> {
+    pub fn admit(
+        &self,
+        runbook: &str,
+        target: &Target,
+        url: &str,
+    ) -> Result<Admission, CircuitOpen> {
         let gate = self.gate(runbook, target);
         let mut state = lock(&gate.state);
         state.url = url.to_owned();
         state.breaker = target.circuit_breaker;
         state.attempts += 1;
+        let admitted = |probe| Admission {
+            gate: Some(gate.clone()),
+            probe,
+        };
         let Some(policy) = state.breaker else {
-            return Ok(());
+            return Ok(admitted(false));
         };
         let now = now_ms();
         if state.open_until == 0 {
-            return Ok(());
+            return Ok(admitted(false));
         }
         if now < state.open_until || state.probing {
             state.rejected += 1;
@@ -126,36 +172,7 @@ impl TargetGates {
         }
         // The cooldown is over: this attempt is the probe.
         state.probing = true;
-        Ok(())
-    }
-
-    /// Records how an admitted attempt ended.
-    pub fn record(&self, runbook: &str, target: &Target, verdict: Verdict) {
-        let gate = self.gate(runbook, target);
-        let mut state = lock(&gate.state);
-        let Some(policy) = state.breaker else {
-            return;
-        };
-        state.probing = false;
-        match verdict {
-            Verdict::Healthy => {
-                state.consecutive_failures = 0;
-                state.open_until = 0;
-            }
-            Verdict::Unhealthy => {
-                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-                if state.consecutive_failures >= policy.failures {
-                    let cooldown = i64::try_from(policy.cooldown.as_millis()).unwrap_or(i64::MAX);
-                    state.open_until = now_ms().saturating_add(cooldown);
-                    tracing::warn!(
-                        runbook = %runbook,
-                        target = %target.name,
-                        failures = state.consecutive_failures,
-                        "circuit opened"
-                    );
-                }
-            }
-        }
+        Ok(admitted(true))
     }
 
     /// Waits for a rate-limit permit of `target`, if it has a limit. `on_wait` is called once
@@ -229,6 +246,36 @@ impl TargetGates {
     }
 }
 
+impl Gate {
+    /// Records how an admitted attempt ended.
+    fn record(&self, verdict: Verdict) {
+        let mut state = lock(&self.state);
+        let Some(policy) = state.breaker else {
+            return;
+        };
+        state.probing = false;
+        match verdict {
+            Verdict::Healthy => {
+                state.consecutive_failures = 0;
+                state.open_until = 0;
+            }
+            Verdict::Unhealthy => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                if state.consecutive_failures >= policy.failures {
+                    let cooldown = i64::try_from(policy.cooldown.as_millis()).unwrap_or(i64::MAX);
+                    state.open_until = now_ms().saturating_add(cooldown);
+                    tracing::warn!(
+                        runbook = %self.runbook,
+                        target = %self.name,
+                        failures = state.consecutive_failures,
+                        "circuit opened"
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn quota(limit: &RateLimit) -> Quota {
     let interval = limit.interval().max(Duration::from_nanos(1));
     let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
@@ -272,19 +319,20 @@ mod tests {
         let gates = TargetGates::default();
         let api = target(2, 50);
         for _ in 0..2 {
-            gates.admit("rb", &api, &api.url).expect("closed");
-            gates.record("rb", &api, Verdict::Unhealthy);
+            let admission = gates.admit("rb", &api, &api.url).expect("closed");
+            admission.record(Verdict::Unhealthy);
         }
-        let open = gates.admit("rb", &api, &api.url).expect_err("open");
+        let open = gates.admit("rb", &api, &api.url).err().expect("open");
         assert!(open.message.contains("circuit open"), "{}", open.message);
         assert_eq!(gates.list()[0].circuit, Circuit::Open);
         std::thread::sleep(Duration::from_millis(60));
-        gates.admit("rb", &api, &api.url).expect("the probe goes");
-        gates
-            .admit("rb", &api, &api.url)
-            .expect_err("one probe at a time");
-        gates.record("rb", &api, Verdict::Healthy);
-        gates.admit("rb", &api, &api.url).expect("closed again");
+        let probe = gates.admit("rb", &api, &api.url).expect("the probe goes");
+        assert!(
+            gates.admit("rb", &api, &api.url).is_err(),
+            "one probe at a time"
+        );
+        probe.record(Verdict::Healthy);
+        drop(gates.admit("rb", &api, &api.url).expect("closed again"));
         assert_eq!(gates.list()[0].circuit, Circuit::Closed);
     }
 
@@ -292,20 +340,37 @@ mod tests {
     fn a_failed_probe_opens_it_again() {
         let gates = TargetGates::default();
         let api = target(1, 30);
-        gates.admit("rb", &api, &api.url).expect("closed");
-        gates.record("rb", &api, Verdict::Unhealthy);
+        let first = gates.admit("rb", &api, &api.url).expect("closed");
+        first.record(Verdict::Unhealthy);
         std::thread::sleep(Duration::from_millis(40));
-        gates.admit("rb", &api, &api.url).expect("probe");
-        gates.record("rb", &api, Verdict::Unhealthy);
+        let probe = gates.admit("rb", &api, &api.url).expect("probe");
+        probe.record(Verdict::Unhealthy);
         assert!(gates.admit("rb", &api, &api.url).is_err());
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_is_released() {
+        let gates = TargetGates::default();
+        let api = target(1, 30);
+        let first = gates.admit("rb", &api, &api.url).expect("closed");
+        first.record(Verdict::Unhealthy);
+        std::thread::sleep(Duration::from_millis(40));
+        // Cancelled, timed out or crashed: the probe's admission is dropped unrecorded.
+        drop(gates.admit("rb", &api, &api.url).expect("probe"));
+        let next = gates.admit("rb", &api, &api.url);
+        assert!(
+            next.is_ok(),
+            "the next attempt probes instead of failing fast"
+        );
+        assert_eq!(gates.list()[0].rejected, 0);
     }
 
     #[test]
     fn targets_of_different_runbooks_are_apart() {
         let gates = TargetGates::default();
         let api = target(1, 60_000);
-        gates.admit("a", &api, &api.url).expect("closed");
-        gates.record("a", &api, Verdict::Unhealthy);
+        let first = gates.admit("a", &api, &api.url).expect("closed");
+        first.record(Verdict::Unhealthy);
         assert!(gates.admit("a", &api, &api.url).is_err());
         assert!(gates.admit("b", &api, &api.url).is_ok());
     }

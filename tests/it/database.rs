@@ -872,6 +872,56 @@ with = { connection = "nowhere", query = "select 1" }
 }
 
 #[test]
+fn a_read_that_writes_through_a_function_is_refused_by_postgres() {
+    // `select f()` is judged a read, so it runs without an approval; the function writes, and
+    // PostgreSQL refuses because the daemon ran the read in a read-only transaction.
+    let Some(url) = postgres() else { return };
+    let table = unique("ro");
+    let runbook = r#"
+[[steps]]
+id = "setup"
+uses = "database"
+with = { connection = "pg", statements = [
+  "create table TABLE (id int)",
+  "create function TABLE_add() returns int language sql as 'insert into TABLE values (1) returning id'",
+] }
+
+[[steps]]
+id = "sneak"
+uses = "database"
+needs = ["setup"]
+with = { connection = "pg", query = "select TABLE_add() as id" }
+"#
+    .replace("TABLE", &table);
+    let daemon = Daemon::start(&[("ro.toml", &runbook)], &config("pg", &url));
+    let done = daemon.run_to_end("ro", &[]);
+    let sneak = step(&done, "sneak");
+    assert_eq!(sneak["status"], "failed", "{done:#}");
+    let error = sneak["error"].as_str().unwrap_or_default();
+    assert!(error.contains("read-only transaction"), "{error}");
+    let rows: i64 = block_on(async {
+        use sqlx::Connection as _;
+        let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+        let (rows,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+        for cleanup in [
+            format!("drop function {table}_add()"),
+            format!("drop table {table}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(cleanup))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+        rows
+    });
+    assert_eq!(rows, 0, "the function's insert was refused");
+}
+
+#[test]
 fn writes_wait_for_approval_when_the_policy_says_so_and_reads_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = dir.path().join("approvals.db");

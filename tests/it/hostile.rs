@@ -1,5 +1,6 @@
 //! Hostile param values reach an argv step as one literal argument and a script step as one
-//! literal environment variable; nothing they spell out runs.
+//! literal environment variable; nothing they spell out runs. A runaway template fails its
+//! step instead of spinning a worker.
 
 use runbook_e2e::{Daemon, step};
 
@@ -69,4 +70,53 @@ with = { script = "echo \"log=${RUNBOOK_LOG:-unset} mine=$MINE path=${PATH:+set}
         step(&done, "env")["output"]["stdout"],
         "log=unset mine=yes path=set\n"
     );
+}
+
+/// Nested loops over 100,000 characters each: 10^10 iterations if nothing stops them.
+const RUNAWAY: &str =
+    "{% for a in 'x' * 100000 %}{% for b in 'x' * 100000 %}{{ a }}{% endfor %}{% endfor %}";
+
+#[test]
+fn a_runaway_template_fails_its_step_and_the_daemon_stays_responsive() {
+    let runbook = format!(
+        r#"
+[[steps]]
+id = "with_loop"
+uses = "shell"
+timeout = "2s"
+with = {{ command = ["echo", "{RUNAWAY}"] }}
+
+[[steps]]
+id = "if_loop"
+uses = "shell"
+if = "('y' * 1000000000) | length > 0"
+with = {{ command = ["true"] }}
+
+[[steps]]
+id = "fine"
+uses = "shell"
+with = {{ command = ["echo", "{{{{ 'still here' }}}}"] }}
+"#
+    );
+    let daemon = Daemon::start(
+        &[("runaway.toml", &runbook)],
+        "[approvals]\nshell = \"auto\"\n",
+    );
+    daemon.wait_valid("runaway");
+    let done = daemon.run_to_end("runaway", &[]);
+    let error = step(&done, "with_loop")["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("command[1]") && error.contains("used up its budget"),
+        "{error}"
+    );
+    let error = step(&done, "if_loop")["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("cannot evaluate `if`") && error.contains("used up its budget"),
+        "{error}"
+    );
+    assert_eq!(step(&done, "fine")["output"]["stdout"], "still here\n");
+    assert!(daemon.cli(&["status"]).status.success());
 }

@@ -460,6 +460,58 @@ with = { url = "{url}/redirect/1?to={other}/echo/landed" }
 }
 
 #[test]
+fn a_redirect_to_another_origin_carries_no_credentials() {
+    let server = TestServer::start();
+    let other = TestServer::start();
+    let steps = r#"
+[targets.api]
+url = "{url}"
+headers = { X-Target-Key = "t-1" }
+auth = { type = "api_key", name = "X-API-Key", value = "k-1" }
+
+[[steps]]
+id = "away"
+uses = "http"
+with = { target = "api", path = "/redirect/1?to={other}/echo/landed", headers = { X-Step-Token = "s-1", Accept = "application/json" } }
+
+[[steps]]
+id = "bearer"
+uses = "http"
+with = { url = "{url}/redirect/1?to={other}/echo/bearer", auth = { type = "bearer", token = "abc123" } }
+"#
+    .replace("{other}", &other.url());
+    let (_daemon, run) = run_steps(&server, "", &steps);
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let landed = other.requests_to("/echo/");
+    assert_eq!(landed.len(), 2, "both redirects were followed");
+    for request in &landed {
+        for credential in [
+            "x-api-key",
+            "x-target-key",
+            "x-step-token",
+            "authorization",
+            "cookie",
+        ] {
+            assert_eq!(
+                request.header(credential),
+                None,
+                "{credential} went to another origin on {}",
+                request.path
+            );
+        }
+    }
+    let away = landed.iter().find(|r| r.path == "/echo/landed").unwrap();
+    assert_eq!(away.header("accept"), Some("application/json"));
+    let first = server.requests_to("/redirect/1");
+    assert!(
+        first
+            .iter()
+            .all(|r| r.header("x-api-key").is_some() || r.header("authorization").is_some()),
+        "the origin itself got the credentials"
+    );
+}
+
+#[test]
 fn responses_over_the_cap_and_slow_answers_fail_the_step() {
     let server = TestServer::start();
     let (_daemon, run) = run_steps(

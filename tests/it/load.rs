@@ -205,3 +205,62 @@ fn a_six_megabyte_output_does_not_break_show_runs_or_watch() {
         );
     }
 }
+
+/// Steps that each leave a marker in `markers` once their process runs, then sleep.
+fn sleepers(steps: usize, markers: &std::path::Path) -> String {
+    let mut source = format!("max_parallel = {steps}\n");
+    for i in 0..steps {
+        source.push_str(&format!(
+            "[[steps]]\nid = \"s{i}\"\nuses = \"shell\"\nwith = {{ command = [\"sh\", \"-c\", \"touch {}/s{i}; exec sleep 600\"] }}\n",
+            markers.display()
+        ));
+    }
+    source
+}
+
+#[test]
+fn steps_holding_every_slot_never_stop_a_save_and_a_step_waits_for_one_only_until_its_deadline() {
+    const SLOTS: usize = 256;
+    let markers = tempfile::tempdir().unwrap();
+    let late = "[[steps]]\nid = \"late\"\nuses = \"shell\"\ntimeout = \"1s\"\nwith = { command = [\"true\"] }\n";
+    let daemon = Daemon::start(
+        &[
+            ("sleepers.toml", &sleepers(SLOTS + 4, markers.path())),
+            ("late.toml", late),
+        ],
+        "[approvals]\nshell = \"auto\"\n",
+    );
+    let sleeping = daemon.start_run("sleepers", &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_dir(markers.path()).unwrap().count() < SLOTS {
+        assert!(Instant::now() < deadline, "the sleepers never all started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every step slot is taken, and four more steps wait for one.
+
+    // A new runbook is validated by its plugin: that call has slots of its own.
+    std::fs::write(
+        daemon.runbooks.join("fresh.toml"),
+        late.replace("late", "fresh"),
+    )
+    .unwrap();
+    daemon.wait_valid("fresh");
+
+    // A step whose deadline passes while it waits for a slot times out.
+    let done = daemon.run_to_end("late", &[]);
+    assert_eq!(
+        runbook_e2e::step_status(&done, "late"),
+        "timed_out",
+        "{done:#}"
+    );
+    assert_eq!(
+        std::fs::read_dir(markers.path()).unwrap().count(),
+        SLOTS,
+        "no step ran beyond the slots"
+    );
+
+    assert!(daemon.cli(&["cancel", &sleeping]).status.success());
+    daemon.wait_for(&sleeping, "the cancel", |shown| {
+        shown["status"] == "cancelled"
+    });
+}

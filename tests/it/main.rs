@@ -18,5 +18,6 @@ mod sandbox;
 mod save;
 mod secrets;
 mod socket;
+mod trust;
 mod tui;
 mod validate;

@@ -1,6 +1,7 @@
 //! Resilient HTTP calls against a real server that counts what it receives: retries with
 //! their delays, 4xx never retried, Retry-After honoured, circuit breakers that stop traffic
-//! and a probe that closes them, and rate limits shared by every step of every run.
+//! and a probe that closes them (or, cancelled, frees the circuit to probe again), and rate
+//! limits shared by every step of every run.
 
 use std::time::Duration;
 
@@ -170,6 +171,48 @@ with = { target = "api", path = "/toggle/cb" }
     assert!(
         printed.contains("breaker") && printed.contains("closed"),
         "{printed}"
+    );
+}
+
+#[test]
+fn a_probe_cancelled_mid_call_frees_the_circuit_to_probe_again() {
+    let server = TestServer::start();
+    server.set_failing("cb", true);
+    let runbook = r#"
+[params]
+path = { type = "string", required = true }
+
+[targets.api]
+url = "{url}"
+circuit_breaker = { failures = 1, cooldown = "200ms" }
+
+[[steps]]
+id = "call"
+uses = "http"
+with = { target = "api", path = "{{ params.path }}" }
+"#
+    .replace("{url}", &server.url());
+    let daemon = Daemon::start(&[("probe.toml", &runbook)], "");
+    let opened = daemon.run_to_end("probe", &["path=/toggle/cb"]);
+    assert_eq!(step_status(&opened, "call"), "failed");
+    std::thread::sleep(Duration::from_millis(250));
+
+    // The cooldown is over: this call is the probe, and it is cancelled while it waits.
+    let probe = daemon.start_run("probe", &["path=/slow/20000"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.count("/slow") == 0 {
+        assert!(std::time::Instant::now() < deadline, "the probe never went");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(daemon.cli(&["cancel", &probe]).status.success());
+    daemon.wait_for(&probe, "the cancel", |shown| shown["status"] == "cancelled");
+
+    server.set_failing("cb", false);
+    let next = daemon.run_to_end("probe", &["path=/toggle/cb"]);
+    assert_eq!(
+        step_status(&next, "call"),
+        "completed",
+        "the next call probes instead of waiting on a probe that never reports: {next:#}"
     );
 }
 

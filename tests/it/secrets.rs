@@ -400,3 +400,109 @@ fn a_canary_used_by_every_kind_of_step_shows_up_nowhere() {
     assert_nowhere_in(&daemon.data_dir.join("db"), &[CANARY]);
     assert_nowhere_in(&daemon.data_dir, &[CANARY, &hex(CANARY)]);
 }
+
+/// A single-line value with characters that JSON, URLs and base64 each write differently.
+const TOKEN: &str = "Zq9W\"k&3/+v-Canary-81f?";
+/// A multi-line value, as a PEM key is, which commands print one line at a time.
+const PEM: &str = "-----BEGIN CANARY KEY-----\nQ2FuYXJ5TGluZU9uZS1hYmNkZWZnaGlqa2xt\nQ2FuYXJ5TGluZVR3by1xcnN0dXZ3eHl6MDEy\n-----END CANARY KEY-----";
+
+const FORMS_RUNBOOK: &str = r#"
+[[steps]]
+id = "forms"
+uses = "shell"
+with.env = { PEM = "{{ secrets.pem }}", TOKEN = "{{ secrets.token }}" }
+with.script = '''
+printf '%s\n' "$PEM"
+printf '%s' "$TOKEN" | base64 -w0; echo
+printf '%s' "$TOKEN" | base64 -w0 | tr '+/' '-_' | tr -d '='; echo
+python3 -c 'import json, os, urllib.parse; t = os.environ["TOKEN"]; print(json.dumps(t)); print(urllib.parse.quote(t, safe=""))'
+printf '%016380d%s\n' 0 "$TOKEN"
+printf '%s\n' "$PEM" >&2
+exit 3
+'''
+
+[[steps]]
+id = "echoed"
+uses = "http"
+with = { url = "{url}/echo/basic", auth = { type = "basic", username = "ops", password = "{{ secrets.token }}" } }
+"#;
+
+/// Every form of the two values that masking must catch, and the first characters of the
+/// token (what a cut made before masking would leave).
+fn canary_forms() -> Vec<String> {
+    use base64::Engine as _;
+    let standard = base64::engine::general_purpose::STANDARD;
+    let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut forms = vec![
+        TOKEN.to_owned(),
+        TOKEN[..4].to_owned(),
+        serde_json::to_string(TOKEN)
+            .unwrap()
+            .trim_matches('"')
+            .to_owned(),
+        "Zq9W%22k%263%2F%2Bv-Canary-81f%3F".to_owned(),
+        standard.encode(TOKEN).trim_end_matches('=').to_owned(),
+        url_safe.encode(TOKEN),
+        standard.encode(format!("ops:{TOKEN}")),
+    ];
+    forms.extend(
+        PEM.lines()
+            .filter(|line| line.len() >= 8)
+            .map(str::to_owned),
+    );
+    forms
+}
+
+#[test]
+fn a_canary_in_every_form_is_masked_in_outputs_events_logs_and_the_data_directory() {
+    let server = TestServer::start();
+    let runbook = FORMS_RUNBOOK.replace("{url}", &server.url());
+    let daemon = Daemon::start(
+        &[("forms.toml", &runbook)],
+        "[approvals]\nshell = \"auto\"\n",
+    );
+    let mut seen = Seen::default();
+    ok(&seen.set(&daemon, "token", TOKEN));
+    ok(&seen.set(&daemon, "pem", PEM));
+    let done = daemon.run_to_end("forms", &[]);
+    let run_id = done["id"].as_str().unwrap().to_owned();
+    let forms = step(&done, "forms");
+    assert_eq!(forms["status"], "failed", "exit 3 on purpose: {done:#}");
+    let stdout = forms["output"]["stdout"].as_str().unwrap_or_default();
+    assert!(
+        stdout.matches("***").count() >= 6,
+        "every form was printed, masked: {stdout}"
+    );
+    let echoed = step(&done, "echoed");
+    assert_eq!(echoed["status"], "completed", "{done:#}");
+    assert!(
+        echoed["output"]["body"]["headers"]["authorization"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("***"),
+        "{echoed:#}"
+    );
+
+    let logs = seen.cli(&daemon, &["logs", &run_id]);
+    let shown = format!(
+        "{done}\n{}\n{}\n{}",
+        daemon.events(&run_id).join("\n"),
+        text(&logs.stdout),
+        seen.0
+    );
+    for form in canary_forms() {
+        assert!(
+            !shown.contains(&form),
+            "`{form}` shows up in an output, an event or the CLI's output"
+        );
+    }
+    // Four bytes could occur by chance in binary files: the whole forms are looked for there.
+    let whole: Vec<String> = canary_forms()
+        .into_iter()
+        .filter(|form| form.len() > 4)
+        .collect();
+    assert_nowhere_in(
+        daemon.root.path(),
+        &whole.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+}

@@ -82,6 +82,8 @@ impl Engine {
                 connection: name.clone(),
                 url,
                 statements: Vec::new(),
+                // The pool steps that write use: reaching it is what `connections` reports.
+                read_only: false,
             };
             // Connection URLs are the daemon's own to resolve: any secret may be one.
             let scope = SecretScope::new(self.inner.secrets.clone(), self.vault_names());

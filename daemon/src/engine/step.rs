@@ -18,12 +18,12 @@ use crate::plugins::{
 use crate::runbook::retry::FailureClass;
 use crate::runbook::{RetryPolicy, Step};
 use crate::store::{ApprovalRecord, AsyncWait, EventKind, StepStatus, now_ms};
-use crate::targets::Verdict;
+use crate::targets::{Admission, Verdict};
 
 impl Ending {
     /// What the outcome says about the target's health, for its circuit breaker: an answer,
     /// even a 4xx or a failed expectation, means it is up.
-    fn verdict(&self) -> Verdict {
+    pub(super) fn verdict(&self) -> Verdict {
         match self {
             Self::Failed {
                 class: FailureClass::Transient | FailureClass::Timeout,
@@ -42,6 +42,8 @@ pub(super) struct Prepared {
     pub target: Option<(crate::runbook::Target, String)>,
     /// The runbook's connection URLs, rendered (secrets as placeholders).
     pub connections: std::collections::BTreeMap<String, String>,
+    /// The connection the step's config names (`connection`): the only one its plan may use.
+    pub connection: Option<String>,
 }
 
 impl Engine {
@@ -72,6 +74,7 @@ impl Engine {
                 (target.clone(), url)
             });
         Ok(Prepared {
+            connection: config["connection"].as_str().map(str::to_owned),
             config: config.to_string(),
             timeout: definition.timeout.unwrap_or(self.inner.policy.step_timeout),
             target,
@@ -80,7 +83,9 @@ impl Engine {
     }
 
     /// What a plan's SQL effects may run: each named connection with its URL (the runbook's
-    /// own definition first, then the daemon config's) and the planned statements.
+    /// own definition first, then the daemon config's) and the planned statements. A plan may
+    /// name only the connection of the step's own config: what a human reads in the runbook
+    /// is what the step reaches.
     fn sql_grants(&self, plan: &Plan, prepared: &Prepared) -> Result<Vec<SqlGrant>, String> {
         plan.effects
             .iter()
@@ -89,6 +94,18 @@ impl Engine {
                 _ => None,
             })
             .map(|spec| {
+                if prepared.connection.as_deref() != Some(spec.connection.as_str()) {
+                    return Err(match &prepared.connection {
+                        Some(own) => format!(
+                            "the plan names connection `{}`, but the step's connection is `{own}`",
+                            spec.connection
+                        ),
+                        None => format!(
+                            "the plan names connection `{}`, but the step names no `connection`",
+                            spec.connection
+                        ),
+                    });
+                }
                 let url = match prepared.connections.get(&spec.connection) {
                     Some(url) => ConnectionUrl::Text(url.clone()),
                     None => self
@@ -108,19 +125,33 @@ impl Engine {
                     connection: spec.connection.clone(),
                     url,
                     statements: spec.statements.clone(),
+                    read_only: !host_judges_writes(spec),
                 })
             })
             .collect()
     }
 
-    /// Whether a plan writes through SQL while the operator's policy wants such writes
-    /// approved (`approvals.database_writes = "required"`).
-    fn writes_need_approval(&self, plan: &Plan) -> bool {
-        self.inner.policy.approvals.get("database_writes") == Some(&super::ApprovalPolicy::Required)
-            && plan
-                .effects
-                .iter()
-                .any(|effect| matches!(effect, Effect::Sql(spec) if spec.writes))
+    /// Whether what a plan would do needs an approval, whatever its plugin says of itself:
+    /// running a process, or SQL that writes (as the daemon judges the statements; a plugin's
+    /// `writes` flag can only add to that), waits for a human unless the operator's policy
+    /// says `auto` for the step's kind (for SQL writes, `database_writes = "auto"` too;
+    /// `database_writes = "required"` holds whatever the kind's entry says).
+    fn plan_needs_approval(&self, kind: &str, plan: &Plan) -> bool {
+        use super::ApprovalPolicy::{Auto, Required};
+        let approvals = &self.inner.policy.approvals;
+        let kind_auto = approvals.get(kind) == Some(&Auto);
+        let runs_process = plan
+            .effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Process(_)));
+        let writes = plan.effects.iter().any(
+            |effect| matches!(effect, Effect::Sql(spec) if spec.writes || host_judges_writes(spec)),
+        );
+        let writes_policy = approvals.get("database_writes");
+        (runs_process && !kind_auto)
+            || (writes
+                && (writes_policy == Some(&Required)
+                    || !(kind_auto || writes_policy == Some(&Auto))))
     }
 
     /// A fresh secret scope for one step attempt's calls: the secrets its templates (and its
@@ -143,18 +174,19 @@ impl Engine {
     }
 
     /// Passes a step's target's gates: refused while its circuit is open, held until a
-    /// rate-limit permit is there (saying so in the step's events).
+    /// rate-limit permit is there (saying so in the step's events). The admission carries the
+    /// attempt's verdict back to the circuit breaker.
     pub(super) async fn pass_gates(
         &self,
         active: &ActiveRun,
         sink: &EventSink,
         prepared: &Prepared,
-    ) -> Result<(), Ending> {
+    ) -> Result<Admission, Ending> {
         let Some((target, url)) = &prepared.target else {
-            return Ok(());
+            return Ok(Admission::untargeted());
         };
         let gates = &self.inner.targets;
-        gates
+        let admission = gates
             .admit(&active.runbook.name, target, url)
             .map_err(|open| Ending::Failed {
                 error: open.message,
@@ -181,16 +213,7 @@ impl Engine {
                 });
             })
             .await;
-        Ok(())
-    }
-
-    /// Tells a step's target's circuit breaker how an attempt went.
-    pub(super) fn record_verdict(&self, active: &ActiveRun, prepared: &Prepared, ending: &Ending) {
-        if let Some((target, _)) = &prepared.target {
-            self.inner
-                .targets
-                .record(&active.runbook.name, target, ending.verdict());
-        }
+        Ok(admission)
     }
 
     pub(super) async fn run_step(
@@ -260,7 +283,7 @@ impl Engine {
             Ok(sql) => sql,
             Err(err) => return self.finish_early(active, position, err).await,
         };
-        if needs_approval || self.writes_need_approval(&plan) {
+        if needs_approval || self.plan_needs_approval(&definition.uses, &plan) {
             let plan_hash = plan_hash(&version, &plan);
             let approved = approval.as_ref().is_some_and(|approval| {
                 approval.plan_hash == plan_hash
@@ -295,7 +318,7 @@ impl Engine {
         let output = self.output_batcher(run_id, step_id);
         let ending = match self.pass_gates(active, &output.sink(), &prepared).await {
             Err(refused) => refused,
-            Ok(()) => {
+            Ok(admission) => {
                 let deadline = tokio::time::Instant::now() + prepared.timeout;
                 let grant = Grant {
                     processes: plan
@@ -309,6 +332,7 @@ impl Engine {
                     sql,
                     sink: output.sink(),
                     network: true,
+                    insecure_redirects: definition.allow_insecure_redirects,
                     deadline: Some(deadline),
                     secrets: scope.clone(),
                 };
@@ -334,21 +358,24 @@ impl Engine {
                 };
                 match result {
                     Ok(Ok(Outcome::Waiting(waiting))) => {
-                        self.record_verdict(active, &prepared, &Ending::Completed(None));
+                        admission.record(Verdict::Healthy);
                         output.finish();
                         return self
                             .start_wait(active, position, waiting, &prepared, &scope)
                             .await;
                     }
-                    other => timed_out_if_late(
-                        ending_of(other, prepared.timeout, &scope),
-                        deadline,
-                        prepared.timeout,
-                    ),
+                    other => {
+                        let ending = timed_out_if_late(
+                            ending_of(other, prepared.timeout, &scope),
+                            deadline,
+                            prepared.timeout,
+                        );
+                        admission.record(ending.verdict());
+                        ending
+                    }
                 }
             }
         };
-        self.record_verdict(active, &prepared, &ending);
         // The output is stored before the result, so it comes first in the run's events.
         let summary = output.finish();
         self.finish_attempt(
@@ -558,6 +585,13 @@ impl Engine {
     }
 }
 
+/// Whether the daemon judges any of a SQL effect's statements to write.
+fn host_judges_writes(spec: &crate::plugins::SqlSpec) -> bool {
+    spec.statements
+        .iter()
+        .any(|statement| runbook_sql_classify::writes(statement))
+}
+
 /// What an approval is given for: the exact plan (env values and stdin included) of one
 /// runbook version.
 fn plan_hash(version: &str, plan: &Plan) -> String {
@@ -574,12 +608,24 @@ fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
         .effects
         .iter()
         .map(|effect| match effect {
+            // Everything the process gets is shown, secrets masked: an approver who sees
+            // only the argv could be shown `sh -s` and approve whatever stdin holds.
             Effect::Process(spec) => serde_json::json!({
                 "process": {
                     "argv": spec.argv.iter().map(|arg| scope.mask_placeholders(arg)).collect::<Vec<_>>(),
                     "env": spec.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+                    "env_values": spec
+                        .env
+                        .iter()
+                        .map(|(name, value)| (name.clone(), serde_json::Value::String(scope.mask_placeholders(value))))
+                        .collect::<serde_json::Map<_, _>>(),
                     "cwd": spec.cwd.as_deref().map(|cwd| scope.mask_placeholders(cwd)),
+                    "stdin": spec.stdin.as_deref().map(|stdin| scope.mask_placeholders(stdin)),
                     "stdin_bytes": spec.stdin.as_ref().map(String::len),
+                    "stdin_sha256": spec
+                        .stdin
+                        .as_ref()
+                        .map(|stdin| hex::encode(Sha256::digest(scope.mask_placeholders(stdin).as_bytes()))),
                 }
             }),
             Effect::Sql(spec) => serde_json::json!({

@@ -12,6 +12,7 @@ use super::{ActiveRun, Engine, EngineError, lock, status_label};
 use crate::plugins::{Grant, Outcome, PluginError};
 use crate::runbook::retry::FailureClass;
 use crate::store::{RunRecord, StepStatus, now_ms};
+use crate::targets::Verdict;
 
 /// How a step is ended from outside.
 #[derive(Debug, Clone)]
@@ -90,18 +91,20 @@ impl Engine {
             prepared.timeout
         };
         let output = self.output_batcher(run_id, step_id);
-        if let Err(refused) = self.pass_gates(active, &output.sink(), &prepared).await {
+        let admission = match self.pass_gates(active, &output.sink(), &prepared).await {
+            Ok(admission) => admission,
             // An open circuit postpones the look; it does not end the wait.
-            let Ending::Failed { error, .. } = refused else {
-                return Ok(());
-            };
-            return self.look_again(active, position, None, Some(error)).await;
-        }
+            Err(Ending::Failed { error, .. }) => {
+                return self.look_again(active, position, None, Some(error)).await;
+            }
+            Err(Ending::Completed(_)) => return Ok(()),
+        };
         let grant = Grant {
             processes: Vec::new(),
             sql: Vec::new(),
             sink: output.sink(),
             network: true,
+            insecure_redirects: definition.allow_insecure_redirects,
             deadline: Some(tokio::time::Instant::now() + timeout),
             secrets: scope.clone(),
         };
@@ -124,14 +127,14 @@ impl Engine {
         let summary = output.finish();
         match result {
             Ok(Ok(Outcome::Waiting(waiting))) => {
-                self.record_verdict(active, &prepared, &Ending::Completed(None));
+                admission.record(Verdict::Healthy);
                 self.look_again(active, position, Some(waiting), None).await
             }
             // A look that failed on the way (a refused connection, a timeout) says nothing
             // about the work: look again at the next poll.
             Ok(Err(err)) if err.transient => {
                 let ending = ending_of(Ok(Err(err)), timeout, &scope);
-                self.record_verdict(active, &prepared, &ending);
+                admission.record(ending.verdict());
                 let Ending::Failed { error, .. } = ending else {
                     return Ok(());
                 };
@@ -151,7 +154,7 @@ impl Engine {
             }
             other => {
                 let ending = ending_of(other, timeout, &scope);
-                self.record_verdict(active, &prepared, &ending);
+                admission.record(ending.verdict());
                 self.finish_attempt(
                     active,
                     position,

@@ -38,13 +38,15 @@ pub struct CallServices {
 /// What one call may do.
 #[derive(Clone)]
 pub struct Grant {
-    /// Exactly the processes the (approved) plan named.
+    /// Exactly the processes the (approved) plan named; each is used up when it runs.
     pub processes: Vec<ProcessSpec>,
     /// The connections and statements the (approved) plan named.
     pub sql: Vec<SqlGrant>,
     pub sink: EventSink,
     /// Whether the call may make HTTP requests (to the hosts its plugin may reach).
     pub network: bool,
+    /// Whether its requests may follow a redirect from https to http.
+    pub insecure_redirects: bool,
     /// When the step's time is up: no request outlives it.
     pub deadline: Option<tokio::time::Instant>,
     pub secrets: SecretScope,
@@ -58,6 +60,7 @@ impl Grant {
             sql: Vec::new(),
             sink: Arc::new(|_| {}),
             network: false,
+            insecure_redirects: false,
             deadline: None,
             secrets: SecretScope::default(),
         }
@@ -125,6 +128,7 @@ impl bindings::runbook::plugin::http::Host for HostState {
             secrets: &self.grant.secrets,
             deadline: self.grant.deadline,
             kind: &self.services.kind,
+            insecure_redirects: self.grant.insecure_redirects,
         };
         self.services.http.send(&scope, request).await
     }
@@ -183,12 +187,15 @@ impl bindings::runbook::plugin::cache::Host for HostState {
 
 impl bindings::runbook::plugin::process::Host for HostState {
     async fn run(&mut self, spec: ProcessSpec) -> Result<ProcessOutput, String> {
-        if !self.grant.processes.contains(&spec) {
+        // Each process the plan named runs once: an approved argv is not a licence to run it
+        // again and again within the attempt.
+        let Some(position) = self.grant.processes.iter().position(|named| *named == spec) else {
             return Err(format!(
-                "refused to run {:?}: it is not a process named in the step's approved plan",
+                "refused to run {:?}: it is not a process named in the step's approved plan, or it already ran in this attempt",
                 spec.argv
             ));
-        }
+        };
+        self.grant.processes.swap_remove(position);
         super::process::run(&spec, &self.grant.sink, &self.grant.secrets).await
     }
 }

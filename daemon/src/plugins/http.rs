@@ -103,7 +103,21 @@ pub struct CallScope<'a> {
     pub deadline: Option<Instant>,
     /// The step kind, for messages.
     pub kind: &'a str,
+    /// Whether a redirect from https to http may be followed (the step's
+    /// `allow_insecure_redirects`).
+    pub insecure_redirects: bool,
 }
+
+/// Headers a request keeps when a redirect leaves its origin: what describes the request,
+/// never what authenticates it. Everything else the step, its target's `headers` or its
+/// `auth` added (API keys in any header, cookies, bearer tokens) stays with the origin it
+/// was written for.
+const HEADERS_KEPT_ACROSS_ORIGINS: [HeaderName; 4] = [
+    reqwest::header::ACCEPT,
+    reqwest::header::ACCEPT_LANGUAGE,
+    reqwest::header::CONTENT_TYPE,
+    reqwest::header::USER_AGENT,
+];
 
 impl HttpClient {
     pub fn new(settings: &HttpSettings) -> anyhow::Result<Self> {
@@ -174,12 +188,7 @@ impl HttpClient {
                         secrets.mask(&location)
                     )));
                 }
-                let next = url.join(&location).map_err(|err| {
-                    HttpError::Invalid(format!(
-                        "redirect to an invalid URL `{}`: {err}",
-                        secrets.mask(&location)
-                    ))
-                })?;
+                let next = redirect_target(&url, &location, scope.insecure_redirects, secrets)?;
                 // As browsers do: 303 (and 301/302 after a POST) turn into a GET without a body.
                 let to_get = status == reqwest::StatusCode::SEE_OTHER
                     || (method == reqwest::Method::POST && matches!(status.as_u16(), 301 | 302));
@@ -189,12 +198,7 @@ impl HttpClient {
                     headers.remove(reqwest::header::CONTENT_TYPE);
                     headers.remove(reqwest::header::CONTENT_LENGTH);
                 }
-                // Credentials are for the origin they were written for.
-                if next.origin() != url.origin() {
-                    headers.remove(reqwest::header::AUTHORIZATION);
-                    headers.remove(reqwest::header::COOKIE);
-                    headers.remove(reqwest::header::PROXY_AUTHORIZATION);
-                }
+                headers = headers_for_redirect(headers, &url, &next);
                 url = next;
                 continue;
             }
@@ -251,6 +255,43 @@ impl HttpClient {
     }
 }
 
+/// Where a redirect from `current` to `location` goes, unless it may not be followed: a
+/// redirect from https to http would send the rest of the exchange in clear text.
+fn redirect_target(
+    current: &Url,
+    location: &str,
+    insecure_ok: bool,
+    secrets: &SecretScope,
+) -> Result<Url, HttpError> {
+    let next = current.join(location).map_err(|err| {
+        HttpError::Invalid(format!(
+            "redirect to an invalid URL `{}`: {err}",
+            secrets.mask(location)
+        ))
+    })?;
+    if current.scheme() == "https" && next.scheme() == "http" && !insecure_ok {
+        return Err(HttpError::Denied(format!(
+            "refused a redirect from https to http ({}); set `allow_insecure_redirects = true` on the step to follow it",
+            secrets.mask(next.as_str())
+        )));
+    }
+    Ok(next)
+}
+
+/// The headers a redirect from `current` to `next` carries: all of them within one origin;
+/// across origins only [`HEADERS_KEPT_ACROSS_ORIGINS`], because credentials are for the
+/// origin they were written for.
+fn headers_for_redirect(headers: HeaderMap, current: &Url, next: &Url) -> HeaderMap {
+    if next.origin() == current.origin() {
+        return headers;
+    }
+    headers
+        .iter()
+        .filter(|(name, _)| HEADERS_KEPT_ACROSS_ORIGINS.contains(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
 /// A request with its secrets in place, checked.
 struct Prepared {
     method: reqwest::Method,
@@ -296,6 +337,9 @@ fn prepare(secrets: &SecretScope, request: Request) -> Result<Prepared, HttpErro
     }
     if let Some((user, password)) = &request.basic_auth {
         use base64::Engine as _;
+        let holds_secret = [user, password]
+            .iter()
+            .any(|text| text.contains(super::secrets::PLACEHOLDER_PREFIX));
         let user = secrets
             .substitute(user, Encoding::Raw)
             .map_err(secret_error)?;
@@ -303,6 +347,10 @@ fn prepare(secrets: &SecretScope, request: Request) -> Result<Prepared, HttpErro
             .substitute(password, Encoding::Raw)
             .map_err(secret_error)?;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        if holds_secret {
+            // A server that echoes the header must not show the pair in another form.
+            secrets.remember_derived(&token);
+        }
         let mut value = HeaderValue::from_str(&format!("Basic {token}"))
             .map_err(|_| HttpError::Invalid("invalid basic credentials".into()))?;
         value.set_sensitive(true);
@@ -404,6 +452,52 @@ mod tests {
 
     fn url(text: &str) -> Url {
         Url::parse(text).expect("test URL")
+    }
+
+    #[test]
+    fn a_redirect_from_https_to_http_is_refused_unless_the_step_allows_it() {
+        let secrets = SecretScope::default();
+        let from = url("https://api.example.com/start");
+        let refused = redirect_target(&from, "http://api.example.com/next", false, &secrets)
+            .expect_err("a downgrade is refused");
+        assert!(
+            matches!(&refused, HttpError::Denied(message) if message.contains("allow_insecure_redirects")),
+            "{refused:?}"
+        );
+        assert!(redirect_target(&from, "http://api.example.com/next", true, &secrets).is_ok());
+        assert!(redirect_target(&from, "/next", false, &secrets).is_ok());
+        let plain = url("http://api.example.com/start");
+        assert!(redirect_target(&plain, "http://other.example.com/", false, &secrets).is_ok());
+    }
+
+    #[test]
+    fn a_redirect_to_another_origin_keeps_no_credential_header() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer t"),
+            ("x-api-key", "k-1"),
+            ("cookie", "session=1"),
+            ("x-custom-token", "c"),
+            ("accept", "application/json"),
+            ("content-type", "application/json"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let from = url("https://api.example.com/a");
+        let same = headers_for_redirect(headers.clone(), &from, &url("https://api.example.com/b"));
+        assert_eq!(same.len(), 6, "within one origin every header goes along");
+        for other in [
+            "https://evil.example.com/b",
+            "http://api.example.com/b",
+            "https://api.example.com:8443/b",
+        ] {
+            let kept = headers_for_redirect(headers.clone(), &from, &url(other));
+            let names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+            assert_eq!(names, ["accept", "content-type"], "to {other}");
+        }
     }
 
     #[test]

@@ -67,8 +67,14 @@ const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
     ),
 ];
 
-/// Plugin calls that may be in flight at once; further calls wait for a slot.
-const MAX_CONCURRENT_INSTANCES: u32 = 256;
+/// `execute` and `resume` calls that may be in flight at once; further steps wait for a slot
+/// (at most until their deadline).
+const MAX_STEP_CALLS: u32 = 256;
+/// `describe`, `validate` and `plan` calls that may be in flight at once. They have slots of
+/// their own so that steps running for hours never hold up a save, a reload or an approval.
+const MAX_QUICK_CALLS: u32 = 32;
+/// Instances the pooling allocator holds room for: every slot of both kinds.
+const MAX_CONCURRENT_INSTANCES: u32 = MAX_STEP_CALLS + MAX_QUICK_CALLS;
 
 /// Which stream an output line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +137,10 @@ struct Inner {
     linker: Linker<HostState>,
     limits: Limits,
     cache_dir: PathBuf,
-    slots: tokio::sync::Semaphore,
+    /// Slots of `execute` and `resume` calls.
+    step_slots: tokio::sync::Semaphore,
+    /// Slots of `describe`, `validate` and `plan` calls.
+    quick_slots: tokio::sync::Semaphore,
     http_settings: HttpSettings,
     http: Arc<http::HttpClient>,
     kv: Arc<kv::KvCache>,
@@ -177,7 +186,8 @@ impl PluginHost {
                 linker,
                 limits,
                 cache_dir: cache_dir.to_owned(),
-                slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_INSTANCES as usize),
+                step_slots: tokio::sync::Semaphore::new(MAX_STEP_CALLS as usize),
+                quick_slots: tokio::sync::Semaphore::new(MAX_QUICK_CALLS as usize),
                 http: Arc::new(
                     http::HttpClient::new(&http_settings)
                         .context("cannot create the HTTP client")?,
@@ -490,8 +500,17 @@ impl PluginHost {
         timeout: Duration,
     ) -> Result<Reply, PluginError> {
         let kind = plugin.descriptor.kind.clone();
-        // The semaphore is never closed, so acquiring only waits.
-        let _slot = self.inner.slots.acquire().await;
+        // Waiting for a slot counts against the call's time: a step whose deadline passes
+        // while every slot is taken times out instead of waiting without end.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let slots = match call {
+            Call::Execute(..) | Call::Resume(..) => &self.inner.step_slots,
+            Call::Describe | Call::Validate(_) | Call::Plan(..) => &self.inner.quick_slots,
+        };
+        // The semaphores are never closed, so acquiring only waits.
+        let Ok(_slot) = tokio::time::timeout_at(deadline, slots.acquire()).await else {
+            return Err(PluginError::Timeout { kind, timeout });
+        };
         let limits = self.inner.limits;
         let services = CallServices {
             kind: kind.clone(),
@@ -529,7 +548,7 @@ impl PluginHost {
                 }
             })
         };
-        let result = tokio::time::timeout(timeout, run).await;
+        let result = tokio::time::timeout_at(deadline, run).await;
         match result {
             Err(_) => Err(PluginError::Timeout { kind, timeout }),
             Ok(Ok(reply)) => Ok(reply),

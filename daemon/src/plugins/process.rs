@@ -45,7 +45,7 @@ pub async fn run(
             });
         })
     };
-    let mut output = spawn_and_wait(&spec, &masked_sink)
+    let mut output = spawn_and_wait(&spec, &masked_sink, secrets)
         .await
         .map_err(|err| secrets.mask(&err))?;
     output.stdout = secrets.mask(&output.stdout);
@@ -68,7 +68,11 @@ fn with_secrets(spec: &ProcessSpec, secrets: &SecretScope) -> Result<ProcessSpec
     })
 }
 
-async fn spawn_and_wait(spec: &ProcessSpec, sink: &EventSink) -> Result<ProcessOutput, String> {
+async fn spawn_and_wait(
+    spec: &ProcessSpec,
+    sink: &EventSink,
+    secrets: &SecretScope,
+) -> Result<ProcessOutput, String> {
     let (program, args) = spec
         .argv
         .split_first()
@@ -112,11 +116,11 @@ async fn spawn_and_wait(spec: &ProcessSpec, sink: &EventSink) -> Result<ProcessO
     let stdout = child
         .stdout
         .take()
-        .map(|out| collect(out, StreamKind::Stdout, sink.clone()));
+        .map(|out| collect(out, StreamKind::Stdout, sink.clone(), secrets.clone()));
     let stderr = child
         .stderr
         .take()
-        .map(|err| collect(err, StreamKind::Stderr, sink.clone()));
+        .map(|err| collect(err, StreamKind::Stderr, sink.clone(), secrets.clone()));
     let (status, stdout, stderr) = tokio::join!(
         child.wait(),
         async {
@@ -150,30 +154,55 @@ struct Captured {
     truncated: bool,
 }
 
-async fn collect(stream: impl AsyncRead + Unpin, kind: StreamKind, sink: EventSink) -> Captured {
+/// Reads one stream line by line. A line longer than [`LINE_CAP`] is cut, and the rest of it
+/// is read and dropped, so that no line is ever held whole in memory; the line is masked
+/// before it is cut (it is read that far past the cap that a secret starting before the cut
+/// is whole), so that no prefix of a secret survives the cut.
+async fn collect(
+    stream: impl AsyncRead + Unpin,
+    kind: StreamKind,
+    sink: EventSink,
+    secrets: SecretScope,
+) -> Captured {
+    use tokio::io::AsyncReadExt as _;
     let mut reader = BufReader::new(stream);
     let mut captured = Captured::default();
     let mut line = Vec::new();
+    let read_cap = LINE_CAP + secrets.longest_masked() + 1;
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line).await {
+        match (&mut reader)
+            .take(read_cap as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let text = String::from_utf8_lossy(&line);
-        if captured.text.len() + text.len() <= OUTPUT_CAP {
-            captured.text.push_str(&text);
-        } else {
-            captured.truncated = true;
+        let whole = line.ends_with(b"\n") || line.len() < read_cap;
+        if !whole && skip_rest_of_line(&mut reader).await.is_err() {
+            break;
         }
+        let text = secrets.mask(&String::from_utf8_lossy(&line));
         let mut shown = text.trim_end_matches(['\n', '\r']).to_owned();
-        if shown.len() > LINE_CAP {
-            let cut = (0..=LINE_CAP)
+        if shown.len() > LINE_CAP || !whole {
+            let cut = (0..=LINE_CAP.min(shown.len()))
                 .rev()
                 .find(|&i| shown.is_char_boundary(i))
                 .unwrap_or(0);
             shown.truncate(cut);
             shown.push_str(" [line cut]");
+        }
+        // The kept copy has whole lines as they came (masked); a line that was cut, as shown.
+        let kept = if whole {
+            text.clone()
+        } else {
+            format!("{shown}\n")
+        };
+        if captured.text.len() + kept.len() <= OUTPUT_CAP {
+            captured.text.push_str(&kept);
+        } else {
+            captured.truncated = true;
         }
         sink(PluginEvent::Output {
             stream: kind,
@@ -181,6 +210,28 @@ async fn collect(stream: impl AsyncRead + Unpin, kind: StreamKind, sink: EventSi
         });
     }
     captured
+}
+
+/// Reads and drops the rest of a line that was cut, up to its newline or the end.
+async fn skip_rest_of_line(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> std::io::Result<()> {
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        match buffer.iter().position(|&byte| byte == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let len = buffer.len();
+                reader.consume(len);
+            }
+        }
+    }
 }
 
 /// Kills the child's process group when dropped before the child was reaped.

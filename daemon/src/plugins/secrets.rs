@@ -2,6 +2,11 @@
 //! placeholder, and only the host, on the way out of an `http` or `process` call, puts the
 //! value in its place. Whatever comes back (a response, a process's output, an error) has the
 //! values it used masked as `***`, so a plugin never holds one and cannot leak one.
+//!
+//! A value is masked in every form it may come back in: as it is, JSON-escaped,
+//! URL-encoded, base64-encoded (standard and URL-safe, with or without padding), each line of
+//! a multi-line value (a PEM key streamed line by line) on its own, and forms the host derives
+//! from it (the base64 of a basic-auth pair).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -156,16 +161,32 @@ impl SecretScope {
         out
     }
 
+    /// Remembers a text the host derived from revealed values (the base64 of a basic-auth
+    /// pair), so that it is masked like a value.
+    pub fn remember_derived(&self, form: &str) {
+        self.remember_forms([form.to_owned()].into());
+    }
+
+    /// The length of the longest text this scope masks: a cut made that far past a point
+    /// cannot split a secret that starts before it.
+    pub fn longest_masked(&self) -> usize {
+        self.revealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .first()
+            .map_or(0, String::len)
+    }
+
     fn remember(&self, value: &str) {
+        self.remember_forms(forms_of(value));
+    }
+
+    fn remember_forms(&self, forms: BTreeSet<String>) {
         let mut revealed = self
             .revealed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let forms: BTreeSet<String> = [value.to_owned(), json_escaped(value), url_encoded(value)]
-            .into_iter()
-            .filter(|form| !form.is_empty())
-            .collect();
-        for form in forms {
+        for form in forms.into_iter().filter(|form| !form.is_empty()) {
             if !revealed.contains(&form) {
                 revealed.push(form);
             }
@@ -177,6 +198,36 @@ impl SecretScope {
 
 /// What every placeholder starts with (the vault's format).
 pub const PLACEHOLDER_PREFIX: &str = "__rb_secret.";
+
+/// Lines of a multi-line value shorter than this are not masked on their own: they would
+/// mask common text (a PEM key's short last line leaks at most this much of a long key).
+const MIN_MASKED_LINE: usize = 8;
+
+/// Every form of `value` that output, a response or an error may show.
+fn forms_of(value: &str) -> BTreeSet<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let standard = STANDARD.encode(value);
+    let mut forms: BTreeSet<String> = [
+        value.to_owned(),
+        json_escaped(value),
+        url_encoded(value),
+        // Without its padding, the base64 form also matches where padding was dropped.
+        standard.trim_end_matches('=').to_owned(),
+        URL_SAFE_NO_PAD.encode(value),
+    ]
+    .into();
+    if value.contains('\n') {
+        forms.extend(
+            value
+                .lines()
+                .map(|line| line.trim_end_matches('\r'))
+                .filter(|line| line.len() >= MIN_MASKED_LINE)
+                .map(str::to_owned),
+        );
+    }
+    forms
+}
 
 fn json_escaped(value: &str) -> String {
     let quoted = serde_json::Value::String(value.to_owned()).to_string();
@@ -282,6 +333,48 @@ mod tests {
             scope.mask("longer __rb_secret.0123456789ab.a_b__"),
             "longer ***"
         );
+    }
+
+    #[test]
+    fn masks_base64_forms_each_line_of_a_multi_line_value_and_derived_forms() {
+        use base64::Engine as _;
+        let scope = SecretScope::new(Some(Arc::new(Pem)), ["pem".to_owned()].into());
+        scope
+            .substitute("__rb_secret.0123456789ab.pem__", Encoding::Raw)
+            .expect("known");
+        for line in PEM.lines() {
+            let masked = scope.mask(line);
+            assert!(
+                !masked.contains("MIIEvQIBADANBg") && !masked.contains("kqhkiG9w0BAQEFAASC"),
+                "{masked}"
+            );
+        }
+        for engine in [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            let encoded = engine.encode(PEM);
+            let masked = scope.mask(&format!("b64={encoded}"));
+            assert!(masked.starts_with("b64=***"), "{masked}");
+            assert!(masked.len() <= "b64=***==".len(), "{masked}");
+        }
+        scope.remember_derived("dXNlcjpwYXNz");
+        assert_eq!(scope.mask("Basic dXNlcjpwYXNz"), "Basic ***");
+        assert!(scope.longest_masked() >= PEM.len());
+    }
+
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7MIIEvQIBADANBg\nab=\n-----END PRIVATE KEY-----\n";
+
+    struct Pem;
+
+    impl SecretSource for Pem {
+        fn placeholders(&self) -> Vec<(String, String)> {
+            vec![("pem".into(), "__rb_secret.0123456789ab.pem__".into())]
+        }
+
+        fn reveal(&self, _name: &str) -> Result<Option<SecretString>, String> {
+            Ok(Some(SecretString::from(PEM)))
+        }
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub struct Step {
     pub retry: Option<RetryPolicy>,
     /// `Some(true)` asks for an approval even where the daemon's policy does not.
     pub approval: Option<bool>,
+    /// Whether the step's requests may follow a redirect from https to http.
+    pub allow_insecure_redirects: bool,
     pub description: String,
     /// Ids of the steps of this runbook that its `with` templates (at any depth) and its `if`
     /// read as `steps.<id>`, sorted and without repeats. The engine gives the step's templates

@@ -110,6 +110,8 @@ pub(super) struct RawStep {
     retry: Option<RawRetry>,
     approval: Option<bool>,
     #[serde(default)]
+    allow_insecure_redirects: bool,
+    #[serde(default)]
     description: String,
 }
 
@@ -568,6 +570,7 @@ fn parse_step(
         timeout,
         retry,
         approval: step.approval,
+        allow_insecure_redirects: step.allow_insecure_redirects,
         description: step.description.clone(),
         // Needs every step's id: filled in once all are parsed.
         reads: Vec::new(),

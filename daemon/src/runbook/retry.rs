@@ -70,7 +70,8 @@ impl RetryPolicy {
     }
 
     /// The wait after attempt number `attempt` failed. `retry_after` (the far end's own
-    /// Retry-After) is honoured even beyond `max_delay`: asking earlier would only fail again.
+    /// Retry-After, or an open circuit's cooldown) lengthens the wait, but never beyond
+    /// `max_delay`: a hostile `Retry-After: 999999999` must not park a step for years.
     /// `random` in 0.0..1.0 picks the jitter.
     pub fn delay_after(
         &self,
@@ -91,7 +92,7 @@ impl RetryPolicy {
             // out without ever collapsing to nothing.
             wait = wait / 2 + wait.mul_f64(random.clamp(0.0, 1.0) / 2.0);
         }
-        retry_after.map_or(wait, |asked| wait.max(asked))
+        retry_after.map_or(wait, |asked| wait.max(asked.min(self.max_delay)))
     }
 }
 
@@ -125,12 +126,18 @@ mod tests {
     }
 
     #[test]
-    fn jitter_keeps_half_the_wait_and_retry_after_wins() {
+    fn jitter_keeps_half_the_wait_and_retry_after_wins_up_to_max_delay() {
         let jittered = policy(Backoff::Fixed, true);
         assert_eq!(jittered.delay_after(1, None, 0.0).as_millis(), 50);
         assert_eq!(jittered.delay_after(1, None, 1.0).as_millis(), 100);
-        let asked = Some(Duration::from_secs(2));
-        assert_eq!(jittered.delay_after(1, asked, 0.5), Duration::from_secs(2));
+        let asked = Some(Duration::from_millis(300));
+        assert_eq!(jittered.delay_after(1, asked, 0.5).as_millis(), 300);
+        let hostile = Some(Duration::from_secs(999_999_999));
+        assert_eq!(
+            jittered.delay_after(1, hostile, 0.5),
+            jittered.max_delay,
+            "a far end cannot park a step beyond max_delay"
+        );
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! The built-in `database` step: SQL on one of the daemon's named connections through the
 //! host's `sql` capability (a query's rows, an affected-row count, or several statements in
 //! one transaction), with typed parameters, expectations and captures. The plan says whether
-//! the SQL writes, and the daemon's policy decides from that whether it needs an approval.
+//! the SQL writes; the daemon judges the statements again itself before it decides on an
+//! approval.
 
-mod classify;
 mod config;
 mod expect;
 mod param;
 mod plan;
 mod run;
 mod schema;
+
+use runbook_sql_classify as classify;
 
 use runbook_plugin_sdk::exports::runbook::plugin::step::Guest;
 use runbook_plugin_sdk::runbook::plugin::types::{

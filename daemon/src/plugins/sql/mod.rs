@@ -2,7 +2,9 @@
 //! MySQL/MariaDB, SQLite), found by connection name. Pools are created on first use and
 //! shared by every step of every run; each call is bounded by the step's deadline; results
 //! are capped. A plugin names a connection and statements, never a URL or a password, and
-//! only statements its approved plan named run.
+//! only statements its approved plan named run. Statements the daemon judged read-only (and so
+//! ran without an approval) run where the database itself refuses writes: in a read-only
+//! transaction (PostgreSQL, MySQL) or on a connection set to `query_only` (SQLite).
 
 pub mod convert;
 
@@ -34,7 +36,15 @@ pub struct SqlGrant {
     pub connection: String,
     pub url: ConnectionUrl,
     pub statements: Vec<String>,
+    /// The daemon judged every statement read-only: the database must refuse any write, so
+    /// that a statement the classifier misjudged (a function with side effects) cannot write
+    /// without the approval a write needs.
+    pub read_only: bool,
 }
+
+/// How PostgreSQL and MySQL start a transaction in which the server refuses writes.
+const PG_READ_ONLY: &str = "BEGIN READ ONLY";
+const MYSQL_READ_ONLY: &str = "START TRANSACTION READ ONLY";
 
 /// Where a connection's URL comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,11 +63,12 @@ enum Pool {
     Sqlite(SqlitePool),
 }
 
-/// The daemon's pools, keyed by connection name and a hash of the URL they were made for,
-/// so that a changed URL gets a new pool and the URL itself is never kept as a key.
+/// The daemon's pools, keyed by connection name, a hash of the URL they were made for (so
+/// that a changed URL gets a new pool and the URL itself is never kept as a key) and whether
+/// they serve read-only grants.
 #[derive(Default)]
 pub struct SqlPools {
-    pools: Mutex<HashMap<(String, String), Pool>>,
+    pools: Mutex<HashMap<(String, String, bool), Pool>>,
 }
 
 /// One call's view of the pools.
@@ -84,6 +95,11 @@ impl SqlPools {
         let limit = usize::try_from(max_rows).unwrap_or(usize::MAX);
         let work = async {
             match &pool {
+                Pool::Postgres(pool) if grant.read_only => {
+                    let mut tx = pool.begin_with(PG_READ_ONLY).await.map_err(sql_error)?;
+                    let stream = convert::pg_query(&statement.sql, &params).fetch(&mut *tx);
+                    collect(stream, limit, convert::pg_row).await
+                }
                 Pool::Postgres(pool) => {
                     collect(
                         convert::pg_query(&statement.sql, &params).fetch(pool),
@@ -91,6 +107,11 @@ impl SqlPools {
                         convert::pg_row,
                     )
                     .await
+                }
+                Pool::MySql(pool) if grant.read_only => {
+                    let mut tx = pool.begin_with(MYSQL_READ_ONLY).await.map_err(sql_error)?;
+                    let stream = convert::mysql_query(&statement.sql, &params).fetch(&mut *tx);
+                    collect(stream, limit, convert::mysql_row).await
                 }
                 Pool::MySql(pool) => {
                     collect(
@@ -100,6 +121,7 @@ impl SqlPools {
                     )
                     .await
                 }
+                // A read-only grant's SQLite pool sets `query_only` on its connections.
                 Pool::Sqlite(pool) => {
                     collect(
                         convert::sqlite_query(&statement.sql, &params).fetch(pool),
@@ -129,8 +151,12 @@ impl SqlPools {
             .collect::<Result<_, SqlError>>()?;
         let work = async {
             macro_rules! in_transaction {
-                ($pool:expr, $query:path) => {{
-                    let mut tx = $pool.begin().await.map_err(sql_error)?;
+                ($pool:expr, $query:path, $read_only:expr) => {{
+                    let mut tx = match $read_only {
+                        Some(begin) if grant.read_only => $pool.begin_with(begin).await,
+                        _ => $pool.begin().await,
+                    }
+                    .map_err(sql_error)?;
                     let mut affected = Vec::with_capacity(bound.len());
                     for (sql, params) in &bound {
                         let done = $query(sql, params)
@@ -145,9 +171,14 @@ impl SqlPools {
                 }};
             }
             match &pool {
-                Pool::Postgres(pool) => in_transaction!(pool, convert::pg_query),
-                Pool::MySql(pool) => in_transaction!(pool, convert::mysql_query),
-                Pool::Sqlite(pool) => in_transaction!(pool, convert::sqlite_query),
+                Pool::Postgres(pool) => {
+                    in_transaction!(pool, convert::pg_query, Some(PG_READ_ONLY))
+                }
+                Pool::MySql(pool) => {
+                    in_transaction!(pool, convert::mysql_query, Some(MYSQL_READ_ONLY))
+                }
+                // A read-only grant's SQLite pool sets `query_only` on its connections.
+                Pool::Sqlite(pool) => in_transaction!(pool, convert::sqlite_query, None::<&str>),
             }
         };
         bounded(call.deadline, work).await
@@ -192,17 +223,19 @@ impl SqlPools {
         }
     }
 
-    /// The pool of a granted connection, created on first use.
+    /// The pool of a granted connection, created on first use. Read-only grants get pools of
+    /// their own, so that nothing a read-only session does is ever seen by a writing one.
     async fn pool(&self, call: &SqlCall<'_>, grant: &SqlGrant) -> Result<Pool, SqlError> {
         let url = Self::resolve_url(call, grant)?;
         let key = (
             grant.connection.clone(),
             hex::encode(Sha256::digest(url.as_bytes())),
+            grant.read_only,
         );
         if let Some(pool) = lock(&self.pools).get(&key) {
             return Ok(pool.clone());
         }
-        let pool = connect_lazy(&grant.connection, &url)?;
+        let pool = connect_lazy(&grant.connection, &url, grant.read_only)?;
         Ok(lock(&self.pools).entry(key).or_insert(pool).clone())
     }
 }
@@ -241,7 +274,7 @@ pub fn describe_url(url: &str) -> (String, String) {
 }
 
 /// A pool that connects when first used, so that creating one never blocks.
-fn connect_lazy(name: &str, url: &str) -> Result<Pool, SqlError> {
+fn connect_lazy(name: &str, url: &str, read_only: bool) -> Result<Pool, SqlError> {
     let scheme = url.split(':').next().unwrap_or_default();
     let invalid = |err: sqlx::Error| {
         SqlError::Connect(format!(
@@ -270,7 +303,13 @@ fn connect_lazy(name: &str, url: &str) -> Result<Pool, SqlError> {
                 SqlitePoolOptions::new()
                     .max_connections(POOL_SIZE)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_lazy_with(options.create_if_missing(true)),
+                    .connect_lazy_with(if read_only {
+                        // Not `read_only(true)`: that cannot open a file that does not exist
+                        // yet, where `select 1` should still answer.
+                        options.create_if_missing(true).pragma("query_only", "ON")
+                    } else {
+                        options.create_if_missing(true)
+                    }),
             )
         }
         other => {

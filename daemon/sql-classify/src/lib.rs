@@ -1,6 +1,7 @@
-//! Whether SQL writes: the `writes` flag of a step's plan, on which the daemon's
-//! `approvals.database_writes` policy decides. A statement is judged by its first keyword
-//! (after comments, whitespace and parentheses); when in doubt it writes.
+//! Whether SQL writes. The daemon decides from it whether a planned statement needs an
+//! approval and whether it runs in a read-only transaction (a plugin's own `writes` flag can
+//! only add an approval); the database step uses it for its plan. A statement is judged by
+//! its first keyword (after comments, whitespace and parentheses); when in doubt it writes.
 //!
 //! The text is lexed twice, once with the standard rules (PostgreSQL, SQLite: `''` escapes,
 //! `$tag$` strings, nested block comments) and once with MySQL's (backslash escapes, `#`
