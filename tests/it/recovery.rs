@@ -1,5 +1,6 @@
 //! kill -9 of the daemon: runs and their events survive; a waiting approval still waits; a
-//! shell step that was running becomes ambiguous until the operator resolves it.
+//! shell step that was running becomes ambiguous until the operator resolves it, with the
+//! interrupted attempt in its history.
 
 use runbook_e2e::{Daemon, step, step_status};
 
@@ -96,6 +97,20 @@ with = { script = "if [ -e \"$MARK\" ]; then echo retried; else touch \"$MARK\";
             .unwrap()
             .contains("resolve")
     );
+    let history = step(&shown, "slow")["history"].as_array().unwrap().clone();
+    assert_eq!(
+        history.len(),
+        1,
+        "the interrupted attempt is in the history"
+    );
+    assert_eq!(history[0]["attempt"], 1);
+    assert!(
+        history[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{history:?}"
+    );
 
     let resolved = daemon.cli(&["resolve", &run_id, "slow", "retry"]);
     assert!(
@@ -106,4 +121,5 @@ with = { script = "if [ -e \"$MARK\" ]; then echo retried; else touch \"$MARK\";
     let done = daemon.wait_for(&run_id, "completion", |run| run["status"] == "completed");
     assert_eq!(step(&done, "slow")["attempts"], 2);
     assert_eq!(step(&done, "slow")["output"]["stdout"], "retried\n");
+    assert_eq!(step(&done, "slow")["history"].as_array().unwrap().len(), 2);
 }

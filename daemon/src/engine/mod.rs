@@ -520,7 +520,7 @@ impl Engine {
                     .plugins
                     .descriptor(&step.uses)
                     .is_ok_and(|descriptor| descriptor.idempotent);
-                events.extend(step.interrupt(idempotent, &run.id));
+                events.extend(step.interrupt(idempotent, &run.id, now_ms()));
                 changes.steps.push(position);
             }
             if !events.is_empty() {

@@ -225,12 +225,13 @@ impl Engine {
         let definition = &active.runbook.steps[position];
         let step_id = definition.id.as_str();
         // What the step reads, copied out so that rendering runs without the run's lock.
-        let (values, attempts, approval, dry_run, version) = {
+        let (values, attempts, key_attempt, approval, dry_run, version) = {
             let state = lock(&active.state);
             let record = &state.run.steps[position];
             (
                 super::context::step_values(&state, definition),
                 record.attempts,
+                record.key_attempt(record.attempts + 1),
                 record.approval.clone(),
                 state.run.dry_run,
                 state.run.version.clone(),
@@ -241,7 +242,7 @@ impl Engine {
             Err(err) => return self.finish_early(active, position, err).await,
         };
         let attempt = attempts + 1;
-        let ctx = step_context(run_id, step_id, attempt);
+        let ctx = step_context(run_id, step_id, attempt, key_attempt);
         let plugins = &active.plugins;
         let scope = self.secret_scope(&active.runbook, definition);
         let descriptor = plugins.descriptor(&definition.uses).ok();
@@ -645,13 +646,20 @@ fn parse_output(text: &str) -> Option<serde_json::Value> {
     Some(serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned())))
 }
 
-/// Identifies one attempt. The key is stable for (run, step, attempt).
-pub(super) fn step_context(run_id: &str, step_id: &str, attempt: u32) -> StepContext {
+/// Identifies one attempt. The key is that of attempt `key_attempt` of (run, step): the
+/// attempt's own, or that of an attempt a daemon stop interrupted (see
+/// [`crate::store::StepRecord::key_of_attempt`]).
+pub(super) fn step_context(
+    run_id: &str,
+    step_id: &str,
+    attempt: u32,
+    key_attempt: u32,
+) -> StepContext {
     StepContext {
         run_id: run_id.to_owned(),
         step_id: step_id.to_owned(),
         attempt,
-        idempotency_key: format!("{run_id}:{step_id}:{attempt}"),
+        idempotency_key: format!("{run_id}:{step_id}:{key_attempt}"),
     }
 }
 

@@ -57,6 +57,7 @@ impl StepRecord {
         now: i64,
     ) -> Vec<EventKind> {
         self.wait = None;
+        self.key_of_attempt = None;
         self.history.push(AttemptRecord {
             attempt: self.attempts,
             started_at: self.started_at,
@@ -198,10 +199,12 @@ impl StepRecord {
     /// Carries out an operator's decision about an ambiguous step.
     pub(super) fn resolve(&mut self, resolution: Resolution, by: &str, now: i64) -> Vec<EventKind> {
         match resolution {
-            // The approval given before the crash stays valid: the plan is unchanged.
+            // The approval given before the crash stays valid: the plan is unchanged. Retrying
+            // is a new decision, so the next attempt sends a key of its own.
             Resolution::Retry => {
                 self.status = StepStatus::Pending;
                 self.error = None;
+                self.key_of_attempt = None;
             }
             Resolution::Skip => {
                 self.status = StepStatus::Skipped;
@@ -299,8 +302,18 @@ impl StepRecord {
     }
 
     /// What a restart makes of a step that was running when the daemon stopped: run again
-    /// if its plugin is idempotent, else ambiguous until an operator decides.
-    pub(super) fn interrupt(&mut self, idempotent: bool, run_id: &str) -> Vec<EventKind> {
+    /// if its plugin is idempotent, else ambiguous until an operator decides. The interrupted
+    /// attempt goes into the history, and the next attempt sends its idempotency key again:
+    /// the far side may have seen it, and nobody decided anything new.
+    pub(super) fn interrupt(&mut self, idempotent: bool, run_id: &str, now: i64) -> Vec<EventKind> {
+        self.history.push(AttemptRecord {
+            attempt: self.attempts,
+            started_at: self.started_at,
+            finished_at: now,
+            error: Some("interrupted: the daemon stopped while this attempt ran".into()),
+        });
+        self.key_of_attempt = Some(self.key_attempt(self.attempts));
+        self.wait = None;
         if idempotent {
             self.status = StepStatus::Pending;
         } else {

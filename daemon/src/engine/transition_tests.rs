@@ -169,10 +169,10 @@ fn an_ambiguous_step_is_resolved_as_the_operator_says() {
 #[test]
 fn an_interrupted_step_runs_again_only_when_idempotent() {
     let mut record = step(StepStatus::Running);
-    record.interrupt(true, "r1");
+    record.interrupt(true, "r1", NOW);
     assert_eq!(record.status, StepStatus::Pending);
     let mut record = step(StepStatus::Running);
-    record.interrupt(false, "r1");
+    record.interrupt(false, "r1", NOW);
     assert_eq!(record.status, StepStatus::Ambiguous);
     assert!(
         record
@@ -292,4 +292,48 @@ fn large_outputs_are_left_out_of_events() {
             ..
         }
     ));
+}
+
+#[test]
+fn an_interrupted_attempt_is_in_the_history_and_its_key_is_sent_again_until_a_new_decision() {
+    // Attempt 1 is interrupted twice in a row: attempts 2 and 3 send attempt 1's key.
+    let mut record = step(StepStatus::Running);
+    record.interrupt(true, "r1", NOW);
+    assert_eq!(record.history.len(), 1);
+    assert_eq!(record.history[0].attempt, 1);
+    assert!(
+        record.history[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("interrupted")
+    );
+    assert_eq!(record.key_attempt(2), 1);
+    record.start(2, NOW);
+    record.interrupt(true, "r1", NOW);
+    assert_eq!(
+        record.key_attempt(3),
+        1,
+        "still the key the far side saw first"
+    );
+    record.start(3, NOW);
+    // The attempt ends: a retry policy's next attempt is a new decision with its own key.
+    record.finish(
+        failed(FailureClass::Transient),
+        Some(Duration::from_millis(10)),
+        NOW,
+    );
+    assert_eq!(record.key_attempt(4), 4);
+    assert_eq!(record.history.len(), 3);
+
+    // An ambiguous step resolved `retry` by an operator gets a new key.
+    let mut record = step(StepStatus::Running);
+    record.interrupt(false, "r1", NOW);
+    assert_eq!(
+        record.history.len(),
+        1,
+        "skip or fail still shows the attempt"
+    );
+    record.resolve(Resolution::Retry, "ann", NOW);
+    assert_eq!(record.key_attempt(2), 2);
 }

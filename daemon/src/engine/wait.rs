@@ -31,7 +31,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let definition = &active.runbook.steps[position];
         let step_id = definition.id.as_str();
-        let (values, attempts, wait) = {
+        let (values, attempts, key_attempt, wait) = {
             let state = lock(&active.state);
             let record = &state.run.steps[position];
             let wait = record
@@ -41,6 +41,7 @@ impl Engine {
             (
                 super::context::step_values(&state, definition),
                 record.attempts,
+                record.key_attempt(record.attempts),
                 wait,
             )
         };
@@ -110,7 +111,7 @@ impl Engine {
         };
         let call = active.plugins.resume(
             &definition.uses,
-            step_context(run_id, step_id, attempts),
+            step_context(run_id, step_id, attempts, key_attempt),
             &prepared.config,
             &wait.token,
             grant,

@@ -127,6 +127,12 @@ pub struct StepRecord {
     /// Set while the step waits for an async invocation to finish.
     #[serde(default)]
     pub wait: Option<AsyncWait>,
+    /// The attempt whose idempotency key the step's next attempt sends again: set when an
+    /// attempt was interrupted by a daemon stop (the far side may have seen its key), cleared
+    /// when an attempt ends or an operator decides to retry, so a new key only comes with a
+    /// new decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_of_attempt: Option<u32>,
 }
 
 /// A step waiting for work it started elsewhere (an HTTP 202): what its plugin needs to look
@@ -176,7 +182,13 @@ impl StepRecord {
             history: Vec::new(),
             log_omitted_bytes: 0,
             wait: None,
+            key_of_attempt: None,
         }
+    }
+
+    /// The attempt number whose idempotency key attempt `attempt` sends.
+    pub fn key_attempt(&self, attempt: u32) -> u32 {
+        self.key_of_attempt.unwrap_or(attempt)
     }
 }
 
