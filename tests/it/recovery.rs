@@ -123,3 +123,67 @@ with = { script = "if [ -e \"$MARK\" ]; then echo retried; else touch \"$MARK\";
     assert_eq!(step(&done, "slow")["output"]["stdout"], "retried\n");
     assert_eq!(step(&done, "slow")["history"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_run_whose_records_cannot_be_read_is_quarantined_and_the_others_recover() {
+    let mut daemon = Daemon::start_process(&[("gated.toml", APPROVE_ME)], "");
+    let runs: Vec<String> = (0..3).map(|_| daemon.start_run("gated", &[])).collect();
+    for run in &runs {
+        daemon.wait_for(run, "the first approval", |shown| {
+            step_status(shown, "first") == "waiting"
+        });
+    }
+    daemon.kill9();
+
+    // Garbage in one run's header and in another run's first step record.
+    {
+        let db = sled::open(daemon.data_dir.join("db")).unwrap();
+        db.open_tree("runs")
+            .unwrap()
+            .insert(runs[0].as_bytes(), &b"\x00not json"[..])
+            .unwrap();
+        let mut step_key = format!("{}/", runs[1]).into_bytes();
+        step_key.extend_from_slice(&0u32.to_be_bytes());
+        let steps = db.open_tree("steps").unwrap();
+        assert!(
+            steps.get(&step_key).unwrap().is_some(),
+            "the step record's key"
+        );
+        steps.insert(step_key, &b"{\"id\": 7"[..]).unwrap();
+        db.flush().unwrap();
+    }
+
+    daemon.restart();
+    let status = daemon.json(&["status"]);
+    let quarantined: Vec<&str> = status["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        quarantined,
+        [runs[0].as_str(), runs[1].as_str()],
+        "{status:#}"
+    );
+    let printed = String::from_utf8_lossy(&daemon.cli(&["status"]).stdout).into_owned();
+    assert!(
+        printed.contains(&format!("quarantined  {}", runs[0])),
+        "{printed}"
+    );
+
+    // The third run recovered: it still waits, and goes on when approved.
+    assert!(daemon.cli(&["approve", &runs[2], "first"]).status.success());
+    daemon.wait_for(&runs[2], "the second approval", |shown| {
+        step_status(shown, "gated") == "waiting"
+    });
+    let listed = daemon.json(&["runs"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|run| run["id"] != runs[0].as_str()),
+        "a quarantined run is not listed: {listed:#}"
+    );
+}

@@ -274,6 +274,8 @@ pub struct StatusJson<'a> {
     started_at: Value,
     plugins: &'a [String],
     active_runs: u32,
+    /// Runs moved aside at start-up because their records could not be read.
+    quarantined: Vec<Value>,
 }
 
 /// The JSON view of the daemon's status; `socket` is the one the client used.
@@ -289,6 +291,17 @@ pub fn status<'a>(s: &'a StatusResponse, socket: &std::path::Path) -> StatusJson
         started_at: time(s.started_at),
         plugins: &s.plugins,
         active_runs: s.active_runs,
+        quarantined: s
+            .quarantined
+            .iter()
+            .map(|run| {
+                serde_json::json!({
+                    "run_id": run.run_id,
+                    "reason": run.reason,
+                    "quarantined_at": time(run.quarantined_at),
+                })
+            })
+            .collect(),
     }
 }
 

@@ -506,7 +506,14 @@ impl Engine {
     /// Picks up every run that had not ended when the daemon stopped. A step that was running
     /// is re-run only if its plugin is idempotent; otherwise it becomes ambiguous.
     pub async fn recover(&self) -> Result<usize, EngineError> {
-        let runs = self.inner.store.unfinished_runs()?;
+        let (runs, quarantined) = self.inner.store.unfinished_runs()?;
+        for run in &quarantined {
+            tracing::error!(
+                run = %run.run_id,
+                reason = %run.reason,
+                "run quarantined: its records cannot be read; it is kept aside, not resumed"
+            );
+        }
         let count = runs.len();
         for mut run in runs {
             let mut events = Vec::new();
@@ -527,13 +534,27 @@ impl Engine {
                 self.commit(&run, &changes, events)?;
             }
             tracing::info!(run = %run.id, "resuming run");
-            let runbook = self.pinned_runbook(&run)?;
+            let runbook = match self.pinned_runbook(&run) {
+                Ok(runbook) => runbook,
+                // Its version cannot be read: the other runs still recover.
+                Err(err) => {
+                    let reason = format!("its runbook version cannot be loaded: {err}");
+                    tracing::error!(run = %run.id, reason = %reason, "run quarantined");
+                    self.inner.store.quarantine(&run.id, &reason)?;
+                    continue;
+                }
+            };
             let id = run.id.clone();
             self.activate_with(run, runbook);
             self.schedule(id);
         }
         self.inner.store.flush().await?;
         Ok(count)
+    }
+
+    /// Runs moved aside because their records could not be read.
+    pub fn quarantined(&self) -> Result<Vec<crate::store::Quarantined>, EngineError> {
+        Ok(self.inner.store.quarantined()?)
     }
 
     /// Waits for in-flight work to stop after `shutdown` (steps are abandoned, and resumed or

@@ -103,6 +103,17 @@ impl RunbookApi for RunbookService {
             started_at: self.info.started_at,
             plugins: self.engine.plugins().kinds(),
             active_runs: u32::try_from(self.engine.active_runs()).unwrap_or(u32::MAX),
+            quarantined: self
+                .engine
+                .quarantined()
+                .map_err(|err| Status::internal(err.to_string()))?
+                .into_iter()
+                .map(|run| pb::QuarantinedRun {
+                    run_id: run.run_id,
+                    reason: run.reason,
+                    quarantined_at: run.quarantined_at,
+                })
+                .collect(),
         }))
     }
 

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 
 pub use records::{
     ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
-    INLINE_OUTPUT_BYTES, OutputStream, RunRecord, RunStatus, StepRecord, StepStatus, VersionRecord,
-    json_len, now_ms,
+    INLINE_OUTPUT_BYTES, OutputStream, Quarantined, RunRecord, RunStatus, StepRecord, StepStatus,
+    VersionRecord, json_len, now_ms,
 };
 pub use runs::Changes;
 
@@ -79,6 +79,8 @@ struct Inner {
     /// Step outputs by run id, step index and attempt.
     outputs: sled::Tree,
     events: sled::Tree,
+    /// Runs moved aside because their records could not be read, by run id.
+    quarantine: sled::Tree,
     /// The last sequence number given to each run's events, loaded lazily. Held while an
     /// event is written so that numbers are gap-free and in order.
     last_seq: Mutex<HashMap<String, u64>>,
@@ -123,6 +125,7 @@ impl Store {
                 steps: db.open_tree("steps")?,
                 outputs: db.open_tree("outputs")?,
                 events: db.open_tree("events")?,
+                quarantine: db.open_tree("quarantine")?,
                 db,
                 last_seq: Mutex::new(HashMap::new()),
                 durable_seq: Mutex::new(HashMap::new()),

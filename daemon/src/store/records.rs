@@ -153,6 +153,19 @@ pub struct AsyncWait {
     pub poll_ms: u64,
 }
 
+/// A run whose records could not be read at start-up, moved aside so that the other runs
+/// recover: its header (as hex, byte for byte) and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Quarantined {
+    pub run_id: String,
+    pub reason: String,
+    /// Unix ms.
+    pub quarantined_at: i64,
+    /// The run's header as it was stored; its step, output and event records stay where
+    /// they were.
+    pub header_hex: String,
+}
+
 /// How one attempt of a step ended.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AttemptRecord {

@@ -1,11 +1,13 @@
 //! Runs in the store: a header per run, a record per step, an output per step attempt, and
 //! each run's event log with gap-free sequence numbers. A transition writes only what it
-//! changed ([`Changes`]); reading a whole run assembles it from its records.
+//! changed ([`Changes`]); reading a whole run assembles it from its records. A run whose
+//! records cannot be read at start-up is quarantined, not fatal.
 
 use sled::Transactional;
 
 use super::{
-    EventKind, EventRecord, RunFilter, RunRecord, StepRecord, Store, StoreError, guard, now_ms,
+    EventKind, EventRecord, Quarantined, RunFilter, RunRecord, StepRecord, Store, StoreError,
+    guard, now_ms,
 };
 
 /// What one transition changed in a run: only these records are written.
@@ -370,19 +372,74 @@ impl Store {
         Ok(runs)
     }
 
-    /// Runs that had not ended when the daemon last stopped, whole.
-    pub fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+    /// Runs that had not ended when the daemon last stopped, whole. A run whose records
+    /// cannot be read is quarantined instead (see [`Store::quarantine`]) and listed second:
+    /// one corrupt record never stops the other runs from recovering.
+    pub fn unfinished_runs(&self) -> Result<(Vec<RunRecord>, Vec<Quarantined>), StoreError> {
         let mut runs = Vec::new();
-        for entry in self.inner.runs.iter() {
-            let (key, raw) = entry?;
-            let header: RunRecord = serde_json::from_slice(&raw)?;
-            if !header.status.is_terminal()
-                && let Some(run) = self.run(&String::from_utf8_lossy(&key))?
-            {
-                runs.push(run);
+        let mut quarantined = Vec::new();
+        let ids: Vec<String> = self
+            .inner
+            .runs
+            .iter()
+            .keys()
+            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
+            .collect::<Result<_, StoreError>>()?;
+        for id in ids {
+            let Some(raw) = self.inner.runs.get(id.as_bytes())? else {
+                continue;
+            };
+            let header = match serde_json::from_slice::<RunRecord>(&raw) {
+                Ok(header) => header,
+                Err(err) => {
+                    let reason = format!("its run record cannot be read: {err}");
+                    quarantined.push(self.quarantine(&id, &reason)?);
+                    continue;
+                }
+            };
+            if header.status.is_terminal() {
+                continue;
+            }
+            match self.run(&id) {
+                Ok(Some(run)) => runs.push(run),
+                Ok(None) => {}
+                Err(StoreError::Corrupt(err)) => {
+                    let reason = format!("a step or output record cannot be read: {err}");
+                    quarantined.push(self.quarantine(&id, &reason)?);
+                }
+                Err(err) => return Err(err),
             }
         }
-        Ok(runs)
+        Ok((runs, quarantined))
+    }
+
+    /// Moves run `run_id` aside: its header goes to the `quarantine` tree with `reason`
+    /// (its step, output and event records stay where they are, for inspection), and nothing
+    /// lists, resumes or reads it again. Idempotent: a crash halfway quarantines it again at
+    /// the next start.
+    pub fn quarantine(&self, run_id: &str, reason: &str) -> Result<Quarantined, StoreError> {
+        let header = self.inner.runs.get(run_id.as_bytes())?;
+        let record = Quarantined {
+            run_id: run_id.to_owned(),
+            reason: reason.to_owned(),
+            quarantined_at: now_ms(),
+            header_hex: header.map(|raw| hex::encode(&raw)).unwrap_or_default(),
+        };
+        self.inner
+            .quarantine
+            .insert(run_id.as_bytes(), serde_json::to_vec(&record)?)?;
+        self.inner.runs.remove(run_id.as_bytes())?;
+        Ok(record)
+    }
+
+    /// Every quarantined run, by id.
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>, StoreError> {
+        self.inner
+            .quarantine
+            .iter()
+            .values()
+            .map(|raw| Ok(serde_json::from_slice(&raw?)?))
+            .collect()
     }
 
     /// A run's durable events with a sequence number above `after`, in order.

@@ -39,6 +39,14 @@ pub async fn status(ctx: &Ctx, out: &mut dyn Write, never_start: bool) -> anyhow
     writeln!(out, "runbooks     {}", status.runbooks_dir)?;
     writeln!(out, "plugins      {plugins}")?;
     writeln!(out, "active runs  {}", status.active_runs)?;
+    for run in &status.quarantined {
+        writeln!(
+            out,
+            "quarantined  {} (not resumed: {})",
+            run.run_id,
+            crate::format::printable(&run.reason)
+        )?;
+    }
     if status.started_at > 0 {
         let up = crate::format::duration(crate::format::now_ms() - status.started_at);
         writeln!(out, "up           {up}")?;
