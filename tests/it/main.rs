@@ -4,6 +4,7 @@
 
 mod cli;
 mod database;
+mod escape;
 mod flow;
 mod graphql;
 mod hostile;

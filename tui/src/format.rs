@@ -1,6 +1,9 @@
-//! Human-readable times, durations and hashes, shared by the CLI tables and the TUI. All times
-//! are UTC: the client has no time-zone database, and UTC keeps output identical across machines.
+//! Human-readable times, durations and hashes, shared by the CLI tables and the TUI, and the
+//! escaping that keeps text from runs from driving the terminal. All times are UTC: the client
+//! has no time-zone database, and UTC keeps output identical across machines.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Unix milliseconds as a `SystemTime`, or `None` for the protocol's "unset" value (0).
@@ -79,6 +82,46 @@ pub fn short_hash(hash: &str) -> String {
     hash.chars().take(12).collect()
 }
 
+/// `text` with every control character made visible, for printing on one line: output, plans,
+/// params and errors come from runs, and a raw ESC or CR in them could rewrite what the user
+/// sees (erase a line of a plan, move the cursor, retitle the window). ESC is `\e`, CR `\r`,
+/// LF `\n`, other C0 characters and DEL `\xNN`, C1 characters `\u{NN}`. Tab stays: it only
+/// moves forward, and output uses it for columns. Backslashes stay as they are, so the form is
+/// for reading; `--json` has the exact text.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    escape(text, false)
+}
+
+/// [`printable`] for text whose lines are the point (a multi-line error): `\n` stays a line
+/// break, every other control character is escaped the same way.
+pub fn printable_lines(text: &str) -> Cow<'_, str> {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let kept = |c: char| !c.is_control() || c == '\t' || (keep_newlines && c == '\n');
+    if text.chars().all(kept) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if kept(c) => escaped.push(c),
+            '\u{1b}' => escaped.push_str("\\e"),
+            '\r' => escaped.push_str("\\r"),
+            '\n' => escaped.push_str("\\n"),
+            // Writing to a String cannot fail.
+            c if u32::from(c) < 0x80 => {
+                let _ = write!(escaped, "\\x{:02x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(escaped, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    Cow::Owned(escaped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +146,21 @@ mod tests {
         assert_eq!(elapsed(0, 0, T), "");
         assert_eq!(elapsed(T, 0, T + 1_500), "1.5s");
         assert_eq!(ago(T, T + 125_000), "2m ago");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_readably() {
+        assert_eq!(
+            printable("a\u{1b}[2K\rb\u{7}c\u{0}\u{7f}\u{9b}31m\td"),
+            "a\\e[2K\\rb\\x07c\\x00\\x7f\\u{9b}31m\td"
+        );
+        assert_eq!(printable("one\ntwo"), "one\\ntwo");
+        assert_eq!(printable_lines("one\r\ntwo\u{1b}"), "one\\r\ntwo\\e");
+        // Text without control characters (the common case) is not copied, and other Unicode
+        // and backslashes pass untouched.
+        assert!(matches!(
+            printable("héllo \\e ✓"),
+            Cow::Borrowed("héllo \\e ✓")
+        ));
     }
 }

@@ -1,6 +1,6 @@
 //! Following a run's event stream: reconnects when the daemon goes away and resumes after the
 //! last sequence number seen, so a follower never misses or repeats an event. Also renders
-//! events as the lines `run --wait` and `watch` print.
+//! events as the lines `run --wait` and `watch` print, with control characters escaped.
 
 use std::time::Duration;
 
@@ -141,7 +141,7 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
         Kind::RunStatus(change) => {
             let mut line = format!("[{at}] run {run_id}: {}", change.status().label());
             if !change.error.is_empty() {
-                line.push_str(&format!(": {}", change.error));
+                line.push_str(&format!(": {}", format::printable_lines(&change.error)));
             }
             vec![line]
         }
@@ -152,7 +152,7 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
                 line.push_str(&format!(" (attempt {})", change.attempt));
             }
             if !change.error.is_empty() {
-                line.push_str(&format!(": {}", change.error));
+                line.push_str(&format!(": {}", format::printable_lines(&change.error)));
             }
             vec![line]
         }
@@ -163,7 +163,7 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
                 retry.step_id, retry.attempt
             );
             if !retry.error.is_empty() {
-                line.push_str(&format!(": {}", retry.error));
+                line.push_str(&format!(": {}", format::printable_lines(&retry.error)));
             }
             line.push_str(&format!("; retrying in {delay}"));
             vec![line]
@@ -178,7 +178,7 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
             output
                 .line
                 .split('\n')
-                .map(|line| format!("{} {marker} {line}", output.step_id))
+                .map(|line| format!("{} {marker} {}", output.step_id, format::printable(line)))
                 .collect()
         }
         Kind::ApprovalRequested(request) => {
@@ -187,7 +187,10 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
                 request.step_id
             )];
             if let Some(approval) = &request.approval {
-                lines.extend(approval.summary.lines().map(|l| format!("    {l}")));
+                // The approver decides from these lines: nothing in them may redraw the terminal,
+                // and escaping before splitting shows even a CR that ends a line.
+                let summary = format::printable_lines(&approval.summary);
+                lines.extend(summary.lines().map(|l| format!("    {l}")));
             }
             lines.push(format!(
                 "    approve with: runbook approve {run_id} {}   (or: runbook deny {run_id} {} --reason ...)",
@@ -207,7 +210,7 @@ pub fn final_line(run: &Run) -> String {
         line.push_str(&format!(" in {took}"));
     }
     if !run.error.is_empty() {
-        line.push_str(&format!(": {}", run.error));
+        line.push_str(&format!(": {}", format::printable_lines(&run.error)));
     }
     line
 }
@@ -292,6 +295,39 @@ mod tests {
             lines[2].contains("runbook approve R1 migrate"),
             "{}",
             lines[2]
+        );
+    }
+
+    #[test]
+    fn control_characters_in_output_plans_and_errors_are_escaped() {
+        let out = event(Kind::StepOutput(StepOutput {
+            step_id: "say".into(),
+            stream: OutputStream::Stdout as i32,
+            line: "x\u{1b}[2K\rfake\nnext".into(),
+        }));
+        assert_eq!(
+            event_lines("R1", &out),
+            ["say | x\\e[2K\\rfake", "say | next"]
+        );
+        let request = event(Kind::ApprovalRequested(ApprovalRequested {
+            step_id: "say".into(),
+            approval: Some(Approval {
+                summary: "run echo 'x\u{1b}[2K\r'\r\nand more".into(),
+                ..Default::default()
+            }),
+        }));
+        let lines = event_lines("R1", &request);
+        assert_eq!(lines[1], "    run echo 'x\\e[2K\\r'\\r");
+        assert_eq!(lines[2], "    and more");
+        let failed = event(Kind::StepStatus(StepStatusChanged {
+            step_id: "say".into(),
+            status: StepStatus::Failed as i32,
+            error: "bad \u{9b}2J".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            event_lines("R1", &failed),
+            ["[06:07:08] step say: failed: bad \\u{9b}2J"]
         );
     }
 }

@@ -7,7 +7,7 @@ use runbook_protocol::v1::{GetRunRequest, OutputStream, RunEvent, run_event::Kin
 use super::Ctx;
 use super::follow::{Follower, Until};
 use crate::error::EXIT_OK;
-use crate::json;
+use crate::{format, json};
 
 /// Prints the output recorded so far (everything up to the run's `last_seq` at the start), or
 /// with `follow` everything until the run ends.
@@ -68,8 +68,11 @@ fn write_output(
         }
         return Ok(());
     }
-    // One event may carry several lines of the same stream (the daemon batches them).
+    // One event may carry several lines of the same stream (the daemon batches them). Even a
+    // bare line is escaped: a step's ESC or CR must not reach the terminal (`--json` keeps
+    // the exact bytes).
     for line in output.line.split('\n') {
+        let line = format::printable(line);
         match (step, output.stream()) {
             (Some(_), OutputStream::Stderr) => eprintln!("{line}"),
             (Some(_), _) => writeln!(out, "{line}")?,
@@ -136,6 +139,22 @@ mod tests {
             String::from_utf8(out).expect("utf-8"),
             "a | one\na | two\none\ntwo\n"
         );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_but_not_in_json() {
+        let mut out = Vec::new();
+        let line = output("a", OutputStream::Stdout, "x\u{1b}[2K\ry");
+        write_output(&mut out, &line, None, false).expect("writes");
+        write_output(&mut out, &line, Some("a"), false).expect("writes");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "a | x\\e[2K\\ry\nx\\e[2K\\ry\n"
+        );
+        let mut out = Vec::new();
+        write_output(&mut out, &line, None, true).expect("writes");
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
+        assert_eq!(value["line"], "x\u{1b}[2K\ry");
     }
 
     #[test]

@@ -68,8 +68,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let (code, message) = error::report(&err);
+            // Errors quote what runs and files hold (a param, a step's error).
             if let Some(message) = message {
-                eprintln!("error: {message}");
+                eprintln!("error: {}", crate::format::printable_lines(&message));
             }
             ExitCode::from(code)
         }

@@ -44,7 +44,8 @@ fn write_list(out: &mut dyn Write, runbooks: &[RunbookSummary]) -> std::io::Resu
     for rb in runbooks.iter().filter(|rb| !rb.valid) {
         writeln!(out)?;
         for diagnostic in &rb.diagnostics {
-            writeln!(out, "{}", diagnostic.rendered.trim_end())?;
+            let rendered = format::printable_lines(diagnostic.rendered.trim_end());
+            writeln!(out, "{rendered}")?;
         }
     }
     Ok(())
@@ -80,7 +81,11 @@ pub async fn validate(ctx: &Ctx, out: &mut dyn Write, file: &Path) -> anyhow::Re
         writeln!(out, "{}: ok", file.display())?;
     } else {
         for diagnostic in &result.diagnostics {
-            eprintln!("{}", diagnostic.rendered.trim_end());
+            // Diagnostics quote the file, which may hold any byte.
+            eprintln!(
+                "{}",
+                format::printable_lines(diagnostic.rendered.trim_end())
+            );
         }
     }
     Ok(if result.valid { EXIT_OK } else { EXIT_INPUT })

@@ -190,14 +190,19 @@ pub async fn fill_outputs(client: &mut Client, run: &mut Run) -> anyhow::Result<
 fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {
     let version = format::short_hash(&run.version);
     writeln!(out, "run       {}", run.id)?;
-    writeln!(out, "runbook   {} (version {version})", run.runbook)?;
+    writeln!(
+        out,
+        "runbook   {} (version {version})",
+        format::printable(&run.runbook)
+    )?;
     write!(out, "status    {}", run.status().label())?;
     if !run.error.is_empty() {
-        write!(out, ": {}", run.error)?;
+        write!(out, ": {}", format::printable_lines(&run.error))?;
     }
     writeln!(out)?;
+    // JSON escapes C0 characters but not DEL or C1 ones, which a terminal may still obey.
     if !run.params_json.is_empty() && run.params_json != "{}" {
-        writeln!(out, "params    {}", run.params_json)?;
+        writeln!(out, "params    {}", format::printable(&run.params_json))?;
     }
     writeln!(out, "created   {}", format::timestamp(run.created_at))?;
     if run.started_at > 0 {
@@ -234,7 +239,9 @@ fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {
         }
         writeln!(out)?;
         writeln!(out, "step {} waits for approval to:", step.id)?;
-        for line in approval.summary.lines() {
+        // The approver decides from these lines: nothing in them may redraw the terminal, and
+        // escaping before splitting shows even a CR that ends a line.
+        for line in format::printable_lines(&approval.summary).lines() {
             writeln!(out, "    {line}")?;
         }
         writeln!(out, "approve with: runbook approve {} {}", run.id, step.id)?;

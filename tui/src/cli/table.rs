@@ -2,6 +2,8 @@
 
 use std::io::{self, Write};
 
+use crate::format;
+
 /// Rows under a header, written with columns padded to their widest cell.
 #[derive(Debug)]
 pub struct Table {
@@ -18,8 +20,14 @@ impl Table {
         }
     }
 
-    /// Adds a row (one cell per column).
+    /// Adds a row (one cell per column). Control characters in a cell are escaped: cells hold
+    /// what runs and runbooks say (errors, names), and a raw one would break the row or the
+    /// terminal.
     pub fn row(&mut self, cells: Vec<String>) {
+        let cells = cells
+            .iter()
+            .map(|cell| format::printable(cell).into_owned())
+            .collect();
         self.rows.push(cells);
     }
 

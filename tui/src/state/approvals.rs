@@ -53,16 +53,19 @@ pub struct ApprovalsState {
 /// One side effect of a plan, as the daemon describes it to approvers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// A process: its argv, the names of its env vars (values stay secret), its cwd.
+    /// A process: its argv, its env vars, its cwd and its stdin (secrets masked as `***`).
     Process {
         /// Program and arguments, exactly as they will be passed.
         argv: Vec<String>,
-        /// Names of the environment variables it gets.
-        env: Vec<String>,
+        /// The environment variables it gets: names, with their values where the daemon sends
+        /// them (older daemons send names only).
+        env: Vec<(String, Option<String>)>,
         /// The working directory, if set.
         cwd: Option<String>,
         /// How many bytes it gets on stdin, if any.
         stdin_bytes: Option<u64>,
+        /// Its stdin, in full, where the daemon sends it.
+        stdin: Option<String>,
     },
     /// SQL statements on a named connection.
     Sql {
@@ -111,14 +114,28 @@ fn effect(value: &Value) -> Effect {
             .unwrap_or_default()
     };
     if let Some(process) = value.get("process") {
+        let values = process.get("env_values");
         return Effect::Process {
             argv: strings(process.get("argv")),
-            env: strings(process.get("env")),
+            env: strings(process.get("env"))
+                .into_iter()
+                .map(|name| {
+                    let value = values
+                        .and_then(|values| values.get(&name))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    (name, value)
+                })
+                .collect(),
             cwd: process
                 .get("cwd")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             stdin_bytes: process.get("stdin_bytes").and_then(Value::as_u64),
+            stdin: process
+                .get("stdin")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         };
     }
     if let Some(sql) = value.get("sql") {
@@ -195,7 +212,8 @@ mod tests {
     fn plans_are_read_from_the_daemons_json() {
         let approval = Approval {
             plan_json: r#"{"summary":"x","effects":[
-                {"process":{"argv":["./migrate.sh","--env","a b"],"env":["TOKEN"],"cwd":"/srv","stdin_bytes":null}},
+                {"process":{"argv":["./migrate.sh","--env","a b"],"env":["TOKEN","MODE"],
+                  "env_values":{"TOKEN":"***","MODE":"fast"},"cwd":"/srv","stdin":"y\n","stdin_bytes":2}},
                 {"sql":{"connection":"orders","statements":["delete from t"],"writes":true}},
                 {"note":"GET http://x/health"},
                 {"other":1}
@@ -208,9 +226,13 @@ mod tests {
             plan.effects[0],
             Effect::Process {
                 argv: vec!["./migrate.sh".into(), "--env".into(), "a b".into()],
-                env: vec!["TOKEN".into()],
+                env: vec![
+                    ("TOKEN".into(), Some("***".into())),
+                    ("MODE".into(), Some("fast".into()))
+                ],
                 cwd: Some("/srv".into()),
-                stdin_bytes: None,
+                stdin_bytes: Some(2),
+                stdin: Some("y\n".into()),
             }
         );
         assert!(matches!(&plan.effects[1], Effect::Sql { writes: true, .. }));

@@ -112,19 +112,39 @@ fn effect_lines(effect: &Effect) -> Vec<Line<'static>> {
             env,
             cwd,
             stdin_bytes,
+            stdin,
         } => {
             let mut lines = vec![
                 Line::styled("process", theme::header()),
                 field("argv", quote_argv(argv)),
             ];
-            if !env.is_empty() {
-                lines.push(field("env", env.join(", ")));
+            if env.iter().any(|(_, value)| value.is_some()) {
+                // What the process gets is what is approved: every value, one per line.
+                for (index, (name, value)) in env.iter().enumerate() {
+                    let label = if index == 0 { "env" } else { "" };
+                    let shown = match value {
+                        Some(value) => format!("{name}={}", format::printable(value)),
+                        None => name.clone(),
+                    };
+                    lines.push(field(label, shown));
+                }
+            } else if !env.is_empty() {
+                let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
+                lines.push(field("env", names.join(", ")));
             }
             if let Some(cwd) = cwd {
                 lines.push(field("cwd", cwd.clone()));
             }
-            if let Some(bytes) = stdin_bytes {
-                lines.push(field("stdin", format!("{bytes} bytes")));
+            match (stdin, stdin_bytes) {
+                (Some(text), _) => {
+                    lines.push(field("stdin", format!("{} bytes:", text.len())));
+                    lines.extend(
+                        text.lines()
+                            .map(|line| field("", format::printable(line).into_owned())),
+                    );
+                }
+                (None, Some(bytes)) => lines.push(field("stdin", format!("{bytes} bytes"))),
+                (None, None) => {}
             }
             lines
         }
