@@ -138,3 +138,40 @@ fn a_plan_may_name_only_the_steps_own_connection() {
         "the other connection was never opened"
     );
 }
+
+#[test]
+fn an_approver_sees_the_stdin_and_env_values_a_process_gets() {
+    let runbook = r#"
+[[steps]]
+id = "script"
+uses = "shell"
+with = { command = ["sh", "-s"], stdin = "rm -rf /srv/cache\necho done\n", env = { MODE = "fast" } }
+"#;
+    let daemon = Daemon::start(&[("piped.toml", runbook)], "");
+    let run = daemon.start_run("piped", &[]);
+    let waiting = daemon.wait_for(&run, "the approval", |shown| {
+        step_status(shown, "script") == "waiting"
+    });
+    let process = &step(&waiting, "script")["approval"]["plan"]["effects"][0]["process"];
+    assert_eq!(
+        process["stdin"], "rm -rf /srv/cache\necho done\n",
+        "{process}"
+    );
+    assert_eq!(process["env_values"]["MODE"], "fast", "{process}");
+    assert_eq!(process["stdin_bytes"], 28);
+    let hash = process["stdin_sha256"].as_str().unwrap().to_owned();
+    assert_eq!(hash.len(), 64);
+
+    let shown = String::from_utf8_lossy(&daemon.cli(&["show", &run]).stdout).into_owned();
+    assert!(shown.contains("env MODE=fast"), "{shown}");
+    assert!(
+        shown.contains(&format!("stdin 28 bytes, sha256 {hash}")),
+        "{shown}"
+    );
+    assert!(
+        daemon
+            .cli(&["deny", &run, "script", "--reason", "no"])
+            .status
+            .success()
+    );
+}

@@ -191,6 +191,11 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
                 // and escaping before splitting shows even a CR that ends a line.
                 let summary = format::printable_lines(&approval.summary);
                 lines.extend(summary.lines().map(|l| format!("    {l}")));
+                lines.extend(
+                    crate::state::approvals::plan_details(approval)
+                        .iter()
+                        .map(|detail| format!("    {}", format::printable(detail))),
+                );
             }
             lines.push(format!(
                 "    approve with: runbook approve {run_id} {}   (or: runbook deny {run_id} {} --reason ...)",

@@ -244,6 +244,9 @@ fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {
         for line in format::printable_lines(&approval.summary).lines() {
             writeln!(out, "    {line}")?;
         }
+        for detail in crate::state::approvals::plan_details(approval) {
+            writeln!(out, "    {}", format::printable(&detail))?;
+        }
         writeln!(out, "approve with: runbook approve {} {}", run.id, step.id)?;
     }
     Ok(())

@@ -66,6 +66,8 @@ pub enum Effect {
         stdin_bytes: Option<u64>,
         /// Its stdin, in full, where the daemon sends it.
         stdin: Option<String>,
+        /// The SHA-256 of that stdin (hex), where the daemon sends it.
+        stdin_sha256: Option<String>,
     },
     /// SQL statements on a named connection.
     Sql {
@@ -87,6 +89,40 @@ pub enum Effect {
 pub struct Plan {
     /// Its side effects, in order.
     pub effects: Vec<Effect>,
+}
+
+/// What the CLI prints of a plan beyond its summary, so that an approver sees everything a
+/// process gets: each env variable with its value (secrets are `***`), and stdin by its size
+/// and SHA-256 (the TUI's plan pane and `show --json` have it in full). Not escaped: the
+/// caller prints through `format::printable`.
+pub fn plan_details(approval: &Approval) -> Vec<String> {
+    let Some(plan) = plan(approval) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for effect in &plan.effects {
+        let Effect::Process {
+            env,
+            stdin_bytes,
+            stdin_sha256,
+            ..
+        } = effect
+        else {
+            continue;
+        };
+        for (name, value) in env {
+            if let Some(value) = value {
+                lines.push(format!("env {name}={value}"));
+            }
+        }
+        if let Some(bytes) = stdin_bytes {
+            lines.push(match stdin_sha256 {
+                Some(hash) => format!("stdin {bytes} bytes, sha256 {hash}"),
+                None => format!("stdin {bytes} bytes"),
+            });
+        }
+    }
+    lines
 }
 
 /// Reads the plan JSON of an approval; `None` when it is empty or not the shape the daemon
@@ -134,6 +170,10 @@ fn effect(value: &Value) -> Effect {
             stdin_bytes: process.get("stdin_bytes").and_then(Value::as_u64),
             stdin: process
                 .get("stdin")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            stdin_sha256: process
+                .get("stdin_sha256")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
         };
@@ -213,7 +253,8 @@ mod tests {
         let approval = Approval {
             plan_json: r#"{"summary":"x","effects":[
                 {"process":{"argv":["./migrate.sh","--env","a b"],"env":["TOKEN","MODE"],
-                  "env_values":{"TOKEN":"***","MODE":"fast"},"cwd":"/srv","stdin":"y\n","stdin_bytes":2}},
+                  "env_values":{"TOKEN":"***","MODE":"fast"},"cwd":"/srv","stdin":"y\n","stdin_bytes":2,
+                  "stdin_sha256":"ab"}},
                 {"sql":{"connection":"orders","statements":["delete from t"],"writes":true}},
                 {"note":"GET http://x/health"},
                 {"other":1}
@@ -233,12 +274,17 @@ mod tests {
                 cwd: Some("/srv".into()),
                 stdin_bytes: Some(2),
                 stdin: Some("y\n".into()),
+                stdin_sha256: Some("ab".into()),
             }
         );
         assert!(matches!(&plan.effects[1], Effect::Sql { writes: true, .. }));
         assert_eq!(plan.effects[2], Effect::Note("GET http://x/health".into()));
         assert_eq!(plan.effects[3], Effect::Other(r#"{"other":1}"#.into()));
         assert_eq!(super::plan(&Approval::default()), None, "no JSON, no plan");
+        assert_eq!(
+            plan_details(&approval),
+            ["env TOKEN=***", "env MODE=fast", "stdin 2 bytes, sha256 ab"]
+        );
     }
 
     #[test]

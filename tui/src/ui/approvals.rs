@@ -113,6 +113,7 @@ fn effect_lines(effect: &Effect) -> Vec<Line<'static>> {
             cwd,
             stdin_bytes,
             stdin,
+            ..
         } => {
             let mut lines = vec![
                 Line::styled("process", theme::header()),
