@@ -187,3 +187,66 @@ fn a_run_whose_records_cannot_be_read_is_quarantined_and_the_others_recover() {
         "a quarantined run is not listed: {listed:#}"
     );
 }
+
+/// Processes running `sleep DURATION` now.
+fn sleeping(duration: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+            args.len() >= 2 && args[0].ends_with(b"sleep") && args[1] == duration.as_bytes()
+        })
+        .count()
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + runbook_e2e::PATIENCE;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn no_process_outlives_its_step_across_kill_9_and_a_retry_runs_one_copy() {
+    // A duration no other test or process uses.
+    let nap = format!("300.{}", std::process::id());
+    let runbook = format!(
+        "[[steps]]\nid = \"nap\"\nuses = \"shell\"\nwith = {{ command = [\"sh\", \"-c\", \"sleep {nap}; echo woke\"] }}\n"
+    );
+    let mut daemon =
+        Daemon::start_process(&[("nap.toml", &runbook)], "[approvals]\nshell = \"auto\"\n");
+    let run = daemon.start_run("nap", &[]);
+    wait_until("the step's sleep", || sleeping(&nap) == 1);
+
+    daemon.kill9();
+    daemon.restart();
+    daemon.wait_for(&run, "the step to become ambiguous", |shown| {
+        step_status(shown, "nap") == "ambiguous"
+    });
+    assert_eq!(
+        sleeping(&nap),
+        0,
+        "the sleep the killed daemon's step started was killed at recovery"
+    );
+
+    assert!(
+        daemon
+            .cli(&["resolve", &run, "nap", "retry"])
+            .status
+            .success()
+    );
+    wait_until("the retry's sleep", || sleeping(&nap) >= 1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(sleeping(&nap), 1, "exactly one copy runs");
+
+    assert!(daemon.cli(&["cancel", &run]).status.success());
+    wait_until("the cancel to kill the sleep", || sleeping(&nap) == 0);
+}

@@ -527,6 +527,20 @@ impl Engine {
                     .plugins
                     .descriptor(&step.uses)
                     .is_ok_and(|descriptor| descriptor.idempotent);
+                // Whatever the interrupted attempt started dies before anything can run the
+                // step again: an operator's retry must not run a second copy beside it.
+                for group in &step.process_groups {
+                    let killed = crate::plugins::kill_leftover_group(group.pgid, group.started);
+                    if killed > 0 {
+                        tracing::warn!(
+                            run = %run.id,
+                            step = %step.id,
+                            pgid = group.pgid,
+                            killed,
+                            "killed processes the interrupted attempt left running"
+                        );
+                    }
+                }
                 events.extend(step.interrupt(idempotent, &run.id, now_ms()));
                 changes.steps.push(position);
             }

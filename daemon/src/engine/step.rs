@@ -334,6 +334,7 @@ impl Engine {
                     sink: output.sink(),
                     network: true,
                     insecure_redirects: definition.allow_insecure_redirects,
+                    on_spawn: Some(self.spawn_recorder(active, position)),
                     deadline: Some(deadline),
                     secrets: scope.clone(),
                 };
@@ -554,6 +555,37 @@ impl Engine {
             }
             let (events, changes) = super::changed_step(state, position, change);
             Ok((changes, events, true))
+        })
+    }
+
+    /// Records each process group a step's attempt starts with the step, durably, so that
+    /// recovery after a crash can kill what is left of it.
+    fn spawn_recorder(
+        &self,
+        active: &Arc<ActiveRun>,
+        position: usize,
+    ) -> crate::plugins::SpawnHook {
+        let engine = self.clone();
+        let active = Arc::clone(active);
+        Arc::new(move |pgid, started| {
+            let engine = engine.clone();
+            let active = Arc::clone(&active);
+            Box::pin(async move {
+                let group = crate::store::ProcessGroup { pgid, started };
+                let recorded = engine
+                    .update_step(&active, position, StepStatus::Running, |step| {
+                        step.process_groups.push(group);
+                        Vec::new()
+                    })
+                    .await;
+                let durable = match recorded {
+                    Ok(_) => engine.inner.store.flush().await.map_err(EngineError::from),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = durable {
+                    tracing::warn!(error = %err, pgid, "cannot record a step's process group");
+                }
+            })
         })
     }
 

@@ -45,6 +45,7 @@ impl StepRecord {
         self.error = None;
         self.output = None;
         self.wait = None;
+        self.process_groups.clear();
         vec![step_event(self)]
     }
 
@@ -58,6 +59,7 @@ impl StepRecord {
     ) -> Vec<EventKind> {
         self.wait = None;
         self.key_of_attempt = None;
+        self.process_groups.clear();
         self.history.push(AttemptRecord {
             attempt: self.attempts,
             started_at: self.started_at,
@@ -314,6 +316,8 @@ impl StepRecord {
         });
         self.key_of_attempt = Some(self.key_attempt(self.attempts));
         self.wait = None;
+        // Recovery killed what was left of them before this.
+        self.process_groups.clear();
         if idempotent {
             self.status = StepStatus::Pending;
         } else {

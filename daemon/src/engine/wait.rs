@@ -106,6 +106,7 @@ impl Engine {
             sink: output.sink(),
             network: true,
             insecure_redirects: definition.allow_insecure_redirects,
+            on_spawn: None,
             deadline: Some(tokio::time::Instant::now() + timeout),
             secrets: scope.clone(),
         };

@@ -47,6 +47,8 @@ pub struct Grant {
     pub network: bool,
     /// Whether its requests may follow a redirect from https to http.
     pub insecure_redirects: bool,
+    /// Told of every process group the call starts, so that it can be recorded.
+    pub on_spawn: Option<super::process::SpawnHook>,
     /// When the step's time is up: no request outlives it.
     pub deadline: Option<tokio::time::Instant>,
     pub secrets: SecretScope,
@@ -61,6 +63,7 @@ impl Grant {
             sink: Arc::new(|_| {}),
             network: false,
             insecure_redirects: false,
+            on_spawn: None,
             deadline: None,
             secrets: SecretScope::default(),
         }
@@ -196,6 +199,12 @@ impl bindings::runbook::plugin::process::Host for HostState {
             ));
         };
         self.grant.processes.swap_remove(position);
-        super::process::run(&spec, &self.grant.sink, &self.grant.secrets).await
+        super::process::run(
+            &spec,
+            &self.grant.sink,
+            &self.grant.secrets,
+            self.grant.on_spawn.as_ref(),
+        )
+        .await
     }
 }

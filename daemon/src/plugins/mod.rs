@@ -27,6 +27,7 @@ pub use bindings::{
     StepError, Waiting,
 };
 pub use host::Grant;
+pub use process::{SpawnHook, kill_leftover_group};
 pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
 pub use sandbox::{LimitHit, Limits};
 pub use secrets::{MASK, SecretScope, SecretSource};

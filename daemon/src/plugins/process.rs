@@ -1,6 +1,11 @@
 //! The `process` capability: runs exactly one argv (no shell unless the argv names one),
 //! streams its output line by line, keeps a capped copy, and kills its whole process group if
 //! the call is abandoned (step timeout, cancel, daemon shutdown).
+//!
+//! A crash of the daemon must not leave a step's processes running either: the group's
+//! leader gets SIGKILL when the daemon dies (Linux's parent-death signal), and the group is
+//! reported to the engine as soon as it exists ([`SpawnHook`]), which records it with the step
+//! so that recovery kills whatever of it is still alive ([`kill_leftover_group`]).
 
 use std::process::Stdio;
 
@@ -22,11 +27,18 @@ pub const INHERITED_ENV: [&str; 9] = [
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
 ];
 
+/// Told of each process group a step starts, by its id and its leader's start time (clock
+/// ticks since boot, as `/proc/PID/stat` says): the process call waits until it returns, so
+/// that the group is on record before the process gets far.
+pub type SpawnHook =
+    std::sync::Arc<dyn Fn(u32, u64) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// Runs `spec` to completion, with its secrets put in and masked in everything it prints.
 pub async fn run(
     spec: &ProcessSpec,
     sink: &EventSink,
     secrets: &SecretScope,
+    on_spawn: Option<&SpawnHook>,
 ) -> Result<ProcessOutput, String> {
     let spec = with_secrets(spec, secrets)?;
     let masked_sink: EventSink = {
@@ -45,7 +57,7 @@ pub async fn run(
             });
         })
     };
-    let mut output = spawn_and_wait(&spec, &masked_sink, secrets)
+    let mut output = spawn_and_wait(&spec, &masked_sink, secrets, on_spawn)
         .await
         .map_err(|err| secrets.mask(&err))?;
     output.stdout = secrets.mask(&output.stdout);
@@ -72,6 +84,7 @@ async fn spawn_and_wait(
     spec: &ProcessSpec,
     sink: &EventSink,
     secrets: &SecretScope,
+    on_spawn: Option<&SpawnHook>,
 ) -> Result<ProcessOutput, String> {
     let (program, args) = spec
         .argv
@@ -100,10 +113,30 @@ async fn spawn_and_wait(
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
+    let daemon = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec. It makes two system calls
+    // (prctl, getppid), both async-signal-safe, and allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            // A daemon that died before the line above would never send the signal.
+            if getppid().map(|parent| parent.as_raw_pid().unsigned_abs()) != Some(daemon) {
+                return Err(std::io::Error::other("runbookd stopped while starting it"));
+            }
+            Ok(())
+        });
+    }
     let mut child = command
         .spawn()
         .map_err(|err| format!("cannot start `{program}`: {err}"))?;
     let group = GroupKiller(child.id());
+    if let (Some(hook), Some(pid)) = (on_spawn, child.id()) {
+        // The leader is ours until it is reaped, so its pid cannot be reused meanwhile.
+        if let Some(started) = start_time(pid) {
+            hook(pid, started).await;
+        }
+    }
 
     if let (Some(input), Some(mut stdin)) = (&spec.stdin, child.stdin.take()) {
         let input = input.clone().into_bytes();
@@ -232,6 +265,59 @@ async fn skip_rest_of_line(
             }
         }
     }
+}
+
+/// The start time of process `pid` in clock ticks since boot, and its process group, from
+/// `/proc/PID/stat`; `None` when it is gone.
+fn stat(pid: u32) -> Option<(u64, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): the group is field 5, the start time field 22.
+    let group = fields.get(2)?.parse().ok()?;
+    let started = fields.get(19)?.parse().ok()?;
+    Some((started, group))
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(started, _)| started)
+}
+
+/// Kills what is left of a step's process group after a crash: every process in group
+/// `pgid` that started no earlier than its leader did (`started`). A group id cannot be
+/// reused while any member of the group lives, so such a process belongs to the step's
+/// group unless the whole group died and its id was handed out again meanwhile, which the
+/// start time check makes all but impossible. Returns how many processes were killed.
+pub fn kill_leftover_group(pgid: u32, started: u64) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((their_start, group)) = stat(pid) else {
+            continue;
+        };
+        if group != pgid || their_start < started {
+            continue;
+        }
+        let target = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(target) = target
+            && rustix::process::kill_process(target, rustix::process::Signal::KILL).is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
 }
 
 /// Kills the child's process group when dropped before the child was reaped.

@@ -133,6 +133,18 @@ pub struct StepRecord {
     /// new decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_of_attempt: Option<u32>,
+    /// The process groups the running attempt started, so that recovery after a crash can
+    /// kill what is left of them before anything runs the step again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub process_groups: Vec<ProcessGroup>,
+}
+
+/// A process group a step's attempt started: its id and its leader's start time (clock
+/// ticks since boot), which tells it apart from a later group that got the same id.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessGroup {
+    pub pgid: u32,
+    pub started: u64,
 }
 
 /// A step waiting for work it started elsewhere (an HTTP 202): what its plugin needs to look
@@ -196,6 +208,7 @@ impl StepRecord {
             log_omitted_bytes: 0,
             wait: None,
             key_of_attempt: None,
+            process_groups: Vec::new(),
         }
     }
 
