@@ -386,8 +386,8 @@ impl InProcess {
                     .build()
                     .unwrap();
                 runtime.block_on(async move {
-                    let listener = match runbookd::server::bind(&config.socket).await {
-                        Ok(listener) => listener,
+                    let (listener, _lock) = match runbookd::server::bind(&config.socket).await {
+                        Ok(bound) => bound,
                         Err(err) => {
                             let _ = ready_tx.send(Err(err.to_string()));
                             return;

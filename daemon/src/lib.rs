@@ -29,8 +29,9 @@ pub use config::Config;
 
 /// Runs the daemon until `shutdown` is cancelled (a signal, or a `Shutdown` request).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // The socket comes first: a second daemon must stop before it touches the database.
-    let listener = server::bind(&config.socket).await?;
+    // The socket comes first: a second daemon must stop before it touches the database. The
+    // lock is held until the daemon has stopped.
+    let (listener, _lock) = server::bind(&config.socket).await?;
     run_on(listener, config, shutdown).await
 }
 

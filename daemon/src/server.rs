@@ -1,6 +1,13 @@
 //! The Unix socket: a private directory (0700, ours), the socket itself (0600), peers of our
 //! own uid only, a stale socket replaced, a live one never stolen; serving until shutdown,
 //! then removing the socket.
+//!
+//! One daemon per socket is decided by a lock, not by a check-then-act: the daemon holds an
+//! exclusive `flock` on `<socket>.lock` for as long as it lives (the kernel drops it when the
+//! process dies, even by kill -9). Only the holder touches the socket file. A daemon that
+//! finds the lock taken waits a moment for its holder to answer `Status` (a connect alone
+//! proves nothing: a child forked by a dead daemon can keep its listening socket open), then
+//! refuses to start.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
@@ -9,6 +16,10 @@ use std::path::{Path, PathBuf};
 use futures::Stream;
 
 use tokio::net::{UnixListener, UnixStream};
+
+/// How long a daemon that finds the lock taken waits for its holder to answer (a daemon that
+/// is still opening its store, or a dead daemon's child between fork and exec).
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the daemon cannot listen.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +43,72 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
     }
 }
 
-/// Binds the socket after checking its directory and any socket already there.
-pub async fn bind(socket: &Path) -> Result<UnixListener, SocketError> {
+/// The daemon's claim on its socket path: the lock beside the socket, held until dropped.
+pub struct SocketLock {
+    _file: std::fs::File,
+}
+
+/// Takes the socket's lock (see the module's notes), waiting up to [`LOCK_PATIENCE`] while
+/// the holder is not a daemon that answers.
+async fn claim(socket: &Path) -> Result<SocketLock, SocketError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = lock_path(socket);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    let deadline = tokio::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                if answers(socket).await || tokio::time::Instant::now() >= deadline {
+                    return Err(SocketError::AlreadyRunning(socket.to_owned()));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(err) => return Err(io_error(&path)(err.into())),
+        }
+    }
+    // For whoever wonders who holds it.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(SocketLock { _file: file })
+}
+
+/// `<socket>.lock`, in the socket's own private directory.
+fn lock_path(socket: &Path) -> PathBuf {
+    let mut name = socket.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    socket.with_file_name(name)
+}
+
+/// Whether a daemon answers `Status` on `socket` within a second.
+async fn answers(socket: &Path) -> bool {
+    let status = async {
+        let channel = runbook_protocol::connect(socket).await.ok()?;
+        runbook_protocol::v1::runbook_client::RunbookClient::new(channel)
+            .status(runbook_protocol::v1::StatusRequest {})
+            .await
+            .ok()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), status)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// Takes the socket's lock, then binds the socket after checking its directory; a socket file
+/// already there is stale (its daemon no longer holds the lock) and is replaced. The lock must
+/// be kept for as long as the daemon serves.
+pub async fn bind(socket: &Path) -> Result<(UnixListener, SocketLock), SocketError> {
     let dir = socket
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
@@ -46,19 +121,15 @@ pub async fn bind(socket: &Path) -> Result<UnixListener, SocketError> {
             .map_err(io_error(dir))?;
     }
     check_private(dir)?;
+    let lock = claim(socket).await?;
     if socket.exists() {
-        match UnixStream::connect(socket).await {
-            Ok(_) => return Err(SocketError::AlreadyRunning(socket.to_owned())),
-            Err(_) => {
-                tracing::info!(socket = %socket.display(), "replacing a stale socket");
-                std::fs::remove_file(socket).map_err(io_error(socket))?;
-            }
-        }
+        tracing::info!(socket = %socket.display(), "replacing a stale socket");
+        std::fs::remove_file(socket).map_err(io_error(socket))?;
     }
     let listener = UnixListener::bind(socket).map_err(io_error(socket))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error(socket))?;
-    Ok(listener)
+    Ok((listener, lock))
 }
 
 /// The socket file a daemon bound, known by its inode and creation time (an inode number

@@ -98,3 +98,76 @@ fn server_reflection_lists_the_api_for_generic_grpc_tools() {
         "{services:?}"
     );
 }
+
+/// `runbookd` processes serving `socket`.
+fn daemons_on(socket: &std::path::Path) -> usize {
+    let wanted = socket.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+            args.first()
+                .is_some_and(|program| program.ends_with(b"runbookd"))
+                && args.iter().any(|arg| *arg == wanted)
+        })
+        .count()
+}
+
+#[test]
+fn concurrent_auto_starts_after_kill_9_leave_exactly_one_daemon() {
+    let mut daemon = Daemon::start_process(&[], "");
+    daemon.kill9();
+    assert!(daemon.socket.exists(), "kill -9 leaves a stale socket");
+    let clients: Vec<std::process::Child> = (0..10)
+        .map(|_| {
+            std::process::Command::new(runbook_e2e::binary("runbook"))
+                .arg("--socket")
+                .arg(&daemon.socket)
+                .arg("--data-dir")
+                .arg(&daemon.data_dir)
+                .arg("--runbooks")
+                .arg(&daemon.runbooks)
+                .arg("status")
+                .env("RUNBOOK_CACHE_DIR", runbook_e2e::shared_plugin_cache())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let pids: Vec<String> = clients
+        .into_iter()
+        .map(|client| {
+            let output = client.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(
+                output.status.success(),
+                "{stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            stdout
+                .lines()
+                .next()
+                .and_then(|line| line.rsplit("pid ").next())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        pids.iter().all(|pid| *pid == pids[0]),
+        "every client reached the same daemon: {pids:?}"
+    );
+    // Losers exit once the winner answers; give them that moment.
+    let deadline = std::time::Instant::now() + runbook_e2e::PATIENCE;
+    while daemons_on(&daemon.socket) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "more than one daemon stayed up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(daemons_on(&daemon.socket), 1);
+    assert!(daemon.cli(&["daemon", "stop"]).status.success());
+}

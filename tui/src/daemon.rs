@@ -106,6 +106,11 @@ impl Target {
                 return Ok(found);
             }
             if let Ok(Some(exit)) = child.try_wait() {
+                // Several clients may start a daemon at once: the one that lost the socket's
+                // lock exits once the winner answers, so look once more before failing.
+                if let Ok(found) = probe(&self.socket).await {
+                    return Ok(found);
+                }
                 return Err(Failure::Unreachable(format!(
                     "runbookd exited ({exit}) before it answered on {}; see the daemon log in {}",
                     self.socket.display(),
