@@ -922,6 +922,35 @@ with = { connection = "pg", query = "select TABLE_add() as id" }
 }
 
 #[test]
+fn a_result_of_wide_rows_is_cut_at_its_byte_cap_whatever_max_rows_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = r#"
+[[steps]]
+id = "wide"
+uses = "database"
+with = { connection = "lite", query = "with recursive n(i) as (select 1 union all select i + 1 from n where i < 40) select i, printf('%.*c', 1000000, 'x') as pad from n", max_rows = 1000 }
+"#;
+    let daemon = Daemon::start(
+        &[("wide.toml", runbook)],
+        &config("lite", &sqlite_url(&dir)),
+    );
+    let done = daemon.run_to_end("wide", &[]);
+    let output = &step(&done, "wide")["output"];
+    assert_eq!(
+        step_status(&done, "wide"),
+        "completed",
+        "{}",
+        done["status"]
+    );
+    assert_eq!(output["truncated"], true);
+    let kept = output["row_count"].as_u64().unwrap();
+    assert!(
+        (10..40).contains(&kept),
+        "about 16 of the 1 MB rows are kept: {kept}"
+    );
+}
+
+#[test]
 fn writes_wait_for_approval_when_the_policy_says_so_and_reads_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = dir.path().join("approvals.db");

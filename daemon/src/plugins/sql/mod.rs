@@ -365,7 +365,12 @@ fn params(values: &[Value]) -> Result<Vec<Param>, SqlError> {
         .collect()
 }
 
-/// Reads rows until `limit`; one more row tells that the result was cut.
+/// Bytes of JSON one query's rows may take, whatever its row limit: a few wide rows can be
+/// as large as many narrow ones, and the result goes into the plugin's memory and the store.
+pub const MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads rows until `limit` rows or [`MAX_RESULT_BYTES`]; one more row tells that the
+/// result was cut.
 async fn collect<R>(
     mut rows: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
     limit: usize,
@@ -375,23 +380,33 @@ where
     R: sqlx::Row,
 {
     let mut columns = Vec::new();
-    let mut out = Vec::new();
+    let mut rows_json = String::from("[");
+    let mut count = 0;
     let mut truncated = false;
     while let Some(row) = rows.try_next().await.map_err(sql_error)? {
         if columns.is_empty() {
             columns = convert::column_names(&row);
         }
-        if out.len() == limit {
+        if count == limit {
             truncated = true;
             break;
         }
-        out.push(serde_json::Value::Object(
-            to_json(&row).map_err(SqlError::Database)?,
-        ));
+        let text =
+            serde_json::Value::Object(to_json(&row).map_err(SqlError::Database)?).to_string();
+        if rows_json.len() + text.len() + 2 > MAX_RESULT_BYTES {
+            truncated = true;
+            break;
+        }
+        if count > 0 {
+            rows_json.push(',');
+        }
+        rows_json.push_str(&text);
+        count += 1;
     }
+    rows_json.push(']');
     Ok(Rows {
         columns,
-        rows_json: serde_json::Value::Array(out).to_string(),
+        rows_json,
         truncated,
     })
 }
