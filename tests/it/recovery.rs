@@ -250,3 +250,156 @@ fn no_process_outlives_its_step_across_kill_9_and_a_retry_runs_one_copy() {
     assert!(daemon.cli(&["cancel", &run]).status.success());
     wait_until("the cancel to kill the sleep", || sleeping(&nap) == 0);
 }
+
+/// A small seeded generator (xorshift64*), so that a failing torture run can be replayed.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
+    }
+}
+
+/// Parallel and chained shell steps, each appending `RUN STEP` to the ledger when it runs.
+fn ledger_runbook(ledger: &std::path::Path) -> String {
+    let mut source = String::from("max_parallel = 2\n");
+    for (id, needs) in [
+        ("a", ""),
+        ("b", "\"a\""),
+        ("c", "\"a\""),
+        ("d", "\"b\", \"c\""),
+    ] {
+        source.push_str(&format!(
+            "\n[[steps]]\nid = \"{id}\"\nuses = \"shell\"\nneeds = [{needs}]\n\
+             with = {{ script = \"sleep 0.$(( $$ % 3 + 1 )); printf '%s %s\\\\n' \\\"$RUN\\\" {id} >> {}\", env = {{ RUN = \"{{{{ run.id }}}}\" }} }}\n",
+            ledger.display()
+        ));
+    }
+    source
+}
+
+/// What a torture run found; every figure but `ambiguous` must be 0.
+#[derive(Debug, Default)]
+struct Torture {
+    runs: usize,
+    kills: usize,
+    lost: usize,
+    stuck: usize,
+    completed_twice: usize,
+    completed_never_run: usize,
+    ambiguous: usize,
+}
+
+/// Starts `runs` runs of the ledger runbook in waves while the daemon is killed with SIGKILL
+/// `kills` times at random moments, resolving every ambiguous step with `skip`; then checks
+/// every acknowledged run against the ledger.
+fn torture(runs: usize, kills: usize, seed: u64) -> Torture {
+    let mut random = Random(seed | 1);
+    let root = tempfile::tempdir().unwrap();
+    let ledger = root.path().join("ledger");
+    let mut daemon = Daemon::start_process(
+        &[("ledger.toml", &ledger_runbook(&ledger))],
+        "[approvals]\nshell = \"auto\"\n",
+    );
+    let mut found = Torture {
+        runs,
+        kills,
+        ..Torture::default()
+    };
+    let mut acknowledged = Vec::new();
+    let per_wave = runs.div_ceil(kills + 1);
+    for wave in 0..=kills {
+        for _ in 0..per_wave.min(runs - acknowledged.len()) {
+            let output = daemon.cli(&["run", "ledger", "--json"]);
+            if output.status.success() {
+                let started: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+                acknowledged.push(started["id"].as_str().unwrap().to_owned());
+            }
+        }
+        if wave < kills {
+            std::thread::sleep(std::time::Duration::from_millis(random.below(400)));
+            daemon.kill9();
+            daemon.restart();
+        }
+    }
+    found.lost = runs - acknowledged.len();
+
+    // Every run ends once its ambiguous steps are decided.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut ended = std::collections::HashMap::new();
+    while ended.len() < acknowledged.len() && std::time::Instant::now() < deadline {
+        for run in &acknowledged {
+            if ended.contains_key(run) {
+                continue;
+            }
+            let shown = daemon.json(&["show", run]);
+            for step in shown["steps"].as_array().unwrap() {
+                if step["status"] == "ambiguous" {
+                    let id = step["id"].as_str().unwrap();
+                    if daemon.cli(&["resolve", run, id, "skip"]).status.success() {
+                        found.ambiguous += 1;
+                    }
+                }
+            }
+            if matches!(
+                shown["status"].as_str(),
+                Some("completed" | "failed" | "cancelled" | "timed_out")
+            ) {
+                ended.insert(run.clone(), shown);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    found.stuck = acknowledged.len() - ended.len();
+
+    let written = std::fs::read_to_string(&ledger).unwrap_or_default();
+    let mut times: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for line in written.lines() {
+        *times.entry(line).or_default() += 1;
+    }
+    for (run, shown) in &ended {
+        for step in shown["steps"].as_array().unwrap() {
+            if step["status"] != "completed" {
+                continue;
+            }
+            let line = format!("{run} {}", step["id"].as_str().unwrap());
+            match times.get(line.as_str()).copied().unwrap_or(0) {
+                0 => found.completed_never_run += 1,
+                1 => {}
+                _ => found.completed_twice += 1,
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_no_run_and_runs_no_completed_step_twice() {
+    // `RUNBOOK_SOAK=1` runs the long version and prints its figures (docs/daemon.md).
+    let soak = std::env::var_os("RUNBOOK_SOAK").is_some();
+    let (runs, kills) = if soak { (200, 15) } else { (50, 5) };
+    let seed = std::env::var("RUNBOOK_TORTURE_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let found = torture(runs, kills, seed);
+    eprintln!("torture (seed {seed}): {found:?}");
+    assert_eq!(
+        (
+            found.lost,
+            found.stuck,
+            found.completed_twice,
+            found.completed_never_run
+        ),
+        (0, 0, 0, 0),
+        "seed {seed} (replay with RUNBOOK_TORTURE_SEED): {found:?}"
+    );
+}
