@@ -99,7 +99,7 @@ impl Daemon {
             std::fs::write(runbooks_dir.join(name), content).unwrap();
         }
         let config_path = root.path().join("runbookd.toml");
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(&config_path, without_shutdown_grace(config)).unwrap();
         Self {
             socket: root.path().join("run").join("runbookd.sock"),
             data_dir: root.path().join("data"),
@@ -425,6 +425,23 @@ impl Drop for InProcess {
         self.shutdown.cancel();
         // A daemon that does not stop in time is left behind rather than hang the suite.
         let _ = self.ended.recv_timeout(Duration::from_secs(15));
+    }
+}
+
+/// `config` with `[limits] shutdown_grace = "0s"` unless it sets a grace itself: a test's
+/// daemon that is dropped with steps still running stops at once, as after a crash, instead
+/// of waiting the default grace period for them.
+fn without_shutdown_grace(config: &str) -> String {
+    const ZERO: &str = "shutdown_grace = \"0s\"\n";
+    if config.contains("shutdown_grace") {
+        return config.to_owned();
+    }
+    match config.find("[limits]\n") {
+        Some(at) => {
+            let after = at + "[limits]\n".len();
+            format!("{}{ZERO}{}", &config[..after], &config[after..])
+        }
+        None => format!("{config}\n[limits]\n{ZERO}"),
     }
 }
 

@@ -25,7 +25,12 @@ pub struct Config {
     pub http: HttpSettings,
     /// Fuel of one template render (`[limits] template_fuel`).
     pub template_fuel: u64,
+    /// How long running steps get to end after SIGTERM or `daemon stop`.
+    pub shutdown_grace: std::time::Duration,
 }
+
+/// How long running steps get to end after SIGTERM when the config sets no `shutdown_grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The config file as written (`runbookd --config FILE`).
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +123,7 @@ struct RawLimits {
     step_output_bytes: Option<ByteSize>,
     plugin_call_timeout: Option<String>,
     template_fuel: Option<u64>,
+    shutdown_grace: Option<String>,
 }
 
 /// What the command line (and environment) said.
@@ -226,9 +232,15 @@ impl Config {
             Some(fuel) => fuel,
             None => crate::template::DEFAULT_FUEL,
         };
+        let shutdown_grace = duration(
+            "limits.shutdown_grace",
+            raw.limits.shutdown_grace.as_deref(),
+        )?
+        .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
         Ok(Self {
             http,
             template_fuel,
+            shutdown_grace,
             data_dir: absolute(data_dir)?,
             runbooks_dir: absolute(runbooks_dir)?,
             plugins_dir: absolute(plugins_dir)?,

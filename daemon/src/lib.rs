@@ -62,6 +62,8 @@ pub struct Daemon {
     engine: engine::Engine,
     daemon_events: events::DaemonEvents,
     shutdown: CancellationToken,
+    /// How long running steps get to end once a stop is asked for.
+    shutdown_grace: std::time::Duration,
 }
 
 impl Daemon {
@@ -127,6 +129,7 @@ impl Daemon {
             engine,
             daemon_events,
             shutdown,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -141,6 +144,7 @@ impl Daemon {
             engine,
             daemon_events,
             shutdown,
+            shutdown_grace,
         } = self;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
@@ -150,6 +154,7 @@ impl Daemon {
             data_dir,
             runbooks_dir,
             started_at,
+            shutdown_grace,
         };
         let api = service::RunbookService::new(
             engine.clone(),
@@ -169,7 +174,7 @@ impl Daemon {
             .await
             .context("the gRPC server failed")?;
         tracing::info!("shutting down");
-        engine.shutdown().await;
+        engine.shutdown(shutdown_grace).await;
         store.flush().await?;
         Ok(())
     }

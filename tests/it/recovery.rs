@@ -284,8 +284,6 @@ fn ledger_runbook(ledger: &std::path::Path) -> String {
 /// What a torture run found; every figure but `ambiguous` must be 0.
 #[derive(Debug, Default)]
 struct Torture {
-    runs: usize,
-    kills: usize,
     lost: usize,
     stuck: usize,
     completed_twice: usize,
@@ -304,11 +302,7 @@ fn torture(runs: usize, kills: usize, seed: u64) -> Torture {
         &[("ledger.toml", &ledger_runbook(&ledger))],
         "[approvals]\nshell = \"auto\"\n",
     );
-    let mut found = Torture {
-        runs,
-        kills,
-        ..Torture::default()
-    };
+    let mut found = Torture::default();
     let mut acknowledged = Vec::new();
     let per_wave = runs.div_ceil(kills + 1);
     for wave in 0..=kills {
@@ -391,7 +385,7 @@ fn kill_9_at_random_moments_loses_no_run_and_runs_no_completed_step_twice() {
                 .as_nanos() as u64
         });
     let found = torture(runs, kills, seed);
-    eprintln!("torture (seed {seed}): {found:?}");
+    eprintln!("torture (seed {seed}, {runs} runs, {kills} kills): {found:?}");
     assert_eq!(
         (
             found.lost,
@@ -402,4 +396,53 @@ fn kill_9_at_random_moments_loses_no_run_and_runs_no_completed_step_twice() {
         (0, 0, 0, 0),
         "seed {seed} (replay with RUNBOOK_TORTURE_SEED): {found:?}"
     );
+}
+
+#[test]
+fn a_stop_gives_running_steps_their_grace_then_leaves_the_rest_to_recovery() {
+    let root = tempfile::tempdir().unwrap();
+    let quick = root.path().join("quick");
+    let runbook = format!(
+        r#"
+max_parallel = 2
+
+[[steps]]
+id = "quick"
+uses = "shell"
+with = {{ command = ["sh", "-c", "sleep 1; echo done > {}"] }}
+
+[[steps]]
+id = "long"
+uses = "shell"
+with = {{ command = ["sleep", "60"] }}
+"#,
+        quick.display()
+    );
+    let mut daemon = Daemon::start_process(
+        &[("graceful.toml", &runbook)],
+        "[approvals]\nshell = \"auto\"\n[limits]\nshutdown_grace = \"3s\"\n",
+    );
+    let run = daemon.start_run("graceful", &[]);
+    daemon.wait_for(&run, "both steps to run", |shown| {
+        step_status(shown, "quick") == "running" && step_status(shown, "long") == "running"
+    });
+    let stopped = daemon.cli(&["daemon", "stop"]);
+    let said = String::from_utf8_lossy(&stopped.stdout).into_owned();
+    assert!(stopped.status.success(), "{said}");
+    assert!(
+        said.contains(&run) && said.contains("left to crash recovery"),
+        "the stop names the run in flight: {said}"
+    );
+    assert!(said.contains("stopped"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&quick).unwrap_or_default(),
+        "done\n",
+        "the quick step finished within the grace period"
+    );
+
+    daemon.restart();
+    let shown = daemon.wait_for(&run, "the long step to become ambiguous", |shown| {
+        step_status(shown, "long") == "ambiguous"
+    });
+    assert_eq!(step_status(&shown, "quick"), "completed", "{shown:#}");
 }

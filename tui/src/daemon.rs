@@ -161,6 +161,21 @@ impl Target {
         Ok(())
     }
 
+    /// [`Target::wait_until_gone`], then waits for process `pid` to end too: a stopping
+    /// daemon stops answering at once, then gives its running steps up to `grace` to end.
+    /// Returns whether the process ended in that time.
+    pub async fn wait_until_stopped(&self, pid: u32, grace: Duration) -> anyhow::Result<bool> {
+        self.wait_until_gone().await?;
+        let deadline = Instant::now() + START_TIMEOUT + grace;
+        while !process_gone(pid) {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(true)
+    }
+
     /// Connects again after a broken stream, retrying for `patience` without starting a
     /// daemon: a daemon that restarts comes back on the same socket.
     pub async fn reconnect(&self, patience: Duration) -> anyhow::Result<Client> {
@@ -239,4 +254,14 @@ fn is_executable(path: &Path) -> bool {
 /// `data_dir` is `--data-dir`, so that a client finds the daemon it would start there.
 pub fn default_socket(data_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     runbook_protocol::default_socket_path(data_dir).context("choosing the daemon socket")
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
 }

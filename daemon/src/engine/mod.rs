@@ -571,14 +571,40 @@ impl Engine {
         Ok(self.inner.store.quarantined()?)
     }
 
-    /// Waits for in-flight work to stop after `shutdown` (steps are abandoned, and resumed or
-    /// marked ambiguous at the next start).
-    pub async fn shutdown(&self) {
+    /// Runs with a step running now.
+    pub fn runs_in_flight(&self) -> Vec<String> {
+        let mut runs: Vec<String> = lock(&self.inner.active)
+            .values()
+            .filter(|active| !lock(&active.state).in_flight.is_empty())
+            .map(|active| lock(&active.state).run.id.clone())
+            .collect();
+        runs.sort();
+        runs
+    }
+
+    /// Stops: no step starts any more, steps already running get up to `grace` to end, and
+    /// what still runs then is abandoned (resumed or marked ambiguous at the next start, like
+    /// after a crash).
+    pub async fn shutdown(&self, grace: std::time::Duration) {
         self.inner.stopping.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let left = self.runs_in_flight();
+        if !left.is_empty() {
+            tracing::warn!(
+                runs = ?left,
+                grace = %humantime::format_duration(grace),
+                "stopping with steps still running: they are left to crash recovery at the next start"
+            );
+        }
         for active in lock(&self.inner.active).values() {
             active.cancel.cancel();
         }
-        self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
 

@@ -73,11 +73,14 @@ impl Engine {
         let wait = std::time::Duration::from_millis(u64::try_from(after_ms).unwrap_or(0));
         let engine = self.clone();
         let cancel = active.cancel.clone();
+        let stopping = self.inner.stopping.clone();
         let run_id = run_id.to_owned();
         self.inner.tasks.spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(wait) => engine.schedule(run_id),
                 () = cancel.cancelled() => {}
+                // A stopping daemon starts nothing: a wake-up must not hold its grace period.
+                () = stopping.cancelled() => {}
             }
         });
     }

@@ -27,8 +27,8 @@ pub use bindings::{
     StepError, Waiting,
 };
 pub use host::Grant;
-pub use process::{SpawnHook, kill_leftover_group};
 pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
+pub use process::{SpawnHook, kill_leftover_group};
 pub use sandbox::{LimitHit, Limits};
 pub use secrets::{MASK, SecretScope, SecretSource};
 pub use sql::{ConnectionUrl, SqlGrant};

@@ -34,6 +34,7 @@ pub struct DaemonInfo {
     pub data_dir: PathBuf,
     pub runbooks_dir: PathBuf,
     pub started_at: i64,
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// The API implementation.
@@ -122,8 +123,12 @@ impl RunbookApi for RunbookService {
         request: Request<pb::ShutdownRequest>,
     ) -> Result<Response<pb::ShutdownResponse>, Status> {
         tracing::info!(by = %requester(&request), "shutdown requested");
+        let runs_in_flight = self.engine.runs_in_flight();
         self.shutdown.cancel();
-        Ok(Response::new(pb::ShutdownResponse {}))
+        Ok(Response::new(pb::ShutdownResponse {
+            runs_in_flight,
+            grace_ms: i64::try_from(self.info.shutdown_grace.as_millis()).unwrap_or(i64::MAX),
+        }))
     }
 
     async fn list_runbooks(

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 
 pub use records::{
     ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
-    INLINE_OUTPUT_BYTES, OutputStream, ProcessGroup, Quarantined, RunRecord, RunStatus, StepRecord, StepStatus,
-    VersionRecord, json_len, now_ms,
+    INLINE_OUTPUT_BYTES, OutputStream, ProcessGroup, Quarantined, RunRecord, RunStatus, StepRecord,
+    StepStatus, VersionRecord, json_len, now_ms,
 };
 pub use runs::Changes;
 

@@ -91,14 +91,33 @@ pub async fn stop(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     };
     // A daemon may drop the connection as it goes down instead of answering: that is success.
-    if let Err(err) = client.shutdown(ShutdownRequest {}).await
-        && !crate::error::is_disconnect(&err)
-    {
-        return Err(err.into());
+    let mut grace = std::time::Duration::ZERO;
+    match client.shutdown(ShutdownRequest {}).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            grace = std::time::Duration::from_millis(u64::try_from(answer.grace_ms).unwrap_or(0));
+            if !answer.runs_in_flight.is_empty() {
+                writeln!(
+                    out,
+                    "runs with steps still running get up to {} to finish; what still runs then is left to crash recovery at the next start: {}",
+                    crate::format::duration(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX)),
+                    answer.runs_in_flight.join(", ")
+                )?;
+            }
+        }
+        Err(err) if crate::error::is_disconnect(&err) => {}
+        Err(err) => return Err(err.into()),
     }
     // Our own connection would keep a graceful shutdown waiting.
     drop(client);
-    ctx.target.wait_until_gone().await?;
-    writeln!(out, "runbookd (pid {}) stopped", status.pid)?;
+    if ctx.target.wait_until_stopped(status.pid, grace).await? {
+        writeln!(out, "runbookd (pid {}) stopped", status.pid)?;
+    } else {
+        writeln!(
+            out,
+            "runbookd (pid {}) no longer answers but has not exited yet",
+            status.pid
+        )?;
+    }
     Ok(EXIT_OK)
 }
