@@ -18,8 +18,12 @@ use super::{EventSink, PluginEvent, StreamKind};
 
 /// Output kept per stream in the step's result; everything is still streamed as events.
 pub const OUTPUT_CAP: usize = 256 * 1024;
-/// Longest line sent as one event.
+/// Longest line kept; the rest of a longer line is dropped and it ends with ` [line cut]`.
 const LINE_CAP: usize = 16 * 1024;
+/// What is read from a process's pipe at once.
+const READ_BUFFER: usize = 64 * 1024;
+/// Lines sent as one event at most (a batch holds what was read at once).
+const BATCH_BYTES: usize = 64 * 1024;
 /// The daemon's variables a process inherits: what programs need to find each other and
 /// behave (locale, time zone, temp dir). Anything else reaches a process only when the
 /// approved plan names it, so the daemon's own environment never leaks into a step.
@@ -41,23 +45,8 @@ pub async fn run(
     on_spawn: Option<&SpawnHook>,
 ) -> Result<ProcessOutput, String> {
     let spec = with_secrets(spec, secrets)?;
-    let masked_sink: EventSink = {
-        let sink = sink.clone();
-        let secrets = secrets.clone();
-        std::sync::Arc::new(move |event| {
-            sink(match event {
-                PluginEvent::Output { stream, line } => PluginEvent::Output {
-                    stream,
-                    line: secrets.mask(&line),
-                },
-                PluginEvent::Log { level, message } => PluginEvent::Log {
-                    level,
-                    message: secrets.mask(&message),
-                },
-            });
-        })
-    };
-    let mut output = spawn_and_wait(&spec, &masked_sink, secrets, on_spawn)
+    // `collect` masks every line before it reaches `sink`.
+    let mut output = spawn_and_wait(&spec, sink, secrets, on_spawn)
         .await
         .map_err(|err| secrets.mask(&err))?;
     output.stdout = secrets.mask(&output.stdout);
@@ -198,10 +187,15 @@ async fn collect(
     secrets: SecretScope,
 ) -> Captured {
     use tokio::io::AsyncReadExt as _;
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
     let mut captured = Captured::default();
     let mut line = Vec::new();
-    let read_cap = LINE_CAP + secrets.longest_masked() + 1;
+    // Lines read but not yet sent, joined by '\n': one event for all that a chatty process
+    // printed at once, while a quiet one's lines go out one by one as they come.
+    let mut batch = String::new();
+    let longest = secrets.longest_masked();
+    let masks = longest > 0;
+    let read_cap = LINE_CAP + longest + 1;
     loop {
         line.clear();
         match (&mut reader)
@@ -216,33 +210,55 @@ async fn collect(
         if !whole && skip_rest_of_line(&mut reader).await.is_err() {
             break;
         }
-        let text = secrets.mask(&String::from_utf8_lossy(&line));
-        let mut shown = text.trim_end_matches(['\n', '\r']).to_owned();
-        if shown.len() > LINE_CAP || !whole {
-            let cut = (0..=LINE_CAP.min(shown.len()))
+        let text = String::from_utf8_lossy(&line);
+        // Most steps are given no secret: their lines need no masking.
+        let text = if masks {
+            std::borrow::Cow::Owned(secrets.mask(&text))
+        } else {
+            text
+        };
+        let mut shown = text.trim_end_matches(['\n', '\r']);
+        let cut = shown.len() > LINE_CAP || !whole;
+        if cut {
+            let end = (0..=LINE_CAP.min(shown.len()))
                 .rev()
                 .find(|&i| shown.is_char_boundary(i))
                 .unwrap_or(0);
-            shown.truncate(cut);
-            shown.push_str(" [line cut]");
+            shown = &shown[..end];
         }
         // The kept copy has whole lines as they came (masked); a line that was cut, as shown.
-        let kept = if whole {
-            text.clone()
-        } else {
-            format!("{shown}\n")
-        };
-        if captured.text.len() + kept.len() <= OUTPUT_CAP {
-            captured.text.push_str(&kept);
-        } else {
+        let kept_len = if whole { text.len() } else { shown.len() + 12 };
+        if captured.text.len() + kept_len > OUTPUT_CAP {
             captured.truncated = true;
+        } else if whole {
+            captured.text.push_str(&text);
+        } else {
+            captured.text.push_str(shown);
+            captured.text.push_str(" [line cut]\n");
         }
-        sink(PluginEvent::Output {
-            stream: kind,
-            line: shown,
-        });
+        if !batch.is_empty() {
+            batch.push('\n');
+        }
+        batch.push_str(shown);
+        if cut {
+            batch.push_str(" [line cut]");
+        }
+        if reader.buffer().is_empty() || batch.len() >= BATCH_BYTES {
+            send(&sink, kind, &mut batch);
+        }
+    }
+    if !batch.is_empty() {
+        send(&sink, kind, &mut batch);
     }
     captured
+}
+
+/// Sends the lines in `batch` as one event and empties it.
+fn send(sink: &EventSink, stream: StreamKind, batch: &mut String) {
+    sink(PluginEvent::Output {
+        stream,
+        line: std::mem::take(batch),
+    });
 }
 
 /// Reads and drops the rest of a line that was cut, up to its newline or the end.
