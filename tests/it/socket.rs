@@ -110,7 +110,7 @@ fn daemons_on(socket: &std::path::Path) -> usize {
             let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
             args.first()
                 .is_some_and(|program| program.ends_with(b"runbookd"))
-                && args.iter().any(|arg| *arg == wanted)
+                && args.contains(&wanted)
         })
         .count()
 }
