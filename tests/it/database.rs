@@ -6,8 +6,8 @@
 //! unknown connections refused before a run starts.
 //!
 //! Where a server does not accept our login, a test fails when `CI=true` and otherwise says it
-//! is skipped (never passes silently), as the converter's tests in
-//! `daemon/src/plugins/sql/convert.rs` do.
+//! is skipped (never passes silently): `runbook_e2e::required_here`, as for the converter's
+//! tests in `convert.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

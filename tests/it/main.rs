@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod convert;
 mod database;
 mod escape;
 mod flow;

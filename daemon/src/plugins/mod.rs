@@ -11,7 +11,7 @@ mod kv;
 mod process;
 mod sandbox;
 mod secrets;
-mod sql;
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
