@@ -137,7 +137,13 @@ fn a_run_whose_records_cannot_be_read_is_quarantined_and_the_others_recover() {
 
     // Garbage in one run's header and in another run's first step record.
     {
-        let db = sled::open(daemon.data_dir.join("db")).unwrap();
+        // No flusher thread: it would hold the database's file lock for a while after the
+        // handle is dropped, and the restarted daemon could not open it.
+        let db = sled::Config::new()
+            .path(daemon.data_dir.join("db"))
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
         db.open_tree("runs")
             .unwrap()
             .insert(runs[0].as_bytes(), &b"\x00not json"[..])
