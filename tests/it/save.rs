@@ -120,3 +120,41 @@ fn an_unknown_runbook_cannot_be_saved() {
     });
     assert!(!daemon.runbooks.join("nope.toml").exists());
 }
+
+#[test]
+fn a_save_too_large_is_reported_at_the_limit_and_adds_no_version() {
+    let daemon = Daemon::start(&[("greet.toml", FIRST)], AUTO);
+    block_on(async {
+        let mut client = daemon.client().await;
+        // Valid but for its size: 10 MB of comment after the first version.
+        let huge = format!("{FIRST}# {}\n", "x".repeat(10 << 20));
+        let saved = client
+            .save_runbook(SaveRunbookRequest {
+                runbook: "greet".into(),
+                source: huge,
+                base_hash: String::new(),
+            })
+            .await
+            .expect("an answer, not a transport error")
+            .into_inner();
+        assert!(!saved.valid);
+        assert!(saved.version.is_none());
+        let problem = &saved.diagnostics[0];
+        assert!(
+            problem.message.starts_with("the file is too large"),
+            "{problem:?}"
+        );
+        // Where the limit is crossed: inside the comment on line 7.
+        assert_eq!(problem.line, 7, "{problem:?}");
+        assert!(problem.rendered.len() < 1_000, "{}", problem.rendered.len());
+        let versions = client
+            .list_versions(ListVersionsRequest {
+                runbook: "greet".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .versions;
+        assert_eq!(versions.len(), 1, "the first version stays the newest");
+    });
+}

@@ -125,8 +125,10 @@ impl Catalog {
         }
         let mut on_disk = HashSet::new();
         for path in runbook_files(&self.inner.dir) {
-            // A file that vanished since the scan is handled as removed below.
-            let Ok(bytes) = std::fs::read(&path) else {
+            // A file that vanished since the scan is handled as removed below. One too large
+            // to be a runbook is read only as far as needed to say so, and its hash covers
+            // that much: enough to notice it changed.
+            let Ok(bytes) = runbook::limits::read_file(&path) else {
                 continue;
             };
             on_disk.insert(path.clone());
@@ -161,7 +163,7 @@ impl Catalog {
                 .map(|entry| entry.path)
                 .collect();
             for path in refused {
-                if let Ok(bytes) = std::fs::read(&path) {
+                if let Ok(bytes) = runbook::limits::read_file(&path) {
                     let hash = content_hash(&bytes);
                     self.apply(&path, bytes, hash, "file").await?;
                 }
@@ -180,10 +182,7 @@ impl Catalog {
         cause: &str,
     ) -> Result<Applied, StoreError> {
         let file = path.display().to_string();
-        let loaded = match String::from_utf8(bytes) {
-            Ok(source) => runbook::load(&file, &source, &self.inner.plugins).await,
-            Err(_) => Err(vec![Diagnostic::whole_file(&file, "the file is not UTF-8")]),
-        };
+        let loaded = runbook::load_bytes(&file, bytes, &self.inner.plugins).await;
         let loaded = loaded.and_then(|parsed| match self.owner_of(&parsed.name, path) {
             Some(other) => Err(vec![Diagnostic::whole_file(
                 &file,

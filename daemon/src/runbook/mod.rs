@@ -3,8 +3,12 @@
 
 mod check;
 mod diagnostic;
+#[cfg(test)]
+mod fuzz;
 mod graph;
+pub mod limits;
 mod locate;
+mod nesting;
 mod parse;
 pub mod retry;
 pub mod target;
@@ -191,8 +195,20 @@ pub fn content_hash(source: &str) -> String {
     hex::encode(Sha256::digest(source.as_bytes()))
 }
 
+/// Checks a file's bytes as read from disk (its size, then that it is UTF-8, reported at
+/// its first bad byte), then parses and checks it as [`load`] does.
+pub async fn load_bytes(
+    file: &str,
+    bytes: Vec<u8>,
+    kinds: &impl StepKinds,
+) -> Result<Runbook, Vec<Diagnostic>> {
+    let source = limits::decode(file, bytes)?;
+    load(file, &source, kinds).await
+}
+
 /// Parses and checks a runbook file. `file` is how diagnostics name it; its stem is the
-/// runbook's name unless the file sets `name`.
+/// runbook's name unless the file sets `name`. A file beyond the [`limits`] is refused with a
+/// diagnostic before the part of it that would cost too much is read.
 pub async fn load(
     file: &str,
     source: &str,

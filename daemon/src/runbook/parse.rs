@@ -1,14 +1,19 @@
-//! TOML -> typed runbook: syntax, unknown keys, types, durations and params. Checks that need
-//! the whole step graph or the plugins live in `check`.
+//! TOML -> typed runbook: the file's limits, syntax, unknown keys, types, durations and
+//! params. Checks that need the whole step graph or the plugins live in `check`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::diagnostic::SourceMap;
 use super::graph::StepGraph;
+use super::limits::{
+    MAX_DIAGNOSTICS, MAX_STEPS, MAX_TEMPLATE_BYTES, MAX_TEMPLATE_DEPTH, MAX_TOML_DEPTH,
+};
+use super::locate::{Locator, Segment, display_path};
 use super::retry::{Backoff, DEFAULT_DELAY, DEFAULT_MAX_DELAY, RetryOn, RetryPolicy};
 use super::target::{BreakerPolicy, RateLimit, Target};
 use super::{Diagnostic, Param, ParamType, Runbook, Step, content_hash};
@@ -130,30 +135,77 @@ pub(super) struct StepSpans {
     pub condition: Option<std::ops::Range<usize>>,
 }
 
-/// Collects diagnostics for one file.
+/// Collects diagnostics for one file, at most [`MAX_DIAGNOSTICS`] of them and then one that
+/// says more were left out.
 pub(super) struct Reporter<'a> {
     pub file: &'a str,
-    pub source: &'a str,
+    map: SourceMap<'a>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
-impl Reporter<'_> {
+impl<'a> Reporter<'a> {
+    pub fn new(file: &'a str, source: &'a str) -> Self {
+        Self {
+            file,
+            map: SourceMap::new(source),
+            diagnostics: Vec::new(),
+        }
+    }
+
     pub fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        let message = match self.diagnostics.len() {
+            count if count < MAX_DIAGNOSTICS => message.into(),
+            MAX_DIAGNOSTICS => format!(
+                "too many problems: only the first {MAX_DIAGNOSTICS} are shown; this is the \
+                 next one (fix those and validate again)"
+            ),
+            _ => return,
+        };
         self.diagnostics
-            .push(Diagnostic::at(self.file, self.source, span, message));
+            .push(self.map.diagnostic(self.file, span, message));
+    }
+
+    /// Whether further problems would be left out: checks that cost something per problem
+    /// stop here, so that a file with a problem on every line costs no more than one with a
+    /// hundred.
+    pub fn is_full(&self) -> bool {
+        self.diagnostics.len() > MAX_DIAGNOSTICS
+    }
+
+    /// The 1-based line of byte `offset`.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.map.line_of(offset)
     }
 }
 
 pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>> {
+    // Before the source is parsed: `toml`'s parser recurses once per level of nesting, and
+    // everything after it costs time in proportion to the file.
+    if let Some(too_large) = super::limits::too_large(file, source.as_bytes()) {
+        return Err(vec![too_large]);
+    }
+    if let Some(span) = super::nesting::toml_too_deep(source, MAX_TOML_DEPTH) {
+        return Err(vec![Diagnostic::at(file, source, span, too_deep_toml())]);
+    }
     let raw: RawRunbook = toml::from_str(source).map_err(|err| {
-        let span = err.span().unwrap_or(0..0);
-        vec![Diagnostic::at(file, source, span, err.message().trim_end())]
+        let (span, message) = toml_error(source, &err);
+        vec![Diagnostic::at(file, source, span, message)]
     })?;
-    let mut report = Reporter {
-        file,
-        source,
-        diagnostics: Vec::new(),
-    };
+    let mut report = Reporter::new(file, source);
+    // Spans inside `with`, `headers` and `auth` need the source parsed again, once, and only
+    // when something there is reported.
+    let locator = Locator::new(source);
+    if let Some(extra) = raw.steps.get(MAX_STEPS) {
+        report.error(
+            extra.span(),
+            format!(
+                "too many steps: a runbook may have at most {MAX_STEPS}, and this is step {} of {}",
+                MAX_STEPS + 1,
+                raw.steps.len()
+            ),
+        );
+        return Err(report.diagnostics);
+    }
 
     let name = match &raw.name {
         Some(name) => {
@@ -195,7 +247,11 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
     let targets: Vec<Target> = raw
         .targets
         .iter()
-        .map(|(name, target)| parse_target(&mut report, name, target))
+        .map(|(name, target)| {
+            let parsed = parse_target(&mut report, name, target);
+            check_target_templates(&mut report, &locator, &parsed, target);
+            parsed
+        })
         .collect();
     let connections = raw
         .connections
@@ -208,6 +264,15 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
                         "connection name `{}` must be letters, digits and `_`",
                         name.get_ref()
                     ),
+                );
+            }
+            let url = connection.url.get_ref();
+            if crate::template::is_template(url)
+                && let Some(problem) = template_problem(url, Kind::Template)
+            {
+                report.error(
+                    connection.url.span(),
+                    format!("connection `{}`: url: {problem}", name.get_ref()),
                 );
             }
             super::Connection {
@@ -228,16 +293,23 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
             .and_then(|d| d.retry.as_ref())
             .and_then(|retry| parse_retry(&mut report, retry)),
     };
+    let known = KnownTargets::new(&targets);
     let (mut steps, spans): (Vec<Step>, _) = raw
         .steps
         .iter()
         .enumerate()
-        .map(|(index, step)| parse_step(&mut report, step, index, &defaults, &targets))
+        .map(|(index, step)| {
+            let (parsed, spans) = parse_step(&mut report, &locator, step, index, &defaults, &known);
+            check_step_templates(&mut report, &locator, &parsed, &spans, index);
+            (parsed, spans)
+        })
         .unzip();
 
     if !report.diagnostics.is_empty() {
         return Err(report.diagnostics);
     }
+    // Lists what each step's templates read, parsing them: only now that every template is
+    // known to be within the limits.
     let graph = StepGraph::link(&mut steps);
     Ok(Parsed {
         runbook: Runbook {
@@ -489,10 +561,11 @@ fn parse_target(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawTarg
 
 fn parse_step(
     report: &mut Reporter<'_>,
+    locator: &Locator<'_>,
     raw: &Spanned<RawStep>,
     index: usize,
     defaults: &StepDefaults,
-    targets: &[Target],
+    targets: &KnownTargets<'_>,
 ) -> (Step, StepSpans) {
     let step = raw.get_ref();
     if !is_valid_step_id(step.id.get_ref()) {
@@ -512,24 +585,17 @@ fn parse_step(
     // A step against a target takes the target's timeout and retry unless it sets its own.
     let target = match with.get("target") {
         Some(serde_json::Value::String(name)) => {
-            let found = targets.iter().find(|target| &target.name == name);
-            if found.is_none() {
-                let span = super::locate::with_span(
-                    report.source,
-                    index,
-                    &[super::locate::Segment::Key("target".into())],
-                )
-                .unwrap_or_else(|| raw.span());
-                let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+            let found = targets.by_name.get(name.as_str()).copied();
+            if found.is_none() && !report.is_full() {
+                let span = locator
+                    .with_span(index, &[Segment::Key("target".into())])
+                    .unwrap_or_else(|| raw.span());
                 report.error(
                     span,
-                    if known.is_empty() {
+                    if targets.by_name.is_empty() {
                         format!("unknown target `{name}`; define it in a [targets.{name}] table")
                     } else {
-                        format!(
-                            "unknown target `{name}`; defined targets: {}",
-                            known.join(", ")
-                        )
+                        format!("unknown target `{name}`; defined targets: {}", targets.list)
                     },
                 );
             }
@@ -576,6 +642,188 @@ fn parse_step(
         reads: Vec::new(),
     };
     (parsed, spans)
+}
+
+/// The targets of a runbook by name, for the steps that name one, and their names as a list
+/// for messages (built once, not per step that names an unknown one).
+struct KnownTargets<'a> {
+    by_name: HashMap<&'a str, &'a Target>,
+    list: String,
+}
+
+impl<'a> KnownTargets<'a> {
+    /// The most names a message lists; a runbook may define thousands.
+    const LISTED: usize = 20;
+
+    fn new(targets: &'a [Target]) -> Self {
+        let mut list = targets
+            .iter()
+            .take(Self::LISTED)
+            .map(|target| target.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if targets.len() > Self::LISTED {
+            list.push_str(&format!(" and {} more", targets.len() - Self::LISTED));
+        }
+        Self {
+            by_name: targets
+                .iter()
+                .map(|target| (target.name.as_str(), target))
+                .collect(),
+            list,
+        }
+    }
+}
+
+/// What a text is parsed as.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A string that may hold `{{ }}`, `{% %}` and `{# #}`.
+    Template,
+    /// An `if`: one expression.
+    Expression,
+}
+
+/// Why a template (or `if` expression) is refused before MiniJinja parses it: longer than
+/// [`MAX_TEMPLATE_BYTES`], or nested deeper than [`MAX_TEMPLATE_DEPTH`]. MiniJinja's parser and
+/// compiler recurse once per level, and the depth is the file's to choose.
+fn template_problem(text: &str, kind: Kind) -> Option<String> {
+    let noun = match kind {
+        Kind::Template => "template",
+        Kind::Expression => "expression",
+    };
+    if text.len() > MAX_TEMPLATE_BYTES {
+        return Some(format!(
+            "the {noun} is too long: {} bytes, and at most {MAX_TEMPLATE_BYTES} are allowed",
+            text.len()
+        ));
+    }
+    let depth = match kind {
+        Kind::Template => super::nesting::template_depth(text),
+        Kind::Expression => super::nesting::expression_depth(text),
+    };
+    (depth > MAX_TEMPLATE_DEPTH).then(|| {
+        format!(
+            "the {noun} nests too deeply: {depth} levels, and at most {MAX_TEMPLATE_DEPTH} are \
+             allowed (each operator, filter, test, `.` or `[]` access, `not`, bracket and block \
+             adds a level)"
+        )
+    })
+}
+
+/// The limits of every template in a step's `with` table and of its `if`.
+fn check_step_templates(
+    report: &mut Reporter<'_>,
+    locator: &Locator<'_>,
+    step: &Step,
+    spans: &StepSpans,
+    index: usize,
+) {
+    let mut texts = Vec::new();
+    super::check::collect_templates(&step.with, &mut Vec::new(), &mut texts);
+    for (path, text) in texts {
+        if report.is_full() {
+            return;
+        }
+        if let Some(problem) = template_problem(&text, Kind::Template) {
+            let span = locator
+                .with_span(index, &path)
+                .unwrap_or_else(|| spans.with.clone());
+            let field = display_path(&path);
+            report.error(span, format!("step `{}`: with.{field}: {problem}", step.id));
+        }
+    }
+    if let (Some(condition), Some(span)) = (&step.condition, &spans.condition)
+        && let Some(problem) = template_problem(condition, Kind::Expression)
+    {
+        report.error(span.clone(), format!("step `{}`: if: {problem}", step.id));
+    }
+}
+
+/// The limits of every template in a target's `url`, `headers` and `auth`.
+fn check_target_templates(
+    report: &mut Reporter<'_>,
+    locator: &Locator<'_>,
+    target: &Target,
+    raw: &RawTarget,
+) {
+    if crate::template::is_template(&target.url)
+        && let Some(problem) = template_problem(&target.url, Kind::Template)
+    {
+        report.error(
+            raw.url.span(),
+            format!("target `{}`: url: {problem}", target.name),
+        );
+    }
+    let place = [
+        Segment::Key("targets".into()),
+        Segment::Key(target.name.clone()),
+    ];
+    for (field, value) in [
+        ("headers", Some(&target.headers)),
+        ("auth", target.auth.as_ref()),
+    ] {
+        let Some(value) = value else {
+            continue;
+        };
+        let mut texts = Vec::new();
+        let mut path = vec![Segment::Key(field.to_owned())];
+        super::check::collect_templates(value, &mut path, &mut texts);
+        for (path, text) in texts {
+            if let Some(problem) = template_problem(&text, Kind::Template) {
+                let span = locator
+                    .span(&place, &path)
+                    .unwrap_or_else(|| raw.url.span());
+                let field = display_path(&path);
+                report.error(
+                    span,
+                    format!("target `{}`: {field}: {problem}", target.name),
+                );
+            }
+        }
+    }
+}
+
+/// The message for TOML nested past [`MAX_TOML_DEPTH`], whichever check finds it.
+fn too_deep_toml() -> String {
+    format!(
+        "arrays and inline tables nest too deeply here: at most {MAX_TOML_DEPTH} levels are allowed"
+    )
+}
+
+/// Where and what a TOML error is. The parser gives no span for a dotted key or table header
+/// with too many parts; it is found here by its dots, as well as a line-based look can.
+fn toml_error(source: &str, err: &toml::de::Error) -> (std::ops::Range<usize>, String) {
+    let message = err.message().trim_end();
+    let span = err.span();
+    if message == "recursion limit" {
+        // The first line with enough dots for such a key; its text, without indentation.
+        let span = span.unwrap_or_else(|| {
+            source
+                .split_inclusive('\n')
+                .scan(0, |offset, line| {
+                    let start = *offset;
+                    *offset += line.len();
+                    Some((start, line))
+                })
+                .find(|(_, line)| line.matches('.').count() >= MAX_TOML_DEPTH)
+                .map_or(0..0, |(start, line)| {
+                    let indent = line.len() - line.trim_start().len();
+                    start + indent..start + line.trim_end().len()
+                })
+        });
+        return (
+            span,
+            format!(
+                "a dotted key or table header has too many parts: at most {MAX_TOML_DEPTH} are \
+                 allowed"
+            ),
+        );
+    }
+    if message.contains("max recursion depth") {
+        return (span.unwrap_or(0..0), too_deep_toml());
+    }
+    (span.unwrap_or(0..0), message.to_owned())
 }
 
 /// TOML values as the JSON that plugins and templates see. Datetimes become strings.

@@ -1,5 +1,6 @@
 //! Loading runbooks end to end with a stand-in for the plugins: the step index, what each step
-//! reads, dependents, cycles, long chains, and the golden diagnostics that need no plugin.
+//! reads, dependents, cycles, long chains, the limits of a file, and the golden diagnostics
+//! that need no plugin.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,7 @@ use super::*;
 
 /// Knows the built-in kinds and accepts any `with` table: the checks under test are the
 /// runbook's own, not the plugins'.
-struct AnyConfig;
+pub(super) struct AnyConfig;
 
 impl StepKinds for AnyConfig {
     fn kinds(&self) -> Vec<String> {
@@ -256,6 +257,7 @@ const GOLDEN_WITHOUT_PLUGINS: &[&str] = &[
     "bad-retry",
     "bad-step-id",
     "default-not-allowed",
+    "deep-condition",
     "dependency-cycle",
     "duplicate-step-id",
     "reads-without-needs",
@@ -284,4 +286,394 @@ async fn golden_diagnostics_are_unchanged() {
             .collect();
         assert_eq!(printed, golden, "{file}");
     }
+}
+
+/// A runbook of one shell step with this `if` and `with`.
+fn one_step(condition: &str, with: &str) -> String {
+    let condition = if condition.is_empty() {
+        String::new()
+    } else {
+        format!("if = \"{condition}\"\n")
+    };
+    format!("[[steps]]\nid = \"a\"\nuses = \"shell\"\n{condition}with = {with}\n")
+}
+
+/// The one diagnostic loading `source` gives.
+async fn only_problem(source: &str) -> Diagnostic {
+    let diagnostics = load("test.toml", source, &AnyConfig).await.unwrap_err();
+    assert_eq!(diagnostics.len(), 1, "{}", render_all(&diagnostics));
+    diagnostics.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn an_if_of_thousands_of_nots_is_refused_before_it_is_parsed() {
+    // The file of the report: 5,000 `not`s, 20 KB. Its `if` used to overflow the stack of
+    // whichever thread listed its variables: the daemon died on reload and on every start.
+    // 16,000 keeps it within the length limit; past that, length refuses it first.
+    for nots in [5_000, 16_000] {
+        let source = one_step(
+            &format!("{}true", "not ".repeat(nots)),
+            "{ command = [\"true\"] }",
+        );
+        let problem = only_problem(&source).await;
+        assert!(
+            problem.message.starts_with(&format!(
+                "step `a`: if: the expression nests too deeply: {nots} levels, and at most \
+                 {} are allowed",
+                limits::MAX_TEMPLATE_DEPTH
+            )),
+            "{}",
+            problem.message
+        );
+        assert_eq!((problem.line, problem.column), (4, 6));
+        // A stored version is parsed again when a run resumes after a restart: refused too.
+        let stored = parse_stored("test.toml", &source).unwrap_err();
+        assert_eq!(stored[0].message, problem.message);
+    }
+    let longer = one_step(
+        &format!("{}true", "not ".repeat(50_000)),
+        "{ command = [\"true\"] }",
+    );
+    let problem = only_problem(&longer).await;
+    assert!(
+        problem
+            .message
+            .starts_with("step `a`: if: the expression is too long: 200004 bytes"),
+        "{}",
+        problem.message
+    );
+    assert_eq!((problem.line, problem.column), (4, 6));
+    // At the limit it loads.
+    let at_limit = one_step(
+        &format!("{}true", "not ".repeat(limits::MAX_TEMPLATE_DEPTH)),
+        "{ command = [\"true\"] }",
+    );
+    load_ok(&at_limit).await;
+}
+
+#[tokio::test]
+async fn deep_templates_in_with_targets_and_connections_are_refused_at_their_field() {
+    // The filter chain of the report: 5,000 long.
+    let filters = format!("{{{{ params.x{} }}}}", "|trim".repeat(5_000));
+    let source = format!(
+        "[params]\nx = {{ type = \"string\", default = \"x\" }}\n\n{}",
+        one_step("", &format!("{{ command = [\"echo\", \"{filters}\"] }}"))
+    );
+    let problem = only_problem(&source).await;
+    assert!(
+        problem
+            .message
+            .starts_with("step `a`: with.command[1]: the template nests too deeply: 5001 levels"),
+        "{}",
+        problem.message
+    );
+    assert_eq!((problem.line, problem.column), (7, 29));
+
+    let nested_ifs = format!(
+        "{}x{}",
+        "{% if a %}".repeat(1_000),
+        "{% endif %}".repeat(1_000)
+    );
+    let elifs = format!("{{% if a %}}{}{{% endif %}}", "{% elif a %}x".repeat(1_000));
+    let concatenation = format!("{{{{ secrets.t{} }}}}", " ~ 'x'".repeat(5_000));
+    for (target, field) in [
+        (
+            format!("url = \"https://x/{nested_ifs}\""),
+            "target `api`: url",
+        ),
+        (
+            format!("headers = {{ X-A = \"{elifs}\" }}\nurl = \"https://x\""),
+            "target `api`: headers.X-A",
+        ),
+        (
+            format!("auth = {{ bearer = \"{concatenation}\" }}\nurl = \"https://x\""),
+            "target `api`: auth.bearer",
+        ),
+    ] {
+        let source = format!(
+            "{}\n[targets.api]\n{target}\n",
+            one_step("", "{ command = [\"true\"] }")
+        );
+        let problem = only_problem(&source).await;
+        assert!(
+            problem
+                .message
+                .starts_with(&format!("{field}: the template nests too deeply")),
+            "{}",
+            problem.message
+        );
+        assert_eq!(problem.line, 7, "{}", problem.rendered);
+    }
+
+    let source = format!(
+        "{}\n[connections.db]\nurl = \"{concatenation}\"\n",
+        one_step("", "{ command = [\"true\"] }")
+    );
+    let problem = only_problem(&source).await;
+    assert!(
+        problem
+            .message
+            .starts_with("connection `db`: url: the template nests too deeply"),
+        "{}",
+        problem.message
+    );
+    assert_eq!((problem.line, problem.column), (7, 7));
+}
+
+#[tokio::test]
+async fn a_template_longer_than_the_limit_is_refused() {
+    let long = format!(
+        "{{{{ params.x }}}}{}",
+        "y".repeat(limits::MAX_TEMPLATE_BYTES)
+    );
+    let source = format!(
+        "[params]\nx = {{ type = \"string\", default = \"x\" }}\n\n{}",
+        one_step("", &format!("{{ command = [\"echo\", \"{long}\"] }}"))
+    );
+    let problem = only_problem(&source).await;
+    assert_eq!(
+        problem.message,
+        format!(
+            "step `a`: with.command[1]: the template is too long: {} bytes, and at most {} are \
+             allowed",
+            long.len(),
+            limits::MAX_TEMPLATE_BYTES
+        )
+    );
+    // The same text without template syntax is used verbatim: only the file size limits it.
+    load_ok(&source.replace("{{ params.x }}", "")).await;
+}
+
+/// `steps` steps as compact as a chain can be, each needing the one before (in file order,
+/// or in reverse order when `reverse`).
+fn compact_chain(steps: usize, reverse: bool) -> String {
+    let mut blocks: Vec<String> = (0..steps)
+        .map(|i| {
+            let needs = if i == 0 {
+                String::new()
+            } else {
+                format!("needs=[\"s{}\"]\n", i - 1)
+            };
+            format!("[[steps]]\nid=\"s{i}\"\nuses=\"shell\"\n{needs}")
+        })
+        .collect();
+    if reverse {
+        blocks.reverse();
+    }
+    blocks.concat()
+}
+
+#[tokio::test]
+async fn more_steps_than_the_limit_are_refused_at_the_first_one_past_it() {
+    for reverse in [false, true] {
+        let source = compact_chain(50_000, reverse);
+        assert!(source.len() < limits::MAX_FILE_BYTES);
+        let problem = only_problem(&source).await;
+        assert_eq!(
+            problem.message,
+            format!(
+                "too many steps: a runbook may have at most {0}, and this is step {1} of 50000",
+                limits::MAX_STEPS,
+                limits::MAX_STEPS + 1
+            )
+        );
+        let line = source
+            .match_indices("[[steps]]")
+            .nth(limits::MAX_STEPS)
+            .map(|(offset, _)| source[..offset].matches('\n').count() + 1)
+            .unwrap();
+        assert_eq!((problem.line as usize, problem.column), (line, 1));
+    }
+    // Exactly the limit loads, in either order.
+    load_ok(&compact_chain(limits::MAX_STEPS, false)).await;
+    load_ok(&compact_chain(limits::MAX_STEPS, true)).await;
+}
+
+#[tokio::test]
+async fn a_file_over_the_size_limit_is_refused_before_it_is_parsed() {
+    // 10 MB in one comment: valid TOML, and a valid runbook but for its size.
+    let source = format!(
+        "{}# {}\n",
+        one_step("", "{ command = [\"true\"] }"),
+        "x".repeat(10 << 20)
+    );
+    let problem = only_problem(&source).await;
+    assert!(
+        problem.message.starts_with(&format!(
+            "the file is too large: a runbook may be at most {} bytes",
+            limits::MAX_FILE_BYTES
+        )),
+        "{}",
+        problem.message
+    );
+    // It points where the limit is crossed, and shows only a little of that line.
+    let column = limits::MAX_FILE_BYTES - source.find("# ").unwrap() + 1;
+    assert_eq!((problem.line, problem.column as usize), (5, column));
+    assert!(problem.rendered.len() < 1_000, "{}", problem.rendered.len());
+    let bytes = load_bytes("test.toml", source.into_bytes(), &AnyConfig)
+        .await
+        .unwrap_err();
+    assert_eq!(bytes[0].message, problem.message);
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_utf8_is_reported_at_its_first_bad_byte() {
+    let mut bytes = one_step("", "{ command = [\"echo\", \"caf\u{e9}\"] }").into_bytes();
+    let at = bytes
+        .windows(2)
+        .position(|w| w == "\u{e9}".as_bytes())
+        .unwrap();
+    // Latin-1 é: the byte a UTF-8 é starts with, alone.
+    bytes.splice(at..at + 2, [0xe9]);
+    let diagnostics = load_bytes("test.toml", bytes, &AnyConfig)
+        .await
+        .unwrap_err();
+    assert_eq!(diagnostics.len(), 1);
+    let problem = &diagnostics[0];
+    assert_eq!(
+        problem.message,
+        "the file is not UTF-8: byte 0xe9 here is not part of a UTF-8 character"
+    );
+    assert_eq!((problem.line, problem.column), (4, 33));
+    assert!(
+        problem.rendered.contains("test.toml:4:33"),
+        "{}",
+        problem.rendered
+    );
+}
+
+#[tokio::test]
+async fn toml_nested_past_its_limits_is_reported_where_it_is() {
+    let header = one_step("", "{ command = [\"true\"] }");
+    let dotted = format!(
+        "{header}\n[targets.api]\nurl = \"https://x\"\nheaders.{} = \"v\"\n",
+        vec!["k"; 100].join(".")
+    );
+    let problem = only_problem(&dotted).await;
+    assert_eq!(
+        problem.message,
+        format!(
+            "a dotted key or table header has too many parts: at most {} are allowed",
+            limits::MAX_TOML_DEPTH
+        )
+    );
+    assert_eq!((problem.line, problem.column), (8, 1));
+
+    let arrays = format!(
+        "{header}description = {}1{}\n",
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let problem = only_problem(&arrays).await;
+    assert!(
+        problem
+            .message
+            .starts_with("arrays and inline tables nest too deeply here"),
+        "{}",
+        problem.message
+    );
+    assert_eq!(problem.line, 5);
+
+    // Braces where a key belongs drive `toml`'s own count of the nesting below zero, and
+    // its parser then followed the nesting on the next line until the stack overflowed.
+    let drifting = format!(
+        "{header}neds = [\"fetch\"{}]\ndeep = {}1{}\n",
+        "{{ x }}".repeat(10_000),
+        "{ a = ".repeat(50_000),
+        " }".repeat(50_000)
+    );
+    let problem = only_problem(&drifting).await;
+    assert_eq!(
+        problem.message,
+        format!(
+            "arrays and inline tables nest too deeply here: at most {} levels are allowed",
+            limits::MAX_TOML_DEPTH
+        )
+    );
+    assert_eq!(problem.line, 6);
+}
+
+#[tokio::test]
+async fn a_file_with_a_problem_on_every_step_reports_only_the_first_hundred() {
+    let mut source = String::new();
+    for i in 0..limits::MAX_STEPS {
+        writeln!(
+            source,
+            "[[steps]]\nid = \"s{i}\"\nuses = \"shell\"\nneeds = [\"missing{i}\"]"
+        )
+        .unwrap();
+    }
+    let diagnostics = load("test.toml", &source, &AnyConfig).await.unwrap_err();
+    assert_eq!(diagnostics.len(), limits::MAX_DIAGNOSTICS + 1);
+    assert!(
+        diagnostics[0]
+            .message
+            .starts_with("step `s0` needs `missing0`")
+    );
+    let last = diagnostics.last().unwrap();
+    assert!(
+        last.message.starts_with(&format!(
+            "too many problems: only the first {} are shown",
+            limits::MAX_DIAGNOSTICS
+        )),
+        "{}",
+        last.message
+    );
+    assert_eq!(last.line, 4 * limits::MAX_DIAGNOSTICS as u32 + 4);
+}
+
+#[tokio::test]
+async fn reads_through_long_and_branching_needs_are_answered_for_every_step() {
+    // 200 steps, each needing the one before: ancestors span several 64-bit words. The last
+    // reads steps on both sides of each word boundary; an unrelated step reads into the chain.
+    let mut source = chain(200, "");
+    source.push_str(
+        "[[steps]]\nid = \"last\"\nuses = \"shell\"\nneeds = [\"s199\"]\n\
+         with = { command = [\"echo\", \"{{ steps.s0.status }}{{ steps.s63.status }}\
+         {{ steps.s64.status }}{{ steps.s127.status }}{{ steps.s128.status }}\"] }\n\n\
+         [[steps]]\nid = \"aside\"\nuses = \"shell\"\n\
+         with = { command = [\"echo\", \"{{ steps.s100.status }}\"] }\n",
+    );
+    let diagnostics = load("test.toml", &source, &AnyConfig).await.unwrap_err();
+    let messages: Vec<&str> = diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["step `aside`: reads `steps.s100` but does not depend on it; add `needs = [\"s100\"]`"]
+    );
+
+    // A diamond and a branch beside it: what is upstream through either side is readable,
+    // the other branch is not.
+    let diamond = r#"
+[[steps]]
+id = "a"
+uses = "shell"
+
+[[steps]]
+id = "b"
+uses = "shell"
+needs = ["a"]
+
+[[steps]]
+id = "c"
+uses = "shell"
+needs = ["a"]
+
+[[steps]]
+id = "d"
+uses = "shell"
+needs = ["b"]
+with = { command = ["echo", "{{ steps.a.status }}", "{{ steps.c.status }}"] }
+
+[[steps]]
+id = "e"
+uses = "shell"
+needs = ["d", "c"]
+with = { command = ["echo", "{{ steps.a.status }}", "{{ steps.b.status }}", "{{ steps.c.status }}"] }
+"#;
+    let diagnostics = load("test.toml", diamond, &AnyConfig).await.unwrap_err();
+    let messages: Vec<&str> = diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["step `d`: reads `steps.c` but does not depend on it; add `needs = [\"c\"]`"]
+    );
 }
