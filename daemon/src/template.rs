@@ -3,9 +3,9 @@
 //!
 //! Every render has a budget of fuel (MiniJinja's own accounting of instructions executed and
 //! bytes created), so a hostile template (`{% for a in 'x' * 100000 %}...`) fails its step
-//! within milliseconds instead of spinning a worker thread. MiniJinja also bounds nesting: the
-//! parser refuses templates nested deeper than 150 levels and the engine stops at 500 levels
-//! of recursion.
+//! within milliseconds instead of spinning a worker thread. How deeply a template nests is
+//! checked by the loader before MiniJinja parses it (`runbook::nesting`), and the engine stops
+//! at 500 levels of recursion while rendering.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};

@@ -64,8 +64,7 @@ fn state(rb: &RunbookSummary) -> String {
 /// `validate FILE`: the daemon checks the file's source as it would a runbook in its directory.
 pub async fn validate(ctx: &Ctx, out: &mut dyn Write, file: &Path) -> anyhow::Result<u8> {
     // Read before connecting: an unreadable file is the user's mistake, daemon or not.
-    let source = std::fs::read_to_string(file)
-        .map_err(|err| Failure::Input(format!("cannot read {}: {err}", file.display())))?;
+    let source = read_source(file)?;
     let mut client = ctx.target.client().await?;
     let result = client
         .validate_runbook(ValidateRunbookRequest {
@@ -89,6 +88,44 @@ pub async fn validate(ctx: &Ctx, out: &mut dyn Write, file: &Path) -> anyhow::Re
         }
     }
     Ok(if result.valid { EXIT_OK } else { EXIT_INPUT })
+}
+
+/// More than the daemon accepts of a runbook file (4 MiB): what is read of a file is at most
+/// this, so that the daemon refuses a huge file with its own "too large" diagnostic instead of
+/// the client sending a message larger than the API's limit.
+const READ_AT_MOST: u64 = 4 * 1024 * 1024 + 1;
+
+/// A runbook file's text; a file that is not UTF-8 is refused here, at the line and column of
+/// its first bad byte, since only text can be sent to the daemon.
+fn read_source(file: &Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let cannot_read =
+        |err: std::io::Error| Failure::Input(format!("cannot read {}: {err}", file.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|opened| opened.take(READ_AT_MOST).read_to_end(&mut bytes))
+        .map_err(cannot_read)?;
+    String::from_utf8(bytes).or_else(|err| {
+        let offset = err.utf8_error().valid_up_to();
+        let bytes = err.as_bytes();
+        if bytes.len() as u64 >= READ_AT_MOST {
+            // Cut inside a character by the read limit: the daemon says the file is too large.
+            return Ok(String::from_utf8_lossy(bytes).into_owned());
+        }
+        let before = &bytes[..offset];
+        let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&byte| byte == b'\n')
+            .map_or(0, |at| at + 1);
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        Err(Failure::Input(format!(
+            "error: the file is not UTF-8: byte 0x{:02x} here is not part of a UTF-8 character\n --> {}:{line}:{column}",
+            bytes[offset],
+            file.display()
+        ))
+        .into())
+    })
 }
 
 #[cfg(test)]
@@ -167,6 +204,23 @@ mod tests {
              7 | uses = 3\n\
              \n\
              broken.toml:1:1: expected a table\n"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, b"[[steps]]\nid = \"a\xffb\"\n").expect("write");
+        let err = read_source(&path).expect_err("not UTF-8").to_string();
+        assert!(err.contains("not UTF-8") && err.contains("0xff"), "{err}");
+        assert!(err.ends_with("bad.toml:2:8"), "{err}");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; 5 << 20]).expect("write");
+        assert_eq!(
+            read_source(&big).expect("read").len() as u64,
+            READ_AT_MOST,
+            "only as much as the daemon needs to refuse it"
         );
     }
 }
