@@ -122,6 +122,10 @@ pub async fn bind(socket: &Path) -> Result<(UnixListener, SocketLock), SocketErr
     }
     check_private(dir)?;
     let lock = claim(socket).await?;
+    // A daemon older than the lock may still serve here without holding it.
+    if socket.exists() && answers(socket).await {
+        return Err(SocketError::AlreadyRunning(socket.to_owned()));
+    }
     if socket.exists() {
         tracing::info!(socket = %socket.display(), "replacing a stale socket");
         std::fs::remove_file(socket).map_err(io_error(socket))?;

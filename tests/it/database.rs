@@ -874,7 +874,8 @@ with = { connection = "nowhere", query = "select 1" }
 #[test]
 fn a_read_that_writes_through_a_function_is_refused_by_postgres() {
     // `select f()` is judged a read, so it runs without an approval; the function writes, and
-    // PostgreSQL refuses because the daemon ran the read in a read-only transaction.
+    // PostgreSQL refuses because the daemon ran the read in a read-only transaction. The same
+    // statement approved by a human runs as written.
     let Some(url) = postgres() else { return };
     let table = unique("ro");
     let runbook = r#"
@@ -891,10 +892,27 @@ id = "sneak"
 uses = "database"
 needs = ["setup"]
 with = { connection = "pg", query = "select TABLE_add() as id" }
+
+[[steps]]
+id = "approved"
+uses = "database"
+needs = ["setup"]
+approval = true
+with = { connection = "pg", query = "select TABLE_add() as id" }
 "#
     .replace("TABLE", &table);
     let daemon = Daemon::start(&[("ro.toml", &runbook)], &config("pg", &url));
-    let done = daemon.run_to_end("ro", &[]);
+    let run = daemon.start_run("ro", &[]);
+    daemon.wait_for(&run, "the approval", |shown| {
+        step_status(shown, "approved") == "waiting"
+    });
+    assert!(daemon.cli(&["approve", &run, "approved"]).status.success());
+    let done = daemon.wait_for(&run, "the run to end", |shown| shown["status"] == "failed");
+    assert_eq!(
+        step_status(&done, "approved"),
+        "completed",
+        "once approved, the statement runs as written: {done:#}"
+    );
     let sneak = step(&done, "sneak");
     assert_eq!(sneak["status"], "failed", "{done:#}");
     let error = sneak["error"].as_str().unwrap_or_default();
@@ -918,7 +936,7 @@ with = { connection = "pg", query = "select TABLE_add() as id" }
         }
         rows
     });
-    assert_eq!(rows, 0, "the function's insert was refused");
+    assert_eq!(rows, 1, "only the approved call inserted");
 }
 
 #[test]

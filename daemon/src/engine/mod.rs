@@ -530,7 +530,11 @@ impl Engine {
                 // Whatever the interrupted attempt started dies before anything can run the
                 // step again: an operator's retry must not run a second copy beside it.
                 for group in &step.process_groups {
-                    let killed = crate::plugins::kill_leftover_group(group.pgid, group.started);
+                    let killed = crate::plugins::kill_leftover_group(
+                        group.pgid,
+                        group.started,
+                        &group.boot_id,
+                    );
                     if killed > 0 {
                         tracing::warn!(
                             run = %run.id,

@@ -222,6 +222,11 @@ impl Engine {
         run_id: &str,
         position: usize,
     ) -> Result<(), EngineError> {
+        // A stopping daemon starts no step, not even one whose task was spawned just before:
+        // it stays pending and runs after the next start.
+        if self.inner.stopping.is_cancelled() {
+            return Ok(());
+        }
         let definition = &active.runbook.steps[position];
         let step_id = definition.id.as_str();
         // What the step reads, copied out so that rendering runs without the run's lock.
@@ -280,7 +285,7 @@ impl Engine {
             return self.finish_dry(active, position, &plan, &scope).await;
         }
 
-        let sql = match self.sql_grants(&plan, &prepared) {
+        let mut sql = match self.sql_grants(&plan, &prepared) {
             Ok(sql) => sql,
             Err(err) => return self.finish_early(active, position, err).await,
         };
@@ -294,6 +299,11 @@ impl Engine {
                 return self
                     .request_approval(active, position, &plan, plan_hash)
                     .await;
+            }
+            // A human read these statements and said yes: they run as written, even where
+            // the daemon judged them read-only (`select f()` of a function that writes).
+            for grant in &mut sql {
+                grant.read_only = false;
             }
         }
 
@@ -317,7 +327,16 @@ impl Engine {
         // Everything the attempt prints goes through one batcher, in order and within the
         // attempt's output budget.
         let output = self.output_batcher(run_id, step_id);
-        let ending = match self.pass_gates(active, &output.sink(), &prepared).await {
+        // A rate-limit permit may be far off: a cancel or a stop does not wait for it.
+        let sink = output.sink();
+        let gates = tokio::select! {
+            gates = self.pass_gates(active, &sink, &prepared) => gates,
+            () = active.cancel.cancelled() => {
+                output.finish();
+                return Ok(());
+            }
+        };
+        let ending = match gates {
             Err(refused) => refused,
             Ok(admission) => {
                 let deadline = tokio::time::Instant::now() + prepared.timeout;
@@ -571,7 +590,11 @@ impl Engine {
             let engine = engine.clone();
             let active = Arc::clone(&active);
             Box::pin(async move {
-                let group = crate::store::ProcessGroup { pgid, started };
+                let group = crate::store::ProcessGroup {
+                    pgid,
+                    started,
+                    boot_id: crate::plugins::boot_id(),
+                };
                 let recorded = engine
                     .update_step(&active, position, StepStatus::Running, |step| {
                         step.process_groups.push(group);
@@ -618,6 +641,17 @@ impl Engine {
     }
 }
 
+/// How much of a process's stdin an approval shows.
+const STDIN_PREVIEW: usize = 64 * 1024;
+
+/// The largest char boundary of `text` at or below `at`.
+fn floor_boundary(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len()))
+        .rev()
+        .find(|&index| text.is_char_boundary(index))
+        .unwrap_or(0)
+}
+
 /// Whether the daemon judges any of a SQL effect's statements to write.
 fn host_judges_writes(spec: &crate::plugins::SqlSpec) -> bool {
     spec.statements
@@ -642,8 +676,12 @@ fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
         .iter()
         .map(|effect| match effect {
             // Everything the process gets is shown, secrets masked: an approver who sees
-            // only the argv could be shown `sh -s` and approve whatever stdin holds.
-            Effect::Process(spec) => serde_json::json!({
+            // only the argv could be shown `sh -s` and approve whatever stdin holds. A long
+            // stdin is shown up to a preview (the approval travels in every `Run` message);
+            // its size and hash cover all of it.
+            Effect::Process(spec) => {
+                let stdin = spec.stdin.as_deref().map(|stdin| scope.mask_placeholders(stdin));
+                serde_json::json!({
                 "process": {
                     "argv": spec.argv.iter().map(|arg| scope.mask_placeholders(arg)).collect::<Vec<_>>(),
                     "env": spec.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
@@ -653,14 +691,15 @@ fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
                         .map(|(name, value)| (name.clone(), serde_json::Value::String(scope.mask_placeholders(value))))
                         .collect::<serde_json::Map<_, _>>(),
                     "cwd": spec.cwd.as_deref().map(|cwd| scope.mask_placeholders(cwd)),
-                    "stdin": spec.stdin.as_deref().map(|stdin| scope.mask_placeholders(stdin)),
-                    "stdin_bytes": spec.stdin.as_ref().map(String::len),
-                    "stdin_sha256": spec
-                        .stdin
+                    "stdin": stdin.as_deref().map(|stdin| &stdin[..floor_boundary(stdin, STDIN_PREVIEW)]),
+                    "stdin_truncated": stdin.as_ref().is_some_and(|stdin| stdin.len() > STDIN_PREVIEW),
+                    "stdin_bytes": stdin.as_ref().map(String::len),
+                    "stdin_sha256": stdin
                         .as_ref()
-                        .map(|stdin| hex::encode(Sha256::digest(scope.mask_placeholders(stdin).as_bytes()))),
+                        .map(|stdin| hex::encode(Sha256::digest(stdin.as_bytes()))),
                 }
-            }),
+            })
+            }
             Effect::Sql(spec) => serde_json::json!({
                 "sql": {
                     "connection": spec.connection,

@@ -16,6 +16,8 @@ const MAX_ENTRIES: usize = 10_000;
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Largest value kept.
 const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Longest key kept; a longer one is never stored (and never found).
+const MAX_KEY_BYTES: usize = 1024;
 /// Entries one step kind may keep.
 const MAX_ENTRIES_PER_KIND: usize = 1_000;
 /// Bytes of values one step kind may keep.
@@ -46,7 +48,7 @@ impl KvCache {
     pub fn set(&self, scope: &str, key: &str, value: String, ttl: Duration) {
         let mut entries = self.lock();
         let slot = (scope.to_owned(), key.to_owned());
-        if ttl.is_zero() || value.len() > MAX_VALUE_BYTES {
+        if ttl.is_zero() || value.len() > MAX_VALUE_BYTES || key.len() > MAX_KEY_BYTES {
             entries.remove(&slot);
             return;
         }
@@ -145,5 +147,8 @@ mod tests {
             .sum();
         assert!(bytes <= MAX_BYTES_PER_KIND, "{bytes}");
         assert_eq!(cache.get("oauth", "token").as_deref(), Some("kept"));
+        let long_key = "k".repeat(MAX_KEY_BYTES + 1);
+        cache.set("greedy", &long_key, "x".into(), Duration::from_secs(60));
+        assert_eq!(cache.get("greedy", &long_key), None, "keys are bounded too");
     }
 }

@@ -28,7 +28,7 @@ pub use bindings::{
 };
 pub use host::Grant;
 pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
-pub use process::{SpawnHook, kill_leftover_group};
+pub use process::{SpawnHook, boot_id, kill_leftover_group};
 pub use sandbox::{LimitHit, Limits};
 pub use secrets::{MASK, SecretScope, SecretSource};
 pub use sql::{ConnectionUrl, SqlGrant};

@@ -220,7 +220,15 @@ async fn collect(
         let mut shown = text.trim_end_matches(['\n', '\r']);
         let cut = shown.len() > LINE_CAP || !whole;
         if cut {
-            let end = (0..=LINE_CAP.min(shown.len()))
+            // A line read only up to the window may end in part of a secret that masking could
+            // not recognise, and masking earlier ones shortened the text: the last `longest`
+            // bytes are never shown.
+            let keep = if whole {
+                LINE_CAP
+            } else {
+                LINE_CAP.min(shown.len().saturating_sub(longest))
+            };
+            let end = (0..=keep.min(shown.len()))
                 .rev()
                 .find(|&i| shown.is_char_boundary(i))
                 .unwrap_or(0);
@@ -243,7 +251,9 @@ async fn collect(
         if cut {
             batch.push_str(" [line cut]");
         }
-        if reader.buffer().is_empty() || batch.len() >= BATCH_BYTES {
+        // What is buffered is sent at once unless a whole line follows it there: a line still
+        // being written must not hold back the ones before it.
+        if !reader.buffer().contains(&b'\n') || batch.len() >= BATCH_BYTES {
             send(&sink, kind, &mut batch);
         }
     }
@@ -300,12 +310,24 @@ fn start_time(pid: u32) -> Option<u64> {
     stat(pid).map(|(started, _)| started)
 }
 
+/// This boot's id (`/proc/sys/kernel/random/boot_id`); empty when it cannot be read.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Kills what is left of a step's process group after a crash: every process in group
-/// `pgid` that started no earlier than its leader did (`started`). A group id cannot be
-/// reused while any member of the group lives, so such a process belongs to the step's
-/// group unless the whole group died and its id was handed out again meanwhile, which the
-/// start time check makes all but impossible. Returns how many processes were killed.
-pub fn kill_leftover_group(pgid: u32, started: u64) -> usize {
+/// `pgid` that started no earlier than its leader did (`started`), in the same boot
+/// (`recorded_boot`). A group id cannot be reused while any member of the group lives, so
+/// such a process belongs to the step's group unless the whole group died and its id was
+/// handed out again since, which needs the system's process ids to wrap around in between.
+/// Returns how many processes were killed.
+pub fn kill_leftover_group(pgid: u32, started: u64, recorded_boot: &str) -> usize {
+    // After a reboot nothing of the group is left, and start times count from zero again.
+    if recorded_boot.is_empty() || recorded_boot != boot_id() {
+        return 0;
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };

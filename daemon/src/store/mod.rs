@@ -59,6 +59,28 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
 }
 
+/// How long opening waits for the database's file lock: a process that just died may leave a
+/// child between fork and exec holding it for a moment, and so may a tool that just closed it.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled in `dir`, waiting up to [`LOCK_PATIENCE`] while another holds its lock. Sled's own
+/// periodic flusher is off: the store's flusher thread is the only one.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            // sled says so only in its message.
+            Err(sled::Error::Io(err))
+                if err.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 /// A cloneable handle to the database.
 #[derive(Clone)]
 pub struct Store {
@@ -97,8 +119,7 @@ impl Store {
     /// Opens (or creates) the database in `dir`, migrating a data directory written by an
     /// older runbookd first.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        // Sled's own periodic flusher is off: the store's flusher thread is the only one.
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        let db = open_sled(dir)?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(raw) => {

@@ -141,10 +141,14 @@ pub struct StepRecord {
 
 /// A process group a step's attempt started: its id and its leader's start time (clock
 /// ticks since boot), which tells it apart from a later group that got the same id.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProcessGroup {
     pub pgid: u32,
     pub started: u64,
+    /// The kernel's boot id when it started: after a reboot the group is gone, and its id
+    /// and start time may match someone else's.
+    #[serde(default)]
+    pub boot_id: String,
 }
 
 /// A step waiting for work it started elsewhere (an HTTP 202): what its plugin needs to look

@@ -137,8 +137,14 @@ fn effect_lines(effect: &Effect) -> Vec<Line<'static>> {
                 lines.push(field("cwd", cwd.clone()));
             }
             match (stdin, stdin_bytes) {
-                (Some(text), _) => {
-                    lines.push(field("stdin", format!("{} bytes:", text.len())));
+                (Some(text), bytes) => {
+                    let total = bytes.unwrap_or(text.len() as u64);
+                    let shown = if total > text.len() as u64 {
+                        format!("{total} bytes, the first {} shown:", text.len())
+                    } else {
+                        format!("{total} bytes:")
+                    };
+                    lines.push(field("stdin", shown));
                     lines.extend(
                         text.lines()
                             .map(|line| field("", format::printable(line).into_owned())),

@@ -36,9 +36,9 @@ pub struct SqlGrant {
     pub connection: String,
     pub url: ConnectionUrl,
     pub statements: Vec<String>,
-    /// The daemon judged every statement read-only: the database must refuse any write, so
-    /// that a statement the classifier misjudged (a function with side effects) cannot write
-    /// without the approval a write needs.
+    /// The daemon judged every statement read-only and no human approved them: the database
+    /// must refuse any write, so that a statement the classifier misjudged (a function with
+    /// side effects) cannot write without the approval a write needs.
     pub read_only: bool,
 }
 
