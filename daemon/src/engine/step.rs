@@ -644,14 +644,6 @@ impl Engine {
 /// How much of a process's stdin an approval shows.
 const STDIN_PREVIEW: usize = 64 * 1024;
 
-/// The largest char boundary of `text` at or below `at`.
-fn floor_boundary(text: &str, at: usize) -> usize {
-    (0..=at.min(text.len()))
-        .rev()
-        .find(|&index| text.is_char_boundary(index))
-        .unwrap_or(0)
-}
-
 /// Whether the daemon judges any of a SQL effect's statements to write.
 fn host_judges_writes(spec: &crate::plugins::SqlSpec) -> bool {
     spec.statements
@@ -691,7 +683,7 @@ fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
                         .map(|(name, value)| (name.clone(), serde_json::Value::String(scope.mask_placeholders(value))))
                         .collect::<serde_json::Map<_, _>>(),
                     "cwd": spec.cwd.as_deref().map(|cwd| scope.mask_placeholders(cwd)),
-                    "stdin": stdin.as_deref().map(|stdin| &stdin[..floor_boundary(stdin, STDIN_PREVIEW)]),
+                    "stdin": stdin.as_deref().map(|stdin| &stdin[..stdin.floor_char_boundary(STDIN_PREVIEW)]),
                     "stdin_truncated": stdin.as_ref().is_some_and(|stdin| stdin.len() > STDIN_PREVIEW),
                     "stdin_bytes": stdin.as_ref().map(String::len),
                     "stdin_sha256": stdin

@@ -228,11 +228,7 @@ async fn collect(
             } else {
                 LINE_CAP.min(shown.len().saturating_sub(longest))
             };
-            let end = (0..=keep.min(shown.len()))
-                .rev()
-                .find(|&i| shown.is_char_boundary(i))
-                .unwrap_or(0);
-            shown = &shown[..end];
+            shown = &shown[..shown.floor_char_boundary(keep)];
         }
         // The kept copy has whole lines as they came (masked); a line that was cut, as shown.
         let kept_len = if whole { text.len() } else { shown.len() + 12 };

@@ -118,10 +118,7 @@ impl<'a> SourceMap<'a> {
         message: impl Into<String>,
     ) -> Diagnostic {
         let source = self.source;
-        let mut start = span.start.min(source.len());
-        while !source.is_char_boundary(start) {
-            start -= 1;
-        }
+        let start = source.floor_char_boundary(span.start);
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = source[start..]
             .find('\n')
@@ -130,10 +127,7 @@ impl<'a> SourceMap<'a> {
         let column = source[line_start..start].chars().count() + 1;
         let text = source[line_start..line_end].trim_end_matches('\r');
         // Underline the span on its first line only; at least one caret so it is visible.
-        let mut end = span.end.clamp(start, line_start + text.len());
-        while !source.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = source.floor_char_boundary(span.end.clamp(start, line_start + text.len()));
         let width = source[start..end].chars().count().max(1);
         render(file, line_no, column, text, column, width, message.into())
     }
