@@ -3,15 +3,19 @@
 //!
 //! The daemon runs inside the test's process ([`Daemon::start`]), ready the moment the call
 //! returns; tests for which the process is the point (kill -9, restarts, the daemon's own log
-//! files, its pid) start the real binary with [`Daemon::start_process`].
+//! files, its pid) start the real binary with [`Daemon::start_process`], which returns when
+//! the binary says `READY=1` on its `$NOTIFY_SOCKET`, as systemd waits for it. Nothing here
+//! polls or sleeps to learn that a daemon is up.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod bench;
 pub mod graphql_server;
 pub mod http_server;
 
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -50,6 +54,9 @@ pub struct Daemon {
     pub runbooks: PathBuf,
     pub config: PathBuf,
     child: Option<Child>,
+    /// The socket the spawned binary notifies (`$NOTIFY_SOCKET`), bound anew for each spawn
+    /// so that nothing an earlier process sent is read as the new one's.
+    notify: Option<UnixDatagram>,
     in_process: Option<InProcess>,
 }
 
@@ -90,8 +97,9 @@ impl Daemon {
         daemon
     }
 
-    /// The directories and files of a daemon, with nothing running yet.
-    fn prepare(runbooks: &[(&str, &str)], config: &str) -> Self {
+    /// The directories and files of a daemon, with nothing running: for a test that starts
+    /// `runbookd` itself with [`Daemon::command`].
+    pub fn prepare(runbooks: &[(&str, &str)], config: &str) -> Self {
         let root = tempfile::tempdir().unwrap();
         let runbooks_dir = root.path().join("runbooks");
         std::fs::create_dir_all(&runbooks_dir).unwrap();
@@ -107,6 +115,7 @@ impl Daemon {
             config: config_path,
             root,
             child: None,
+            notify: None,
             in_process: None,
         }
     }
@@ -123,7 +132,8 @@ impl Daemon {
         .unwrap()
     }
 
-    /// The daemon command with this daemon's flags.
+    /// The daemon command with this daemon's flags (and no `$NOTIFY_SOCKET`, even when the
+    /// tests themselves run under a service manager).
     pub fn command(&self) -> Command {
         let mut command = Command::new(binary("runbookd"));
         command
@@ -138,27 +148,34 @@ impl Daemon {
             // Compiling the built-in plugins takes seconds; the test daemons share one cache,
             // as the daemons of one user may.
             .env("RUNBOOK_CACHE_DIR", shared_plugin_cache())
-            .env("RUNBOOK_LOG", "info");
+            .env("RUNBOOK_LOG", "info")
+            .env_remove("NOTIFY_SOCKET");
         command
     }
 
+    /// Spawns the binary and returns once it has said `READY=1`.
     fn spawn(&mut self) {
+        let path = self.root.path().join("notify.sock");
+        // The previous process (if any) is gone: its socket file and queue go with it.
+        let _ = std::fs::remove_file(&path);
+        let notify = UnixDatagram::bind(&path).unwrap();
+        notify.set_nonblocking(true).unwrap();
         let child = self
             .command()
+            .env("NOTIFY_SOCKET", &path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let exited = pidfd(&child);
         self.child = Some(child);
-        self.wait_ready();
-    }
-
-    /// Waits until the daemon answers `Status`.
-    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if self.cli(&["status"]).status.success() {
-                return;
+            if received(&notify)
+                .iter()
+                .any(|message| message.lines().any(|line| line == "READY=1"))
+            {
+                break;
             }
             if let Some(child) = &mut self.child
                 && let Some(status) = child.try_wait().unwrap()
@@ -168,9 +185,42 @@ impl Daemon {
                     self.data_dir.display()
                 );
             }
-            assert!(Instant::now() < deadline, "runbookd did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                Instant::now() < deadline,
+                "runbookd did not say READY=1 within {PATIENCE:?}; see {}/logs",
+                self.data_dir.display()
+            );
+            // Blocks until a datagram arrives or the process ends, whichever comes first.
+            wait_readable(&[notify.as_fd(), exited.as_fd()], deadline);
         }
+        self.notify = Some(notify);
+    }
+
+    /// What the spawned binary has told its service manager since it said `READY=1`, one
+    /// datagram each (`"STOPPING=1\n"` once it begins to stop).
+    pub fn notifications(&self) -> Vec<String> {
+        self.assert_process("notifications");
+        self.notify.as_ref().map(received).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, as a service manager stops the daemon, and waits until it has exited.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.assert_process("a SIGTERM");
+        let child = self.child.as_ref().expect("runbookd was started");
+        let pid = rustix::process::Pid::from_child(child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        self.wait_exit()
+    }
+
+    /// Waits until the daemon's process has exited (after `runbook daemon stop`, say).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.assert_process("an exit");
+        let child = self.child.as_mut().expect("runbookd was started");
+        assert!(
+            exited_within(child, PATIENCE),
+            "runbookd did not exit within {PATIENCE:?}"
+        );
+        child.wait().unwrap()
     }
 
     /// The daemon's process id, for what only the kernel knows of it (`/proc/PID/io`).
@@ -232,8 +282,10 @@ impl Daemon {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
-    /// Waits until runbook `name` is listed as valid: a kind from the plugins directory may
-    /// load after the daemon answers, and until then its runbooks are invalid (unknown kind).
+    /// Waits until runbook `name` is listed as valid: one saved after the daemon started (or
+    /// whose plugin was dropped in then) is loaded by the watcher a moment later. It polls a
+    /// state, not readiness: what the directories held at start is loaded before the daemon
+    /// is ready, so for those the first look answers.
     pub fn wait_valid(&self, name: &str) {
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -345,17 +397,71 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             // SIGTERM first so the daemon removes its socket, as a user's `daemon stop` would.
-            if let Some(pid) =
-                rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0))
-            {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let pid = rustix::process::Pid::from_child(child);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            if !exited_within(child, Duration::from_secs(10)) {
+                let _ = child.kill();
             }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A descriptor that becomes readable when `child` exits (Linux's pidfd), to wait for that
+/// alongside other descriptors instead of polling `try_wait`.
+fn pidfd(child: &Child) -> OwnedFd {
+    rustix::process::pidfd_open(
+        rustix::process::Pid::from_child(child),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .unwrap()
+}
+
+/// Whether `child` exits (or had exited) within `patience`.
+fn exited_within(child: &mut Child, patience: Duration) -> bool {
+    if child.try_wait().ok().flatten().is_some() {
+        return true;
+    }
+    // A child already reaped has no pidfd to open; `try_wait` answered for it above.
+    let Ok(exited) = rustix::process::pidfd_open(
+        rustix::process::Pid::from_child(child),
+        rustix::process::PidfdFlags::empty(),
+    ) else {
+        return true;
+    };
+    wait_readable(&[exited.as_fd()], Instant::now() + patience);
+    child.try_wait().ok().flatten().is_some()
+}
+
+/// Blocks until one of `fds` has input (a datagram, a process's exit) or `deadline` passes.
+fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Instant) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec::try_from(left).unwrap();
+        match rustix::event::poll(&mut polled, Some(&timeout)) {
+            Err(rustix::io::Errno::INTR) => continue,
+            result => {
+                result.unwrap();
+                return;
+            }
+        }
+    }
+}
+
+/// Every datagram waiting on `socket` (non-blocking), as text.
+fn received(socket: &UnixDatagram) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut buffer = [0; 4096];
+    loop {
+        match socket.recv(&mut buffer) {
+            Ok(length) => messages.push(String::from_utf8_lossy(&buffer[..length]).into_owned()),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return messages,
+            Err(err) => panic!("cannot read the notify socket: {err}"),
         }
     }
 }
@@ -368,11 +474,12 @@ struct InProcess {
 }
 
 impl InProcess {
-    /// Binds the socket, opens the daemon and returns once it is open; it then serves until
-    /// dropped.
+    /// Binds the socket, runs the daemon ([`runbookd::run_on`]) and returns once it is ready;
+    /// it then serves until dropped.
     fn start(config: runbookd::Config) -> Self {
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
+        // Unbounded: an error after ready must not block on a receiver that is gone.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let token = shutdown.clone();
         let (ending, ended) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -393,19 +500,17 @@ impl InProcess {
                             return;
                         }
                     };
-                    let socket = runbookd::server::SocketFile::of(&config.socket);
-                    match runbookd::Daemon::open(config, token).await {
-                        Ok(daemon) => {
-                            let _ = ready_tx.send(Ok(()));
-                            if let Err(err) = daemon.serve(listener).await {
-                                eprintln!("runbookd (in the test process) failed: {err:#}");
-                            }
-                        }
-                        Err(err) => {
-                            let _ = ready_tx.send(Err(format!("{err:#}")));
-                        }
+                    // The same `run_on` as the binary's: `ready` is where it says `READY=1`.
+                    let ready = ready_tx.clone();
+                    let result = runbookd::run_on(listener, config, token, move || {
+                        let _ = ready.send(Ok(()));
+                    })
+                    .await;
+                    if let Err(err) = result {
+                        // Before ready, `start` panics with it; after, stderr is all there is.
+                        eprintln!("runbookd (in the test process) failed: {err:#}");
+                        let _ = ready_tx.send(Err(format!("{err:#}")));
                     }
-                    socket.remove();
                 });
                 // Steps still running (a shell step's child) end with the runtime.
                 runtime.shutdown_timeout(Duration::from_secs(5));
@@ -469,6 +574,23 @@ pub fn shared_plugin_cache() -> PathBuf {
         .and_then(Path::parent)
         .unwrap()
         .join("e2e-plugin-cache")
+}
+
+/// The built-in plugins as a daemon without a config file loads them (its limits and HTTP
+/// settings), compiled into the shared cache: for the runbook loader without a daemon.
+pub async fn builtin_plugins() -> runbookd::plugins::PluginHost {
+    // Only the limits and HTTP settings are used: nothing is created in these directories.
+    let unused = tempfile::tempdir().unwrap();
+    let config = runbookd::Config::load(runbookd::config::Overrides {
+        data_dir: Some(unused.path().to_owned()),
+        socket: Some(unused.path().join("runbookd.sock")),
+        cache_dir: Some(shared_plugin_cache()),
+        ..Default::default()
+    })
+    .unwrap();
+    runbookd::plugins::PluginHost::new(config.limits, &config.cache_dir, config.http)
+        .await
+        .unwrap()
 }
 
 /// Runs `future` to completion on a fresh single-threaded runtime.

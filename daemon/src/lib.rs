@@ -2,7 +2,7 @@
 //! plugins, and serves the `runbook` client over gRPC on a private Unix socket.
 //!
 //! `main.rs` parses flags and calls [`run`]; tests bind the socket themselves and call
-//! [`run_on`], or [`Daemon::open`] then [`Daemon::serve`] to know when it is ready.
+//! [`run_on`]. Both learn when the daemon is ready through the `ready` callback.
 
 pub mod catalog;
 pub mod config;
@@ -27,24 +27,34 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-/// Runs the daemon until `shutdown` is cancelled (a signal, or a `Shutdown` request).
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the daemon until `shutdown` is cancelled (a signal, or a `Shutdown` request);
+/// `ready` is called once it is open, as for [`run_on`].
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
     // The socket comes first: a second daemon must stop before it touches the database. The
     // lock is held until the daemon has stopped.
     let (listener, _lock) = server::bind(&config.socket).await?;
-    run_on(listener, config, shutdown).await
+    run_on(listener, config, shutdown, ready).await
 }
 
 /// [`run`] on a listener the caller bound (with [`server::bind`]): clients can connect from
-/// the moment it is bound, and are answered once the daemon is open.
+/// the moment it is bound, and are answered once the daemon is open. `ready` is called at
+/// that moment (recovered runs resumed, about to serve): systemd's `READY=1`, a test's start.
 pub async fn run_on(
     listener: tokio::net::UnixListener,
     config: Config,
     shutdown: CancellationToken,
+    ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     let socket = server::SocketFile::of(&config.socket);
     let result = match Daemon::open(config, shutdown).await {
-        Ok(daemon) => daemon.serve(listener).await,
+        Ok(daemon) => {
+            ready();
+            daemon.serve(listener).await
+        }
         Err(err) => Err(err),
     };
     socket.remove();

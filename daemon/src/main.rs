@@ -1,5 +1,7 @@
-//! `runbookd`: flags, logging and signals; the daemon itself is [`runbookd::run`].
+//! `runbookd`: flags, logging, signals and the service manager's readiness protocol; the
+//! daemon itself is [`runbookd::run`].
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -42,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: no other thread exists yet, so nothing reads the environment meanwhile.
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
+    let notifier = Notifier::from_env();
     let args = Args::parse();
     let config = runbookd::Config::load(runbookd::config::Overrides {
         data_dir: args.data_dir,
@@ -57,8 +60,81 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        runbookd::run(config, shutdown).await
+        // A signal and a `Shutdown` request both stop the daemon through this token: say so
+        // the moment it is cancelled, while the daemon stops.
+        let stopping = {
+            let shutdown = shutdown.clone();
+            let notifier = notifier.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                notifier.notify("STOPPING=1");
+            })
+        };
+        let result = runbookd::run(config, shutdown.clone(), || notifier.notify("READY=1")).await;
+        // The runtime drops unfinished tasks when it ends: a stop that was quick must still
+        // have been told before the process exits.
+        if shutdown.is_cancelled() {
+            let _ = stopping.await;
+        } else {
+            stopping.abort();
+        }
+        result
     })
+}
+
+/// The service manager's notification socket (`sd_notify(3)`): under a `Type=notify` systemd
+/// unit the daemon counts as started only once it says `READY=1`, and the tests' harness
+/// waits for the same datagram instead of polling the socket.
+#[derive(Clone)]
+struct Notifier {
+    /// `$NOTIFY_SOCKET`: a path, or `@name` in Linux's abstract namespace. `None`: nobody asked.
+    socket: Option<OsString>,
+}
+
+impl Notifier {
+    /// Takes `$NOTIFY_SOCKET` out of the environment, so that no process the daemon starts
+    /// inherits it and could speak for the daemon. Call before any other thread exists.
+    fn from_env() -> Self {
+        let socket = std::env::var_os("NOTIFY_SOCKET").filter(|socket| !socket.is_empty());
+        if socket.is_some() {
+            // SAFETY: no other thread exists yet, so nothing reads the environment meanwhile.
+            unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+        }
+        Self { socket }
+    }
+
+    /// Sends `state` (`READY=1`, `STOPPING=1`). A manager that cannot be told is logged and
+    /// otherwise ignored: the daemon serves the same either way.
+    fn notify(&self, state: &str) {
+        let Some(socket) = &self.socket else {
+            return;
+        };
+        match send_notification(socket, state) {
+            Ok(()) => tracing::debug!(state, "told the service manager"),
+            Err(err) => tracing::warn!(
+                socket = %socket.to_string_lossy(),
+                state,
+                "cannot notify the service manager: {err}"
+            ),
+        }
+    }
+}
+
+/// One datagram holding `state` to `socket`, as `sd_notify(3)` sends it.
+fn send_notification(socket: &OsStr, state: &str) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    let address = match socket.as_bytes().strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(socket)?,
+    };
+    let datagram = UnixDatagram::unbound()?;
+    // A manager whose queue is full must not stall the daemon: that send fails and is logged.
+    datagram.set_nonblocking(true)?;
+    datagram.send_to_addr(format!("{state}\n").as_bytes(), &address)?;
+    Ok(())
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
@@ -75,4 +151,53 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn received(socket: &UnixDatagram) -> String {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buffer = [0; 256];
+        let length = socket.recv(&mut buffer).unwrap();
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    }
+
+    #[test]
+    fn a_notification_reaches_a_socket_by_path_or_abstract_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let by_path = UnixDatagram::bind(&path).unwrap();
+        send_notification(path.as_os_str(), "READY=1").unwrap();
+        assert_eq!(received(&by_path), "READY=1\n");
+
+        use std::os::linux::net::SocketAddrExt as _;
+        let name = format!("runbookd-test-{}", std::process::id());
+        let abstract_address =
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let by_name = UnixDatagram::bind_addr(&abstract_address).unwrap();
+        send_notification(OsStr::new(&format!("@{name}")), "STOPPING=1").unwrap();
+        assert_eq!(received(&by_name), "STOPPING=1\n");
+    }
+
+    #[test]
+    fn a_manager_that_cannot_be_told_is_an_error_to_log_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let nobody = dir.path().join("nobody.sock");
+        assert!(send_notification(nobody.as_os_str(), "READY=1").is_err());
+        // What the daemon calls: it logs the error and returns.
+        Notifier {
+            socket: Some(nobody.into_os_string()),
+        }
+        .notify("READY=1");
+        Notifier { socket: None }.notify("READY=1");
+    }
 }

@@ -247,7 +247,9 @@ with = { command = ["echo", "{{ steps.c.output.stdout }}"] }
 }
 
 /// The golden files whose messages come from the runbook's own checks; the others hold what a
-/// plugin reports about its `with` table.
+/// plugin reports about its `with` table. `tests/it/golden.rs` loads every file with the real
+/// plugins (and re-blesses them); these stay here so that the loader's own checks are covered
+/// by its unit tests, without building or loading a plugin.
 const GOLDEN_WITHOUT_PLUGINS: &[&str] = &[
     "bad-condition",
     "bad-duration",
