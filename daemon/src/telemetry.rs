@@ -12,6 +12,11 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 pub fn init(data_dir: &Path) -> anyhow::Result<WorkerGuard> {
     let logs = data_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
+    // The file is on the data directory's disk, which may fill up. The non-blocking writer
+    // never makes a logging thread wait: its worker thread writes the file, drops a line it
+    // cannot write (ENOSPC included; tracing-appender 0.2 ignores write errors), and its
+    // queue is bounded (128,000 lines) and drops new lines when full. So a full disk loses
+    // log lines but never stalls or panics the daemon.
     let (file_writer, guard) =
         tracing_appender::non_blocking(tracing_appender::rolling::daily(&logs, "runbookd.log"));
     let filter = EnvFilter::try_from_env("RUNBOOK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));

@@ -1,17 +1,22 @@
 //! End-to-end tests: the daemon (in the test process, or its real binary where the process is
-//! the point) driven through the real `runbook` binary, the TUI and the gRPC API.
+//! the point) driven through the real `runbook` binary, the TUI and the gRPC API; and the
+//! golden diagnostics of the runbook loader with the real plugins (`golden`).
 #![allow(clippy::unwrap_used)]
 
 mod cli;
 mod convert;
 mod database;
+mod disk;
 mod escape;
 mod flow;
+mod golden;
 mod graphql;
 mod hostile;
 mod http;
 mod invocations;
 mod load;
+mod notify;
+mod pressure;
 mod recovery;
 mod reload;
 mod resilience;

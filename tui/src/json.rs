@@ -276,6 +276,8 @@ pub struct StatusJson<'a> {
     active_runs: u32,
     /// Runs moved aside at start-up because their records could not be read.
     quarantined: Vec<Value>,
+    /// Null while the database writes; else the failed write that stopped it.
+    store_error: Value,
 }
 
 /// The JSON view of the daemon's status; `socket` is the one the client used.
@@ -302,6 +304,11 @@ pub fn status<'a>(s: &'a StatusResponse, socket: &std::path::Path) -> StatusJson
                 })
             })
             .collect(),
+        store_error: if s.store_error.is_empty() {
+            Value::Null
+        } else {
+            serde_json::json!({ "error": s.store_error, "at": time(s.store_error_at) })
+        },
     }
 }
 

@@ -95,7 +95,13 @@ impl RunbookApi for RunbookService {
         &self,
         _: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        let store_failure = self.engine.store().health();
         Ok(Response::new(pb::StatusResponse {
+            store_error: store_failure
+                .as_ref()
+                .map(|failure| failure.error.clone())
+                .unwrap_or_default(),
+            store_error_at: store_failure.map_or(0, |failure| failure.at),
             daemon_version: env!("CARGO_PKG_VERSION").into(),
             protocol_version: runbook_protocol::PROTOCOL_VERSION,
             data_dir: self.info.data_dir.display().to_string(),

@@ -12,8 +12,13 @@ use super::convert;
 use crate::events::EventBus;
 use crate::store::{EventKind, EventRecord, Store};
 
-/// Events buffered per watcher before the sender waits for the client.
-const BUFFER: usize = 256;
+/// Events buffered per watcher before the sender waits for the client. An output event holds
+/// up to 64 KiB of lines, so a watcher whose client does not read holds at most about 2 MiB
+/// here plus a page read from the store ([`PAGE`]); the step it watches never waits for it.
+const BUFFER: usize = 32;
+
+/// Events read from the store at a time.
+const PAGE: usize = 32;
 
 pub fn watch(
     store: Store,
@@ -63,17 +68,9 @@ async fn forward(
     }
     loop {
         match live.recv().await {
-            Ok(event) if event.run_id == run_id && event.seq > last => {
-                if event.seq > last + 1 {
-                    // Something was published out of order; the store has it all.
-                    if catch_up(store, run_id, &mut last, tx).await? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                last = event.seq;
-                let ended = ends_run(&event);
-                if tx.send(Ok(convert::event(&event))).await.is_err() || ended {
+            // The signal only says what is durable now; the events come from the store.
+            Ok(durable) if *durable.run_id == *run_id && durable.seq > last => {
+                if catch_up(store, run_id, &mut last, tx).await? {
                     return Ok(());
                 }
             }
@@ -96,14 +93,19 @@ async fn catch_up(
     last: &mut u64,
     tx: &Sender,
 ) -> Result<bool, Status> {
-    for event in store.events_after(run_id, *last)? {
-        *last = event.seq;
-        let ended = ends_run(&event);
-        if tx.send(Ok(convert::event(&event))).await.is_err() || ended {
-            return Ok(true);
+    loop {
+        let page = store.events_page(run_id, *last, PAGE)?;
+        if page.is_empty() {
+            return Ok(false);
+        }
+        for event in page {
+            *last = event.seq;
+            let ended = ends_run(&event);
+            if tx.send(Ok(convert::event(&event))).await.is_err() || ended {
+                return Ok(true);
+            }
         }
     }
-    Ok(false)
 }
 
 fn ends_run(event: &EventRecord) -> bool {

@@ -8,47 +8,55 @@
 //! through here; the thread also flushes on its own every [`IDLE_FLUSH`] when nobody asked
 //! (a flush with nothing new to write costs next to nothing).
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::{StoreError, StoreHealth};
+
 /// How long written data may stay in memory when no caller asks for a flush: sled's own
 /// default interval, which this thread replaces.
 const IDLE_FLUSH: Duration = Duration::from_millis(500);
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+type Waiter = oneshot::Sender<Result<(), sled::Error>>;
 
 /// The handle to the flusher thread; dropping it flushes once more and joins the thread.
 pub(super) struct Flusher {
+    /// Unbounded, and that is fine: each request is one task or thread waiting for its
+    /// answer, so the callers bound it, and each request is a few bytes.
     requests: Option<mpsc::Sender<Waiter>>,
     thread: Option<JoinHandle<()>>,
+    health: Arc<StoreHealth>,
 }
 
 impl Flusher {
-    /// Starts the thread for `db`.
-    pub(super) fn start(db: sled::Db) -> std::io::Result<Self> {
+    /// Starts the thread for `db`; failed flushes are recorded in `health`.
+    pub(super) fn start(db: sled::Db, health: Arc<StoreHealth>) -> std::io::Result<Self> {
         let (requests, receiver) = mpsc::channel::<Waiter>();
+        let thread_health = Arc::clone(&health);
         let thread = std::thread::Builder::new()
             .name("runbookd-flush".into())
-            .spawn(move || serve(&db, &receiver))?;
+            .spawn(move || serve(&db, &receiver, &thread_health))?;
         Ok(Self {
             requests: Some(requests),
             thread: Some(thread),
+            health,
         })
     }
 
     /// Waits until everything written before this call is on disk.
-    pub(super) async fn flush(&self) -> Result<(), String> {
+    pub(super) async fn flush(&self) -> Result<(), StoreError> {
         let (waiter, done) = oneshot::channel();
         self.requests
             .as_ref()
-            .ok_or("the store is closing")?
+            .ok_or_else(|| StoreError::Flush("the store is closing".into()))?
             .send(waiter)
-            .map_err(|_| "the flusher has stopped".to_owned())?;
+            .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?;
         done.await
-            .map_err(|_| "the flusher stopped before flushing".to_owned())?
+            .map_err(|_| StoreError::Flush("the flusher stopped before flushing".into()))?
+            .map_err(|err| self.health.refuse(err))
     }
 }
 
@@ -62,13 +70,15 @@ impl Drop for Flusher {
     }
 }
 
-fn serve(db: &sled::Db, receiver: &mpsc::Receiver<Waiter>) {
+fn serve(db: &sled::Db, receiver: &mpsc::Receiver<Waiter>, health: &StoreHealth) {
     loop {
         let first = match receiver.recv_timeout(IDLE_FLUSH) {
             Ok(waiter) => waiter,
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Once sled has failed, a flush fails at once with the same error: recording it
+                // again logs nothing (see `StoreHealth::refuse`).
                 if let Err(err) = db.flush() {
-                    tracing::error!(error = %err, "cannot flush the database");
+                    health.refuse(err);
                 }
                 continue;
             }
@@ -81,7 +91,7 @@ fn serve(db: &sled::Db, receiver: &mpsc::Receiver<Waiter>) {
         };
         let mut waiters = vec![first];
         waiters.extend(receiver.try_iter());
-        let result = db.flush().map(drop).map_err(|err| err.to_string());
+        let result = db.flush().map(drop);
         for waiter in waiters {
             // A caller that gave up waiting is fine.
             let _ = waiter.send(result.clone());

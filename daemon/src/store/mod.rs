@@ -46,10 +46,115 @@ pub enum StoreError {
     Migration { from: u32, reason: String },
     #[error("cannot flush the database: {0}")]
     Flush(String),
+    /// A write or flush failed earlier (a full disk, say) and sled refuses every write since:
+    /// see [`StoreHealth`].
+    #[error(
+        "the database refuses writes since a write failed at {}: {error}; free space in the data directory, then restart runbookd",
+        rfc3339(*at)
+    )]
+    Unwritable { error: String, at: i64 },
     #[error("no run matches `{0}`")]
     RunNotFound(String),
     #[error("`{prefix}` matches several runs ({examples}); give more of the id")]
     AmbiguousRunId { prefix: String, examples: String },
+}
+
+/// Whether the database still writes, for `status` and for refusing writes early.
+///
+/// Sled 0.34 keeps the first error of a background log write (ENOSPC from `pwrite`, say) as
+/// its "global error" and fails every later write and flush with it until the database is
+/// opened again: it cannot tell which buffered writes reached the disk, so it stops rather
+/// than write past a hole. The store mirrors that state here, so that `status` can say why
+/// and when, and callers get one clear error instead of sled's bare I/O error.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    failed: std::sync::atomic::AtomicBool,
+    last_failure: Mutex<Option<WriteFailure>>,
+}
+
+/// The first write the database refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// Sled's error, e.g. "IO error: No space left on device (os error 28)".
+    pub error: String,
+    /// Unix ms.
+    pub at: i64,
+}
+
+impl StoreHealth {
+    /// The error a failed write or flush becomes: an I/O error (a full disk) is recorded,
+    /// logged the first time only (not every half second by the idle flush), and reworded
+    /// as [`StoreError::Unwritable`]; any other error is passed on.
+    fn refuse(&self, err: sled::Error) -> StoreError {
+        match err {
+            sled::Error::Io(_) | sled::Error::ReportableBug(_) => {
+                if self.record(&err) {
+                    tracing::error!(
+                        error = %err,
+                        "the database cannot write; it refuses writes until runbookd restarts"
+                    );
+                }
+                self.refusal().unwrap_or(StoreError::Sled(err))
+            }
+            other => StoreError::Sled(other),
+        }
+    }
+
+    /// Records a failed write or flush; true when it is the first.
+    fn record(&self, error: &sled::Error) -> bool {
+        let mut last = guard(&self.last_failure);
+        self.failed
+            .store(true, std::sync::atomic::Ordering::Release);
+        if last.is_some() {
+            return false;
+        }
+        *last = Some(WriteFailure {
+            error: describe(error),
+            at: now_ms(),
+        });
+        true
+    }
+
+    /// The failure that stopped writes, if one did.
+    pub fn failure(&self) -> Option<WriteFailure> {
+        if !self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        guard(&self.last_failure).clone()
+    }
+
+    /// The error every write gets once the database has failed.
+    fn refusal(&self) -> Option<StoreError> {
+        self.failure().map(|failure| StoreError::Unwritable {
+            error: failure.error,
+            at: failure.at,
+        })
+    }
+}
+
+/// Sled's error as a person reads it. Sled wraps the OS error of a failed log write in a new
+/// `io::Error` whose text is the original's `Debug` form (`Custom { kind: StorageFull, error:
+/// "Os { code: 28, .. }" }`); its kind survives, so a full disk or quota reads as the OS says it.
+fn describe(error: &sled::Error) -> String {
+    let sled::Error::Io(io) = error else {
+        return error.to_string();
+    };
+    let errno = match io.kind() {
+        std::io::ErrorKind::StorageFull => Some(rustix::io::Errno::NOSPC),
+        std::io::ErrorKind::QuotaExceeded => Some(rustix::io::Errno::DQUOT),
+        _ => None,
+    };
+    match errno.or_else(|| io.raw_os_error().map(rustix::io::Errno::from_raw_os_error)) {
+        Some(errno) => std::io::Error::from(errno).to_string(),
+        None => io.to_string(),
+    }
+}
+
+/// A Unix-ms time as RFC 3339, for messages.
+fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or_default());
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// Which runs to list.
@@ -111,6 +216,8 @@ struct Inner {
     durable_seq: Mutex<HashMap<String, u64>>,
     /// Bumped whenever `durable_seq` grows, to wake readers waiting for an event to settle.
     durable_changed: tokio::sync::watch::Sender<u64>,
+    /// Whether sled still writes; shared with the flusher, which sees most failures first.
+    health: Arc<StoreHealth>,
     /// Declared last so that it is dropped last: it flushes once more when it goes.
     flusher: flusher::Flusher,
 }
@@ -135,7 +242,8 @@ impl Store {
                 meta.insert("schema_version", serde_json::to_vec(&SCHEMA_VERSION)?)?;
             }
         }
-        let flusher = flusher::Flusher::start(db.clone())
+        let health = Arc::new(StoreHealth::default());
+        let flusher = flusher::Flusher::start(db.clone(), Arc::clone(&health))
             .map_err(|err| StoreError::Flush(err.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -151,6 +259,7 @@ impl Store {
                 last_seq: Mutex::new(HashMap::new()),
                 durable_seq: Mutex::new(HashMap::new()),
                 durable_changed: tokio::sync::watch::Sender::new(0),
+                health,
                 flusher,
             }),
         })
@@ -165,17 +274,35 @@ impl Store {
     /// Makes everything written so far durable. Called before a side effect starts and before
     /// a change is acknowledged; concurrent callers share one disk flush.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flusher.flush().await.map_err(StoreError::Flush)
+        if let Some(refusal) = self.inner.health.refusal() {
+            return Err(refusal);
+        }
+        self.inner.flusher.flush().await?;
+        Ok(())
+    }
+
+    /// Whether the database still writes, and the failure that stopped it if not.
+    pub fn health(&self) -> Option<WriteFailure> {
+        self.inner.health.failure()
+    }
+
+    /// The error a failed write becomes (see [`StoreHealth::refuse`]).
+    fn write_failed(&self, err: sled::Error) -> StoreError {
+        self.inner.health.refuse(err)
     }
 
     /// Stores a runbook version; returns false when that exact content was already stored.
     pub fn put_version(&self, record: &VersionRecord) -> Result<bool, StoreError> {
+        if let Some(refusal) = self.inner.health.refusal() {
+            return Err(refusal);
+        }
         let key = version_key(&record.name, &record.version);
         let value = serde_json::to_vec(record)?;
-        let previous =
-            self.inner
-                .versions
-                .compare_and_swap(key, None as Option<&[u8]>, Some(value))?;
+        let previous = self
+            .inner
+            .versions
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))
+            .map_err(|err| self.write_failed(err))?;
         Ok(previous.is_ok())
     }
 
@@ -203,10 +330,13 @@ impl Store {
             created_at: record.created_at,
             cause: cause.to_owned(),
         };
-        self.inner.history.insert(
-            history_key(&entry.name, entry.number),
-            serde_json::to_vec(&entry)?,
-        )?;
+        self.inner
+            .history
+            .insert(
+                history_key(&entry.name, entry.number),
+                serde_json::to_vec(&entry)?,
+            )
+            .map_err(|err| self.write_failed(err))?;
         Ok(Some(entry))
     }
 
@@ -386,6 +516,32 @@ mod tests {
             .collect();
         assert_eq!(numbers, [(1, "a".into()), (2, "b".into()), (3, "a".into())]);
         assert!(store.history("other").expect("reads").is_empty());
+    }
+
+    #[test]
+    fn a_full_disk_is_recorded_once_and_reads_as_the_os_says_it() {
+        let health = StoreHealth::default();
+        assert!(health.failure().is_none());
+        // What sled 0.34 makes of ENOSPC in its log writer.
+        let enospc = || {
+            sled::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "Os { code: 28, kind: StorageFull, message: \"No space left on device\" }",
+            ))
+        };
+        let refused = health.refuse(enospc()).to_string();
+        assert!(
+            refused.contains(": No space left on device (os error 28); free space"),
+            "{refused}"
+        );
+        let first = health.failure().expect("recorded");
+        assert_eq!(first.error, "No space left on device (os error 28)");
+        assert!(!health.record(&enospc()), "only the first failure is news");
+        assert_eq!(health.failure(), Some(first), "the first failure is kept");
+        assert!(matches!(
+            StoreHealth::default().refuse(sled::Error::Unsupported("x".into())),
+            StoreError::Sled(_)
+        ));
     }
 
     #[test]

@@ -113,6 +113,10 @@ impl Store {
         records: [Vec<Entry>; 3],
         events: Vec<EventKind>,
     ) -> Result<Vec<EventRecord>, StoreError> {
+        // Sled would refuse too, with a bare I/O error; this one says what to do.
+        if let Some(refusal) = self.inner.health.refusal() {
+            return Err(refusal);
+        }
         let mut counters = guard(&self.inner.last_seq);
         let last = match counters.get(run_id) {
             Some(last) => *last,
@@ -151,16 +155,26 @@ impl Store {
             for (key, value) in outputs {
                 self.inner
                     .outputs
-                    .insert(key.as_slice(), value.as_slice())?;
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(|err| self.write_failed(err))?;
             }
             for (key, value) in steps {
-                self.inner.steps.insert(key.as_slice(), value.as_slice())?;
+                self.inner
+                    .steps
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(|err| self.write_failed(err))?;
             }
             for (key, value) in headers {
-                self.inner.runs.insert(key.as_slice(), value.as_slice())?;
+                self.inner
+                    .runs
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(|err| self.write_failed(err))?;
             }
             for (key, value) in &encoded {
-                self.inner.events.insert(key.as_slice(), value.as_slice())?;
+                self.inner
+                    .events
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(|err| self.write_failed(err))?;
             }
             counters.insert(run_id.to_owned(), last + stored.len() as u64);
             return Ok(stored);
@@ -185,7 +199,10 @@ impl Store {
                 }
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
-            .map_err(super::transaction_error)?;
+            .map_err(|err| match err {
+                sled::transaction::TransactionError::Storage(err) => self.write_failed(err),
+                abort => super::transaction_error(abort),
+            })?;
         counters.insert(run_id.to_owned(), last + stored.len() as u64);
         Ok(stored)
     }
@@ -203,10 +220,24 @@ impl Store {
 
     /// Records that `events` are on disk (called after a flush that followed their write).
     pub fn mark_durable(&self, events: &[EventRecord]) {
+        self.mark_durable_seqs(
+            events
+                .iter()
+                .map(|event| (event.run_id.as_str(), event.seq)),
+        );
+    }
+
+    /// Records that runs' events up to these sequence numbers are on disk (called after a
+    /// flush that followed their write).
+    pub fn mark_durable_seqs<'a>(&self, marks: impl IntoIterator<Item = (&'a str, u64)>) {
         let mut durable = guard(&self.inner.durable_seq);
-        for event in events {
-            let seq = durable.entry(event.run_id.clone()).or_default();
-            *seq = (*seq).max(event.seq);
+        for (run_id, seq) in marks {
+            match durable.get_mut(run_id) {
+                Some(durable) => *durable = (*durable).max(seq),
+                None => {
+                    durable.insert(run_id.to_owned(), seq);
+                }
+            }
         }
         drop(durable);
         self.inner
@@ -452,6 +483,17 @@ impl Store {
 
     /// A run's durable events with a sequence number above `after`, in order.
     pub fn events_after(&self, run_id: &str, after: u64) -> Result<Vec<EventRecord>, StoreError> {
+        self.events_page(run_id, after, usize::MAX)
+    }
+
+    /// The first `limit` of a run's durable events with a sequence number above `after`, in
+    /// order: how a watcher reads a long run without holding all of it.
+    pub fn events_page(
+        &self,
+        run_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
         let durable = self.last_seq(run_id)?;
         if durable <= after {
             return Ok(Vec::new());
@@ -461,6 +503,7 @@ impl Store {
         self.inner
             .events
             .range(start..=end)
+            .take(limit)
             .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
             .collect()
     }

@@ -47,6 +47,18 @@ pub async fn status(ctx: &Ctx, out: &mut dyn Write, never_start: bool) -> anyhow
             crate::format::printable(&run.reason)
         )?;
     }
+    if status.store_error.is_empty() {
+        writeln!(out, "store        ok")?;
+    } else {
+        writeln!(
+            out,
+            "store        last write failed: {} at {}; writes are refused: free space in the data directory, then restart runbookd",
+            crate::format::printable(&status.store_error),
+            json::time(status.store_error_at)
+                .as_str()
+                .unwrap_or("an unknown time")
+        )?;
+    }
     if status.started_at > 0 {
         let up = crate::format::duration(crate::format::now_ms() - status.started_at);
         writeln!(out, "up           {up}")?;
