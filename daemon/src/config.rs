@@ -124,6 +124,7 @@ struct RawLimits {
     plugin_call_timeout: Option<String>,
     template_fuel: Option<u64>,
     shutdown_grace: Option<String>,
+    resume_watch: Option<String>,
 }
 
 /// What the command line (and environment) said.
@@ -198,7 +199,13 @@ impl Config {
             };
             connections.insert(name, url);
         }
+        let resume_watch = duration("limits.resume_watch", raw.limits.resume_watch.as_deref())?
+            .unwrap_or(crate::engine::DEFAULT_RESUME_WATCH);
         let policy = Policy {
+            resume_watch: Some(crate::engine::ResumeWatch::new(
+                &absolute(data_dir.clone())?,
+                resume_watch,
+            )),
             connections,
             approvals: raw.approvals,
             step_timeout: duration("limits.step_timeout", raw.limits.step_timeout.as_deref())?

@@ -306,7 +306,9 @@ fn torture(runs: usize, kills: usize, seed: u64) -> Torture {
     let ledger = root.path().join("ledger");
     let mut daemon = Daemon::start_process(
         &[("ledger.toml", &ledger_runbook(&ledger))],
-        "[approvals]\nshell = \"auto\"\n",
+        // The kills here are the test's own, not crashes a run caused: with the crash-loop
+        // guard on, every run being resumed at a kill would be failed instead of resumed.
+        "[approvals]\nshell = \"auto\"\n[limits]\nresume_watch = \"0s\"\n",
     );
     let mut found = Torture::default();
     let mut acknowledged = Vec::new();
@@ -451,4 +453,100 @@ with = {{ command = ["sleep", "60"] }}
         step_status(shown, "long") == "ambiguous"
     });
     assert_eq!(step_status(&shown, "quick"), "completed", "{shown:#}");
+}
+
+/// A chain whose first step runs until killed, then a second step.
+fn hanging_runbook() -> String {
+    r#"
+[[steps]]
+id = "hang"
+uses = "shell"
+with = { command = ["sleep", "60"] }
+
+[[steps]]
+id = "after"
+uses = "shell"
+needs = ["hang"]
+with = { command = ["true"] }
+"#
+    .to_owned()
+}
+
+#[test]
+fn a_run_being_resumed_when_the_daemon_dies_again_is_failed_not_resumed_at_every_start() {
+    let mut daemon = Daemon::start_process(
+        &[("hang.toml", &hanging_runbook())],
+        "[approvals]\nshell = \"auto\"\n[limits]\nresume_watch = \"10m\"\n",
+    );
+    let suspect = daemon.start_run("hang", &[]);
+    daemon.wait_for(&suspect, "the step to run", |shown| {
+        step_status(shown, "hang") == "running"
+    });
+    // The first restart resumes the run (its step is ambiguous: a shell step may have had its
+    // effect) and records that it is resuming it.
+    daemon.restart();
+    daemon.wait_for(&suspect, "the step to be ambiguous", |shown| {
+        step_status(shown, "hang") == "ambiguous"
+    });
+    assert!(
+        daemon.data_dir.join("resuming.json").exists(),
+        "the runs being resumed are on record until the watch has passed"
+    );
+    // A run started after that start is no suspect of it.
+    let bystander = daemon.start_run("hang", &[]);
+    daemon.wait_for(&bystander, "the step to run", |shown| {
+        step_status(shown, "hang") == "running"
+    });
+
+    // The daemon dies again within the watch: the run it was resuming is failed, not resumed.
+    daemon.restart();
+    let shown = daemon.wait_for(&suspect, "the run to end", |shown| {
+        shown["status"] == "failed"
+    });
+    let error = shown["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not resumed") && error.contains("resume_watch"),
+        "the reason says why and what to change: {shown:#}"
+    );
+    let bystander_shown = daemon.wait_for(&bystander, "the step to be ambiguous", |shown| {
+        step_status(shown, "hang") == "ambiguous"
+    });
+    assert_ne!(bystander_shown["status"], "failed", "{bystander_shown:#}");
+    // The bystander was resumed this time, so it is on record now; the suspect is not.
+    let record = std::fs::read_to_string(daemon.data_dir.join("resuming.json")).unwrap();
+    assert!(
+        record.contains(&bystander) && !record.contains(&suspect),
+        "{record}"
+    );
+
+    // A clean stop is no crash: nothing is suspect at the next start.
+    daemon.cli(&["daemon", "stop"]);
+    assert!(!daemon.data_dir.join("resuming.json").exists());
+}
+
+#[test]
+fn runs_resumed_by_a_start_that_stayed_up_for_the_watch_are_resumed_again() {
+    let mut daemon = Daemon::start_process(
+        &[("hang.toml", &hanging_runbook())],
+        "[approvals]\nshell = \"auto\"\n[limits]\nresume_watch = \"1s\"\n",
+    );
+    let run = daemon.start_run("hang", &[]);
+    daemon.wait_for(&run, "the step to run", |shown| {
+        step_status(shown, "hang") == "running"
+    });
+    daemon.restart();
+    let record = daemon.data_dir.join("resuming.json");
+    let deadline = std::time::Instant::now() + runbook_e2e::PATIENCE;
+    while record.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record of resumed runs outlived the watch"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    daemon.restart();
+    let shown = daemon.wait_for(&run, "the run to be resumed", |shown| {
+        step_status(shown, "hang") == "ambiguous"
+    });
+    assert_ne!(shown["status"], "failed", "{shown:#}");
 }

@@ -12,6 +12,7 @@ mod context;
 mod decide;
 mod output;
 mod params;
+mod resume_watch;
 mod schedule;
 mod state;
 mod step;
@@ -38,6 +39,7 @@ use state::RunState;
 
 pub use connections::ConnectionStatus;
 pub use context::status_label;
+pub use resume_watch::{DEFAULT_RESUME_WATCH, ResumeWatch};
 pub use wait::Completion;
 
 /// Whether steps of a kind wait for a human before they run.
@@ -60,6 +62,8 @@ pub struct Policy {
     pub output_budget: u64,
     /// Database connections every runbook may use, by name.
     pub connections: std::collections::BTreeMap<String, crate::plugins::ConnectionUrl>,
+    /// The crash-loop guard of the data directory; `None`: runs are always resumed.
+    pub resume_watch: Option<ResumeWatch>,
 }
 
 impl Policy {
@@ -80,6 +84,7 @@ impl Default for Policy {
             step_timeout: Duration::from_secs(3600),
             output_budget: 8 * 1024 * 1024,
             connections: std::collections::BTreeMap::new(),
+            resume_watch: None,
         }
     }
 }
@@ -507,6 +512,36 @@ impl Engine {
     /// is re-run only if its plugin is idempotent; otherwise it becomes ambiguous.
     pub async fn recover(&self) -> Result<usize, EngineError> {
         let (runs, quarantined) = self.inner.store.unfinished_runs()?;
+        let watch = self.inner.policy.resume_watch.as_ref();
+        let suspects = watch.map(ResumeWatch::suspects).unwrap_or_default();
+        let (runs, suspect_runs): (Vec<_>, Vec<_>) = runs
+            .into_iter()
+            .partition(|run| !suspects.contains(&run.id));
+        for run in suspect_runs {
+            self.fail_unresumed(run, watch.map(ResumeWatch::window).unwrap_or_default())?;
+        }
+        if let Some(watch) = watch {
+            let resuming: Vec<String> = runs.iter().map(|run| run.id.clone()).collect();
+            // The guard must never keep runs from resuming: without its record they resume
+            // as they did before it existed.
+            if let Err(err) = watch.arm(&resuming, now_ms()) {
+                tracing::error!(error = %err, "cannot record the runs being resumed; the crash-loop guard is off for them");
+            }
+            if !resuming.is_empty() {
+                let watch = watch.clone();
+                let stopping = self.inner.stopping.clone();
+                tokio::spawn(async move {
+                    // A stop before the window has passed disarms in `shutdown`.
+                    tokio::select! {
+                        () = tokio::time::sleep(watch.window()) => {}
+                        () = stopping.cancelled() => return,
+                    }
+                    if let Err(err) = watch.disarm() {
+                        tracing::warn!(error = %err, "cannot clear the crash-loop guard's record");
+                    }
+                });
+            }
+        }
         for run in &quarantined {
             tracing::error!(
                 run = %run.run_id,
@@ -516,38 +551,7 @@ impl Engine {
         }
         let count = runs.len();
         for mut run in runs {
-            let mut events = Vec::new();
-            let mut changes = Changes::default();
-            for (position, step) in run.steps.iter_mut().enumerate() {
-                if step.status != StepStatus::Running {
-                    continue;
-                }
-                let idempotent = self
-                    .inner
-                    .plugins
-                    .descriptor(&step.uses)
-                    .is_ok_and(|descriptor| descriptor.idempotent);
-                // Whatever the interrupted attempt started dies before anything can run the
-                // step again: an operator's retry must not run a second copy beside it.
-                for group in &step.process_groups {
-                    let killed = crate::plugins::kill_leftover_group(
-                        group.pgid,
-                        group.started,
-                        &group.boot_id,
-                    );
-                    if killed > 0 {
-                        tracing::warn!(
-                            run = %run.id,
-                            step = %step.id,
-                            pgid = group.pgid,
-                            killed,
-                            "killed processes the interrupted attempt left running"
-                        );
-                    }
-                }
-                events.extend(step.interrupt(idempotent, &run.id, now_ms()));
-                changes.steps.push(position);
-            }
+            let (events, changes) = self.interrupt_running(&mut run);
             if !events.is_empty() {
                 self.commit(&run, &changes, events)?;
             }
@@ -568,6 +572,70 @@ impl Engine {
         }
         self.inner.store.flush().await?;
         Ok(count)
+    }
+
+    /// Records the steps of `run` that were running when the daemon stopped as interrupted
+    /// (see `StepRecord::interrupt`), after killing what their attempts left running.
+    fn interrupt_running(&self, run: &mut RunRecord) -> (Vec<EventKind>, Changes) {
+        let now = now_ms();
+        let mut events = Vec::new();
+        let mut changes = Changes::default();
+        for (position, step) in run.steps.iter_mut().enumerate() {
+            if step.status != StepStatus::Running {
+                continue;
+            }
+            let idempotent = self
+                .inner
+                .plugins
+                .descriptor(&step.uses)
+                .is_ok_and(|descriptor| descriptor.idempotent);
+            // Whatever the interrupted attempt started dies before anything can run the
+            // step again: an operator's retry must not run a second copy beside it.
+            for group in &step.process_groups {
+                let killed =
+                    crate::plugins::kill_leftover_group(group.pgid, group.started, &group.boot_id);
+                if killed > 0 {
+                    tracing::warn!(
+                        run = %run.id,
+                        step = %step.id,
+                        pgid = group.pgid,
+                        killed,
+                        "killed processes the interrupted attempt left running"
+                    );
+                }
+            }
+            events.extend(step.interrupt(idempotent, &run.id, now));
+            changes.steps.push(position);
+        }
+        (events, changes)
+    }
+
+    /// Ends a run that the previous start was resuming when the daemon died within the
+    /// resume watch: its interrupted steps are recorded as after any crash, and the run fails
+    /// with the reason instead of being resumed again.
+    fn fail_unresumed(
+        &self,
+        mut run: RunRecord,
+        window: std::time::Duration,
+    ) -> Result<(), EngineError> {
+        let now = now_ms();
+        let (mut events, mut changes) = self.interrupt_running(&mut run);
+        changes.header = true;
+        let reason = format!(
+            "not resumed: the daemon stopped within {} of resuming this run at its last start, \
+             which a step of this run may have caused; it was failed so that it cannot stop \
+             the daemon at every start (see `[limits] resume_watch`)",
+            humantime::format_duration(window)
+        );
+        tracing::error!(run = %run.id, "run failed instead of resumed: the daemon died while resuming it");
+        run.status = RunStatus::Failed;
+        run.finished_at = now;
+        run.error = Some(reason.clone());
+        events.push(EventKind::RunStatus {
+            status: run.status,
+            error: Some(reason),
+        });
+        self.commit(&run, &changes, events)
     }
 
     /// Runs moved aside because their records could not be read.
@@ -591,6 +659,12 @@ impl Engine {
     /// after a crash).
     pub async fn shutdown(&self, grace: std::time::Duration) {
         self.inner.stopping.cancel();
+        // A clean stop is not a crash: the runs it resumed are not suspects at the next start.
+        if let Some(watch) = &self.inner.policy.resume_watch
+            && let Err(err) = watch.disarm()
+        {
+            tracing::warn!(error = %err, "cannot clear the crash-loop guard's record");
+        }
         self.inner.tasks.close();
         if tokio::time::timeout(grace, self.inner.tasks.wait())
             .await
