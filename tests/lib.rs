@@ -396,6 +396,11 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
+            // A child already reaped (stopped, or waited for by the test) has a pid that may
+            // belong to another process by now: it gets no signal.
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
             // SIGTERM first so the daemon removes its socket, as a user's `daemon stop` would.
             let pid = rustix::process::Pid::from_child(child);
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);

@@ -455,19 +455,21 @@ with = {{ command = ["sleep", "60"] }}
     assert_eq!(step_status(&shown, "quick"), "completed", "{shown:#}");
 }
 
-/// A chain whose first step runs until killed, then a second step.
+/// Two steps that run until killed, one at a time: a start that resumes the run after a
+/// kill has a step to start.
 fn hanging_runbook() -> String {
     r#"
+max_parallel = 1
+
 [[steps]]
 id = "hang"
 uses = "shell"
 with = { command = ["sleep", "60"] }
 
 [[steps]]
-id = "after"
+id = "next"
 uses = "shell"
-needs = ["hang"]
-with = { command = ["true"] }
+with = { command = ["sleep", "60"] }
 "#
     .to_owned()
 }
@@ -482,11 +484,11 @@ fn a_run_being_resumed_when_the_daemon_dies_again_is_failed_not_resumed_at_every
     daemon.wait_for(&suspect, "the step to run", |shown| {
         step_status(shown, "hang") == "running"
     });
-    // The first restart resumes the run (its step is ambiguous: a shell step may have had its
-    // effect) and records that it is resuming it.
+    // The first restart resumes the run (the interrupted step is ambiguous: a shell step may
+    // have had its effect; the other one starts) and records that it is resuming it.
     daemon.restart();
-    daemon.wait_for(&suspect, "the step to be ambiguous", |shown| {
-        step_status(shown, "hang") == "ambiguous"
+    daemon.wait_for(&suspect, "the other step to run", |shown| {
+        step_status(shown, "hang") == "ambiguous" && step_status(shown, "next") == "running"
     });
     assert!(
         daemon.data_dir.join("resuming.json").exists(),
@@ -508,8 +510,9 @@ fn a_run_being_resumed_when_the_daemon_dies_again_is_failed_not_resumed_at_every
         error.contains("not resumed") && error.contains("resume_watch"),
         "the reason says why and what to change: {shown:#}"
     );
-    let bystander_shown = daemon.wait_for(&bystander, "the step to be ambiguous", |shown| {
-        step_status(shown, "hang") == "ambiguous"
+    assert_eq!(step_status(&shown, "next"), "ambiguous", "{shown:#}");
+    let bystander_shown = daemon.wait_for(&bystander, "its other step to run", |shown| {
+        step_status(shown, "next") == "running"
     });
     assert_ne!(bystander_shown["status"], "failed", "{bystander_shown:#}");
     // The bystander was resumed this time, so it is on record now; the suspect is not.
@@ -528,7 +531,7 @@ fn a_run_being_resumed_when_the_daemon_dies_again_is_failed_not_resumed_at_every
 fn runs_resumed_by_a_start_that_stayed_up_for_the_watch_are_resumed_again() {
     let mut daemon = Daemon::start_process(
         &[("hang.toml", &hanging_runbook())],
-        "[approvals]\nshell = \"auto\"\n[limits]\nresume_watch = \"1s\"\n",
+        "[approvals]\nshell = \"auto\"\n[limits]\nresume_watch = \"3s\"\n",
     );
     let run = daemon.start_run("hang", &[]);
     daemon.wait_for(&run, "the step to run", |shown| {
@@ -536,6 +539,10 @@ fn runs_resumed_by_a_start_that_stayed_up_for_the_watch_are_resumed_again() {
     });
     daemon.restart();
     let record = daemon.data_dir.join("resuming.json");
+    assert!(
+        record.exists(),
+        "the resumed run is on record for the watch"
+    );
     let deadline = std::time::Instant::now() + runbook_e2e::PATIENCE;
     while record.exists() {
         assert!(
@@ -546,7 +553,7 @@ fn runs_resumed_by_a_start_that_stayed_up_for_the_watch_are_resumed_again() {
     }
     daemon.restart();
     let shown = daemon.wait_for(&run, "the run to be resumed", |shown| {
-        step_status(shown, "hang") == "ambiguous"
+        step_status(shown, "next") == "ambiguous" && shown["status"] != "running"
     });
     assert_ne!(shown["status"], "failed", "{shown:#}");
 }

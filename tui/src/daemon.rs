@@ -88,6 +88,9 @@ impl Target {
         if let Some(dir) = &self.runbooks {
             command.arg("--runbooks").arg(absolute(dir));
         }
+        // A client run inside a service manager's unit must not make the daemon it starts
+        // report readiness to that unit's manager.
+        command.env_remove("NOTIFY_SOCKET");
         // Its own process group, so that Ctrl-C in this terminal does not stop the daemon
         // along with the client; no inherited stdio, so it never writes over a TUI.
         use std::os::unix::process::CommandExt;

@@ -512,22 +512,59 @@ impl Engine {
     /// is re-run only if its plugin is idempotent; otherwise it becomes ambiguous.
     pub async fn recover(&self) -> Result<usize, EngineError> {
         let (runs, quarantined) = self.inner.store.unfinished_runs()?;
+        for run in &quarantined {
+            tracing::error!(
+                run = %run.run_id,
+                reason = %run.reason,
+                "run quarantined: its records cannot be read; it is kept aside, not resumed"
+            );
+        }
         let watch = self.inner.policy.resume_watch.as_ref();
         let suspects = watch.map(ResumeWatch::suspects).unwrap_or_default();
-        let (runs, suspect_runs): (Vec<_>, Vec<_>) = runs
-            .into_iter()
-            .partition(|run| !suspects.contains(&run.id));
-        for run in suspect_runs {
-            self.fail_unresumed(run, watch.map(ResumeWatch::window).unwrap_or_default())?;
+        let mut resumed = Vec::new();
+        for mut run in runs {
+            if suspects.contains(&run.id) {
+                // The guard must never keep the daemon from starting: a run that cannot be
+                // failed now is failed at the next start, as its id stays on record.
+                if let Err(err) =
+                    self.fail_unresumed(run, watch.map(ResumeWatch::window).unwrap_or_default())
+                {
+                    tracing::error!(error = %err, "cannot fail a run the crash-loop guard names");
+                }
+                continue;
+            }
+            let (events, changes) = self.interrupt_running(&mut run);
+            if !events.is_empty() {
+                self.commit(&run, &changes, events)?;
+            }
+            let runbook = match self.pinned_runbook(&run) {
+                Ok(runbook) => runbook,
+                // Its version cannot be read: the other runs still recover.
+                Err(err) => {
+                    let reason = format!("its runbook version cannot be loaded: {err}");
+                    tracing::error!(run = %run.id, reason = %reason, "run quarantined");
+                    self.inner.store.quarantine(&run.id, &reason)?;
+                    continue;
+                }
+            };
+            resumed.push((run, runbook));
         }
+        // What was recorded above is on disk before anything runs, and before the guard's
+        // record forgets the runs failed above.
+        self.inner.store.flush().await?;
         if let Some(watch) = watch {
-            let resuming: Vec<String> = runs.iter().map(|run| run.id.clone()).collect();
-            // The guard must never keep runs from resuming: without its record they resume
-            // as they did before it existed.
-            if let Err(err) = watch.arm(&resuming, now_ms()) {
+            // Only runs that start something when resumed can bring the daemon down: one
+            // that waits for an approval or an operator's decision, or is paused, cannot.
+            let working: Vec<String> = resumed
+                .iter()
+                .filter(|(run, _)| resumes_work(run))
+                .map(|(run, _)| run.id.clone())
+                .collect();
+            // Without its record the runs resume as they did before the guard existed.
+            if let Err(err) = watch.arm(&working, now_ms()) {
                 tracing::error!(error = %err, "cannot record the runs being resumed; the crash-loop guard is off for them");
             }
-            if !resuming.is_empty() {
+            if !working.is_empty() {
                 let watch = watch.clone();
                 let stopping = self.inner.stopping.clone();
                 tokio::spawn(async move {
@@ -542,35 +579,13 @@ impl Engine {
                 });
             }
         }
-        for run in &quarantined {
-            tracing::error!(
-                run = %run.run_id,
-                reason = %run.reason,
-                "run quarantined: its records cannot be read; it is kept aside, not resumed"
-            );
-        }
-        let count = runs.len();
-        for mut run in runs {
-            let (events, changes) = self.interrupt_running(&mut run);
-            if !events.is_empty() {
-                self.commit(&run, &changes, events)?;
-            }
+        let count = resumed.len();
+        for (run, runbook) in resumed {
             tracing::info!(run = %run.id, "resuming run");
-            let runbook = match self.pinned_runbook(&run) {
-                Ok(runbook) => runbook,
-                // Its version cannot be read: the other runs still recover.
-                Err(err) => {
-                    let reason = format!("its runbook version cannot be loaded: {err}");
-                    tracing::error!(run = %run.id, reason = %reason, "run quarantined");
-                    self.inner.store.quarantine(&run.id, &reason)?;
-                    continue;
-                }
-            };
             let id = run.id.clone();
             self.activate_with(run, runbook);
             self.schedule(id);
         }
-        self.inner.store.flush().await?;
         Ok(count)
     }
 
@@ -621,6 +636,16 @@ impl Engine {
         let now = now_ms();
         let (mut events, mut changes) = self.interrupt_running(&mut run);
         changes.header = true;
+        // Nothing of a failed run runs or waits any more; a step whose result is unknown
+        // stays ambiguous, which says so.
+        for (position, step) in run.steps.iter_mut().enumerate() {
+            if !step.status.is_terminal() && step.status != StepStatus::Ambiguous {
+                events.extend(step.cancel(now));
+                if !changes.steps.contains(&position) {
+                    changes.steps.push(position);
+                }
+            }
+        }
         let reason = format!(
             "not resumed: the daemon stopped within {} of resuming this run at its last start, \
              which a step of this run may have caused; it was failed so that it cannot stop \
@@ -943,4 +968,19 @@ pub fn run_status_label(status: RunStatus) -> String {
         .ok()
         .and_then(|value| value.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Whether resuming `run` starts something: a step to run (or to run again), an async wait
+/// to look at, or a retry due. A paused run, and one whose steps only wait for an approval
+/// or an operator's decision, start nothing.
+fn resumes_work(run: &RunRecord) -> bool {
+    run.status != RunStatus::Paused
+        && run.steps.iter().any(|step| match step.status {
+            StepStatus::Pending | StepStatus::Running => true,
+            StepStatus::Waiting => step
+                .approval
+                .as_ref()
+                .is_none_or(|approval| approval.decision.is_some()),
+            _ => false,
+        })
 }

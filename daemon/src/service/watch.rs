@@ -58,16 +58,25 @@ async fn forward(
     if catch_up(store, run_id, &mut last, tx).await? {
         return Ok(());
     }
+    // A run's record is written before its events are durable: an ended run is read once
+    // every event written for it is on disk, so that its last events are not cut off.
     if store
-        .run(run_id)?
-        .is_some_and(|run| run.status.is_terminal())
+        .settled_run(run_id, super::SETTLE_PATIENCE)
+        .await?
+        .is_some_and(|(run, _)| run.status.is_terminal())
     {
         // It ended: send whatever was stored after the first read, then stop.
         catch_up(store, run_id, &mut last, tx).await?;
         return Ok(());
     }
     loop {
-        match live.recv().await {
+        // A client that left is noticed at once, not at the next event: a run that waits
+        // for days must not keep a watcher of nobody.
+        let signal = tokio::select! {
+            signal = live.recv() => signal,
+            () = tx.closed() => return Ok(()),
+        };
+        match signal {
             // The signal only says what is durable now; the events come from the store.
             Ok(durable) if *durable.run_id == *run_id && durable.seq > last => {
                 if catch_up(store, run_id, &mut last, tx).await? {
