@@ -689,3 +689,29 @@ pub fn fan_runbook(
     }
     text
 }
+
+/// The peak resident memory of process `pid`, in KiB, since it started or since the last
+/// [`reset_peak_rss`] (`VmHWM` of `/proc/PID/status`).
+pub fn peak_rss_kib(pid: u64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Starts a new peak for [`peak_rss_kib`] at the process's present size (Linux's
+/// `clear_refs` with 5), so that what came before (compiling plugins into a cold cache, say)
+/// is not counted against what a test measures next.
+pub fn reset_peak_rss(pid: u64) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+}
+
+/// Compiles the built-in plugins into the shared cache unless they are already there, so
+/// that a daemon started next loads them compiled: for tests of the daemon's memory, which a
+/// daemon that compiles its plugins at start (some hundreds of MB in a debug build, not all
+/// given back) would swamp.
+pub fn warm_plugin_cache() {
+    block_on(async { drop(builtin_plugins().await) });
+}
