@@ -715,3 +715,25 @@ pub fn reset_peak_rss(pid: u64) {
 pub fn warm_plugin_cache() {
     block_on(async { drop(builtin_plugins().await) });
 }
+
+/// A daemon process whose runbook `chatty` has one shell step `yes` that prints `first`,
+/// `printed` bytes of `y` lines and `last`, with `budget` bytes of output stored per attempt;
+/// the plugin cache is warm and the daemon's peak memory starts at its start (see
+/// [`reset_peak_rss`]). Returns the daemon and its pid.
+pub fn chatty_daemon(printed: u64, budget: u64) -> (Daemon, u64) {
+    warm_plugin_cache();
+    let daemon = Daemon::start_process(
+        &[(
+            "chatty.toml",
+            &format!(
+                "[[steps]]\nid = \"yes\"\nuses = \"shell\"\n\
+                 with = {{ script = \"echo first; yes | head -c {printed}; echo; echo last\" }}\n"
+            ),
+        )],
+        &format!("[approvals]\nshell = \"auto\"\n[limits]\nstep_output_bytes = {budget}\n"),
+    );
+    let pid = daemon.json(&["status"])["pid"].as_u64().unwrap();
+    // What the start needed (compiling the plugins into a cold cache) is not the step's.
+    reset_peak_rss(pid);
+    (daemon, pid)
+}

@@ -214,25 +214,13 @@ impl DaemonEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Changes, EventKind, OutputStream, RunRecord, RunStatus, StepRecord};
+    use crate::store::{Changes, EventKind, OutputStream};
 
     #[tokio::test]
     async fn a_flood_of_stored_events_waits_as_one_number_and_reaches_watchers_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        let run = RunRecord {
-            id: "r1".into(),
-            runbook: "rb".into(),
-            version: "v".into(),
-            status: RunStatus::Running,
-            params: serde_json::Map::new(),
-            steps: vec![StepRecord::pending("a", "shell")],
-            created_at: 1,
-            started_at: 1,
-            finished_at: 0,
-            error: None,
-            dry_run: false,
-        };
+        let run = crate::store::tests::run("r1");
         let bus = EventBus::default();
         let mut signals = bus.subscribe();
         let publisher = DurablePublisher::spawn(store.clone(), bus);

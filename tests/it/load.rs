@@ -107,22 +107,9 @@ fn size_of(dir: &std::path::Path) -> u64 {
 
 #[test]
 fn a_chatty_step_keeps_the_start_and_the_end_of_its_output_within_its_budget() {
-    runbook_e2e::warm_plugin_cache();
     const BUDGET: u64 = 256 * 1024;
     const PRINTED: u64 = 64 * 1024 * 1024;
-    let daemon = Daemon::start_process(
-        &[(
-            "chatty.toml",
-            &format!(
-                "[[steps]]\nid = \"yes\"\nuses = \"shell\"\n\
-                 with = {{ script = \"echo first; yes | head -c {PRINTED}; echo; echo last\" }}\n"
-            ),
-        )],
-        &format!("[approvals]\nshell = \"auto\"\n[limits]\nstep_output_bytes = {BUDGET}\n"),
-    );
-    let pid = daemon.json(&["status"])["pid"].as_u64().unwrap();
-    // What the start needed (compiling the plugins into a cold cache) is not the step's.
-    runbook_e2e::reset_peak_rss(pid);
+    let (daemon, pid) = runbook_e2e::chatty_daemon(PRINTED, BUDGET);
     let data = daemon.data_dir.join("db");
     let before = size_of(if data.exists() {
         &data

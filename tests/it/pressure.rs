@@ -8,30 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use runbook_e2e::Daemon;
 use runbook_protocol::v1 as pb;
 
 /// The daemon's peak resident memory so far, in KiB.
 #[test]
 fn a_slow_watcher_of_a_chatty_step_gets_every_event_in_order_and_the_daemon_stays_bounded() {
-    runbook_e2e::warm_plugin_cache();
     // A budget this large stores 16 MiB of the output as it comes (256 events of 64 KiB) and
     // 16 MiB more at the end, so that the watcher has far more to read than it keeps up with.
     const BUDGET: u64 = 32 * 1024 * 1024;
     const PRINTED: u64 = 64 * 1024 * 1024;
-    let daemon = Daemon::start_process(
-        &[(
-            "chatty.toml",
-            &format!(
-                "[[steps]]\nid = \"yes\"\nuses = \"shell\"\n\
-                 with = {{ script = \"echo first; yes | head -c {PRINTED}; echo; echo last\" }}\n"
-            ),
-        )],
-        &format!("[approvals]\nshell = \"auto\"\n[limits]\nstep_output_bytes = {BUDGET}\n"),
-    );
-    let pid = daemon.json(&["status"])["pid"].as_u64().unwrap();
-    // What the start needed (compiling the plugins into a cold cache) is not the step's.
-    runbook_e2e::reset_peak_rss(pid);
+    let (daemon, pid) = runbook_e2e::chatty_daemon(PRINTED, BUDGET);
     let idle = runbook_e2e::peak_rss_kib(pid);
     let run = daemon.start_run("chatty", &[]);
 

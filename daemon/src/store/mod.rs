@@ -424,10 +424,11 @@ fn history_key(name: &str, number: u32) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn run(id: &str) -> RunRecord {
+    /// A running run `id` with one pending shell step `a`: the smallest run to store.
+    pub(crate) fn run(id: &str) -> RunRecord {
         RunRecord {
             id: id.into(),
             runbook: "rb".into(),
