@@ -511,6 +511,11 @@ impl InProcess {
                         let _ = ready.send(Ok(()));
                     })
                     .await;
+                    if let Ok(runbookd::Exit::Reopen) = result {
+                        eprintln!(
+                            "runbookd (in the test process) stopped to reopen its database: only the binary restarts in place"
+                        );
+                    }
                     if let Err(err) = result {
                         // Before ready, `start` panics with it; after, stderr is all there is.
                         eprintln!("runbookd (in the test process) failed: {err:#}");

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod plugins;
+pub mod reopen;
 pub mod runbook;
 pub mod server;
 pub mod service;
@@ -27,13 +28,24 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-/// Runs the daemon until `shutdown` is cancelled (a signal, or a `Shutdown` request);
-/// `ready` is called once it is open, as for [`run_on`].
+/// Why the daemon stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It was asked to (a signal, a `Shutdown` request).
+    Stopped,
+    /// Its database failed a write and the data directory takes writes again: the database
+    /// must be opened afresh, which a new process does ([`reopen`]). `runbookd` executes itself
+    /// again; a caller that cannot simply stops.
+    Reopen,
+}
+
+/// Runs the daemon until `shutdown` is cancelled (a signal, or a `Shutdown` request) or its
+/// database must be reopened; `ready` is called once it is open, as for [`run_on`].
 pub async fn run(
     config: Config,
     shutdown: CancellationToken,
     ready: impl FnOnce(),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Exit> {
     // The socket comes first: a second daemon must stop before it touches the database. The
     // lock is held until the daemon has stopped.
     let (listener, _lock) = server::bind(&config.socket).await?;
@@ -48,7 +60,7 @@ pub async fn run_on(
     config: Config,
     shutdown: CancellationToken,
     ready: impl FnOnce(),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Exit> {
     let socket = server::SocketFile::of(&config.socket);
     let result = match Daemon::open(config, shutdown).await {
         Ok(daemon) => {
@@ -143,8 +155,9 @@ impl Daemon {
         })
     }
 
-    /// Answers on `listener` until shutdown, then stops the runs and flushes the store.
-    pub async fn serve(self, listener: tokio::net::UnixListener) -> anyhow::Result<()> {
+    /// Answers on `listener` until shutdown, then stops the runs and flushes the store; or,
+    /// once a failed database can be written again, stops at once for a restart in place.
+    pub async fn serve(self, listener: tokio::net::UnixListener) -> anyhow::Result<Exit> {
         let Self {
             started_at,
             data_dir,
@@ -160,18 +173,27 @@ impl Daemon {
             .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("cannot build the reflection service")?;
+        let probe_dir = data_dir.clone();
         let info = service::DaemonInfo {
             data_dir,
             runbooks_dir,
             started_at,
             shutdown_grace,
         };
+        // Serving stops when asked to, or when the store is to be reopened.
+        let stop = shutdown.child_token();
+        let reopen = tokio::spawn(reopen::when_writable(
+            store.clone(),
+            probe_dir,
+            stop.clone(),
+        ));
         let api = service::RunbookService::new(
             engine.clone(),
             vault,
             daemon_events,
             info,
             shutdown.clone(),
+            stop.clone(),
         );
         tonic::transport::Server::builder()
             .add_service(
@@ -180,12 +202,21 @@ impl Daemon {
                     .max_encoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES),
             )
             .add_service(reflection)
-            .serve_with_incoming_shutdown(server::incoming(listener), shutdown.cancelled())
+            .serve_with_incoming_shutdown(server::incoming(listener), stop.cancelled())
             .await
             .context("the gRPC server failed")?;
+        stop.cancel();
+        let reopening = reopen.await.unwrap_or(false) && !shutdown.is_cancelled();
+        if reopening {
+            // Nothing a step does from here on could be recorded: what is still running is
+            // left to crash recovery, as after a kill, and the last flush would only fail.
+            tracing::info!("stopping to reopen the database");
+            engine.shutdown(std::time::Duration::ZERO).await;
+            return Ok(Exit::Reopen);
+        }
         tracing::info!("shutting down");
         engine.shutdown(shutdown_grace).await;
         store.flush().await?;
-        Ok(())
+        Ok(Exit::Stopped)
     }
 }

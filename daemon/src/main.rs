@@ -55,9 +55,9 @@ fn main() -> anyhow::Result<()> {
     })?;
     // Before the log directory inside it, which would otherwise create it with the umask's mode.
     config.create_data_dir()?;
-    let _log_guard = runbookd::telemetry::init(&config.data_dir)?;
+    let log_guard = runbookd::telemetry::init(&config.data_dir)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let exit = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         // A signal and a `Shutdown` request both stop the daemon through this token: say so
@@ -79,7 +79,33 @@ fn main() -> anyhow::Result<()> {
             stopping.abort();
         }
         result
-    })
+    })?;
+    if exit == runbookd::Exit::Reopen {
+        // Every task ends and every file is closed before the new image starts, and the log
+        // says so before its writer goes.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        drop(log_guard);
+        return Err(restart_in_place(&notifier));
+    }
+    Ok(())
+}
+
+/// Executes this binary again in this process, with the same arguments and environment
+/// (and the service manager's socket, taken out of the environment at the start): the pid,
+/// and with it a service manager's or a parent's view of the daemon, stays the same. Returns
+/// only when that fails.
+fn restart_in_place(notifier: &Notifier) -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    let mut args = std::env::args_os();
+    let name = args.next().unwrap_or_else(|| "runbookd".into());
+    // The running binary even if its file was replaced or removed since.
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command.arg0(name).args(args);
+    if let Some(socket) = &notifier.socket {
+        command.env("NOTIFY_SOCKET", socket);
+    }
+    let err = command.exec();
+    anyhow::anyhow!("cannot restart runbookd in place to reopen its database: {err}")
 }
 
 /// The service manager's notification socket (`sd_notify(3)`): under a `Type=notify` systemd

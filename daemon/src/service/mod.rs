@@ -43,7 +43,11 @@ pub struct RunbookService {
     vault: Vault,
     daemon_events: DaemonEvents,
     info: DaemonInfo,
+    /// Cancelled by a `Shutdown` request: the whole daemon stops.
     shutdown: CancellationToken,
+    /// Cancelled when serving stops (a shutdown, or a restart in place): open streams end
+    /// then, as they would hold the server's graceful stop.
+    serving_ends: CancellationToken,
 }
 
 impl RunbookService {
@@ -53,6 +57,7 @@ impl RunbookService {
         daemon_events: DaemonEvents,
         info: DaemonInfo,
         shutdown: CancellationToken,
+        serving_ends: CancellationToken,
     ) -> Self {
         Self {
             engine,
@@ -60,6 +65,7 @@ impl RunbookService {
             daemon_events,
             info,
             shutdown,
+            serving_ends,
         }
     }
 
@@ -249,7 +255,7 @@ impl RunbookApi for RunbookService {
         let events = tokio_stream::wrappers::BroadcastStream::new(self.daemon_events.subscribe());
         // The stream ends with the daemon: an open stream would hold the graceful shutdown.
         let events =
-            futures::StreamExt::take_until(events, self.shutdown.clone().cancelled_owned());
+            futures::StreamExt::take_until(events, self.serving_ends.clone().cancelled_owned());
         let stream = tokio_stream::StreamExt::filter_map(events, |received| match received {
             Ok((time, event)) => Some(Ok(convert::daemon_event(time, &event))),
             // A client this far behind re-reads the lists; the stream itself goes on.
@@ -396,7 +402,7 @@ impl RunbookApi for RunbookService {
             self.engine.bus().clone(),
             id,
             request.after_seq,
-            self.shutdown.clone(),
+            self.serving_ends.clone(),
         );
         Ok(Response::new(Box::pin(stream)))
     }

@@ -49,7 +49,7 @@ pub enum StoreError {
     /// A write or flush failed earlier (a full disk, say) and sled refuses every write since:
     /// see [`StoreHealth`].
     #[error(
-        "the database refuses writes since a write failed at {}: {error}; free space in the data directory, then restart runbookd",
+        "the database refuses writes since a write failed at {}: {error}; free space in the data directory: runbookd restarts by itself once it can write there again",
         rfc3339(*at)
     )]
     Unwritable { error: String, at: i64 },
@@ -91,7 +91,7 @@ impl StoreHealth {
                 if self.record(&err) {
                     tracing::error!(
                         error = %err,
-                        "the database cannot write; it refuses writes until runbookd restarts"
+                        "the database cannot write; it refuses writes until the data directory takes writes again and runbookd restarts in place"
                     );
                 }
                 self.refusal().unwrap_or(StoreError::Sled(err))

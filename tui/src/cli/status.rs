@@ -52,7 +52,7 @@ pub async fn status(ctx: &Ctx, out: &mut dyn Write, never_start: bool) -> anyhow
     } else {
         writeln!(
             out,
-            "store        last write failed: {} at {}; writes are refused: free space in the data directory, then restart runbookd",
+            "store        last write failed: {} at {}; writes are refused: free space in the data directory, and runbookd restarts by itself",
             crate::format::printable(&status.store_error),
             json::time(status.store_error_at)
                 .as_str()
