@@ -15,6 +15,8 @@ use runbookd::plugins::{Grant, Limits, Origin, PluginHost, StepContext};
 use runbookd::store::{Changes, EventKind, RunRecord, RunStatus, StepRecord, StepStatus, Store};
 
 const STEPS: usize = 1000;
+/// Steps per timed window of the whole engine's row.
+const WINDOW: usize = 50;
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -171,7 +173,16 @@ async fn bench() -> anyhow::Result<()> {
     );
     row("plugin instantiate + call (noop)", &mut calls);
     row("store commit (run + event, no flush)", &mut commits);
-    row("engine, per sequential step (all of it)", &mut completions);
+    // Events reach a reader in batches, as flushes make them durable, so one completion's
+    // arrival says little about its own step: a window of steps is timed instead.
+    let mut windows: Vec<Duration> = completions
+        .chunks_exact(WINDOW)
+        .map(|window| window.iter().sum::<Duration>() / u32::try_from(WINDOW).unwrap_or(1))
+        .collect();
+    row(
+        "engine, per sequential step (50-step windows)",
+        &mut windows,
+    );
     println!("whole run: {total:?} for {STEPS} steps; goal: median per step under 50 µs");
     Ok(())
 }
