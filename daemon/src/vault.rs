@@ -11,14 +11,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::sync::{Arc, Mutex};
 
+pub use crate::store::{AuditAction, AuditEntry};
+use crate::store::{SecretRecord, SecretRecords, Store, StoreError, now_ms};
 use age::x25519::{Identity, Recipient};
 use secrecy::zeroize::Zeroize as _;
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use sled::Transactional as _;
-
-use crate::store::{Store, now_ms};
 
 /// The key file's name inside the data directory.
 pub const KEY_FILE: &str = "vault.key";
@@ -26,11 +24,6 @@ pub const KEY_FILE: &str = "vault.key";
 pub const MAX_NAME_LEN: usize = 128;
 /// The largest secret value accepted, in bytes.
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
-
-/// Tree of `name -> SecretRecord`.
-const SECRETS_TREE: &str = "secrets";
-/// Tree of `big-endian u64 sequence -> AuditEntry`, only ever appended to.
-const AUDIT_TREE: &str = "secrets_audit";
 
 /// What can go wrong with the vault. No variant carries a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -81,10 +74,8 @@ pub enum VaultError {
     Encrypt { name: String, reason: String },
     #[error("corrupt vault record {what} in the database: {reason}")]
     Corrupt { what: String, reason: String },
-    #[error("database error: {0}")]
-    Store(#[from] sled::Error),
     #[error(transparent)]
-    Flush(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
 }
 
 /// What is known about a secret, without its value.
@@ -99,43 +90,6 @@ pub struct SecretInfo {
     pub updated_by: String,
 }
 
-/// What was done to a secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuditAction {
-    Set,
-    Rm,
-}
-
-impl AuditAction {
-    /// `set` or `rm`, as the CLI and the API show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Set => "set",
-            Self::Rm => "rm",
-        }
-    }
-}
-
-/// One change to the vault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// Unix milliseconds.
-    pub at: i64,
-    pub action: AuditAction,
-    pub name: String,
-    pub by: String,
-}
-
-/// A secret as stored: the age ciphertext (hex) and its metadata.
-#[derive(Debug, Serialize, Deserialize)]
-struct SecretRecord {
-    ciphertext: String,
-    created_at: i64,
-    updated_at: i64,
-    updated_by: String,
-}
-
 /// A cloneable handle to the vault.
 #[derive(Clone)]
 pub struct Vault {
@@ -147,8 +101,7 @@ struct Inner {
     recipient: Recipient,
     /// Ties placeholders to this key: stable across restarts, unguessable without the key.
     nonce: String,
-    secrets: sled::Tree,
-    audit: sled::Tree,
+    records: SecretRecords,
     /// For flushes, which go through the store's one flusher.
     store: Store,
     /// Held while a change and its audit entry are written, so that audit sequence numbers are
@@ -160,7 +113,7 @@ struct Inner {
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vault")
-            .field("secrets", &self.inner.secrets.len())
+            .field("secrets", &self.inner.records.count())
             .finish_non_exhaustive()
     }
 }
@@ -170,17 +123,16 @@ impl Vault {
     /// key (mode 0600) when there is none yet. Refuses a key file that group or others may
     /// access, or that another user owns.
     pub fn open(store: &Store, data_dir: &Path) -> Result<Self, VaultError> {
-        let secrets = store.tree(SECRETS_TREE)?;
-        let audit = store.tree(AUDIT_TREE)?;
+        let records = store.secret_records()?;
         let path = data_dir.join(KEY_FILE);
         let identity = match read_key(&path)? {
             Some(identity) => identity,
-            None if !secrets.is_empty() => {
+            None if records.count() > 0 => {
                 // A new key could not decrypt the values already stored: say so now rather
                 // than at the first run that needs one.
                 return Err(VaultError::KeyLost {
                     path,
-                    count: secrets.len(),
+                    count: records.count(),
                 });
             }
             None => create_key(&path)?,
@@ -195,8 +147,7 @@ impl Vault {
                 recipient: identity.to_public(),
                 identity,
                 nonce,
-                secrets,
-                audit,
+                records,
                 store: store.clone(),
                 write_lock: Mutex::new(()),
             }),
@@ -205,24 +156,15 @@ impl Vault {
 
     /// The names of every secret, sorted.
     pub fn names(&self) -> Vec<String> {
-        // sled iterates keys in byte order, which for these ASCII names is sorted order.
-        self.inner
-            .secrets
-            .iter()
-            .keys()
-            .filter_map(|key| match key {
-                Ok(key) => Some(String::from_utf8_lossy(&key).into_owned()),
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot read the secret names");
-                    None
-                }
-            })
-            .collect()
+        self.inner.records.names().unwrap_or_else(|err| {
+            tracing::error!(error = %err, "cannot read the secret names");
+            Vec::new()
+        })
     }
 
     /// The value of secret `name`, decrypted now; `None` when there is no such secret.
     pub fn reveal(&self, name: &str) -> Result<Option<SecretString>, VaultError> {
-        let Some(record) = self.record(name)? else {
+        let Some(record) = self.inner.records.get(name)? else {
             return Ok(None);
         };
         let ciphertext = hex::decode(&record.ciphertext).map_err(|err| VaultError::Corrupt {
@@ -288,7 +230,11 @@ impl Vault {
         let info = {
             let _guard = lock(&self.inner.write_lock);
             let now = now_ms();
-            let created_at = self.record(name)?.map_or(now, |old| old.created_at);
+            let created_at = self
+                .inner
+                .records
+                .get(name)?
+                .map_or(now, |old| old.created_at);
             let record = SecretRecord {
                 ciphertext: hex::encode(ciphertext),
                 created_at,
@@ -307,7 +253,7 @@ impl Vault {
     pub async fn remove(&self, name: &str, by: &str) -> Result<(), VaultError> {
         {
             let _guard = lock(&self.inner.write_lock);
-            if !self.inner.secrets.contains_key(name.as_bytes())? {
+            if !self.inner.records.contains(name)? {
                 return Err(VaultError::NotFound(name.to_owned()));
             }
             self.commit(name, None, AuditAction::Rm, now_ms(), by)?;
@@ -318,38 +264,22 @@ impl Vault {
 
     /// Every secret, without its value, sorted by name.
     pub fn list(&self) -> Result<Vec<SecretInfo>, VaultError> {
-        self.inner
-            .secrets
+        Ok(self
+            .inner
+            .records
+            .list()?
             .iter()
-            .map(|item| {
-                let (key, raw) = item?;
-                let name = String::from_utf8_lossy(&key).into_owned();
-                let record = decode::<SecretRecord>(&raw, || format!("of secret `{name}`"))?;
-                Ok(info(&name, &record))
-            })
-            .collect()
+            .map(|(name, record)| info(name, record))
+            .collect())
     }
 
     /// The audit trail, oldest first.
     pub fn audit(&self) -> Result<Vec<AuditEntry>, VaultError> {
-        self.inner
-            .audit
-            .iter()
-            .values()
-            .map(|raw| decode::<AuditEntry>(&raw?, || "in the audit trail".into()))
-            .collect()
+        Ok(self.inner.records.audit()?)
     }
 
-    fn record(&self, name: &str) -> Result<Option<SecretRecord>, VaultError> {
-        self.inner
-            .secrets
-            .get(name.as_bytes())?
-            .map(|raw| decode(&raw, || format!("of secret `{name}`")))
-            .transpose()
-    }
-
-    /// Writes (or, with `None`, deletes) a secret and appends its audit entry, in one
-    /// transaction so that no change is ever left unaudited. Called with `write_lock` held.
+    /// Writes (or, with `None`, deletes) a secret with its audit entry, so that no change is
+    /// ever left unaudited. Called with `write_lock` held.
     fn commit(
         &self,
         name: &str,
@@ -358,39 +288,13 @@ impl Vault {
         at: i64,
         by: &str,
     ) -> Result<(), VaultError> {
-        let seq = match self.inner.audit.last()? {
-            Some((key, _)) => {
-                let bytes: [u8; 8] = key.as_ref().try_into().map_err(|_| VaultError::Corrupt {
-                    what: "key in the audit trail".into(),
-                    reason: format!("{} bytes instead of 8", key.len()),
-                })?;
-                u64::from_be_bytes(bytes) + 1
-            }
-            None => 1,
-        };
         let entry = AuditEntry {
             at,
             action,
             name: name.to_owned(),
             by: by.to_owned(),
         };
-        let entry = encode(&entry)?;
-        let record = record.map(encode).transpose()?;
-        (&self.inner.secrets, &self.inner.audit)
-            .transaction(|(secrets, audit)| {
-                match &record {
-                    Some(record) => secrets.insert(name.as_bytes(), record.as_slice())?,
-                    None => secrets.remove(name.as_bytes())?,
-                };
-                audit.insert(&seq.to_be_bytes(), entry.as_slice())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|err| match err {
-                sled::transaction::TransactionError::Storage(err) => VaultError::Store(err),
-                sled::transaction::TransactionError::Abort(()) => {
-                    VaultError::Store(sled::Error::Unsupported("transaction aborted".into()))
-                }
-            })
+        Ok(self.inner.records.change(name, record, &entry)?)
     }
 }
 
@@ -427,23 +331,6 @@ fn info(name: &str, record: &SecretRecord) -> SecretInfo {
         updated_at: record.updated_at,
         updated_by: record.updated_by.clone(),
     }
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, VaultError> {
-    serde_json::to_vec(value).map_err(|err| VaultError::Corrupt {
-        what: "being written".into(),
-        reason: err.to_string(),
-    })
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    raw: &[u8],
-    what: impl FnOnce() -> String,
-) -> Result<T, VaultError> {
-    serde_json::from_slice(raw).map_err(|err| VaultError::Corrupt {
-        what: what(),
-        reason: err.to_string(),
-    })
 }
 
 fn lock(mutex: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
@@ -743,9 +630,8 @@ mod tests {
         let fx = fixture();
         let vault = fx.vault().unwrap();
         vault.set("A", secret(VALUE), "ana").await.unwrap();
-        for item in fx.store.tree(SECRETS_TREE).unwrap().iter() {
-            let (_, raw) = item.unwrap();
-            let raw = String::from_utf8_lossy(&raw);
+        for (_, record) in fx.store.secret_records().unwrap().list().unwrap() {
+            let raw = serde_json::to_string(&record).unwrap();
             assert!(!raw.contains(VALUE), "{raw}");
             assert!(!raw.contains(&hex::encode(VALUE)), "{raw}");
         }

@@ -70,8 +70,7 @@ impl From<VaultError> for Status {
             | VaultError::Undecryptable { .. }
             | VaultError::Encrypt { .. }
             | VaultError::Corrupt { .. }
-            | VaultError::Store(_)
-            | VaultError::Flush(_) => Code::Internal,
+            | VaultError::Store(_) => Code::Internal,
         };
         // Safe to log: a vault error never holds a value.
         if code == Code::Internal {

@@ -12,6 +12,7 @@ mod flusher;
 mod migrate;
 mod records;
 mod runs;
+mod secrets;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,10 +20,11 @@ use std::sync::{Arc, Mutex};
 
 pub use records::{
     ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
-    INLINE_OUTPUT_BYTES, OutputStream, ProcessGroup, Quarantined, RunRecord, RunStatus, StepRecord,
-    StepStatus, VersionRecord, json_len, now_ms,
+    INLINE_OUTPUT_BYTES, OutputStream, PermitWait, ProcessGroup, Quarantined, RunRecord, RunStatus,
+    StepRecord, StepStatus, VersionRecord, json_len, now_ms,
 };
 pub use runs::Changes;
+pub use secrets::{AuditAction, AuditEntry, SecretRecord, SecretRecords};
 
 /// The layout of the trees below; bumped when it changes incompatibly, with a migration from
 /// every earlier layout in `migrate.rs`.
@@ -265,12 +267,6 @@ impl Store {
         })
     }
 
-    /// Opens (or creates) a tree of this database for a subsystem that owns its own records
-    /// (the secret vault), so that its writes share the database's log and flushes.
-    pub fn tree(&self, name: &str) -> sled::Result<sled::Tree> {
-        self.inner.db.open_tree(name)
-    }
-
     /// Makes everything written so far durable. Called before a side effect starts and before
     /// a change is acknowledged; concurrent callers share one disk flush.
     pub async fn flush(&self) -> Result<(), StoreError> {
@@ -289,6 +285,16 @@ impl Store {
     /// The error a failed write becomes (see [`StoreHealth::refuse`]).
     fn write_failed(&self, err: sled::Error) -> StoreError {
         self.inner.health.refuse(err)
+    }
+
+    /// The error of a failed transaction whose closure never aborts.
+    fn transaction_failed(&self, err: sled::transaction::TransactionError<()>) -> StoreError {
+        match err {
+            sled::transaction::TransactionError::Storage(err) => self.write_failed(err),
+            sled::transaction::TransactionError::Abort(()) => {
+                StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
+            }
+        }
     }
 
     /// Stores a runbook version; returns false when that exact content was already stored.
@@ -388,16 +394,6 @@ impl Store {
             .map(|raw| serde_json::from_slice(&raw))
             .transpose()
             .map_err(Into::into)
-    }
-}
-
-/// The error of a transaction whose closure never aborts.
-fn transaction_error(err: sled::transaction::TransactionError<()>) -> StoreError {
-    match err {
-        sled::transaction::TransactionError::Storage(err) => StoreError::Sled(err),
-        sled::transaction::TransactionError::Abort(()) => {
-            StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
-        }
     }
 }
 

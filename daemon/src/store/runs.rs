@@ -199,10 +199,7 @@ impl Store {
                 }
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
-            .map_err(|err| match err {
-                sled::transaction::TransactionError::Storage(err) => self.write_failed(err),
-                abort => super::transaction_error(abort),
-            })?;
+            .map_err(|err| self.transaction_failed(err))?;
         counters.insert(run_id.to_owned(), last + stored.len() as u64);
         Ok(stored)
     }
@@ -456,10 +453,17 @@ impl Store {
             quarantined_at: now_ms(),
             header_hex: header.map(|raw| hex::encode(&raw)).unwrap_or_default(),
         };
+        if let Some(refusal) = self.inner.health.refusal() {
+            return Err(refusal);
+        }
         self.inner
             .quarantine
-            .insert(run_id.as_bytes(), serde_json::to_vec(&record)?)?;
-        self.inner.runs.remove(run_id.as_bytes())?;
+            .insert(run_id.as_bytes(), serde_json::to_vec(&record)?)
+            .map_err(|err| self.write_failed(err))?;
+        self.inner
+            .runs
+            .remove(run_id.as_bytes())
+            .map_err(|err| self.write_failed(err))?;
         Ok(record)
     }
 
