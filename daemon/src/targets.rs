@@ -175,12 +175,10 @@ impl TargetGates {
         Ok(admitted(true))
     }
 
-    /// Waits for a rate-limit permit of `target`, if it has a limit. `on_wait` is called once
-    /// when the permit is not there at once, with the time until it is.
-    pub async fn permit(&self, runbook: &str, target: &Target, on_wait: impl FnOnce(Duration)) {
-        let Some(limit) = &target.rate_limit else {
-            return;
-        };
+    /// Takes a rate-limit permit of `target` if one is there (or it has no limit): `None`.
+    /// Otherwise the wait for the next one, which the caller records before it waits.
+    pub fn permit(&self, runbook: &str, target: &Target) -> Option<PermitWaiter> {
+        let limit = target.rate_limit.as_ref()?;
         let gate = self.gate(runbook, target);
         let limiter = {
             let mut slot = lock(&gate.limiter);
@@ -193,11 +191,12 @@ impl TargetGates {
                 }
             }
         };
-        if let Err(not_until) = limiter.check() {
-            let clock = governor::clock::DefaultClock::default();
-            on_wait(not_until.wait_time_from(governor::clock::Clock::now(&clock)));
-            limiter.until_ready().await;
-        }
+        let not_until = limiter.check().err()?;
+        let clock = governor::clock::DefaultClock::default();
+        Some(PermitWaiter {
+            wait: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
+            limiter,
+        })
     }
 
     /// Every target steps have used since the daemon started.
@@ -292,6 +291,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A step's wait for a rate-limit permit that was not there at once.
+pub struct PermitWaiter {
+    /// How long until the next permit, as the limiter saw it when asked.
+    pub wait: Duration,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+impl PermitWaiter {
+    /// Waits until the permit is there, and takes it.
+    pub async fn ready(self) {
+        self.limiter.until_ready().await;
+    }
 }
 
 #[cfg(test)]

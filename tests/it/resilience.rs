@@ -267,4 +267,10 @@ burst = 3
         events.contains("rate-limit permit"),
         "a step held for a permit says so: {events}"
     );
+    // And its record says it as data, for clients that show why a step waits.
+    assert!(
+        events.contains("StepPermitWait(StepPermitWait { step_id: \"s")
+            && events.contains("wait: Some(PermitWait { target: \"api\", limit: \"10/s\", until: "),
+        "a typed wait event: {events}"
+    );
 }

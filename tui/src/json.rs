@@ -46,6 +46,17 @@ pub struct StepJson<'a> {
     invocation_id: Value,
     resume_at: Value,
     wait_deadline: Value,
+    /// While the running attempt waits for a rate-limit permit of its target: the target,
+    /// its limit and when the permit is due; null otherwise.
+    permit_wait: Option<PermitWaitJson<'a>>,
+}
+
+/// A step's wait for a rate-limit permit.
+#[derive(Debug, Serialize)]
+pub struct PermitWaitJson<'a> {
+    target: &'a str,
+    limit: &'a str,
+    until: Value,
 }
 
 /// One finished attempt of a step.
@@ -140,6 +151,11 @@ pub fn step(step: &StepRun) -> StepJson<'_> {
         invocation_id: text(&step.invocation_id),
         resume_at: time(step.resume_at),
         wait_deadline: time(step.wait_deadline),
+        permit_wait: step.permit_wait.as_ref().map(|wait| PermitWaitJson {
+            target: &wait.target,
+            limit: &wait.limit,
+            until: time(wait.until),
+        }),
     }
 }
 
@@ -419,7 +435,8 @@ mod tests {
                     "started_at": "2024-03-05T06:07:08.900Z",
                     "finished_at": "2024-03-05T06:07:10.000Z",
                     "approval": null, "retry_at": null, "history": [],
-                    "invocation_id": null, "resume_at": null, "wait_deadline": null
+                    "invocation_id": null, "resume_at": null, "wait_deadline": null,
+                    "permit_wait": null
                 },
                 {
                     "id": "deploy", "uses": "shell", "status": "waiting", "attempts": 0,
@@ -429,7 +446,8 @@ mod tests {
                         "plan_hash": "h", "approved": false, "decided_by": null
                     },
                     "retry_at": null, "history": [],
-                    "invocation_id": null, "resume_at": null, "wait_deadline": null
+                    "invocation_id": null, "resume_at": null, "wait_deadline": null,
+                    "permit_wait": null
                 }
             ]
         });

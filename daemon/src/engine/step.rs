@@ -174,11 +174,14 @@ impl Engine {
     }
 
     /// Passes a step's target's gates: refused while its circuit is open, held until a
-    /// rate-limit permit is there (saying so in the step's events). The admission carries the
-    /// attempt's verdict back to the circuit breaker.
+    /// rate-limit permit is there (recorded with the step, and said in its log). The admission
+    /// carries the attempt's verdict back to the circuit breaker. `status` is the step's
+    /// (running, or waiting while it looks at an async invocation again).
     pub(super) async fn pass_gates(
         &self,
-        active: &ActiveRun,
+        active: &Arc<ActiveRun>,
+        position: usize,
+        status: StepStatus,
         sink: &EventSink,
         prepared: &Prepared,
     ) -> Result<Admission, Ending> {
@@ -199,20 +202,31 @@ impl Engine {
             .as_ref()
             .map(|limit| limit.text.clone())
             .unwrap_or_default();
-        gates
-            .permit(&active.runbook.name, target, |wait| {
-                sink(PluginEvent::Log {
-                    level: crate::plugins::Level::Info,
-                    message: format!(
-                        "waiting {} for a rate-limit permit of target `{}` ({limit})",
-                        humantime::format_duration(Duration::from_millis(
-                            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
-                        )),
-                        target.name
-                    ),
-                });
-            })
-            .await;
+        if let Some(waiter) = gates.permit(&active.runbook.name, target) {
+            let wait_ms = u64::try_from(waiter.wait.as_millis()).unwrap_or(u64::MAX);
+            let wait = crate::store::PermitWait {
+                target: target.name.clone(),
+                limit: limit.clone(),
+                until: now_ms().saturating_add_unsigned(wait_ms),
+            };
+            // Not flushed: a wait lost in a crash changes nothing, the step is recovered by
+            // its start. A failed write is the store's to report; the wait goes on.
+            if let Err(err) = self
+                .update_step(active, position, status, |step| step.hold_for_permit(wait))
+                .await
+            {
+                tracing::warn!(error = %err, "cannot record a rate-limit wait");
+            }
+            sink(PluginEvent::Log {
+                level: crate::plugins::Level::Info,
+                message: format!(
+                    "waiting {} for a rate-limit permit of target `{}` ({limit})",
+                    humantime::format_duration(Duration::from_millis(wait_ms)),
+                    target.name
+                ),
+            });
+            waiter.ready().await;
+        }
         Ok(admission)
     }
 
@@ -330,7 +344,7 @@ impl Engine {
         // A rate-limit permit may be far off: a cancel or a stop does not wait for it.
         let sink = output.sink();
         let gates = tokio::select! {
-            gates = self.pass_gates(active, &sink, &prepared) => gates,
+            gates = self.pass_gates(active, position, StepStatus::Running, &sink, &prepared) => gates,
             () = active.cancel.cancelled() => {
                 output.finish();
                 return Ok(());

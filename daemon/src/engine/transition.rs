@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::{Resolution, status_label, step_event};
 use crate::runbook::retry::FailureClass;
 use crate::store::{
-    ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, OutputStream, StepRecord,
-    StepStatus,
+    ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, OutputStream, PermitWait,
+    StepRecord, StepStatus,
 };
 
 /// How a step's execution ended.
@@ -45,8 +45,18 @@ impl StepRecord {
         self.error = None;
         self.output = None;
         self.wait = None;
+        self.permit_wait = None;
         self.process_groups.clear();
         vec![step_event(self)]
+    }
+
+    /// Holds the running attempt until its target's rate limit gives it a permit.
+    pub(super) fn hold_for_permit(&mut self, wait: PermitWait) -> Vec<EventKind> {
+        self.permit_wait = Some(wait.clone());
+        vec![EventKind::StepPermitWait {
+            step_id: self.id.clone(),
+            wait,
+        }]
     }
 
     /// Ends the current attempt. With `retry_delay` (the retry policy allows another attempt
@@ -58,6 +68,7 @@ impl StepRecord {
         now: i64,
     ) -> Vec<EventKind> {
         self.wait = None;
+        self.permit_wait = None;
         self.key_of_attempt = None;
         self.process_groups.clear();
         self.history.push(AttemptRecord {

@@ -36,6 +36,38 @@ fn failed(class: FailureClass) -> Ending {
 }
 
 #[test]
+fn a_rate_limit_wait_is_recorded_and_ends_with_its_attempt() {
+    let wait = PermitWait {
+        target: "api".into(),
+        limit: "50/s".into(),
+        until: NOW + 20,
+    };
+    let mut record = step(StepStatus::Running);
+    let events = record.hold_for_permit(wait.clone());
+    assert_eq!(
+        record.status,
+        StepStatus::Running,
+        "still running: held, not parked"
+    );
+    assert_eq!(record.permit_wait.as_ref(), Some(&wait));
+    assert_eq!(
+        events,
+        [EventKind::StepPermitWait {
+            step_id: "deploy".into(),
+            wait: wait.clone(),
+        }]
+    );
+    record.finish(Ending::Completed(None), None, NOW + 30);
+    assert_eq!(
+        record.permit_wait, None,
+        "an ended attempt waits for nothing"
+    );
+    record.hold_for_permit(wait);
+    record.start(2, NOW + 40);
+    assert_eq!(record.permit_wait, None, "a new attempt starts without one");
+}
+
+#[test]
 fn starting_an_attempt_clears_the_last_one() {
     let mut record = StepRecord {
         retry_at: 4_000,

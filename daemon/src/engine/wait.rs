@@ -92,7 +92,9 @@ impl Engine {
             prepared.timeout
         };
         let output = self.output_batcher(run_id, step_id);
-        let admission = match self.pass_gates(active, &output.sink(), &prepared).await {
+        let sink = output.sink();
+        let gates = self.pass_gates(active, position, StepStatus::Waiting, &sink, &prepared);
+        let admission = match gates.await {
             Ok(admission) => admission,
             // An open circuit postpones the look; it does not end the wait.
             Err(Ending::Failed { error, .. }) => {

@@ -114,6 +114,7 @@ fn step(record: &StepRecord, budget: &mut usize) -> pb::StepRun {
             .unwrap_or_default(),
         resume_at: record.wait.as_ref().map_or(0, |wait| wait.resume_at),
         wait_deadline: record.wait.as_ref().map_or(0, |wait| wait.deadline),
+        permit_wait: record.permit_wait.as_ref().map(permit_wait),
     }
 }
 
@@ -224,12 +225,24 @@ pub fn event(record: &EventRecord) -> pb::RunEvent {
             delay_ms: *delay_ms,
             error: error.clone(),
         }),
+        EventKind::StepPermitWait { step_id, wait } => Kind::StepPermitWait(pb::StepPermitWait {
+            step_id: step_id.clone(),
+            wait: Some(permit_wait(wait)),
+        }),
     };
     pb::RunEvent {
         run_id: record.run_id.clone(),
         seq: record.seq,
         at: record.at,
         kind: Some(kind),
+    }
+}
+
+fn permit_wait(wait: &crate::store::PermitWait) -> pb::PermitWait {
+    pb::PermitWait {
+        target: wait.target.clone(),
+        limit: wait.limit.clone(),
+        until: wait.until,
     }
 }
 

@@ -137,6 +137,21 @@ pub struct StepRecord {
     /// kill what is left of them before anything runs the step again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub process_groups: Vec<ProcessGroup>,
+    /// Set while the running attempt waits for a rate-limit permit of its target, before its
+    /// call; cleared when an attempt starts or ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permit_wait: Option<PermitWait>,
+}
+
+/// A step held before its call until its target's rate limit gives it a permit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PermitWait {
+    /// The target's name.
+    pub target: String,
+    /// The limit as the runbook writes it (`50/s`).
+    pub limit: String,
+    /// When the permit is due (Unix ms).
+    pub until: i64,
 }
 
 /// A process group a step's attempt started: its id and its leader's start time (clock
@@ -213,6 +228,7 @@ impl StepRecord {
             wait: None,
             key_of_attempt: None,
             process_groups: Vec::new(),
+            permit_wait: None,
         }
     }
 
@@ -287,6 +303,8 @@ pub enum EventKind {
         delay_ms: u64,
         error: String,
     },
+    /// The running attempt waits for a rate-limit permit of its target before its call.
+    StepPermitWait { step_id: String, wait: PermitWait },
 }
 
 /// A stored event.

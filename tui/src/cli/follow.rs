@@ -168,6 +168,8 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
             line.push_str(&format!("; retrying in {delay}"));
             vec![line]
         }
+        // The step's own log line (`: waiting 1s for a rate-limit permit ...`) says it.
+        Kind::StepPermitWait(_) => Vec::new(),
         Kind::StepOutput(output) => {
             let marker = match output.stream() {
                 OutputStream::Stderr => '!',

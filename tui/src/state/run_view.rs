@@ -248,7 +248,8 @@ fn log_lines(kind: &Kind) -> Option<(&str, LogKind, Vec<String>)> {
             LogKind::Event,
             vec!["── waiting for approval".to_owned()],
         )),
-        Kind::RunStatus(_) => None,
+        // The daemon's log line in the step's output says it already.
+        Kind::RunStatus(_) | Kind::StepPermitWait(_) => None,
     }
 }
 
@@ -284,6 +285,8 @@ fn apply_to_run(run: &mut Run, at: i64, kind: &Kind) {
                 step.finished_at = 0;
                 step.retry_at = 0;
             }
+            // A rate-limit wait comes after its attempt's start: any change ends it.
+            step.permit_wait = None;
             if status != StepStatus::Waiting {
                 step.invocation_id.clear();
                 step.resume_at = 0;
@@ -302,6 +305,9 @@ fn apply_to_run(run: &mut Run, at: i64, kind: &Kind) {
             let step = step_mut(run, &request.step_id);
             step.status = StepStatus::Waiting as i32;
             step.approval = request.approval.clone();
+        }
+        Kind::StepPermitWait(held) => {
+            step_mut(run, &held.step_id).permit_wait = held.wait.clone();
         }
         Kind::StepOutput(_) => {}
     }
@@ -378,7 +384,7 @@ pub fn layout(size: (u16, u16), steps: usize) -> RunLayout {
 }
 
 /// Why a step is not making progress right now, in a few words; `None` when it is.
-pub fn waiting_reason(step: &StepRun, log: Option<&StepLog>, now_ms: i64) -> Option<String> {
+pub fn waiting_reason(step: &StepRun, now_ms: i64) -> Option<String> {
     let status = step.status();
     if let Some(approval) = &step.approval
         && approval.decided_at == 0
@@ -407,18 +413,19 @@ pub fn waiting_reason(step: &StepRun, log: Option<&StepLog>, now_ms: i64) -> Opt
             format!("{what}, checking")
         });
     }
+    // The record stays until the attempt ends: once the permit is due, the call is what
+    // the step is doing.
     if status == StepStatus::Running
-        && let Some(line) = log.and_then(|log| log.lines.back())
-        && line.kind == LogKind::Log
-        && line.text.contains("rate-limit permit")
+        && let Some(wait) = &step.permit_wait
+        && wait.until > now_ms
     {
-        // "info: waiting 1s for a rate-limit permit of target `api` (50/s)"
-        let text = line.text.split_once(": ").map_or(&*line.text, |(_, t)| t);
-        let short = text
-            .strip_prefix("waiting ")
-            .and_then(|rest| rest.split_once(" for a rate-limit permit of target "))
-            .map(|(wait, target)| format!("rate limit {target}: {wait}"));
-        return Some(short.unwrap_or_else(|| format!("rate limit: {text}")));
+        // The limit last: a narrow column cuts it, not the time left.
+        return Some(format!(
+            "rate limit `{}`: {} ({})",
+            wait.target,
+            format::duration(wait.until - now_ms),
+            wait.limit,
+        ));
     }
     match status {
         StepStatus::Ambiguous => Some("ambiguous: see `runbook resolve`".to_owned()),
@@ -432,7 +439,8 @@ pub fn waiting_reason(step: &StepRun, log: Option<&StepLog>, now_ms: i64) -> Opt
 mod tests {
     use super::*;
     use runbook_protocol::v1::{
-        Approval, ApprovalRequested, RunStatusChanged, StepOutput, StepRetrying, StepStatusChanged,
+        Approval, ApprovalRequested, PermitWait, RunStatusChanged, StepOutput, StepPermitWait,
+        StepRetrying, StepStatusChanged,
     };
 
     fn event(seq: u64, kind: Kind) -> RunEvent {
@@ -546,6 +554,49 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_limit_wait_is_shown_until_the_step_moves_on() {
+        let mut view = RunView::new("R");
+        view.apply_snapshot(Run {
+            id: "R".into(),
+            steps: vec![StepRun {
+                id: "call".into(),
+                status: StepStatus::Running as i32,
+                attempts: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let wait = PermitWait {
+            target: "api".into(),
+            limit: "2/s".into(),
+            until: 1_500,
+        };
+        view.apply_event(&event(
+            1,
+            Kind::StepPermitWait(StepPermitWait {
+                step_id: "call".into(),
+                wait: Some(wait.clone()),
+            }),
+        ));
+        let step = &view.run.as_ref().expect("a snapshot").steps[0];
+        assert_eq!(step.permit_wait, Some(wait));
+        assert_eq!(
+            waiting_reason(step, 1_000).as_deref(),
+            Some("rate limit `api`: 500ms (2/s)")
+        );
+        view.apply_event(&event(
+            2,
+            Kind::StepStatus(StepStatusChanged {
+                step_id: "call".into(),
+                status: StepStatus::Completed as i32,
+                attempt: 1,
+                ..Default::default()
+            }),
+        ));
+        assert_eq!(view.run.as_ref().expect("a snapshot").steps[0].permit_wait, None);
+    }
+
+    #[test]
     fn approval_requests_mark_the_step_waiting() {
         let mut view = RunView::new("R");
         view.apply_snapshot(Run {
@@ -564,10 +615,7 @@ mod tests {
         ));
         let step = view.step().expect("the step was added");
         assert_eq!(step.status(), StepStatus::Waiting);
-        assert_eq!(
-            waiting_reason(step, None, 0).as_deref(),
-            Some("approval (a / d)")
-        );
+        assert_eq!(waiting_reason(step, 0).as_deref(), Some("approval (a / d)"));
     }
 
     #[test]
@@ -613,7 +661,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            waiting_reason(&retrying, None, now).as_deref(),
+            waiting_reason(&retrying, now).as_deref(),
             Some("retry in 2.5s")
         );
         let invoked = StepRun {
@@ -623,24 +671,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            waiting_reason(&invoked, None, now).as_deref(),
+            waiting_reason(&invoked, now).as_deref(),
             Some("async inv-7, check in 4.0s")
         );
-        let mut log = StepLog::default();
-        log.lines.push_back(LogLine {
-            seq: 1,
-            at: 0,
-            kind: LogKind::Log,
-            text: "info: waiting 1s for a rate-limit permit of target `api` (50/s)".into(),
-        });
-        let limited = StepRun {
+        let mut limited = StepRun {
             status: StepStatus::Running as i32,
             ..Default::default()
         };
+        assert_eq!(waiting_reason(&limited, now), None);
+        limited.permit_wait = Some(PermitWait {
+            target: "api".into(),
+            limit: "50/s".into(),
+            until: now + 1_000,
+        });
         assert_eq!(
-            waiting_reason(&limited, Some(&log), now).as_deref(),
-            Some("rate limit `api` (50/s): 1s")
+            waiting_reason(&limited, now).as_deref(),
+            Some("rate limit `api`: 1.0s (50/s)")
         );
-        assert_eq!(waiting_reason(&limited, None, now), None);
+        // Once the permit is due, the step is making its call.
+        assert_eq!(waiting_reason(&limited, now + 1_000), None);
     }
 }

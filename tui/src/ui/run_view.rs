@@ -133,7 +133,7 @@ fn render_steps(frame: &mut Frame, area: Rect, state: &State, view: &RunView, ru
         let style = theme::step_status(status);
         // Once the run is over nothing waits any more, whatever a step last said.
         let why = (!run_over)
-            .then(|| waiting_reason(step, view.logs.get(&step.id), state.now_ms))
+            .then(|| waiting_reason(step, state.now_ms))
             .flatten();
         let why = why.or_else(|| {
             (!step.error.is_empty() && status.is_terminal()).then(|| step.error.clone())

@@ -4,8 +4,9 @@
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use runbook_protocol::v1::{
-    Approval, Diagnostic, OutputStream, ParamSpec, Run, RunEvent, RunStatus, RunbookDetail,
-    RunbookSummary, RunbookVersion, StepOutput, StepRun, StepSpec, StepStatus, run_event::Kind,
+    Approval, Diagnostic, OutputStream, ParamSpec, PermitWait, Run, RunEvent, RunStatus,
+    RunbookDetail, RunbookSummary, RunbookVersion, StepOutput, StepRun, StepSpec, StepStatus,
+    run_event::Kind,
 };
 
 use super::render;
@@ -581,6 +582,11 @@ fn busy_run() -> Run {
         attempts: 2,
         started_at: NOW - 12_000,
         history: Vec::new(),
+        permit_wait: Some(PermitWait {
+            target: "api".into(),
+            limit: "50/s".into(),
+            until: NOW + 1_000,
+        }),
         ..Default::default()
     });
     busy.steps.push(StepRun {
