@@ -563,9 +563,10 @@ fn case_d(table: &mut Table, steps: usize) {
     );
 }
 
-/// Steps per window in d: long enough that the paging of events at a window's two ends is a
-/// small part of its time (a page holds a few steps' events), short enough for a spread.
-const WINDOW: usize = 50;
+/// Steps per window in d: long enough that the batching of events at a window's two ends is a
+/// small part of its time (one flush releases a batch of about 25 steps' events, so a shorter
+/// window may fall inside one batch and read as nearly free), short enough for a spread.
+const WINDOW: usize = 200;
 
 /// The per-step time of each window of [`WINDOW`] consecutive steps of a chain, from the
 /// arrival times of its completion events (the first being the reference).

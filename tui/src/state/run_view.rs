@@ -593,7 +593,10 @@ mod tests {
                 ..Default::default()
             }),
         ));
-        assert_eq!(view.run.as_ref().expect("a snapshot").steps[0].permit_wait, None);
+        assert_eq!(
+            view.run.as_ref().expect("a snapshot").steps[0].permit_wait,
+            None
+        );
     }
 
     #[test]
