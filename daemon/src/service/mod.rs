@@ -328,7 +328,12 @@ impl RunbookApi for RunbookService {
         let store = self.engine.store();
         let id = store.resolve_run_id(&request.run_id)?;
         let (attempt, text) = store
-            .step_output(&id, &request.step_id, request.attempt)?
+            .step_output(
+                &id,
+                &request.step_id,
+                request.step_index.map(|index| index as usize),
+                request.attempt,
+            )?
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "step `{}` of run {id} has no output{}",

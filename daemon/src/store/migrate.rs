@@ -139,7 +139,7 @@ mod tests {
                 assert_eq!(build.history.len(), 2);
                 assert_eq!(run.steps[1].status, StepStatus::Skipped);
                 assert_eq!(run.steps[1].output, None);
-                let (attempt, raw) = store.step_output(id, "build", None).unwrap().unwrap();
+                let (attempt, raw) = store.step_output(id, "build", None, None).unwrap().unwrap();
                 assert_eq!(attempt, 2);
                 assert_eq!(
                     serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["stdout"],

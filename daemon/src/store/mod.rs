@@ -479,6 +479,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_step_output_is_found_with_a_right_a_wrong_or_no_hint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut stored = run("r");
+        stored.steps = (0..300)
+            .map(|index| StepRecord {
+                status: StepStatus::Completed,
+                attempts: 1,
+                output: Some(serde_json::json!({ "n": index })),
+                ..StepRecord::pending(&format!("s{index}"), "shell")
+            })
+            .collect();
+        store
+            .commit(&stored, &Changes::all(&stored), Vec::new())
+            .expect("commit");
+        let expected = Some((1, br#"{"n":150}"#.to_vec()));
+        for hint in [Some(150), Some(7), Some(9_999), None] {
+            assert_eq!(
+                store.step_output("r", "s150", hint, None).expect("reads"),
+                expected,
+                "hint {hint:?}"
+            );
+        }
+        assert_eq!(
+            store
+                .step_output("r", "s150", Some(150), Some(2))
+                .expect("reads"),
+            None
+        );
+        assert_eq!(
+            store
+                .step_output("r", "nope", Some(0), None)
+                .expect("reads"),
+            None
+        );
+    }
+
+    #[test]
     fn history_numbers_versions_and_skips_repeated_saves() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("opens");

@@ -322,27 +322,63 @@ impl Store {
     }
 
     /// The stored output of one attempt of a run's step (`None` for the newest attempt), as
-    /// JSON text. `Ok(None)` when the step has no output for that attempt.
+    /// JSON text. `Ok(None)` when the step has no output for that attempt. `hint` is where the
+    /// caller believes the step is: checked, it saves searching the run's steps (a client
+    /// reading every output of a long run would otherwise search once per step).
     pub fn step_output(
         &self,
         run_id: &str,
         step_id: &str,
+        hint: Option<usize>,
         attempt: Option<u32>,
     ) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
-        let steps = self.steps_of(run_id)?;
-        let Some((index, step)) = steps
-            .iter()
-            .enumerate()
-            .find(|(_, step)| step.id == step_id)
-        else {
+        let Some((index, attempts)) = self.find_step(run_id, step_id, hint)? else {
             return Ok(None);
         };
-        let attempt = attempt.unwrap_or(step.attempts);
+        let attempt = attempt.unwrap_or(attempts);
         Ok(self
             .inner
             .outputs
             .get(output_key(run_id, index, attempt))?
             .map(|raw| (attempt, raw.to_vec())))
+    }
+
+    /// The index and attempts of step `step_id` of a run: at `hint` when it is there, else by
+    /// a search that reads only each step's id.
+    fn find_step(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        hint: Option<usize>,
+    ) -> Result<Option<(usize, u32)>, StoreError> {
+        /// The part of a step record a search needs.
+        #[derive(serde::Deserialize)]
+        struct Identity {
+            id: String,
+            attempts: u32,
+        }
+        if let Some(index) = hint
+            && let Some(raw) = self.inner.steps.get(step_key(run_id, index))?
+        {
+            let step: Identity = serde_json::from_slice(&raw)?;
+            if step.id == step_id {
+                return Ok(Some((index, step.attempts)));
+            }
+        }
+        for item in self.inner.steps.scan_prefix(run_prefix(run_id)) {
+            let (key, raw) = item?;
+            let step: Identity = serde_json::from_slice(&raw)?;
+            if step.id == step_id {
+                // The key ends with the step's index (see `step_key`).
+                let index = key
+                    .len()
+                    .checked_sub(4)
+                    .and_then(|start| <[u8; 4]>::try_from(&key[start..]).ok())
+                    .map_or(0, u32::from_be_bytes);
+                return Ok(Some((index as usize, step.attempts)));
+            }
+        }
+        Ok(None)
     }
 
     /// The full id of the one run whose id starts with `prefix`.

@@ -160,7 +160,12 @@ pub async fn show(ctx: &Ctx, out: &mut dyn Write, run: &str) -> anyhow::Result<u
 /// to carry inline, so that `--json` always shows whole outputs.
 pub async fn fill_outputs(client: &mut Client, run: &mut Run) -> anyhow::Result<()> {
     let run_id = run.id.clone();
-    for step in run.steps.iter_mut().filter(|step| step.output_omitted) {
+    for (index, step) in run
+        .steps
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, step)| step.output_omitted)
+    {
         let mut text = Vec::with_capacity(usize::try_from(step.output_bytes).unwrap_or(0));
         loop {
             let page = client
@@ -170,6 +175,7 @@ pub async fn fill_outputs(client: &mut Client, run: &mut Run) -> anyhow::Result<
                     attempt: Some(step.attempts),
                     offset: text.len() as u64,
                     limit: 0,
+                    step_index: u32::try_from(index).ok(),
                 })
                 .await?
                 .into_inner();
