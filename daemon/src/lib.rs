@@ -195,7 +195,7 @@ impl Daemon {
             shutdown.clone(),
             stop.clone(),
         );
-        tonic::transport::Server::builder()
+        let served = tonic::transport::Server::builder()
             .add_service(
                 RunbookServer::new(api)
                     .max_decoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES)
@@ -204,8 +204,15 @@ impl Daemon {
             .add_service(reflection)
             .serve_with_incoming_shutdown(server::incoming(listener), stop.cancelled())
             .await
-            .context("the gRPC server failed")?;
+            .context("the gRPC server failed");
         stop.cancel();
+        if let Err(err) = served {
+            // The runs still stop as in any stop (their steps get the grace, the crash-loop
+            // record is cleared): a server that failed is not a crash of theirs.
+            tracing::error!("{err:#}; stopping");
+            engine.shutdown(shutdown_grace).await;
+            return Err(err);
+        }
         let reopening = reopen.await.unwrap_or(false) && !shutdown.is_cancelled();
         if reopening {
             // Nothing a step does from here on could be recorded: what is still running is
