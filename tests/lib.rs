@@ -203,6 +203,27 @@ impl Daemon {
         self.notify.as_ref().map(received).unwrap_or_default()
     }
 
+    /// Blocks until the spawned binary tells its service manager `line` (`READY=1` again, after
+    /// a restart in place), or `patience` passes; returns whether it did. Datagrams before it
+    /// are read and dropped.
+    pub fn wait_for_notification(&self, line: &str, patience: Duration) -> bool {
+        self.assert_process("notifications");
+        let notify = self.notify.as_ref().expect("runbookd was spawned");
+        let deadline = Instant::now() + patience;
+        loop {
+            if received(notify)
+                .iter()
+                .any(|message| message.lines().any(|got| got == line))
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            wait_readable(&[notify.as_fd()], deadline);
+        }
+    }
+
     /// Sends SIGTERM, as a service manager stops the daemon, and waits until it has exited.
     pub fn terminate(&mut self) -> ExitStatus {
         self.assert_process("a SIGTERM");

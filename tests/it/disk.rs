@@ -183,19 +183,11 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing_stored() {
     // restarts in place (same pid, `READY=1` once more) to reopen the database.
     let pid = daemon.pid();
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while !daemon
-        .notifications()
-        .iter()
-        .any(|message| message.lines().any(|line| line == "READY=1"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "runbookd did not restart in place after space was freed; see {}/logs",
-            daemon.data_dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        daemon.wait_for_notification("READY=1", PATIENCE),
+        "runbookd did not restart in place after space was freed; see {}/logs",
+        daemon.data_dir.display()
+    );
     assert_eq!(daemon.pid(), pid, "the same process, not a new one");
 
     let status = daemon.json(&["status"]);
