@@ -197,12 +197,13 @@ impl Engine {
                 class: FailureClass::Transient,
                 retry_after: Some(open.retry_after),
             })?;
-        let limit = target
-            .rate_limit
-            .as_ref()
-            .map(|limit| limit.text.clone())
-            .unwrap_or_default();
         if let Some(waiter) = gates.permit(&active.runbook.name, target) {
+            // Only a step that waits pays for describing its wait.
+            let limit = target
+                .rate_limit
+                .as_ref()
+                .map(|limit| limit.text.clone())
+                .unwrap_or_default();
             let wait_ms = u64::try_from(waiter.wait.as_millis()).unwrap_or(u64::MAX);
             let wait = crate::store::PermitWait {
                 target: target.name.clone(),
