@@ -69,6 +69,13 @@ impl Daemon {
         daemon
     }
 
+    /// Starts in this process a daemon made with [`Daemon::prepare`] (and whatever the test
+    /// then put in its directories); returns once it is ready, as [`Daemon::start`] does.
+    pub fn start_prepared(mut self) -> Self {
+        self.in_process = Some(InProcess::start(self.config()));
+        self
+    }
+
     /// [`Daemon::start`] with the test plugin (`tests/guests/probe`, step kind `probe`) in
     /// the plugins directory from the start.
     pub fn start_with_probe(runbooks: &[(&str, &str)], config: &str) -> Self {
@@ -619,9 +626,14 @@ pub async fn builtin_plugins() -> runbookd::plugins::PluginHost {
         ..Default::default()
     })
     .unwrap();
-    runbookd::plugins::PluginHost::new(config.limits, &config.cache_dir, config.http)
-        .await
-        .unwrap()
+    runbookd::plugins::PluginHost::new(
+        config.limits,
+        &config.cache_dir,
+        config.http,
+        runbookd::metrics::Metrics::default(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Runs `future` to completion on a fresh single-threaded runtime.

@@ -31,6 +31,7 @@ async fn bench() -> anyhow::Result<()> {
         Limits::default(),
         &dir.path().join("cache"),
         Default::default(),
+        Default::default(),
     )
     .await?;
     let probe =
@@ -128,7 +129,15 @@ async fn bench() -> anyhow::Result<()> {
         approvals: HashMap::from([("probe".to_owned(), ApprovalPolicy::Auto)]),
         ..Policy::default()
     };
-    let engine = Engine::new(store.clone(), plugins, catalog, bus.clone(), policy, None);
+    let engine = Engine::new(
+        store.clone(),
+        plugins,
+        catalog,
+        bus.clone(),
+        policy,
+        None,
+        Default::default(),
+    );
     let mut events = bus.subscribe();
     let started = Instant::now();
     let run = engine.start_run("chain", &HashMap::new(), false).await?;

@@ -27,6 +27,9 @@ pub struct Config {
     pub template_fuel: u64,
     /// How long running steps get to end after SIGTERM or `daemon stop`.
     pub shutdown_grace: std::time::Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`[metrics] listen`); none by
+    /// default.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// How long running steps get to end after SIGTERM when the config sets no `shutdown_grace`.
@@ -51,6 +54,15 @@ struct RawConfig {
     /// Named database connections.
     #[serde(default)]
     connections: std::collections::BTreeMap<String, RawConnection>,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// `HOST:PORT`, or a port alone for loopback.
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,8 +256,16 @@ impl Config {
             raw.limits.shutdown_grace.as_deref(),
         )?
         .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+        let metrics_listen = raw
+            .metrics
+            .listen
+            .as_deref()
+            .map(crate::metrics::http::parse_listen)
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("metrics.listen: {err}"))?;
         Ok(Self {
             http,
+            metrics_listen,
             template_fuel,
             shutdown_grace,
             data_dir: absolute(data_dir)?,

@@ -72,8 +72,15 @@ impl EventBus {
     }
 }
 
-/// The newest stored sequence number of each run whose events wait for a flush.
-type Pending = Arc<Mutex<HashMap<String, u64>>>;
+/// The newest stored sequence number of each run whose events wait for a flush, and since
+/// when the oldest of them waits.
+type Pending = Arc<Mutex<Waiting>>;
+
+#[derive(Default)]
+struct Waiting {
+    marks: HashMap<String, u64>,
+    since: Option<std::time::Instant>,
+}
 
 /// Publishes events only once they are on disk. Events stored while a flush runs share the
 /// next one (group commit), so a chatty step costs one flush per window, not per line.
@@ -90,7 +97,7 @@ pub struct DurablePublisher {
 impl DurablePublisher {
     /// Starts the publishing task on the current runtime; it ends, after a last flush, once
     /// every handle is gone.
-    pub fn spawn(store: Store, bus: EventBus) -> Self {
+    pub fn spawn(store: Store, bus: EventBus, metrics: crate::metrics::Metrics) -> Self {
         let pending = Pending::default();
         // One wake-up is enough: the task takes everything pending when it wakes.
         let (wake, mut woken) = mpsc::channel::<()>(1);
@@ -103,9 +110,12 @@ impl DurablePublisher {
                     tokio::time::sleep_until(last_flush + PUBLISH_WINDOW).await;
                     last_flush = tokio::time::Instant::now();
                 }
-                let marks = std::mem::take(&mut *lock(&queued));
-                if !marks.is_empty() {
-                    publish_durable(&store, &bus, marks).await;
+                let waiting = std::mem::take(&mut *lock(&queued));
+                if !waiting.marks.is_empty()
+                    && publish_durable(&store, &bus, waiting.marks).await
+                    && let Some(since) = waiting.since
+                {
+                    metrics.published(since.elapsed());
                 }
                 if !open {
                     return;
@@ -122,11 +132,12 @@ impl DurablePublisher {
         }
         {
             let mut pending = lock(&self.pending);
+            pending.since.get_or_insert_with(std::time::Instant::now);
             for event in &events {
                 // Events of one run are stored in sequence order under the store's lock, and
                 // published after they are stored: a flush that starts after the newest one
                 // was stored covers all the earlier ones.
-                let seq = pending.entry(event.run_id.clone()).or_default();
+                let seq = pending.marks.entry(event.run_id.clone()).or_default();
                 *seq = (*seq).max(event.seq);
             }
         }
@@ -135,18 +146,23 @@ impl DurablePublisher {
     }
 }
 
-/// Flushes, then marks the runs' events durable and signals watchers.
-async fn publish_durable(store: &Store, bus: &EventBus, marks: HashMap<String, u64>) {
+/// Flushes, then marks the runs' events durable and signals watchers; false when the flush
+/// failed.
+async fn publish_durable(store: &Store, bus: &EventBus, marks: HashMap<String, u64>) -> bool {
     match store.flush().await {
         Ok(()) => {
             store.mark_durable_seqs(marks.iter().map(|(run, seq)| (run.as_str(), *seq)));
             for (run, seq) in &marks {
                 bus.publish(run, *seq);
             }
+            true
         }
         // Not on disk, so never shown: a restart may take these events back. The store has
         // logged why (once), and `status` says so.
-        Err(err) => tracing::debug!(error = %err, "events not published: the flush failed"),
+        Err(err) => {
+            tracing::debug!(error = %err, "events not published: the flush failed");
+            false
+        }
     }
 }
 
@@ -223,7 +239,8 @@ mod tests {
         let run = crate::store::tests::run("r1");
         let bus = EventBus::default();
         let mut signals = bus.subscribe();
-        let publisher = DurablePublisher::spawn(store.clone(), bus);
+        let publisher =
+            DurablePublisher::spawn(store.clone(), bus, crate::metrics::Metrics::default());
         let first = store
             .commit(&run, &Changes::all(&run), vec![])
             .expect("commit");
@@ -241,7 +258,7 @@ mod tests {
                 .expect("append");
             publisher.publish(stored);
             // However fast they come, what waits is one number for the run.
-            assert!(lock(&publisher.pending).len() <= 1);
+            assert!(lock(&publisher.pending).marks.len() <= 1);
         }
         let mut seen = 0;
         while seen < 1000 {

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod metrics;
 pub mod plugins;
 pub mod reopen;
 pub mod runbook;
@@ -62,15 +63,82 @@ pub async fn run_on(
     ready: impl FnOnce(),
 ) -> anyhow::Result<Exit> {
     let socket = server::SocketFile::of(&config.socket);
-    let result = match Daemon::open(config, shutdown).await {
-        Ok(daemon) => {
-            ready();
-            daemon.serve(listener).await
-        }
+    let observed = Observed::default();
+    // Ends the metrics listener with this function, whichever way it returns.
+    let listening = CancellationToken::new();
+    let _listening = listening.clone().drop_guard();
+    let result = match start_metrics_listener(&config, observed, listening).await {
+        Ok(observed) => match Daemon::open(config, shutdown, observed).await {
+            Ok(daemon) => {
+                ready();
+                daemon.serve(listener).await
+            }
+            Err(err) => Err(err),
+        },
         Err(err) => Err(err),
     };
     socket.remove();
     result
+}
+
+/// What the daemon tells the outside about itself: its metrics, and how far it is.
+#[derive(Clone, Default)]
+pub struct Observed {
+    pub metrics: metrics::Metrics,
+    pub health: metrics::http::Health,
+    /// Where the metrics listener listens, once bound.
+    pub listening_on: Option<std::net::SocketAddr>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` when the config asks for it, from before the
+/// store opens (a starting daemon answers "not ready") until `stop`.
+async fn start_metrics_listener(
+    config: &Config,
+    mut observed: Observed,
+    stop: CancellationToken,
+) -> anyhow::Result<Observed> {
+    let Some(addr) = config.metrics_listen else {
+        return Ok(observed);
+    };
+    let listener = metrics::http::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "serving metrics and health");
+    observed.listening_on = Some(bound);
+    tokio::spawn(metrics::http::serve(
+        listener,
+        observed.metrics.clone(),
+        observed.health.clone(),
+        stop,
+    ));
+    Ok(observed)
+}
+
+/// Why a daemon that is up cannot take work, if it cannot: its store refuses writes.
+pub fn not_ready(store: &store::Store) -> Option<String> {
+    store.health().map(|failure| {
+        format!(
+            "the store failed a write ({}); runbookd restarts by itself once it can write again",
+            failure.error
+        )
+    })
+}
+
+/// The daemon as the metrics listener sees it once it is up.
+struct UpView {
+    engine: engine::Engine,
+}
+
+impl metrics::http::DaemonView for UpView {
+    fn snapshot(&self) -> metrics::Snapshot {
+        metrics::Snapshot {
+            store_bytes: self.engine.store().size_on_disk(),
+            ..self.engine.gauges()
+        }
+    }
+
+    fn unready(&self) -> Option<String> {
+        not_ready(self.engine.store())
+    }
 }
 
 /// A daemon with its store open, its plugins and runbooks loaded and its interrupted runs
@@ -86,13 +154,20 @@ pub struct Daemon {
     shutdown: CancellationToken,
     /// How long running steps get to end once a stop is asked for.
     shutdown_grace: std::time::Duration,
+    observed: Observed,
 }
 
 impl Daemon {
     /// Opens the data directory and starts everything but the API. The watcher and the runs
     /// go on until `shutdown` is cancelled.
-    pub async fn open(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn open(
+        config: Config,
+        shutdown: CancellationToken,
+        observed: Observed,
+    ) -> anyhow::Result<Self> {
         let started_at = store::now_ms();
+        let health = &observed.health;
+        health.starting("opening the store");
         config.create_data_dir()?;
         template::set_fuel(config.template_fuel);
         let store = store::Store::open(&config.data_dir.join("db")).with_context(|| {
@@ -102,8 +177,14 @@ impl Daemon {
         // too, because a daemon that `runbook` started has no stderr to say why it stopped.
         let vault = vault::Vault::open(&store, &config.data_dir)
             .inspect_err(|err| tracing::error!("cannot start: {err}"))?;
-        let plugins =
-            plugins::PluginHost::new(config.limits, &config.cache_dir, config.http.clone()).await?;
+        health.starting("loading plugins");
+        let plugins = plugins::PluginHost::new(
+            config.limits,
+            &config.cache_dir,
+            config.http.clone(),
+            observed.metrics.clone(),
+        )
+        .await?;
         for (path, err) in plugins.load_dir(&config.plugins_dir).await {
             tracing::error!(path = %path.display(), "plugin not loaded: {err:#}");
         }
@@ -126,6 +207,7 @@ impl Daemon {
             shutdown.clone(),
         )
         .context("cannot watch the runbooks and plugins directories")?;
+        health.starting("loading runbooks");
         catalog.reconcile(true).await?;
         let engine = engine::Engine::new(
             store.clone(),
@@ -134,7 +216,9 @@ impl Daemon {
             events::EventBus::default(),
             config.policy.clone(),
             Some(Arc::new(vault.clone())),
+            observed.metrics.clone(),
         );
+        health.starting("resuming interrupted runs");
         let resumed = engine.recover().await?;
         tracing::info!(
             socket = %config.socket.display(),
@@ -152,6 +236,7 @@ impl Daemon {
             daemon_events,
             shutdown,
             shutdown_grace: config.shutdown_grace,
+            observed,
         })
     }
 
@@ -168,6 +253,7 @@ impl Daemon {
             daemon_events,
             shutdown,
             shutdown_grace,
+            observed,
         } = self;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
@@ -179,6 +265,7 @@ impl Daemon {
             runbooks_dir,
             started_at,
             shutdown_grace,
+            metrics_listen: observed.listening_on,
         };
         // Serving stops when asked to, or when the store is to be reopened.
         let stop = shutdown.child_token();
@@ -195,7 +282,11 @@ impl Daemon {
             shutdown.clone(),
             stop.clone(),
         );
+        observed.health.up(Arc::new(UpView {
+            engine: engine.clone(),
+        }));
         let served = tonic::transport::Server::builder()
+            .layer(metrics::grpc::RecordLayer::new(observed.metrics.clone()))
             .add_service(
                 RunbookServer::new(api)
                     .max_decoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES)
@@ -206,6 +297,7 @@ impl Daemon {
             .await
             .context("the gRPC server failed");
         stop.cancel();
+        observed.health.stopping();
         if let Err(err) = served {
             // The runs still stop as in any stop (their steps get the grace, the crash-loop
             // record is cleared): a server that failed is not a crash of theirs.

@@ -72,11 +72,30 @@ fn fill(path: &Path) -> std::io::Error {
     }
 }
 
+/// `status --json`, which exits 1 when the daemon says it is not ready.
+fn status_json(daemon: &Daemon) -> Value {
+    let output = daemon.cli(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let expected = if status["ready"] == true { 0 } else { 1 };
+    assert_eq!(output.status.code(), Some(expected), "{status:#}");
+    status
+}
+
+/// `/readyz` of the daemon's metrics listener: its code and body.
+fn readyz(daemon: &Daemon) -> (u16, String) {
+    let addr = status_json(daemon)["metrics_listen"]
+        .as_str()
+        .expect("the metrics listener is on")
+        .parse()
+        .unwrap();
+    crate::operations::get(addr, "/readyz").unwrap()
+}
+
 /// `status --json`, polled until `done` holds for it.
 fn status_until(daemon: &Daemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let status = daemon.json(&["status"]);
+        let status = status_json(daemon);
         if done(&status) {
             return status;
         }
@@ -126,7 +145,7 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing_stored() {
                 ),
             ),
         ],
-        "[approvals]\nshell = \"auto\"\n",
+        "[approvals]\nshell = \"auto\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
     );
     let Some(_tmpfs) = Tmpfs::mount(&daemon.data_dir, "4m") else {
         return;
@@ -155,6 +174,18 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing_stored() {
     assert!(
         no_space(status["store_error"]["error"].as_str().unwrap()),
         "{status:#}"
+    );
+    // It cannot take work, and says so to `status` (exit 1) and to a supervisor (503).
+    assert_eq!(status["ready"], false, "{status:#}");
+    assert!(
+        no_space(status["not_ready"].as_str().unwrap()),
+        "{status:#}"
+    );
+    let (code, body) = readyz(&daemon);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.starts_with("not ready: the store failed a write") && no_space(&body),
+        "{body}"
     );
     // A new run is refused, and says why.
     let refused = daemon.cli(&["run", "quick"]);
@@ -190,8 +221,10 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing_stored() {
     );
     assert_eq!(daemon.pid(), pid, "the same process, not a new one");
 
-    let status = daemon.json(&["status"]);
-    assert!(status["store_error"].is_null(), "{status:#}");
+    let after = status_json(&daemon);
+    assert!(after["store_error"].is_null(), "{after:#}");
+    assert_eq!(after["ready"], true, "{after:#}");
+    assert_eq!(readyz(&daemon), (200, "ready\n".to_owned()));
     for run in &earlier {
         let id = run["id"].as_str().unwrap();
         assert_eq!(

@@ -16,6 +16,7 @@ mod http;
 mod invocations;
 mod load;
 mod notify;
+mod operations;
 mod pressure;
 mod recovery;
 mod reload;

@@ -294,6 +294,16 @@ pub struct StatusJson<'a> {
     quarantined: Vec<Value>,
     /// Null while the database writes; else the failed write that stopped it.
     store_error: Value,
+    /// Whether the daemon can take work, and why not when it cannot.
+    ready: bool,
+    not_ready: Option<&'a str>,
+    store_bytes: u64,
+    steps_in_flight: u32,
+    approvals_waiting: u32,
+    /// What the daemon counted since it started.
+    counters: Value,
+    /// Where `/metrics` is served, or null.
+    metrics_listen: Option<&'a str>,
 }
 
 /// The JSON view of the daemon's status; `socket` is the one the client used.
@@ -325,7 +335,32 @@ pub fn status<'a>(s: &'a StatusResponse, socket: &std::path::Path) -> StatusJson
         } else {
             serde_json::json!({ "error": s.store_error, "at": time(s.store_error_at) })
         },
+        ready: s.not_ready.is_empty(),
+        not_ready: Some(s.not_ready.as_str()).filter(|reason| !reason.is_empty()),
+        store_bytes: s.store_bytes,
+        steps_in_flight: s.steps_in_flight,
+        approvals_waiting: s.approvals_waiting,
+        counters: counters(s.counters.clone().unwrap_or_default()),
+        metrics_listen: Some(s.metrics_listen.as_str()).filter(|addr| !addr.is_empty()),
     }
+}
+
+/// The daemon's counters as `status --json` prints them: counts by status as objects.
+fn counters(counters: runbook_protocol::v1::DaemonCounters) -> Value {
+    let by_status = |list: Vec<runbook_protocol::v1::StatusCount>| {
+        list.into_iter()
+            .map(|count| (count.status, Value::from(count.count)))
+            .collect::<serde_json::Map<String, Value>>()
+    };
+    serde_json::json!({
+        "runs_started": counters.runs_started,
+        "runs_finished": by_status(counters.runs_finished),
+        "steps_finished": by_status(counters.steps_finished),
+        "step_attempts": counters.step_attempts,
+        "step_retries": counters.step_retries,
+        "step_timeouts": counters.step_timeouts,
+        "rate_limit_waits": counters.rate_limit_waits,
+    })
 }
 
 /// One output line as `logs --json` prints it (one object per line).

@@ -149,6 +149,7 @@ struct Inner {
     catalog: Catalog,
     bus: EventBus,
     publisher: DurablePublisher,
+    metrics: crate::metrics::Metrics,
     policy: Policy,
     /// The vault, as templates and plugin calls see it.
     secrets: Option<Arc<dyn SecretSource>>,
@@ -185,10 +186,12 @@ impl Engine {
         bus: EventBus,
         policy: Policy,
         secrets: Option<Arc<dyn SecretSource>>,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                publisher: DurablePublisher::spawn(store.clone(), bus.clone()),
+                publisher: DurablePublisher::spawn(store.clone(), bus.clone(), metrics.clone()),
+                metrics,
                 store,
                 plugins,
                 catalog,
@@ -228,6 +231,45 @@ impl Engine {
     /// Runs with work in progress.
     pub fn active_runs(&self) -> usize {
         lock(&self.inner.active).len()
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// What the metrics' gauges show of the engine: active runs, steps running, approvals
+    /// waiting, and each target's circuit.
+    pub fn gauges(&self) -> crate::metrics::Snapshot {
+        let runs: Vec<Arc<ActiveRun>> = lock(&self.inner.active).values().cloned().collect();
+        let mut snapshot = crate::metrics::Snapshot {
+            active_runs: runs.len() as u64,
+            ..Default::default()
+        };
+        for active in runs {
+            let state = lock(&active.state);
+            snapshot.steps_in_flight += state.in_flight.len() as u64;
+            snapshot.approvals_waiting += state
+                .run
+                .steps
+                .iter()
+                .filter(|step| waiting_for_approval(step, "").is_ok())
+                .count() as u64;
+        }
+        snapshot.circuits = self
+            .inner
+            .targets
+            .list()
+            .into_iter()
+            .map(|target| {
+                let state = match target.circuit {
+                    crate::targets::Circuit::Closed => 0,
+                    crate::targets::Circuit::HalfOpen => 1,
+                    crate::targets::Circuit::Open => 2,
+                };
+                (target.runbook, target.name, state)
+            })
+            .collect();
+        snapshot
     }
 
     /// Starts a run of a runbook's current version. Params are checked first: a run that
@@ -293,6 +335,7 @@ impl Engine {
             }],
         )?;
         self.inner.store.flush().await?;
+        self.inner.metrics.run_started(&run.runbook);
         tracing::info!(run = %run.id, runbook = %run.runbook, version = %run.version, dry_run, "run started");
         // Take the run's plugin snapshot now, at creation, not when it is first scheduled.
         self.activate_with(run.clone(), runbook);
@@ -375,11 +418,14 @@ impl Engine {
         step_id: &str,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide_step(run_id, step_id, |step, run_id| {
-            waiting_for_approval(step, run_id)?;
-            Ok(step.approve(by, now_ms()))
-        })
-        .await
+        let run = self
+            .decide_step(run_id, step_id, |step, run_id| {
+                waiting_for_approval(step, run_id)?;
+                Ok(step.approve(by, now_ms()))
+            })
+            .await?;
+        self.approval_decided(&run, step_id);
+        Ok(run)
     }
 
     /// Refuses a step that waits for approval: it fails with the reason.
@@ -390,11 +436,32 @@ impl Engine {
         reason: &str,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide_step(run_id, step_id, |step, run_id| {
-            waiting_for_approval(step, run_id)?;
-            Ok(step.deny(by, reason, now_ms()))
-        })
-        .await
+        let run = self
+            .decide_step(run_id, step_id, |step, run_id| {
+                waiting_for_approval(step, run_id)?;
+                Ok(step.deny(by, reason, now_ms()))
+            })
+            .await?;
+        self.approval_decided(&run, step_id);
+        Ok(run)
+    }
+
+    /// Counts how long a decided approval waited.
+    fn approval_decided(&self, run: &RunRecord, step_id: &str) {
+        let Some(approval) = run
+            .steps
+            .iter()
+            .find(|step| step.id == step_id)
+            .and_then(|step| step.approval.as_ref())
+        else {
+            return;
+        };
+        if let Some(decision) = &approval.decision {
+            let waited = u64::try_from(decision.at - approval.requested_at).unwrap_or(0);
+            self.inner
+                .metrics
+                .approval_decided(Duration::from_millis(waited));
+        }
     }
 
     /// Decides what happens to an ambiguous step.
@@ -777,6 +844,7 @@ impl Engine {
         changes: &Changes,
         events: Vec<EventKind>,
     ) -> Result<(), EngineError> {
+        self.inner.metrics.observe_transition(run, changes, &events);
         let stored = self.inner.store.commit(run, changes, events)?;
         self.inner.publisher.publish(stored);
         Ok(())

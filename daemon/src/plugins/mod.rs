@@ -152,6 +152,7 @@ struct Inner {
     http: Arc<http::HttpClient>,
     kv: Arc<kv::KvCache>,
     sql: Arc<sql::SqlPools>,
+    metrics: crate::metrics::Metrics,
 }
 
 /// One call into a plugin.
@@ -177,6 +178,7 @@ impl PluginHost {
         limits: Limits,
         cache_dir: &Path,
         http_settings: HttpSettings,
+        metrics: crate::metrics::Metrics,
     ) -> anyhow::Result<Self> {
         let engine = Engine::new(&engine_config(&limits))
             .map_err(|err| anyhow::anyhow!("{err:#}"))
@@ -202,6 +204,7 @@ impl PluginHost {
                 http_settings,
                 kv: Arc::default(),
                 sql: Arc::default(),
+                metrics,
             }),
             plugins: Arc::default(),
         };
@@ -507,6 +510,14 @@ impl PluginHost {
         timeout: Duration,
     ) -> Result<Reply, PluginError> {
         let kind = plugin.descriptor.kind.clone();
+        let function = match call {
+            Call::Describe => "describe",
+            Call::Validate(_) => "validate",
+            Call::Plan(..) => "plan",
+            Call::Execute(..) => "execute",
+            Call::Resume(..) => "resume",
+        };
+        let started = std::time::Instant::now();
         // Waiting for a slot counts against the call's time: a step whose deadline passes
         // while every slot is taken times out instead of waiting without end.
         let deadline = tokio::time::Instant::now() + timeout;
@@ -556,6 +567,9 @@ impl PluginHost {
             })
         };
         let result = tokio::time::timeout_at(deadline, run).await;
+        self.inner
+            .metrics
+            .plugin_call(&kind, function, started.elapsed());
         match result {
             Err(_) => Err(PluginError::Timeout { kind, timeout }),
             Ok(Ok(reply)) => Ok(reply),

@@ -35,6 +35,8 @@ pub struct DaemonInfo {
     pub runbooks_dir: PathBuf,
     pub started_at: i64,
     pub shutdown_grace: std::time::Duration,
+    /// Where the metrics listener listens, if it does.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The API implementation.
@@ -102,7 +104,32 @@ impl RunbookApi for RunbookService {
         _: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let store_failure = self.engine.store().health();
+        let gauges = self.engine.gauges();
+        let counters = self.engine.metrics().summary();
+        let counts = |list: Vec<(String, u64)>| {
+            list.into_iter()
+                .map(|(status, count)| pb::StatusCount { status, count })
+                .collect()
+        };
         Ok(Response::new(pb::StatusResponse {
+            not_ready: crate::not_ready(self.engine.store()).unwrap_or_default(),
+            counters: Some(pb::DaemonCounters {
+                runs_started: counters.runs_started,
+                runs_finished: counts(counters.runs_finished),
+                steps_finished: counts(counters.steps_finished),
+                step_attempts: counters.step_attempts,
+                step_retries: counters.step_retries,
+                step_timeouts: counters.step_timeouts,
+                rate_limit_waits: counters.rate_limit_waits,
+            }),
+            store_bytes: self.engine.store().size_on_disk(),
+            steps_in_flight: u32::try_from(gauges.steps_in_flight).unwrap_or(u32::MAX),
+            approvals_waiting: u32::try_from(gauges.approvals_waiting).unwrap_or(u32::MAX),
+            metrics_listen: self
+                .info
+                .metrics_listen
+                .map(|addr| addr.to_string())
+                .unwrap_or_default(),
             store_error: store_failure
                 .as_ref()
                 .map(|failure| failure.error.clone())

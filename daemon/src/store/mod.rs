@@ -277,6 +277,11 @@ impl Store {
         Ok(())
     }
 
+    /// The size of the database's files on disk, in bytes.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
     /// Whether the database still writes, and the failure that stopped it if not.
     pub fn health(&self) -> Option<WriteFailure> {
         self.inner.health.failure()

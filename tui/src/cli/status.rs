@@ -5,11 +5,11 @@ use std::io::Write;
 use runbook_protocol::v1::ShutdownRequest;
 
 use super::Ctx;
-use crate::error::EXIT_OK;
+use crate::error::{EXIT_FAILED, EXIT_OK};
 use crate::{daemon, json};
 
 /// Prints the daemon's status; `never_start` (for `daemon status`) reports a missing daemon
-/// instead of starting one.
+/// instead of starting one. Exits 1 when the daemon answers but cannot take work.
 pub async fn status(ctx: &Ctx, out: &mut dyn Write, never_start: bool) -> anyhow::Result<u8> {
     let (_, status) = if never_start {
         ctx.target.connect_only().await?
@@ -22,7 +22,7 @@ pub async fn status(ctx: &Ctx, out: &mut dyn Write, never_start: bool) -> anyhow
             "{}",
             json::to_string(&json::status(&status, &ctx.target.socket))?
         )?;
-        return Ok(EXIT_OK);
+        return Ok(readiness_exit(&status));
     }
     let plugins = if status.plugins.is_empty() {
         "(none)".to_owned()
@@ -59,11 +59,77 @@ pub async fn status(ctx: &Ctx, out: &mut dyn Write, never_start: bool) -> anyhow
                 .unwrap_or("an unknown time")
         )?;
     }
+    writeln!(
+        out,
+        "store size   {}",
+        crate::format::bytes(status.store_bytes)
+    )?;
     if status.started_at > 0 {
         let up = crate::format::duration(crate::format::now_ms() - status.started_at);
         writeln!(out, "up           {up}")?;
     }
-    Ok(EXIT_OK)
+    write_counters(out, &status)?;
+    if !status.metrics_listen.is_empty() {
+        writeln!(
+            out,
+            "metrics      http://{}/metrics (health: /healthz, /readyz)",
+            status.metrics_listen
+        )?;
+    }
+    if status.not_ready.is_empty() {
+        writeln!(out, "ready        yes")?;
+    } else {
+        writeln!(
+            out,
+            "ready        no: {}",
+            crate::format::printable(&status.not_ready)
+        )?;
+    }
+    Ok(readiness_exit(&status))
+}
+
+/// What the daemon counted since it started, in two lines.
+fn write_counters(
+    out: &mut dyn Write,
+    status: &runbook_protocol::v1::StatusResponse,
+) -> std::io::Result<()> {
+    let counters = status.counters.clone().unwrap_or_default();
+    let by_status = |list: &[runbook_protocol::v1::StatusCount]| {
+        if list.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = list
+            .iter()
+            .map(|count| format!("{} {}", count.count, count.status.replace('_', " ")))
+            .collect();
+        format!(" ({})", parts.join(", "))
+    };
+    writeln!(
+        out,
+        "runs         {} started since start-up{}; {} steps running, {} approvals waiting",
+        counters.runs_started,
+        by_status(&counters.runs_finished),
+        status.steps_in_flight,
+        status.approvals_waiting
+    )?;
+    writeln!(
+        out,
+        "steps        {} attempts{}; {} retried, {} timed out, {} waited for a rate limit",
+        counters.step_attempts,
+        by_status(&counters.steps_finished),
+        counters.step_retries,
+        counters.step_timeouts,
+        counters.rate_limit_waits
+    )
+}
+
+/// 0 when the daemon can take work, 1 when it says it cannot.
+fn readiness_exit(status: &runbook_protocol::v1::StatusResponse) -> u8 {
+    if status.not_ready.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// `daemon start`: starts a daemon unless one answers already.
