@@ -30,6 +30,8 @@ pub struct Config {
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`[metrics] listen`); none by
     /// default.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Which ended runs go (`[retention]`); empty keeps them all.
+    pub retention: crate::engine::RetentionPolicy,
 }
 
 /// How long running steps get to end after SIGTERM when the config sets no `shutdown_grace`.
@@ -56,6 +58,17 @@ struct RawConfig {
     connections: std::collections::BTreeMap<String, RawConnection>,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    /// Ended runs older than this go, e.g. "30d".
+    runs: Option<String>,
+    /// At most this many ended runs are kept.
+    max_runs: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,8 +276,18 @@ impl Config {
             .map(crate::metrics::http::parse_listen)
             .transpose()
             .map_err(|err| anyhow::anyhow!("metrics.listen: {err}"))?;
+        let retention = crate::engine::RetentionPolicy {
+            max_age: duration("retention.runs", raw.retention.runs.as_deref())?,
+            max_runs: raw.retention.max_runs,
+        };
+        if retention.max_runs == Some(0) {
+            anyhow::bail!(
+                "retention.max_runs: must be at least 1 (leave it out to keep every run)"
+            );
+        }
         Ok(Self {
             http,
+            retention,
             metrics_listen,
             template_fuel,
             shutdown_grace,

@@ -155,6 +155,7 @@ pub struct Daemon {
     /// How long running steps get to end once a stop is asked for.
     shutdown_grace: std::time::Duration,
     observed: Observed,
+    retention: engine::RetentionPolicy,
 }
 
 impl Daemon {
@@ -237,6 +238,7 @@ impl Daemon {
             shutdown,
             shutdown_grace: config.shutdown_grace,
             observed,
+            retention: config.retention,
         })
     }
 
@@ -254,6 +256,7 @@ impl Daemon {
             shutdown,
             shutdown_grace,
             observed,
+            retention,
         } = self;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
@@ -266,6 +269,7 @@ impl Daemon {
             started_at,
             shutdown_grace,
             metrics_listen: observed.listening_on,
+            retention,
         };
         // Serving stops when asked to, or when the store is to be reopened.
         let stop = shutdown.child_token();
@@ -282,6 +286,7 @@ impl Daemon {
             shutdown.clone(),
             stop.clone(),
         );
+        tokio::spawn(engine.clone().keep_pruning(retention, stop.clone()));
         observed.health.up(Arc::new(UpView {
             engine: engine.clone(),
         }));

@@ -21,6 +21,7 @@ mod pressure;
 mod recovery;
 mod reload;
 mod resilience;
+mod retention;
 mod retry;
 mod sandbox;
 mod save;

@@ -13,6 +13,7 @@ mod decide;
 mod output;
 mod params;
 mod resume_watch;
+mod retention;
 mod schedule;
 mod state;
 mod step;
@@ -40,6 +41,7 @@ use state::RunState;
 pub use connections::ConnectionStatus;
 pub use context::status_label;
 pub use resume_watch::{DEFAULT_RESUME_WATCH, ResumeWatch};
+pub use retention::{PRUNE_EVERY, RetentionPolicy};
 pub use wait::Completion;
 
 /// Whether steps of a kind wait for a human before they run.

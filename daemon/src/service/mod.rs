@@ -37,6 +37,8 @@ pub struct DaemonInfo {
     pub shutdown_grace: std::time::Duration,
     /// Where the metrics listener listens, if it does.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The `[retention]` policy, for a `PruneRuns` that names no rule.
+    pub retention: crate::engine::RetentionPolicy,
 }
 
 /// The API implementation.
@@ -612,5 +614,48 @@ impl RunbookApi for RunbookService {
     ) -> Result<Response<pb::RemoveSecretResponse>, Status> {
         let by = requester(&request);
         secrets::remove(&self.vault, request.into_inner(), &by).await
+    }
+
+    async fn prune_runs(
+        &self,
+        request: Request<pb::PruneRunsRequest>,
+    ) -> Result<Response<pb::PruneRunsResponse>, Status> {
+        let by = requester(&request);
+        let request = request.into_inner();
+        let policy = if request.older_than_ms.is_none() && request.max_runs.is_none() {
+            self.info.retention
+        } else {
+            crate::engine::RetentionPolicy {
+                max_age: request.older_than_ms.map(std::time::Duration::from_millis),
+                max_runs: request.max_runs.map(|max| max as usize),
+            }
+        };
+        if policy.is_empty() {
+            return Err(Status::invalid_argument(
+                "nothing to prune by: give --older-than or --max-runs, or set [retention] in the daemon config",
+            ));
+        }
+        if policy.max_runs == Some(0) {
+            return Err(Status::invalid_argument("max_runs must be at least 1"));
+        }
+        let store_bytes_before = self.engine.store().size_on_disk();
+        let runs = self.engine.prune(policy, request.dry_run).await?;
+        if !request.dry_run {
+            tracing::info!(by = %by, runs = runs.len(), "runs pruned on request");
+        }
+        Ok(Response::new(pb::PruneRunsResponse {
+            runs: runs
+                .into_iter()
+                .map(|run| pb::PrunedRun {
+                    run_id: run.run_id,
+                    runbook: run.runbook,
+                    status: convert::run_status(run.status).into(),
+                    finished_at: run.finished_at,
+                })
+                .collect(),
+            dry_run: request.dry_run,
+            store_bytes_before,
+            store_bytes_after: self.engine.store().size_on_disk(),
+        }))
     }
 }

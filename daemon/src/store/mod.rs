@@ -10,6 +10,7 @@
 
 mod flusher;
 mod migrate;
+mod prune;
 mod records;
 mod runs;
 mod secrets;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+pub use prune::{Prunable, Retention};
 pub use records::{
     ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
     INLINE_OUTPUT_BYTES, OutputStream, PermitWait, ProcessGroup, Quarantined, RunRecord, RunStatus,

@@ -157,6 +157,18 @@ pub enum Command {
         #[arg(long, value_name = "R", default_value = "", requires = "failed")]
         reason: String,
     },
+    /// Remove ended runs with all their records, by age or count (or the daemon's [retention])
+    Prune {
+        /// Remove runs that ended more than this long ago, e.g. "30d" or "12h"
+        #[arg(long, value_name = "D", value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+        /// Keep at most this many ended runs, newest first
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_runs: Option<u32>,
+        /// List what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Targets steps have used: circuit breakers and rate limits
     Targets,
     /// Database connections and whether each answers (never their credentials)
@@ -238,6 +250,12 @@ pub enum SecretCommand {
 }
 
 /// `key=value`, split on the first `=` (values may contain `=`).
+fn parse_age(raw: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(raw).map_err(|err| {
+        format!("`{raw}` is not a duration ({err}); write it like \"30d\" or \"12h\"")
+    })
+}
+
 fn parse_param(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some(("", _)) => Err("the key before `=` is empty".to_owned()),

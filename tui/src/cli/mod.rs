@@ -6,6 +6,7 @@ mod connections;
 mod decide;
 mod follow;
 mod logs;
+mod prune;
 mod runbooks;
 mod runs;
 mod secret;
@@ -129,6 +130,18 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             reason,
         } => decide::complete(ctx, out, run, step, output, failed.then_some(reason)).await,
         Command::Targets => targets::list(ctx, out).await,
+        Command::Prune {
+            older_than,
+            max_runs,
+            dry_run,
+        } => {
+            let args = prune::PruneArgs {
+                older_than,
+                max_runs,
+                dry_run,
+            };
+            prune::prune(ctx, out, args).await
+        }
         Command::Connections => connections::list(ctx, out).await,
     }
 }
