@@ -298,7 +298,10 @@ impl Daemon {
                     .max_encoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES),
             )
             .add_service(reflection)
-            .serve_with_incoming_shutdown(server::incoming(listener), stop.cancelled())
+            .serve_with_incoming_shutdown(
+                server::incoming(listener, store.clone()),
+                stop.cancelled(),
+            )
             .await
             .context("the gRPC server failed");
         stop.cancel();

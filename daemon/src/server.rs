@@ -198,29 +198,90 @@ fn check_private(dir: &Path) -> Result<(), SocketError> {
     }
 }
 
-/// Accepted connections from peers with our uid; others are closed at once.
-pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<UnixStream>> {
+/// How often a refused peer is written to the audit log: a user who keeps connecting gets
+/// one entry per uid per this window, not one per attempt (the log stays bounded).
+const REFUSED_AUDIT_WINDOW_MS: i64 = 10_000;
+
+/// Accepted connections from peers with our uid; others are closed at once, logged, and
+/// recorded in the audit log (`connect`, `DENIED`).
+pub fn incoming(
+    listener: UnixListener,
+    store: crate::store::Store,
+) -> impl Stream<Item = io::Result<UnixStream>> {
     let me = rustix::process::getuid().as_raw();
-    futures::stream::unfold(listener, move |listener| async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => match stream.peer_cred() {
-                    Ok(cred) if cred.uid() == me => return Some((Ok(stream), listener)),
-                    Ok(cred) => {
-                        tracing::warn!(uid = cred.uid(), "refused a connection from another user")
-                    }
+    let recorded = std::collections::HashMap::<u32, i64>::new();
+    futures::stream::unfold(
+        (listener, store, recorded),
+        move |(listener, store, mut recorded)| async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => match stream.peer_cred() {
+                        Ok(cred) if cred.uid() == me => {
+                            return Some((Ok(stream), (listener, store, recorded)));
+                        }
+                        Ok(cred) => {
+                            tracing::warn!(
+                                uid = cred.uid(),
+                                "refused a connection from another user"
+                            );
+                            drop(stream);
+                            audit_refusal(&store, &mut recorded, cred.uid(), me).await;
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "refused a connection without peer credentials")
+                        }
+                    },
                     Err(err) => {
-                        tracing::warn!(error = %err, "refused a connection without peer credentials")
+                        // Out of file descriptors, say: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
-                },
-                Err(err) => {
-                    // Out of file descriptors, say: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }
-        }
-    })
+        },
+    )
+}
+
+/// Writes a refused peer to the audit log, at most once per uid per window.
+async fn audit_refusal(
+    store: &crate::store::Store,
+    recorded: &mut std::collections::HashMap<u32, i64>,
+    uid: u32,
+    me: u32,
+) {
+    let now = crate::store::now_ms();
+    if recorded
+        .get(&uid)
+        .is_some_and(|at| now - at < REFUSED_AUDIT_WINDOW_MS)
+    {
+        return;
+    }
+    // The map stays small: one entry per uid seen within the window.
+    recorded.retain(|_, at| now - *at < REFUSED_AUDIT_WINDOW_MS);
+    recorded.insert(uid, now);
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |user| user.name);
+    let entry = crate::store::AuditRecord {
+        at: now,
+        uid: Some(uid),
+        user,
+        action: "connect".into(),
+        runbook: String::new(),
+        run: String::new(),
+        step: String::new(),
+        secret: String::new(),
+        result: crate::store::AuditResult::Denied,
+        detail: format!("only uid {me} may use this socket"),
+    };
+    let durable = match store.audit(&entry) {
+        Ok(()) => store.flush().await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = durable {
+        tracing::error!(error = %err, "cannot record a refused connection");
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! golden diagnostics of the runbook loader with the real plugins (`golden`).
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod cli;
 mod convert;
 mod database;

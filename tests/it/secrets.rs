@@ -113,8 +113,16 @@ fn secrets_are_set_listed_audited_and_removed_without_ever_showing_a_value() {
     assert_eq!(rows.len(), 2, "{ls}");
     assert!(rows[0].starts_with("API_TOKEN "), "{ls}");
     assert!(rows[1].starts_with("db_password "), "{ls}");
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    assert!(rows[0].contains(&user), "the setter is named: {ls}");
+    // The peer's own name, from its uid: not whatever `$USER` says.
+    let user = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let user = String::from_utf8(user.stdout).unwrap().trim().to_owned();
+    assert!(
+        rows[0].contains(&format!("{user} (uid ")),
+        "the setter is named: {ls}"
+    );
 
     let listed: serde_json::Value =
         serde_json::from_str(&ok(&seen.cli(&daemon, &["secret", "ls", "--json"]))).unwrap();

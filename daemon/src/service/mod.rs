@@ -1,6 +1,7 @@
 //! gRPC handlers: decode a request, call the engine or the store, encode the answer. Errors
 //! become statuses in `error.rs` only.
 
+mod audit;
 mod convert;
 mod error;
 mod secrets;
@@ -55,6 +56,50 @@ pub struct RunbookService {
 }
 
 impl RunbookService {
+    /// Records a change to a secret, by its name, in the audit log, then answers it.
+    async fn audited_secret<T>(
+        &self,
+        peer: &audit::Peer,
+        action: &str,
+        name: String,
+        answer: Result<T, Status>,
+    ) -> Result<T, Status> {
+        let target = audit::Target {
+            secret: name,
+            ..Default::default()
+        };
+        audit::record(
+            self.engine.store(),
+            peer,
+            action,
+            target,
+            |_, _| String::new(),
+            answer,
+        )
+        .await
+    }
+
+    /// Records a decision about a run (and a step) in the audit log, then answers it.
+    async fn audited(
+        &self,
+        peer: &audit::Peer,
+        action: &str,
+        run: &str,
+        step: &str,
+        answer: Result<pb::Run, Status>,
+    ) -> Result<Response<pb::Run>, Status> {
+        audit::record(
+            self.engine.store(),
+            peer,
+            action,
+            run_target(run, step),
+            run_now,
+            answer,
+        )
+        .await
+        .map(Response::new)
+    }
+
     pub fn new(
         engine: Engine,
         vault: Vault,
@@ -83,17 +128,20 @@ impl RunbookService {
 
 /// Who made a request, for the audit trail of approvals and decisions. The server only
 /// accepts peers with the daemon's own uid, so this names that user.
-fn requester<T>(request: &Request<T>) -> String {
-    let uid = request
-        .extensions()
-        .get::<tonic::transport::server::UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
-        .map(|cred| cred.uid());
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    match uid {
-        Some(uid) => format!("{user} (uid {uid})"),
-        None => user,
+/// A target naming a run (and a step).
+fn run_target(run: &str, step: &str) -> audit::Target {
+    audit::Target {
+        run: run.to_owned(),
+        step: step.to_owned(),
+        ..Default::default()
     }
+}
+
+/// What a decision about a run left it as, for its audit entry.
+fn run_now(run: &pb::Run, target: &mut audit::Target) -> String {
+    target.run.clone_from(&run.id);
+    target.runbook.clone_from(&run.runbook);
+    format!("run is {}", run.status().label())
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
@@ -163,13 +211,27 @@ impl RunbookApi for RunbookService {
         &self,
         request: Request<pb::ShutdownRequest>,
     ) -> Result<Response<pb::ShutdownResponse>, Status> {
-        tracing::info!(by = %requester(&request), "shutdown requested");
+        let peer = audit::peer(&request);
+        tracing::info!(by = %peer, "shutdown requested");
         let runs_in_flight = self.engine.runs_in_flight();
-        self.shutdown.cancel();
-        Ok(Response::new(pb::ShutdownResponse {
+        let answer = pb::ShutdownResponse {
             runs_in_flight,
             grace_ms: i64::try_from(self.info.shutdown_grace.as_millis()).unwrap_or(i64::MAX),
-        }))
+        };
+        // Recorded before the stop starts: the entry is durable when the daemon goes.
+        let answer = audit::record(
+            self.engine.store(),
+            &peer,
+            "shutdown",
+            audit::Target::default(),
+            |answer: &pb::ShutdownResponse, _| {
+                format!("{} runs with steps running", answer.runs_in_flight.len())
+            },
+            Ok(answer),
+        )
+        .await?;
+        self.shutdown.cancel();
+        Ok(Response::new(answer))
     }
 
     async fn list_runbooks(
@@ -209,7 +271,8 @@ impl RunbookApi for RunbookService {
         &self,
         request: Request<pb::SaveRunbookRequest>,
     ) -> Result<Response<pb::SaveRunbookResponse>, Status> {
-        let actor = requester(&request);
+        let peer = audit::peer(&request);
+        let actor = peer.to_string();
         let request = request.into_inner();
         let saved = self
             .engine
@@ -220,7 +283,25 @@ impl RunbookApi for RunbookService {
                 &request.base_hash,
                 &actor,
             )
-            .await?;
+            .await
+            .map_err(Status::from);
+        let target = audit::Target {
+            runbook: request.runbook.clone(),
+            ..Default::default()
+        };
+        let saved = audit::record(
+            self.engine.store(),
+            &peer,
+            "save",
+            target,
+            |saved: &crate::catalog::Saved, _| match (&saved.version, saved.diagnostics.len()) {
+                (Some(entry), _) => format!("version {} saved", entry.number),
+                (None, 0) => "saved; the content was already a version".to_owned(),
+                (None, problems) => format!("saved with {problems} problems: not a version"),
+            },
+            saved,
+        )
+        .await?;
         Ok(Response::new(pb::SaveRunbookResponse {
             valid: saved.diagnostics.is_empty(),
             diagnostics: saved.diagnostics.iter().map(convert::diagnostic).collect(),
@@ -264,13 +345,33 @@ impl RunbookApi for RunbookService {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RunbookVersion>, Status> {
-        let actor = requester(&request);
+        let peer = audit::peer(&request);
+        let actor = peer.to_string();
         let request = request.into_inner();
         let entry = self
             .engine
             .catalog()
             .rollback(&request.runbook, &request.version, &actor)
-            .await?;
+            .await
+            .map_err(Status::from);
+        let target = audit::Target {
+            runbook: request.runbook.clone(),
+            ..Default::default()
+        };
+        let entry = audit::record(
+            self.engine.store(),
+            &peer,
+            "rollback",
+            target,
+            |entry: &crate::store::HistoryEntry, _| {
+                format!(
+                    "to version {}: now version {}",
+                    request.version, entry.number
+                )
+            },
+            entry,
+        )
+        .await?;
         let (_, source) = self.engine.catalog().version(&entry.name, &entry.version)?;
         Ok(Response::new(convert::version(&entry, true, source)))
     }
@@ -326,11 +427,38 @@ impl RunbookApi for RunbookService {
         &self,
         request: Request<pb::StartRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
+        let peer = audit::peer(&request);
         let request = request.into_inner();
         let run = self
             .engine
             .start_run(&request.runbook, &request.params, request.dry_run)
-            .await?;
+            .await
+            .map_err(Status::from);
+        let target = audit::Target {
+            runbook: request.runbook.clone(),
+            ..Default::default()
+        };
+        let run = audit::record(
+            self.engine.store(),
+            &peer,
+            "start",
+            target,
+            |run: &crate::store::RunRecord, target| {
+                target.run.clone_from(&run.id);
+                let params: Vec<&str> = run.params.keys().map(String::as_str).collect();
+                format!(
+                    "{}params: {}",
+                    if run.dry_run { "dry run; " } else { "" },
+                    if params.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        params.join(", ")
+                    }
+                )
+            },
+            run,
+        )
+        .await?;
         Ok(Response::new(self.run_message(&run)?))
     }
 
@@ -445,87 +573,124 @@ impl RunbookApi for RunbookService {
         &self,
         request: Request<pb::ApproveRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let by = requester(&request);
+        let peer = audit::peer(&request);
+        let by = peer.to_string();
         let request = request.into_inner();
-        let run = self
-            .engine
-            .approve(&request.run_id, &request.step_id, &by)
-            .await?;
-        tracing::info!(run = %run.id, step = %request.step_id, by = %by, "step approved");
-        Ok(Response::new(self.run_message(&run)?))
+        let answer = async {
+            let run = self
+                .engine
+                .approve(&request.run_id, &request.step_id, &by)
+                .await?;
+            tracing::info!(run = %run.id, step = %request.step_id, by = %by, "step approved");
+            self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "approve", &request.run_id, &request.step_id, answer)
+            .await
     }
 
     async fn deny(&self, request: Request<pb::DenyRequest>) -> Result<Response<pb::Run>, Status> {
-        let by = requester(&request);
+        let peer = audit::peer(&request);
+        let by = peer.to_string();
         let request = request.into_inner();
-        let run = self
-            .engine
-            .deny(&request.run_id, &request.step_id, &request.reason, &by)
-            .await?;
-        tracing::info!(run = %run.id, step = %request.step_id, by = %by, "step denied");
-        Ok(Response::new(self.run_message(&run)?))
+        let answer = async {
+            let run = self
+                .engine
+                .deny(&request.run_id, &request.step_id, &request.reason, &by)
+                .await?;
+            tracing::info!(run = %run.id, step = %request.step_id, by = %by, "step denied");
+            self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "deny", &request.run_id, &request.step_id, answer)
+            .await
     }
 
     async fn resolve(
         &self,
         request: Request<pb::ResolveRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let by = requester(&request);
+        let peer = audit::peer(&request);
+        let by = peer.to_string();
         let request = request.into_inner();
-        let resolution = match pb::ResolveAction::try_from(request.action) {
-            Ok(pb::ResolveAction::Retry) => Resolution::Retry,
-            Ok(pb::ResolveAction::Skip) => Resolution::Skip,
-            Ok(pb::ResolveAction::Fail) => Resolution::Fail,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "resolve needs an action: retry, skip or fail",
-                ));
-            }
-        };
-        let run = self
-            .engine
-            .resolve(&request.run_id, &request.step_id, resolution, &by)
-            .await?;
-        tracing::info!(run = %run.id, step = %request.step_id, by = %by, action = ?resolution, "step resolved");
-        Ok(Response::new(self.run_message(&run)?))
+        let answer = async {
+            let resolution = match pb::ResolveAction::try_from(request.action) {
+                Ok(pb::ResolveAction::Retry) => Resolution::Retry,
+                Ok(pb::ResolveAction::Skip) => Resolution::Skip,
+                Ok(pb::ResolveAction::Fail) => Resolution::Fail,
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "resolve needs an action: retry, skip or fail",
+                    ));
+                }
+            };
+            let run = self
+                .engine
+                .resolve(&request.run_id, &request.step_id, resolution, &by)
+                .await?;
+            tracing::info!(run = %run.id, step = %request.step_id, by = %by, action = ?resolution, "step resolved");
+            self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "resolve", &request.run_id, &request.step_id, answer)
+            .await
     }
 
     async fn cancel_run(
         &self,
         request: Request<pb::CancelRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let by = requester(&request);
-        let run = self.engine.cancel(&request.into_inner().id).await?;
-        tracing::info!(run = %run.id, by = %by, at = now_ms(), "run cancelled");
-        Ok(Response::new(self.run_message(&run)?))
+        let peer = audit::peer(&request);
+        let id = request.into_inner().id;
+        let answer = async {
+            let run = self.engine.cancel(&id).await?;
+            tracing::info!(run = %run.id, by = %peer, at = now_ms(), "run cancelled");
+            self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "cancel", &id, "", answer).await
     }
 
     async fn pause_run(
         &self,
         request: Request<pb::PauseRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let by = requester(&request);
-        let run = self.engine.pause(&request.into_inner().id, &by).await?;
-        tracing::info!(run = %run.id, by = %by, "run paused");
-        Ok(Response::new(self.run_message(&run)?))
+        let peer = audit::peer(&request);
+        let by = peer.to_string();
+        let id = request.into_inner().id;
+        let answer = async {
+            let run = self.engine.pause(&id, &by).await?;
+            tracing::info!(run = %run.id, by = %by, "run paused");
+            self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "pause", &id, "", answer).await
     }
 
     async fn resume_run(
         &self,
         request: Request<pb::ResumeRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let by = requester(&request);
-        let run = self.engine.resume(&request.into_inner().id, &by).await?;
-        tracing::info!(run = %run.id, by = %by, "run resumed");
-        Ok(Response::new(self.run_message(&run)?))
+        let peer = audit::peer(&request);
+        let by = peer.to_string();
+        let id = request.into_inner().id;
+        let answer = async {
+            let run = self.engine.resume(&id, &by).await?;
+            tracing::info!(run = %run.id, by = %by, "run resumed");
+            self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "resume", &id, "", answer).await
     }
 
     async fn complete_step(
         &self,
         request: Request<pb::CompleteStepRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let by = requester(&request);
+        let peer = audit::peer(&request);
+        let by = peer.to_string();
         let request = request.into_inner();
+        let answer = async {
         let completion = match request.status() {
             pb::StepStatus::Completed => {
                 let output = if request.output_json.trim().is_empty() {
@@ -537,7 +702,7 @@ impl RunbookApi for RunbookService {
                 };
                 Completion::Completed(output)
             }
-            pb::StepStatus::Failed => Completion::Failed(request.error),
+            pb::StepStatus::Failed => Completion::Failed(request.error.clone()),
             other => {
                 return Err(Status::invalid_argument(format!(
                     "a step can be completed as completed or failed, not {}",
@@ -550,7 +715,11 @@ impl RunbookApi for RunbookService {
             .complete_step(&request.run_id, &request.step, completion, &by)
             .await?;
         tracing::info!(run = %run.id, step = %request.step, by = %by, "step completed from outside");
-        Ok(Response::new(self.run_message(&run)?))
+        self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "complete", &request.run_id, &request.step, answer)
+            .await
     }
 
     async fn list_connections(
@@ -597,8 +766,11 @@ impl RunbookApi for RunbookService {
         &self,
         request: Request<pb::SetSecretRequest>,
     ) -> Result<Response<pb::SecretInfo>, Status> {
-        let by = requester(&request);
-        secrets::set(&self.vault, request.into_inner(), &by).await
+        let peer = audit::peer(&request);
+        let request = request.into_inner();
+        let name = request.name.clone();
+        let answer = secrets::set(&self.vault, request, &peer.to_string()).await;
+        self.audited_secret(&peer, "secret_set", name, answer).await
     }
 
     async fn list_secrets(
@@ -612,16 +784,81 @@ impl RunbookApi for RunbookService {
         &self,
         request: Request<pb::RemoveSecretRequest>,
     ) -> Result<Response<pb::RemoveSecretResponse>, Status> {
-        let by = requester(&request);
-        secrets::remove(&self.vault, request.into_inner(), &by).await
+        let peer = audit::peer(&request);
+        let request = request.into_inner();
+        let name = request.name.clone();
+        let answer = secrets::remove(&self.vault, request, &peer.to_string()).await;
+        self.audited_secret(&peer, "secret_rm", name, answer).await
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let request = request.into_inner();
+        let filter = crate::store::AuditFilter {
+            since: (request.since > 0).then_some(request.since),
+            action: Some(request.action).filter(|action| !action.is_empty()),
+            run: Some(request.run_id).filter(|run| !run.is_empty()),
+        };
+        let limit = match request.limit {
+            0 => 100,
+            limit => limit.min(1000) as usize,
+        };
+        let entries = self
+            .engine
+            .store()
+            .audit_log(&filter, limit)?
+            .into_iter()
+            .map(|entry| pb::AuditLogEntry {
+                at: entry.at,
+                uid: entry.uid,
+                user: entry.user,
+                action: entry.action,
+                runbook: entry.runbook,
+                run_id: entry.run,
+                step: entry.step,
+                secret: entry.secret,
+                result: entry.result.as_str().to_owned(),
+                detail: entry.detail,
+            })
+            .collect();
+        Ok(Response::new(pb::ListAuditResponse { entries }))
     }
 
     async fn prune_runs(
         &self,
         request: Request<pb::PruneRunsRequest>,
     ) -> Result<Response<pb::PruneRunsResponse>, Status> {
-        let by = requester(&request);
+        let peer = audit::peer(&request);
         let request = request.into_inner();
+        let answer = self.prune(&peer, &request).await;
+        let action = if request.dry_run {
+            "prune_dry_run"
+        } else {
+            "prune"
+        };
+        audit::record(
+            self.engine.store(),
+            &peer,
+            action,
+            audit::Target::default(),
+            |answer: &Response<pb::PruneRunsResponse>, _| {
+                format!("{} ended runs", answer.get_ref().runs.len())
+            },
+            answer,
+        )
+        .await
+    }
+}
+
+impl RunbookService {
+    /// `PruneRuns` itself.
+    async fn prune(
+        &self,
+        by: &audit::Peer,
+        request: &pb::PruneRunsRequest,
+    ) -> Result<Response<pb::PruneRunsResponse>, Status> {
         let policy = if request.older_than_ms.is_none() && request.max_runs.is_none() {
             self.info.retention
         } else {

@@ -8,6 +8,7 @@
 //! leaves a status without its event or an event without its status, and the cost of a
 //! transition does not grow with the run.
 
+mod audit;
 mod flusher;
 mod migrate;
 mod prune;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+pub use audit::{AuditFilter, AuditRecord, AuditResult};
 pub use prune::{Prunable, Retention};
 pub use records::{
     ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,

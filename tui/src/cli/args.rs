@@ -169,6 +169,22 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The audit log: every request that changed something, or tried to, oldest first
+    Audit {
+        /// Only entries from the last D, e.g. "1h" or "7d"
+        #[arg(long, value_name = "D", value_parser = parse_age)]
+        since: Option<std::time::Duration>,
+        /// Only this action: start, approve, deny, resolve, cancel, pause, resume, complete,
+        /// save, rollback, secret_set, secret_rm, prune, prune_dry_run, shutdown
+        #[arg(long, value_name = "A")]
+        action: Option<String>,
+        /// Only entries about this run (id or a unique prefix)
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// The newest N entries (at most 1000)
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u32,
+    },
     /// Targets steps have used: circuit breakers and rate limits
     Targets,
     /// Database connections and whether each answers (never their credentials)

@@ -2,6 +2,7 @@
 //! one subcommand and turns its outcome into an exit code.
 
 mod args;
+mod audit;
 mod connections;
 mod decide;
 mod follow;
@@ -130,6 +131,20 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             reason,
         } => decide::complete(ctx, out, run, step, output, failed.then_some(reason)).await,
         Command::Targets => targets::list(ctx, out).await,
+        Command::Audit {
+            since,
+            action,
+            run,
+            limit,
+        } => {
+            let args = audit::AuditArgs {
+                since,
+                action,
+                run,
+                limit,
+            };
+            audit::audit(ctx, out, args).await
+        }
         Command::Prune {
             older_than,
             max_runs,

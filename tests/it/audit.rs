@@ -1,0 +1,304 @@
+//! The audit log: every request that changes something, or tries to, is recorded durably
+//! before it is answered, with who asked (from the socket's peer credentials), what it acted
+//! on and how it ended; `runbook audit` reads it back in order, and no secret value is ever
+//! in it.
+
+use std::io::Write as _;
+use std::process::Stdio;
+
+use runbook_e2e::{Daemon, block_on, step_status};
+use runbook_protocol::v1::{GetRunbookRequest, SaveRunbookRequest};
+use serde_json::Value;
+
+const CANARY: &str = "canary-value-7f3a9c-never-shown";
+
+/// One shell step that needs an approval (the default for shell) and reads a secret.
+const DEPLOY: &str = r#"
+[[steps]]
+id = "go"
+uses = "shell"
+with = { command = ["true"], env = { TOKEN = "{{ secrets.token }}" } }
+"#;
+
+fn ok(daemon: &Daemon, args: &[&str]) {
+    let output = daemon.cli(args);
+    assert!(
+        output.status.success(),
+        "runbook {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn refused(daemon: &Daemon, args: &[&str]) {
+    let output = daemon.cli(args);
+    assert!(!output.status.success(), "runbook {args:?} was accepted");
+}
+
+/// Waits until run `id`'s step `go` waits for approval.
+fn waiting(daemon: &Daemon, id: &str) {
+    daemon.wait_for(id, "the approval request", |shown| {
+        step_status(shown, "go") == "waiting"
+    });
+}
+
+/// Connects to the socket as user `nobody`: the daemon must refuse it. False when this
+/// machine cannot (not root).
+fn connect_as_nobody(daemon: &Daemon) -> bool {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: a connection from another user needs root to make");
+        return false;
+    }
+    // The socket is private (its directory 0700, itself 0600): opened up here only so that
+    // the daemon's own check, by peer credentials, is what refuses the stranger.
+    use std::os::unix::fs::PermissionsExt as _;
+    let run_dir = daemon.socket.parent().unwrap();
+    for dir in [daemon.root.path(), run_dir] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = format!(
+        "import os, socket\n\
+         os.setgid(65534); os.setuid(65534)\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.connect({:?})\n\
+         s.settimeout(10)\n\
+         assert s.recv(1) == b''\n",
+        daemon.socket.display().to_string()
+    );
+    let status = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "the stranger's connection was not closed");
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for dir in [run_dir, daemon.root.path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    true
+}
+
+#[test]
+fn every_change_is_audited_in_order_with_who_and_never_a_secret_value() {
+    let mut daemon = Daemon::start_process(&[("deploy.toml", DEPLOY)], "");
+    let mut set = daemon
+        .cli_command(&["secret", "set", "token"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    set.stdin
+        .take()
+        .unwrap()
+        .write_all(CANARY.as_bytes())
+        .unwrap();
+    assert!(set.wait().unwrap().success());
+
+    let approved = daemon.start_run("deploy", &[]);
+    waiting(&daemon, &approved);
+    ok(&daemon, &["approve", &approved, "go"]);
+    let denied = daemon.start_run("deploy", &[]);
+    waiting(&daemon, &denied);
+    ok(&daemon, &["deny", &denied, "go", "--reason", "not today"]);
+    let cancelled = daemon.start_run("deploy", &[]);
+    waiting(&daemon, &cancelled);
+    ok(&daemon, &["pause", &cancelled]);
+    ok(&daemon, &["resume", &cancelled]);
+    ok(&daemon, &["cancel", &cancelled]);
+    // Refused requests are recorded too, with why.
+    refused(&daemon, &["run", "nope"]);
+    refused(&daemon, &["resolve", &approved, "go", "retry"]);
+    refused(&daemon, &["complete", &approved, "go"]);
+
+    // A save from the editor, then a rollback to the first version.
+    block_on(async {
+        let mut client = daemon.client().await;
+        let detail = client
+            .get_runbook(GetRunbookRequest {
+                name: "deploy".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let saved = client
+            .save_runbook(SaveRunbookRequest {
+                runbook: "deploy".into(),
+                source: DEPLOY.replace("[\"true\"]", "[\"echo\", \"saved\"]"),
+                base_hash: detail.file_hash,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(saved.valid, "{saved:?}");
+    });
+    ok(&daemon, &["rollback", "deploy", "1"]);
+    ok(&daemon, &["secret", "rm", "token"]);
+    ok(&daemon, &["prune", "--max-runs", "1", "--dry-run"]);
+    let stranger = connect_as_nobody(&daemon);
+    // The entry of a stop is durable when the daemon is gone: read after a restart.
+    ok(&daemon, &["daemon", "stop"]);
+    daemon.restart();
+
+    let entries = daemon.json(&["audit"]);
+    let entries = entries.as_array().unwrap();
+    let said: Vec<(String, String)> = entries
+        .iter()
+        .map(|entry| {
+            (
+                entry["action"].as_str().unwrap().to_owned(),
+                entry["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(&str, &str)> = vec![
+        ("secret_set", "SUCCESS"),
+        ("start", "SUCCESS"),
+        ("approve", "SUCCESS"),
+        ("start", "SUCCESS"),
+        ("deny", "SUCCESS"),
+        ("start", "SUCCESS"),
+        ("pause", "SUCCESS"),
+        ("resume", "SUCCESS"),
+        ("cancel", "SUCCESS"),
+        ("start", "FAILURE"),
+        ("resolve", "FAILURE"),
+        ("complete", "FAILURE"),
+        ("save", "SUCCESS"),
+        ("rollback", "SUCCESS"),
+        ("secret_rm", "SUCCESS"),
+        ("prune_dry_run", "SUCCESS"),
+    ];
+    if stranger {
+        expected.push(("connect", "DENIED"));
+    }
+    expected.push(("shutdown", "SUCCESS"));
+    let expected: Vec<(String, String)> = expected
+        .into_iter()
+        .map(|(action, result)| (action.to_owned(), result.to_owned()))
+        .collect();
+    assert_eq!(said, expected, "{entries:#?}");
+
+    // Who: the peer's uid and its name, here this test's own.
+    let uid = rustix::process::getuid().as_raw();
+    for entry in entries.iter().filter(|entry| entry["action"] != "connect") {
+        assert_eq!(entry["uid"], uid, "{entry:#}");
+        assert!(entry["user"].as_str().is_some_and(|user| !user.is_empty()));
+    }
+    if stranger {
+        let refusal = entries.iter().find(|e| e["action"] == "connect").unwrap();
+        assert_eq!(refusal["uid"], 65534, "{refusal:#}");
+        assert!(
+            refusal["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("only uid {uid}")),
+            "{refusal:#}"
+        );
+    }
+    // What: runs by their full id, steps, secrets by name; refusals with their reason.
+    let approve = &entries[2];
+    assert_eq!(approve["run"], approved.as_str());
+    assert_eq!(approve["step"], "go");
+    assert_eq!(approve["runbook"], "deploy");
+    assert_eq!(entries[0]["secret"], "token");
+    assert!(
+        entries[9]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no runbook named `nope`"),
+        "{:#}",
+        entries[9]
+    );
+    for refusal in &entries[10..12] {
+        assert!(
+            refusal["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.contains(approved.as_str())),
+            "a refusal says why: {refusal:#}"
+        );
+    }
+    let text = serde_json::to_string(entries).unwrap();
+    assert!(!text.contains(CANARY), "a secret value in the audit log");
+    // Nor in the daemon's logs, where each entry is also an AUDIT event.
+    let logs: String = std::fs::read_dir(daemon.data_dir.join("logs"))
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default())
+        .collect();
+    assert!(logs.contains("event_type=\"AUDIT\"") || logs.contains("event_type=AUDIT"));
+    assert!(!logs.contains(CANARY), "a secret value in the logs");
+
+    // Filters: by action, by run (a prefix works, as everywhere), and the table.
+    let approvals = daemon.json(&["audit", "--action", "approve"]);
+    assert_eq!(approvals.as_array().unwrap().len(), 1, "{approvals:#}");
+    let of_run = daemon.json(&["audit", "--run", &approved[..20]]);
+    let actions: Vec<&str> = of_run
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["start", "approve", "resolve", "complete"]);
+    let recent = daemon.json(&["audit", "--since", "1h", "--limit", "2"]);
+    let recent: Vec<&Value> = recent.as_array().unwrap().iter().collect();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[1]["action"], "shutdown");
+    let table = daemon.cli(&["audit", "--action", "deny"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("deny") && table.contains(&format!("deploy {denied}/go")),
+        "{table}"
+    );
+}
+
+#[test]
+fn json_logs_carry_each_audit_entry_as_a_structured_event() {
+    let daemon = Daemon::prepare(&[("deploy.toml", DEPLOY)], "");
+    let mut child = daemon
+        .command()
+        .env("RUNBOOK_LOG_FORMAT", "json")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !daemon.cli(&["status"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runbookd never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    refused(&daemon, &["run", "nope"]);
+    ok(&daemon, &["daemon", "stop"]);
+    assert!(child.wait().unwrap().success());
+
+    let logs: String = std::fs::read_dir(daemon.data_dir.join("logs"))
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect();
+    let audit: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["fields"]["event_type"] == "AUDIT")
+        .collect();
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|line| {
+            (
+                line["fields"]["action"].as_str().unwrap(),
+                line["fields"]["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(actions, [("start", "FAILURE"), ("shutdown", "SUCCESS")]);
+    assert_eq!(audit[0]["fields"]["runbook"], "nope");
+
+    let bad = daemon
+        .command()
+        .env("RUNBOOK_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("RUNBOOK_LOG_FORMAT"), "{stderr}");
+}
