@@ -259,10 +259,7 @@ async fn audit_refusal(
     // The map stays small: one entry per uid seen within the window.
     recorded.retain(|_, at| now - *at < REFUSED_AUDIT_WINDOW_MS);
     recorded.insert(uid, now);
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {uid}"), |user| user.name);
+    let user = crate::service::audit::user_name(uid);
     let entry = crate::store::AuditRecord {
         at: now,
         uid: Some(uid),

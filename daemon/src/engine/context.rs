@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use super::state::RunState;
 use crate::plugins::SecretSource;
 use crate::runbook::{Runbook, Step};
-use crate::store::StepStatus;
 use crate::template;
 
 /// The JSON object `definition`'s templates and `if` are evaluated against: params, the run,
@@ -121,7 +120,7 @@ pub fn render_step_config(
 }
 
 /// The label a status has in templates and on the wire, for example `timed_out`.
-pub fn status_label(status: StepStatus) -> String {
+pub fn status_label(status: impl serde::Serialize) -> String {
     serde_json::to_value(status)
         .ok()
         .and_then(|value| value.as_str().map(str::to_owned))

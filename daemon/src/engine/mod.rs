@@ -254,7 +254,7 @@ impl Engine {
                 .run
                 .steps
                 .iter()
-                .filter(|step| waiting_for_approval(step, "").is_ok())
+                .filter(|step| awaits_approval(step))
                 .count() as u64;
         }
         snapshot.circuits = self
@@ -979,12 +979,7 @@ fn ended(run: &RunRecord) -> EngineError {
 
 /// Refuses a decision about a step that is not waiting for approval.
 fn waiting_for_approval(step: &StepRecord, run_id: &str) -> Result<(), EngineError> {
-    let pending = step.status == StepStatus::Waiting
-        && step
-            .approval
-            .as_ref()
-            .is_some_and(|approval| approval.decision.is_none());
-    if !pending {
+    if !awaits_approval(step) {
         return Err(EngineError::WrongState(format!(
             "step `{}` of run {run_id} is {}, not waiting for approval",
             step.id,
@@ -992,6 +987,15 @@ fn waiting_for_approval(step: &StepRecord, run_id: &str) -> Result<(), EngineErr
         )));
     }
     Ok(())
+}
+
+/// Whether a step waits for an operator's decision about its plan.
+fn awaits_approval(step: &StepRecord) -> bool {
+    step.status == StepStatus::Waiting
+        && step
+            .approval
+            .as_ref()
+            .is_some_and(|approval| approval.decision.is_none())
 }
 
 /// The secrets that templates among `texts` read (`secrets.NAME`), sorted.

@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::engine::status_label;
-use crate::store::{Changes, EventKind, RunRecord, RunStatus, StepStatus};
+use crate::store::{Changes, EventKind, RunRecord, StepStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunbookLabels {
@@ -297,14 +297,11 @@ impl Metrics {
         for event in events {
             match event {
                 EventKind::RunStatus { status, .. } if status.is_terminal() => {
-                    count(
-                        &mut lock(&m.totals).runs_finished,
-                        &run_status_label(*status),
-                    );
+                    count(&mut lock(&m.totals).runs_finished, &status_label(*status));
                     m.runs_finished
                         .get_or_create(&RunEndLabels {
                             runbook: run.runbook.clone(),
-                            status: run_status_label(*status),
+                            status: status_label(*status),
                         })
                         .inc();
                 }
@@ -453,14 +450,6 @@ impl Metrics {
 
 fn gauge(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// A run status as the API and the metrics spell it.
-fn run_status_label(status: RunStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// Adds one to the count of `key` in a short sorted list.

@@ -33,12 +33,16 @@ pub fn peer<T>(request: &Request<T>) -> Peer {
         .get::<tonic::transport::server::UdsConnectInfo>()
         .and_then(|info| info.peer_cred)
         .map(|cred| cred.uid());
-    let user = uid
-        .and_then(|uid| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok())
-        .flatten()
-        .map(|user| user.name)
-        .unwrap_or_else(|| uid.map_or_else(|| "unknown".to_owned(), |uid| format!("uid {uid}")));
+    let user = uid.map_or_else(|| "unknown".to_owned(), user_name);
     Peer { uid, user }
+}
+
+/// The name of user `uid` from the system's user database, or `uid N` when it has none.
+pub fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |user| user.name)
 }
 
 /// What an audited request acted on.

@@ -1,7 +1,7 @@
 //! gRPC handlers: decode a request, call the engine or the store, encode the answer. Errors
 //! become statuses in `error.rs` only.
 
-mod audit;
+pub(crate) mod audit;
 mod convert;
 mod error;
 mod secrets;
