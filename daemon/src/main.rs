@@ -31,7 +31,8 @@ struct Args {
 }
 
 /// Every step allocates its records, events and plugin buffers from several threads at once;
-/// mimalloc serves that with a fraction of glibc malloc's time.
+/// mimalloc serves that with a fraction of glibc malloc's time. It is built without
+/// transparent huge pages (`no_thp`, see the workspace manifest).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -326,7 +326,11 @@ fn sequential_http(server: &JsonServer, steps: usize) -> String {
 fn case_a(table: &mut Table, server: &JsonServer, steps: usize) {
     eprintln!("a. {steps} sequential HTTP steps");
     let daemon = Daemon::start_process(&[("sequential.toml", &sequential_http(server, steps))], "");
+    let cpu_before = daemon_cpu(&daemon);
     let run = observe(&daemon, "sequential", Start::Cli, &[]);
+    let cpu = daemon_cpu(&daemon)
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     verify_http(&daemon, server, &run.id, steps);
     let bare = bench::bare_reqwest(&server.url, steps);
     assert_eq!(server.take_hits(), steps);
@@ -368,6 +372,27 @@ fn case_a(table: &mut Table, server: &JsonServer, steps: usize) {
         duration(run.total.saturating_sub(bare) / u32::try_from(steps).unwrap()),
         String::new(),
     );
+    table.row(
+        'a',
+        "daemon CPU per step (all threads)",
+        cpu.map_or_else(
+            || "-".into(),
+            |cpu| duration(cpu / u32::try_from(steps).unwrap()),
+        ),
+        "what the machine's other work cannot blur".into(),
+    );
+}
+
+/// CPU time the daemon's threads have used so far (`/proc/PID/task/*/schedstat`, in ns);
+/// `None` without `/proc`.
+fn daemon_cpu(daemon: &Daemon) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.pid()?)).ok()?;
+    let nanos = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Some(Duration::from_nanos(nanos))
 }
 
 /// b and e, which share their runs: e samples the longest one.
