@@ -32,6 +32,8 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Which ended runs go (`[retention]`); empty keeps them all.
     pub retention: crate::engine::RetentionPolicy,
+    /// How long audit entries are kept (`[retention] audit`).
+    pub audit_retention: std::time::Duration,
 }
 
 /// How long running steps get to end after SIGTERM when the config sets no `shutdown_grace`.
@@ -69,6 +71,8 @@ struct RawRetention {
     runs: Option<String>,
     /// At most this many ended runs are kept.
     max_runs: Option<usize>,
+    /// Audit entries older than this go, e.g. "730d".
+    audit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -280,6 +284,11 @@ impl Config {
             max_age: duration("retention.runs", raw.retention.runs.as_deref())?,
             max_runs: raw.retention.max_runs,
         };
+        let audit_retention = duration("retention.audit", raw.retention.audit.as_deref())?
+            .unwrap_or(crate::engine::DEFAULT_AUDIT_RETENTION);
+        if audit_retention.is_zero() {
+            anyhow::bail!("retention.audit: must be longer than 0s");
+        }
         if retention.max_runs == Some(0) {
             anyhow::bail!(
                 "retention.max_runs: must be at least 1 (leave it out to keep every run)"
@@ -288,6 +297,7 @@ impl Config {
         Ok(Self {
             http,
             retention,
+            audit_retention,
             metrics_listen,
             template_fuel,
             shutdown_grace,

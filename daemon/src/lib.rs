@@ -156,6 +156,7 @@ pub struct Daemon {
     shutdown_grace: std::time::Duration,
     observed: Observed,
     retention: engine::RetentionPolicy,
+    audit_retention: std::time::Duration,
 }
 
 impl Daemon {
@@ -204,6 +205,7 @@ impl Daemon {
                 catalog: catalog.clone(),
                 plugins: plugins.clone(),
                 events: daemon_events.clone(),
+                store: store.clone(),
             },
             shutdown.clone(),
         )
@@ -239,6 +241,7 @@ impl Daemon {
             shutdown_grace: config.shutdown_grace,
             observed,
             retention: config.retention,
+            audit_retention: config.audit_retention,
         })
     }
 
@@ -257,6 +260,7 @@ impl Daemon {
             shutdown_grace,
             observed,
             retention,
+            audit_retention,
         } = self;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
@@ -286,7 +290,11 @@ impl Daemon {
             shutdown.clone(),
             stop.clone(),
         );
-        tokio::spawn(engine.clone().keep_pruning(retention, stop.clone()));
+        tokio::spawn(
+            engine
+                .clone()
+                .keep_pruning(retention, audit_retention, stop.clone()),
+        );
         observed.health.up(Arc::new(UpView {
             engine: engine.clone(),
         }));

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, IGNORE_FILE, is_runbook_file};
 use crate::events::{DaemonEvent, DaemonEvents};
 use crate::plugins::PluginHost;
+use crate::service::audit;
+use crate::store::{AuditResult, Store};
 
 /// How long a file must stay quiet before its changes are read: long enough to merge an
 /// editor's save into one change, short enough to feel instant.
@@ -31,6 +33,8 @@ pub struct Watched {
     pub catalog: Catalog,
     pub plugins: PluginHost,
     pub events: DaemonEvents,
+    /// Where plugin changes are audited.
+    pub store: Store,
 }
 
 /// Starts watching; the watcher stops with `shutdown`. Both directories are created when
@@ -127,6 +131,14 @@ async fn reload_plugins(watched: &Watched, files: &[&PathBuf]) -> bool {
     for path in gone {
         for kind in watched.plugins.unload_file(path) {
             changed = true;
+            audit_plugin(
+                watched,
+                "plugin_unload",
+                path,
+                AuditResult::Success,
+                format!("step kind `{kind}` unloaded: its file is gone"),
+            )
+            .await;
             watched.events.publish(DaemonEvent::PluginRemoved {
                 kind,
                 path: path.display().to_string(),
@@ -138,17 +150,62 @@ async fn reload_plugins(watched: &Watched, files: &[&PathBuf]) -> bool {
         match watched.plugins.load_file(path).await {
             Ok(kind) => {
                 changed = true;
+                audit_plugin(
+                    watched,
+                    "plugin_load",
+                    path,
+                    AuditResult::Success,
+                    format!("step kind `{kind}` loaded"),
+                )
+                .await;
                 watched
                     .events
                     .publish(DaemonEvent::PluginLoaded { kind, path: shown });
             }
-            Err(err) => watched.events.publish(DaemonEvent::PluginRejected {
-                path: shown,
-                error: format!("{err:#}"),
-            }),
+            Err(err) => {
+                let error = format!("{err:#}");
+                audit_plugin(
+                    watched,
+                    "plugin_load",
+                    path,
+                    AuditResult::Failure,
+                    error.clone(),
+                )
+                .await;
+                watched
+                    .events
+                    .publish(DaemonEvent::PluginRejected { path: shown, error });
+            }
         }
     }
     changed
+}
+
+/// Records a plugin change that the watcher saw, durably, before the step kinds it changes
+/// are used. Who: the owner of the file (of the plugins directory, for a file that is gone),
+/// the only person the file system can name.
+async fn audit_plugin(
+    watched: &Watched,
+    action: &str,
+    path: &Path,
+    result: AuditResult,
+    detail: String,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(path)
+        .or_else(|_| std::fs::metadata(&watched.plugins_dir))
+        .ok()
+        .map(|meta| meta.uid());
+    let user = uid.map_or_else(|| "unknown".to_owned(), audit::user_name);
+    audit::write(
+        &watched.store,
+        audit::Peer { uid, user },
+        action,
+        audit::Target::default(),
+        result,
+        format!("{}: {detail}", path.display()),
+    )
+    .await;
 }
 
 fn is_plugin_file(path: &Path, plugins_dir: &Path) -> bool {

@@ -149,6 +149,8 @@ fn every_change_is_audited_in_order_with_who_and_never_a_secret_value() {
         })
         .collect();
     let mut expected: Vec<(&str, &str)> = vec![
+        // The runbook file the daemon found at its start, its first version.
+        ("reload", "SUCCESS"),
         ("secret_set", "SUCCESS"),
         ("start", "SUCCESS"),
         ("approve", "SUCCESS"),
@@ -175,6 +177,12 @@ fn every_change_is_audited_in_order_with_who_and_never_a_secret_value() {
         .map(|(action, result)| (action.to_owned(), result.to_owned()))
         .collect();
     assert_eq!(said, expected, "{entries:#?}");
+    // From here on, the requests made through the socket, by their place in the list.
+    let entries: Vec<Value> = entries
+        .iter()
+        .filter(|entry| entry["action"] != "reload")
+        .cloned()
+        .collect();
 
     // Who: the peer's uid and its name, here this test's own.
     let uid = rustix::process::getuid().as_raw();
@@ -215,7 +223,7 @@ fn every_change_is_audited_in_order_with_who_and_never_a_secret_value() {
             "a refusal says why: {refusal:#}"
         );
     }
-    let text = serde_json::to_string(entries).unwrap();
+    let text = serde_json::to_string(&entries).unwrap();
     assert!(!text.contains(CANARY), "a secret value in the audit log");
     // Nor in the daemon's logs, where each entry is also an AUDIT event.
     let logs: String = std::fs::read_dir(daemon.data_dir.join("logs"))
@@ -290,8 +298,15 @@ fn json_logs_carry_each_audit_entry_as_a_structured_event() {
             )
         })
         .collect();
-    assert_eq!(actions, [("start", "FAILURE"), ("shutdown", "SUCCESS")]);
-    assert_eq!(audit[0]["fields"]["runbook"], "nope");
+    assert_eq!(
+        actions,
+        [
+            ("reload", "SUCCESS"),
+            ("start", "FAILURE"),
+            ("shutdown", "SUCCESS")
+        ]
+    );
+    assert_eq!(audit[1]["fields"]["runbook"], "nope");
 
     let bad = daemon
         .command()
@@ -301,4 +316,99 @@ fn json_logs_carry_each_audit_entry_as_a_structured_event() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("RUNBOOK_LOG_FORMAT"), "{stderr}");
+}
+
+/// The entries of `action`, once there are `count` of them (the watcher records a change a
+/// debounce window after it happens).
+fn wait_for_entries(daemon: &Daemon, action: &str, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let entries = daemon.json(&["audit", "--action", action]);
+        let entries = entries.as_array().unwrap().clone();
+        if entries.len() >= count {
+            return entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} `{action}` entries expected, found {entries:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn plugins_loaded_refused_and_removed_by_the_watcher_are_audited_with_the_files_owner() {
+    let daemon = Daemon::start(&[], "");
+    let plugins = daemon.plugins_dir();
+    std::fs::create_dir_all(&plugins).unwrap();
+    let probe = plugins.join("probe.wasm");
+    std::fs::copy(runbook_e2e::probe_plugin(), &probe).unwrap();
+    let loaded = wait_for_entries(&daemon, "plugin_load", 1);
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&probe).unwrap().uid()
+    };
+    assert_eq!(loaded[0]["result"], "SUCCESS", "{loaded:#?}");
+    assert_eq!(loaded[0]["uid"], owner, "{loaded:#?}");
+    let detail = loaded[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("probe.wasm") && detail.contains("`probe` loaded"),
+        "{detail}"
+    );
+
+    std::fs::write(plugins.join("broken.wasm"), b"not a component").unwrap();
+    let refused = wait_for_entries(&daemon, "plugin_load", 2);
+    assert_eq!(refused[1]["result"], "FAILURE", "{refused:#?}");
+    assert!(
+        refused[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("broken.wasm"),
+        "{refused:#?}"
+    );
+
+    std::fs::remove_file(&probe).unwrap();
+    let unloaded = wait_for_entries(&daemon, "plugin_unload", 1);
+    assert_eq!(unloaded[0]["result"], "SUCCESS", "{unloaded:#?}");
+    assert!(
+        unloaded[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`probe` unloaded"),
+        "{unloaded:#?}"
+    );
+}
+
+#[test]
+fn runbook_files_changed_on_disk_are_audited_as_reloads_with_the_version_or_the_error() {
+    let daemon = Daemon::start(&[("deploy.toml", DEPLOY)], "");
+    let file = daemon.runbooks.join("deploy.toml");
+    std::fs::write(&file, DEPLOY.replace("[\"true\"]", "[\"echo\", \"v2\"]")).unwrap();
+    // The first entry is the file as the daemon found it at its start.
+    let reloaded = wait_for_entries(&daemon, "reload", 2);
+    let details: Vec<&str> = reloaded
+        .iter()
+        .map(|entry| entry["detail"].as_str().unwrap())
+        .collect();
+    assert!(details[0].starts_with("version 1 from "), "{details:?}");
+    assert_eq!(reloaded[1]["result"], "SUCCESS", "{reloaded:#?}");
+    assert_eq!(reloaded[1]["runbook"], "deploy", "{reloaded:#?}");
+    assert!(
+        details[1].starts_with("version 2 from ") && details[1].ends_with("deploy.toml"),
+        "{details:?}"
+    );
+
+    std::fs::write(
+        &file,
+        "[[steps]]\nid = \"go\"\nuses = \"shell\"\nwith = {\n",
+    )
+    .unwrap();
+    let refused = wait_for_entries(&daemon, "reload", 3);
+    assert_eq!(refused[2]["result"], "FAILURE", "{refused:#?}");
+    assert_eq!(refused[2]["runbook"], "deploy", "{refused:#?}");
+    let detail = refused[2]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("is invalid, the last good version stays: line 4, column"),
+        "{detail}"
+    );
 }

@@ -182,3 +182,34 @@ fn the_retention_policy_prunes_at_start_and_an_unruled_prune_is_refused() {
     let zero = bare.cli(&["prune", "--max-runs", "0"]);
     assert_eq!(zero.status.code(), Some(2), "{zero:?}");
 }
+
+/// How many `prune_dry_run` entries the audit log holds.
+fn dry_runs_audited(daemon: &Daemon) -> usize {
+    daemon
+        .json(&["audit", "--action", "prune_dry_run"])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn audit_entries_older_than_their_retention_go_and_newer_ones_stay() {
+    let mut daemon =
+        Daemon::start_process(&[("quick.toml", QUICK)], "[retention]\naudit = \"1s\"\n");
+    daemon.json(&["prune", "--max-runs", "1", "--dry-run"]);
+    assert_eq!(dry_runs_audited(&daemon), 1);
+    // The entry must be older than its retention; the daemon's clock cannot be moved.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    daemon.restart();
+    // The daemon prunes at start, beside its first answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while dry_runs_audited(&daemon) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired entry is still there"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    daemon.json(&["prune", "--max-runs", "1", "--dry-run"]);
+    assert_eq!(dry_runs_audited(&daemon), 1);
+}

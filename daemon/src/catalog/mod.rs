@@ -16,7 +16,8 @@ use sha2::{Digest as _, Sha256};
 use crate::events::{DaemonEvent, DaemonEvents};
 use crate::plugins::PluginHost;
 use crate::runbook::{self, Diagnostic, Runbook};
-use crate::store::{HistoryEntry, Store, StoreError, VersionRecord, now_ms};
+use crate::service::audit;
+use crate::store::{AuditResult, HistoryEntry, Store, StoreError, VersionRecord, now_ms};
 
 /// One runbook as currently known.
 #[derive(Debug, Clone)]
@@ -182,6 +183,12 @@ impl Catalog {
         cause: &str,
     ) -> Result<Applied, StoreError> {
         let file = path.display().to_string();
+        // A file read again only because the step kinds changed is not a change to audit.
+        let content_changed = self
+            .state()
+            .files
+            .get(path)
+            .is_none_or(|known| known.hash != hash);
         let loaded = runbook::load_bytes(&file, bytes, &self.inner.plugins).await;
         let loaded = loaded.and_then(|parsed| match self.owner_of(&parsed.name, path) {
             Some(other) => Err(vec![Diagnostic::whole_file(
@@ -199,7 +206,7 @@ impl Catalog {
                 let added = self
                     .inner
                     .store
-                    .record_version(&version_record(&parsed, file), cause)?;
+                    .record_version(&version_record(&parsed, file.clone()), cause)?;
                 let was_invalid = self
                     .get(&parsed.name)
                     .is_some_and(|entry| !entry.diagnostics.is_empty());
@@ -210,6 +217,15 @@ impl Catalog {
                 self.inner.store.flush().await?;
                 if let Some(entry) = &added {
                     tracing::info!(runbook = %entry.name, number = entry.number, "new runbook version");
+                    if cause == "file" {
+                        self.audit_reload(
+                            path,
+                            &entry.name,
+                            AuditResult::Success,
+                            format!("version {} from {file}", entry.number),
+                        )
+                        .await;
+                    }
                     self.inner
                         .events
                         .publish(DaemonEvent::VersionAdded(entry.clone()));
@@ -229,6 +245,21 @@ impl Catalog {
                     tracing::warn!(file = %file, "{}", diagnostic.message);
                 }
                 let name = self.name_for_invalid(path);
+                if cause == "file" && content_changed {
+                    let first = diagnostics.first().map_or_else(String::new, |diagnostic| {
+                        format!(
+                            ": line {}, column {}: {}",
+                            diagnostic.line, diagnostic.column, diagnostic.message
+                        )
+                    });
+                    self.audit_reload(
+                        path,
+                        &name,
+                        AuditResult::Failure,
+                        format!("{file} is invalid, the last good version stays{first}"),
+                    )
+                    .await;
+                }
                 let current = self.last_good(&name, path);
                 self.set_invalid(path, hash, &name, current, diagnostics.clone());
                 self.inner.events.publish(DaemonEvent::RunbookInvalid {
@@ -239,6 +270,27 @@ impl Catalog {
                 Ok(Applied::Invalid(diagnostics))
             }
         }
+    }
+
+    /// Records a change of a runbook file that the daemon read from disk (a save through the
+    /// API is audited as `save` where it is asked for). Who: the file's owner, the only
+    /// person the file system can name.
+    async fn audit_reload(&self, path: &Path, name: &str, result: AuditResult, detail: String) {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata(path).ok().map(|meta| meta.uid());
+        let user = uid.map_or_else(|| "unknown".to_owned(), audit::user_name);
+        audit::write(
+            &self.inner.store,
+            audit::Peer { uid, user },
+            "reload",
+            audit::Target {
+                runbook: name.to_owned(),
+                ..audit::Target::default()
+            },
+            result,
+            detail,
+        )
+        .await;
     }
 
     /// Records a valid runbook read from `path`.

@@ -41,7 +41,7 @@ use state::RunState;
 pub use connections::ConnectionStatus;
 pub use context::status_label;
 pub use resume_watch::{DEFAULT_RESUME_WATCH, ResumeWatch};
-pub use retention::{PRUNE_EVERY, RetentionPolicy};
+pub use retention::{DEFAULT_AUDIT_RETENTION, PRUNE_EVERY, RetentionPolicy};
 pub use wait::Completion;
 
 /// Whether steps of a kind wait for a human before they run.

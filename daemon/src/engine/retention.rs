@@ -10,7 +10,11 @@ use crate::store::{Prunable, Retention, StoreError, now_ms};
 /// How often the daemon applies its retention policy on its own.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-/// The daemon's `[retention]` settings; empty (the default) keeps every run.
+/// How long audit entries are kept unless `[retention] audit` says otherwise: longer than any
+/// run is likely to be, as the log is what answers "who did that" months later.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Which ended runs go; empty (the daemon's default) keeps every run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
     /// Ended runs older than this go (measured from their end).
@@ -68,18 +72,36 @@ impl Engine {
         Ok(removed)
     }
 
-    /// Applies `policy` now and every [`PRUNE_EVERY`] until `stop`.
+    /// Removes the audit entries older than `keep`, returning how many went.
+    pub async fn prune_audit(&self, keep: Duration) -> Result<usize, EngineError> {
+        let store = self.inner.store.clone();
+        let before = now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        let removed = tokio::task::spawn_blocking(move || store.prune_audit(before))
+            .await
+            .map_err(|err| EngineError::Internal(format!("pruning stopped: {err}")))??;
+        if removed > 0 {
+            self.inner.store.flush().await?;
+            tracing::info!(entries = removed, "pruned old audit entries");
+        }
+        Ok(removed)
+    }
+
+    /// Applies `policy` to ended runs, and `audit` to the audit log, now and every
+    /// [`PRUNE_EVERY`] until `stop`.
     pub async fn keep_pruning(
         self,
         policy: RetentionPolicy,
+        audit: Duration,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        if policy.is_empty() {
-            return;
-        }
         loop {
-            if let Err(err) = self.prune(policy, false).await {
+            if !policy.is_empty()
+                && let Err(err) = self.prune(policy, false).await
+            {
                 tracing::warn!(error = %err, "cannot prune ended runs");
+            }
+            if let Err(err) = self.prune_audit(audit).await {
+                tracing::warn!(error = %err, "cannot prune the audit log");
             }
             tokio::select! {
                 () = tokio::time::sleep(PRUNE_EVERY) => {}

@@ -73,10 +73,35 @@ pub async fn record<T>(
         }
         Err(status) => (AuditResult::Failure, status.message().to_owned()),
     };
+    write(
+        store,
+        Peer {
+            uid: peer.uid,
+            user: peer.user.clone(),
+        },
+        action,
+        target,
+        result,
+        detail,
+    )
+    .await;
+    outcome
+}
+
+/// Writes one entry and makes it durable, and logs it as a structured event. A failure to
+/// record is logged (the store's failure is what `status` reports).
+pub async fn write(
+    store: &Store,
+    peer: Peer,
+    action: &str,
+    target: Target,
+    result: AuditResult,
+    detail: String,
+) {
     let entry = AuditRecord {
         at: now_ms(),
         uid: peer.uid,
-        user: peer.user.clone(),
+        user: peer.user,
         action: action.to_owned(),
         runbook: target.runbook,
         run: target.run,
@@ -105,7 +130,6 @@ pub async fn record<T>(
     if let Err(err) = durable {
         tracing::error!(error = %err, action, "cannot record an audit entry");
     }
-    outcome
 }
 
 fn shorten(mut text: String) -> String {
