@@ -9,6 +9,8 @@
 //!   bare reqwest loop of the same requests and `hurl --test` on one file of the same
 //!   requests with `[Captures]` (each timed from its start, process start included). Also
 //!   the daemon's time over the bare loop per step: what a step costs beyond its request.
+//!   And the daemon's CPU time per step over the run (all its threads, from
+//!   `/proc/PID/task/*/schedstat`): a figure the machine's other work does not blur.
 //! - b. Growth: the same kind of chain at 100, 1,000 and 10,000 steps. Per step is the time
 //!   between the first and the last step's completion events divided by the steps between
 //!   them, so that the run's fixed costs (creating it, ending it) do not flatter long runs.

@@ -188,10 +188,16 @@ fn the_tui_poller_reports_the_daemon_then_its_loss() {
     runtime.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let poller = tokio::spawn(runbook_tui::client::poll(daemon.socket.clone(), tx));
-        let Some(Action::Connected { daemon_version, .. }) = rx.recv().await else {
+        let Some(Action::Connected { daemon: seen, .. }) = rx.recv().await else {
             panic!("connects first");
         };
-        assert_eq!(daemon_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(seen.version, env!("CARGO_PKG_VERSION"));
+        // The status bar's counters: one run in progress, its gate waiting for an approval
+        // (not executing), a store on disk, ready for work.
+        assert_eq!(seen.active_runs, 1, "{seen:?}");
+        assert_eq!(seen.steps_in_flight, 0, "{seen:?}");
+        assert!(seen.store_bytes > 0, "{seen:?}");
+        assert_eq!(seen.not_ready, "", "{seen:?}");
         let Some(Action::Runbooks(runbooks)) = rx.recv().await else {
             panic!("then lists runbooks");
         };

@@ -37,7 +37,7 @@ use runbook_protocol::v1::{
 };
 use runbook_tui::action::Action;
 use runbook_tui::state::run_view::WatchStatus;
-use runbook_tui::state::{Connection, RunView, Screen, State};
+use runbook_tui::state::{Connection, DaemonView, RunView, Screen, State};
 use runbook_tui::{ui, update};
 
 /// How long events are fed.
@@ -157,10 +157,13 @@ fn clock(start: Instant, now: Instant) -> i64 {
 fn initial_state() -> State {
     let mut state = State::new("/run/user/1000/runbookd.sock", START_MS);
     state.size = SIZE;
-    state.connection = Connection::Connected {
-        daemon_version: "0.1.0".into(),
+    state.connection = Connection::Connected(DaemonView {
+        version: "0.1.0".into(),
         active_runs: 1,
-    };
+        steps_in_flight: 1,
+        store_bytes: 48 << 20,
+        not_ready: String::new(),
+    });
     let steps = STEPS
         .iter()
         .enumerate()

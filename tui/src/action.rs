@@ -26,10 +26,7 @@ pub enum Action {
     Tick(i64),
     /// The daemon answered its status.
     Connected {
-        /// The daemon's version.
-        daemon_version: String,
-        /// Runs in progress.
-        active_runs: u32,
+        daemon: crate::state::DaemonView,
         /// The protocol version it speaks.
         protocol_version: u32,
     },

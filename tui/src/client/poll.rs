@@ -18,7 +18,7 @@ use tonic::Streaming;
 use super::{Backoff, CALL_TIMEOUT};
 use crate::action::Action;
 use crate::daemon::{self, Client};
-use crate::state::RunsFilter;
+use crate::state::{DaemonView, RunsFilter};
 use crate::{error, format};
 
 /// How often the lists are refreshed when no event comes sooner.
@@ -172,8 +172,13 @@ async fn lists(socket: &Path, link: &mut Link, filter: RunsFilter) -> Result<Vec
     let history = list_runs(client, filter.runbook.clone(), filter.status, HISTORY_RUNS).await;
     Ok(vec![
         Action::Connected {
-            daemon_version: status.daemon_version,
-            active_runs: status.active_runs,
+            daemon: DaemonView {
+                version: status.daemon_version,
+                active_runs: status.active_runs,
+                steps_in_flight: status.steps_in_flight,
+                store_bytes: status.store_bytes,
+                not_ready: status.not_ready,
+            },
             protocol_version: status.protocol_version,
         },
         Action::Runbooks(runbooks),

@@ -26,14 +26,24 @@ pub enum Connection {
     /// No answer yet.
     Connecting,
     /// The daemon answers.
-    Connected {
-        /// The daemon's version.
-        daemon_version: String,
-        /// Runs in progress.
-        active_runs: u32,
-    },
+    Connected(DaemonView),
     /// The last attempt failed with this message.
     Disconnected(String),
+}
+
+/// What the status bar says of a daemon that answers, from its last `Status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonView {
+    /// The daemon's version.
+    pub version: String,
+    /// Runs in progress.
+    pub active_runs: u32,
+    /// Steps executing now.
+    pub steps_in_flight: u32,
+    /// The size of the store's files on disk.
+    pub store_bytes: u64,
+    /// Empty when the daemon can take work; else why it cannot.
+    pub not_ready: String,
 }
 
 /// One screen. The top-level ones (runbooks, runs, approvals) are tabs; the others open on

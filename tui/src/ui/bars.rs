@@ -16,8 +16,8 @@ use crate::{format, theme, update};
 pub fn status(frame: &mut Frame, area: Rect, state: &State) {
     let style = match &state.connection {
         Connection::Connecting => theme::status_pending(),
-        Connection::Connected { .. } => theme::status_ok(),
-        Connection::Disconnected(_) => theme::status_error(),
+        Connection::Connected(daemon) if daemon.not_ready.is_empty() => theme::status_ok(),
+        Connection::Connected(_) | Connection::Disconnected(_) => theme::status_error(),
     };
     let count = state.approval_count();
     let badge = if count > 0 {
@@ -49,10 +49,34 @@ pub fn status(frame: &mut Frame, area: Rect, state: &State) {
     spans.push(Span::raw(" │ "));
     spans.push(Span::raw(match &state.connection {
         Connection::Connecting => format!("connecting to {} …", state.socket),
-        Connection::Connected {
-            daemon_version,
-            active_runs,
-        } => format!("● runbookd {daemon_version} · {active_runs} active"),
+        // Not ready first: the daemon refuses work, and a long line is cut on the right.
+        Connection::Connected(daemon) if !daemon.not_ready.is_empty() => format!(
+            "⚠ runbookd {} is not ready: {} · {} active",
+            daemon.version, daemon.not_ready, daemon.active_runs
+        ),
+        Connection::Connected(daemon) => {
+            // The counters go in as far as they fit whole: a cut figure misleads.
+            let room = usize::from(left.width)
+                .saturating_sub(spans.iter().map(Span::width).sum::<usize>());
+            let mut line = format!(
+                "● runbookd {} · {} active",
+                daemon.version, daemon.active_runs
+            );
+            for extra in [
+                format!(
+                    " · {} step{} running",
+                    daemon.steps_in_flight,
+                    if daemon.steps_in_flight == 1 { "" } else { "s" }
+                ),
+                format!(" · store {}", format::bytes(daemon.store_bytes)),
+            ] {
+                if Span::raw(&line).width() + Span::raw(&extra).width() > room {
+                    break;
+                }
+                line.push_str(&extra);
+            }
+            line
+        }
         // The error first: it is what the user needs, and a long line is cut on the right.
         Connection::Disconnected(error) => {
             let retry = if state.retry_at > state.now_ms {

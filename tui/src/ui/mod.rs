@@ -87,7 +87,7 @@ fn placeholder(frame: &mut Frame, area: Rect, block: Block<'static>, state: &Sta
             format!("Connecting to runbookd on {} …", state.socket),
             theme::dim(),
         ),
-        Connection::Connected { .. } => Text::styled(empty.to_owned(), theme::dim()),
+        Connection::Connected(_) => Text::styled(empty.to_owned(), theme::dim()),
     };
     frame.render_widget(
         Paragraph::new(text)

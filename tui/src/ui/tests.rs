@@ -14,8 +14,8 @@ use crate::editor::Pos;
 use crate::state::launch::LaunchForm;
 use crate::state::run_view::WatchStatus;
 use crate::state::{
-    Connection, DetailState, EditorState, LineInput, Prompt, PromptKind, RunView, RunsFilter,
-    Screen, State,
+    Connection, DaemonView, DetailState, EditorState, LineInput, Prompt, PromptKind, RunView,
+    RunsFilter, Screen, State,
 };
 
 /// 2024-03-05T06:07:08Z.
@@ -43,10 +43,13 @@ fn diagnostic(rendered: &str) -> Diagnostic {
 }
 
 fn connected(active_runs: u32) -> Connection {
-    Connection::Connected {
-        daemon_version: "0.1.0".into(),
+    Connection::Connected(DaemonView {
+        version: "0.1.0".into(),
         active_runs,
-    }
+        steps_in_flight: active_runs,
+        store_bytes: 3 << 20,
+        not_ready: String::new(),
+    })
 }
 
 fn run(id: &str, runbook: &str, status: RunStatus, started_ago_s: i64) -> Run {
@@ -287,6 +290,24 @@ fn protocol_mismatch_and_approvals_badge() {
     state.protocol_mismatch =
         Some("runbookd speaks protocol 2, this client 1: upgrade the older one".into());
     insta::assert_snapshot!(draw_at(&state, 80, 24));
+}
+
+#[test]
+fn a_daemon_that_is_not_ready_says_why_first_in_the_status_bar() {
+    let mut state = populated();
+    state.connection = Connection::Connected(DaemonView {
+        version: "0.1.0".into(),
+        active_runs: 1,
+        not_ready: "the store refuses writes: No space left on device".into(),
+        ..DaemonView::default()
+    });
+    let screen = draw(&state);
+    let top = screen.lines().next().expect("a status line");
+    assert!(
+        top.contains("⚠ runbookd 0.1.0 is not ready: the store refuses writes: No space left"),
+        "{top}"
+    );
+    assert!(!top.contains("steps running"), "{top}");
 }
 
 // ---- one runbook ------------------------------------------------------------------------

@@ -32,14 +32,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::Resize(columns, rows) => state.size = (columns, rows),
         Action::Tick(now_ms) => on_tick(state, now_ms, &mut out),
         Action::Connected {
-            daemon_version,
-            active_runs,
+            daemon,
             protocol_version,
         } => {
-            state.connection = Connection::Connected {
-                daemon_version,
-                active_runs,
-            };
+            state.connection = Connection::Connected(daemon);
             state.retry_at = 0;
             state.protocol_mismatch = (protocol_version != runbook_protocol::PROTOCOL_VERSION)
                 .then(|| {

@@ -12,7 +12,7 @@ use super::update;
 use crate::action::Action;
 use crate::command::Command;
 use crate::state::editor::Validity;
-use crate::state::{Connection, PromptKind, RunsFilter, Screen, State};
+use crate::state::{Connection, DaemonView, PromptKind, RunsFilter, Screen, State};
 
 fn key(code: KeyCode) -> Action {
     Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
@@ -76,8 +76,10 @@ fn with_runbooks(names: &[&str]) -> State {
         &mut state,
         [
             Action::Connected {
-                daemon_version: "0.1.0".into(),
-                active_runs: 0,
+                daemon: DaemonView {
+                    version: "0.1.0".into(),
+                    ..DaemonView::default()
+                },
                 protocol_version: runbook_protocol::PROTOCOL_VERSION,
             },
             Action::Runbooks(names.iter().map(|n| summary(n)).collect()),
@@ -817,12 +819,15 @@ fn connection_changes_and_a_protocol_mismatch_are_kept() {
     update(
         &mut state,
         Action::Connected {
-            daemon_version: "9.0.0".into(),
-            active_runs: 1,
+            daemon: DaemonView {
+                version: "9.0.0".into(),
+                active_runs: 1,
+                ..DaemonView::default()
+            },
             protocol_version: runbook_protocol::PROTOCOL_VERSION + 1,
         },
     );
-    assert!(matches!(state.connection, Connection::Connected { .. }));
+    assert!(matches!(state.connection, Connection::Connected(_)));
     let message = state.protocol_mismatch.clone().expect("a mismatch");
     assert!(message.contains("upgrade the older one"), "{message}");
 }
