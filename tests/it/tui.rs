@@ -189,6 +189,18 @@ fn launch_approve_and_watch_a_run_then_edit_validate_and_save_the_runbook() {
     assert!(screen.contains("✓ hello"), "{screen}");
     assert_eq!(daemon.json(&["show", &run])["status"], "completed");
 
+    // `U` opens the audit log: the start and the approval of this run, newest first.
+    terminal.keys(&["U"]);
+    let screen = terminal.wait_for("the start and the approval in the audit log", |screen| {
+        screen.contains("Audit log (") && screen.contains("approve") && screen.contains("start")
+    });
+    let approved = screen.find("approve").expect("an approve row");
+    let started = screen.find("start ").expect("a start row");
+    assert!(approved < started, "newest first:\n{screen}");
+    assert!(screen.contains(&run[..12]), "{screen}");
+    terminal.keys(&["Escape"]);
+    terminal.wait_for_text(&format!("Run {run}"));
+
     // The editor: an unknown key is a problem marked at its line.
     terminal.keys(&["Escape"]);
     terminal.wait_for_text("Runbooks (1)");

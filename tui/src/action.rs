@@ -2,12 +2,12 @@
 
 use crossterm::event::KeyEvent;
 use runbook_protocol::v1::{
-    Run, RunEvent, RunbookDetail, RunbookSummary, RunbookVersion, SaveRunbookResponse,
-    ValidateRunbookResponse,
+    AuditLogEntry, Run, RunEvent, RunbookDetail, RunbookSummary, RunbookVersion,
+    SaveRunbookResponse, ValidateRunbookResponse,
 };
 
-use crate::state::RunsFilter;
 use crate::state::run_view::WatchStatus;
+use crate::state::{AuditFilter, RunsFilter};
 
 /// One state change, applied by [`crate::update::update`].
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,14 @@ pub enum Action {
         filter: RunsFilter,
         /// The runs, or the error.
         result: Result<Vec<Run>, String>,
+    },
+    /// The audit log's entries for `filter`, oldest first as the daemon sends them, or why
+    /// they could not be listed.
+    Audit {
+        /// The filter the entries were listed with.
+        filter: AuditFilter,
+        /// The entries, or the error.
+        result: Result<Vec<AuditLogEntry>, String>,
     },
     /// A runbook changed on the daemon (new version, invalid save, removal).
     RunbookChanged(String),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::state::RunsFilter;
+use crate::state::{AuditFilter, RunsFilter};
 
 /// One effect to carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub enum Command {
     },
     /// List the runs history with this filter from now on.
     SetRunsFilter(RunsFilter),
+    /// Fetch the audit log's newest entries with this filter (`ListAudit`).
+    LoadAudit(AuditFilter),
     /// Refresh the lists now rather than at the next poll.
     Refresh,
     /// Suspend the TUI and run `$EDITOR` on a runbook's file.

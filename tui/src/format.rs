@@ -137,6 +137,28 @@ pub fn bytes(count: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// What an entry acted on, in one cell: `runbook run/step`, or `secret NAME`.
+pub fn audit_target(entry: &runbook_protocol::v1::AuditLogEntry) -> String {
+    let mut parts = Vec::new();
+    if !entry.runbook.is_empty() {
+        parts.push(entry.runbook.clone());
+    }
+    match (entry.run_id.is_empty(), entry.step.is_empty()) {
+        (false, false) => parts.push(format!("{}/{}", entry.run_id, entry.step)),
+        (false, true) => parts.push(entry.run_id.clone()),
+        (true, false) => parts.push(format!("step {}", entry.step)),
+        (true, true) => {}
+    }
+    if !entry.secret.is_empty() {
+        parts.push(format!("secret {}", entry.secret));
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,8 @@ pub enum Intent {
     Help,
     /// Open the approvals queue.
     Approvals,
+    /// Open the audit log.
+    AuditLog,
     /// The next top-level tab.
     NextTab,
     /// The previous top-level tab.
@@ -161,6 +163,13 @@ pub const GLOBAL: &[Binding] = &[
         Intent::Approvals,
     ),
     bind(
+        &[Char('U'), Code(KeyCode::F(4))],
+        "U F4",
+        "open the audit log (from any screen)",
+        "",
+        Intent::AuditLog,
+    ),
+    bind(
         &[Code(KeyCode::Tab)],
         "Tab",
         "next tab: Runbooks, Runs, Approvals",
@@ -200,6 +209,13 @@ pub const GLOBAL_TEXT: &[Binding] = &[
         "open the approvals queue",
         "",
         Intent::Approvals,
+    ),
+    bind(
+        &[Code(KeyCode::F(4))],
+        "F4",
+        "open the audit log",
+        "",
+        Intent::AuditLog,
     ),
     bind(&[Code(KeyCode::Esc)], "Esc", "back", "back", Intent::Back),
     bind(&[Ctrl('c')], "Ctrl-C", "quit", "", Intent::Quit),
@@ -586,6 +602,37 @@ pub const RUNS: &[Binding] = &[
     ),
 ];
 
+/// The audit log.
+pub const AUDIT: &[Binding] = &[
+    UP,
+    DOWN,
+    PAGE_UP,
+    PAGE_DOWN,
+    TOP,
+    BOTTOM,
+    bind(
+        &[Char('s')],
+        "s",
+        "cycle the action filter",
+        "action",
+        Intent::StatusFilter,
+    ),
+    bind(
+        &[Char('x')],
+        "x",
+        "clear the filter",
+        "clear",
+        Intent::ClearFilters,
+    ),
+    bind(
+        &[Char('r')],
+        "r",
+        "read the log again",
+        "reload",
+        Intent::Reload,
+    ),
+];
+
 /// Keys of a prompt (filter, search, deny reason) and of the help overlay, for help only.
 pub const PROMPT_NOTES: &[(&str, &str)] = &[
     ("Enter", "confirm (a filter stays applied)"),
@@ -611,6 +658,8 @@ pub enum Context {
     Approvals,
     /// The runs history.
     Runs,
+    /// The audit log.
+    Audit,
 }
 
 impl Context {
@@ -624,6 +673,7 @@ impl Context {
             Self::Run => RUN,
             Self::Approvals => APPROVALS,
             Self::Runs => RUNS,
+            Self::Audit => AUDIT,
         }
     }
 
@@ -647,11 +697,12 @@ impl Context {
             Self::Run => "Run",
             Self::Approvals => "Approvals",
             Self::Runs => "Runs",
+            Self::Audit => "Audit log",
         }
     }
 
     /// Every context, in the order help lists them.
-    pub const ALL: [Context; 7] = [
+    pub const ALL: [Context; 8] = [
         Self::Runbooks,
         Self::Detail,
         Self::Editor,
@@ -659,6 +710,7 @@ impl Context {
         Self::Run,
         Self::Approvals,
         Self::Runs,
+        Self::Audit,
     ];
 }
 

@@ -58,35 +58,13 @@ pub async fn audit(ctx: &Ctx, out: &mut dyn Write, args: AuditArgs) -> anyhow::R
             json::time(entry.at).as_str().unwrap_or("-").to_owned(),
             entry.user.clone(),
             entry.action.clone(),
-            format::printable(&target(entry)).into_owned(),
+            format::printable(&format::audit_target(entry)).into_owned(),
             entry.result.clone(),
             format::printable(&entry.detail).into_owned(),
         ]);
     }
     table.write(out)?;
     Ok(EXIT_OK)
-}
-
-/// What an entry acted on, in one cell: `runbook run/step`, or `secret NAME`.
-fn target(entry: &AuditLogEntry) -> String {
-    let mut parts = Vec::new();
-    if !entry.runbook.is_empty() {
-        parts.push(entry.runbook.clone());
-    }
-    match (entry.run_id.is_empty(), entry.step.is_empty()) {
-        (false, false) => parts.push(format!("{}/{}", entry.run_id, entry.step)),
-        (false, true) => parts.push(entry.run_id.clone()),
-        (true, false) => parts.push(format!("step {}", entry.step)),
-        (true, true) => {}
-    }
-    if !entry.secret.is_empty() {
-        parts.push(format!("secret {}", entry.secret));
-    }
-    if parts.is_empty() {
-        "-".to_owned()
-    } else {
-        parts.join(" ")
-    }
 }
 
 fn entry_json(entry: &AuditLogEntry) -> serde_json::Value {

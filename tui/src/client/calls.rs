@@ -4,8 +4,9 @@
 use std::future::Future;
 
 use runbook_protocol::v1::{
-    ApproveRequest, CancelRunRequest, DenyRequest, GetRunbookRequest, ListVersionsRequest,
-    PauseRunRequest, ResumeRunRequest, SaveRunbookRequest, StartRunRequest, ValidateRunbookRequest,
+    ApproveRequest, CancelRunRequest, DenyRequest, GetRunbookRequest, ListAuditRequest,
+    ListVersionsRequest, PauseRunRequest, ResumeRunRequest, SaveRunbookRequest, StartRunRequest,
+    ValidateRunbookRequest,
 };
 use tokio::sync::mpsc;
 
@@ -46,6 +47,18 @@ where
 
 async fn outcome(link: &Link, command: Command) -> Option<Action> {
     Some(match command {
+        Command::LoadAudit(filter) => {
+            let request = ListAuditRequest {
+                since: 0,
+                action: filter.action.clone().unwrap_or_default(),
+                run_id: String::new(),
+                limit: crate::state::audit::AUDIT_ENTRIES,
+            };
+            let result = with(link, |mut c| async move { c.list_audit(request).await })
+                .await
+                .map(|r| r.entries);
+            Action::Audit { filter, result }
+        }
         Command::LoadRunbook(name) => {
             let request = GetRunbookRequest { name: name.clone() };
             let result = with(link, |mut c| async move { c.get_runbook(request).await }).await;

@@ -3,6 +3,7 @@
 //! (connection, lists from the daemon, the screen stack, prompts and notices).
 
 pub mod approvals;
+pub mod audit;
 pub mod editor;
 pub mod input;
 pub mod launch;
@@ -13,6 +14,7 @@ pub mod runs;
 use runbook_protocol::v1::{Run, RunbookSummary};
 
 pub use approvals::ApprovalsState;
+pub use audit::{AuditFilter, AuditLog};
 pub use editor::EditorState;
 pub use input::LineInput;
 pub use launch::LaunchForm;
@@ -64,6 +66,8 @@ pub enum Screen {
     Launch(Box<LaunchForm>),
     /// A run, live.
     Run(Box<RunView>),
+    /// The daemon's audit log.
+    Audit,
 }
 
 impl Screen {
@@ -160,6 +164,8 @@ pub struct State {
     pub history: History,
     /// The approvals screen.
     pub approvals: ApprovalsState,
+    /// The audit log screen.
+    pub audit: AuditLog,
     /// The open screens, bottom first; never empty, and the bottom one is a tab.
     pub stack: Vec<Screen>,
     /// The prompt being answered, if any; it has the keyboard.
@@ -194,6 +200,7 @@ impl State {
             list: RunbookList::default(),
             history: History::default(),
             approvals: ApprovalsState::default(),
+            audit: AuditLog::default(),
             stack: vec![Screen::Runbooks],
             prompt: None,
             help: None,

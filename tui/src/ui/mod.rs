@@ -2,6 +2,7 @@
 //! Each screen draws in its own module; this one lays out the chrome around them.
 
 mod approvals;
+mod audit;
 mod bars;
 mod diagnostics;
 mod editor;
@@ -50,6 +51,7 @@ pub fn render(frame: &mut Frame, state: &State) {
         Screen::Editor(editor) => editor::render(frame, body, state, editor),
         Screen::Launch(form) => launch::render(frame, body, state, form),
         Screen::Run(view) => run_view::render(frame, body, state, view),
+        Screen::Audit => audit::render(frame, body, state),
     }
     bars::footer(frame, footer, state);
     if let Some(scroll) = state.help {

@@ -4,9 +4,9 @@
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use runbook_protocol::v1::{
-    Approval, Diagnostic, OutputStream, ParamSpec, PermitWait, Run, RunEvent, RunStatus,
-    RunbookDetail, RunbookSummary, RunbookVersion, StepOutput, StepRun, StepSpec, StepStatus,
-    run_event::Kind,
+    Approval, AuditLogEntry, Diagnostic, OutputStream, ParamSpec, PermitWait, Run, RunEvent,
+    RunStatus, RunbookDetail, RunbookSummary, RunbookVersion, StepOutput, StepRun, StepSpec,
+    StepStatus, run_event::Kind,
 };
 
 use super::render;
@@ -14,8 +14,8 @@ use crate::editor::Pos;
 use crate::state::launch::LaunchForm;
 use crate::state::run_view::WatchStatus;
 use crate::state::{
-    Connection, DaemonView, DetailState, EditorState, LineInput, Prompt, PromptKind, RunView,
-    RunsFilter, Screen, State,
+    AuditFilter, AuditLog, Connection, DaemonView, DetailState, EditorState, LineInput, Prompt,
+    PromptKind, RunView, RunsFilter, Screen, State,
 };
 
 /// 2024-03-05T06:07:08Z.
@@ -888,4 +888,72 @@ fn help_lists_every_binding() {
             assert!(text.contains(binding.help), "{} missing", binding.help);
         }
     }
+}
+
+// ---- the audit log ----------------------------------------------------------------------
+
+fn audit_state() -> State {
+    let mut state = populated();
+    let entry = |ago_s: i64, action: &str, result: &str, detail: &str| AuditLogEntry {
+        at: NOW - ago_s * 1000,
+        uid: Some(1000),
+        user: "ana".into(),
+        action: action.into(),
+        runbook: "deploy-api".into(),
+        run_id: "01HQZX3K9M2N4P5Q6R7S8T9V0W".into(),
+        step: if action == "approve" {
+            "migrate".into()
+        } else {
+            String::new()
+        },
+        result: result.into(),
+        detail: detail.into(),
+        ..Default::default()
+    };
+    state.audit = AuditLog {
+        entries: Some(vec![
+            entry(30, "approve", "SUCCESS", "run is running"),
+            entry(95, "start", "SUCCESS", "params: version"),
+            AuditLogEntry {
+                runbook: String::new(),
+                run_id: String::new(),
+                secret: "db_password".into(),
+                ..entry(400, "secret_set", "SUCCESS", "")
+            },
+            entry(
+                900,
+                "start",
+                "FAILURE",
+                "invalid params: `version` is required",
+            ),
+        ]),
+        selected: 1,
+        ..AuditLog::default()
+    };
+    state.stack.push(Screen::Audit);
+    state
+}
+
+#[test]
+fn audit_log() {
+    insta::assert_snapshot!(draw(&audit_state()));
+}
+
+#[test]
+fn audit_log_80x24() {
+    insta::assert_snapshot!(draw_at(&audit_state(), 80, 24));
+}
+
+#[test]
+fn audit_log_filtered_to_nothing() {
+    let mut state = populated();
+    state.audit = AuditLog {
+        filter: AuditFilter {
+            action: Some("deny".into()),
+        },
+        entries: Some(Vec::new()),
+        ..AuditLog::default()
+    };
+    state.stack.push(Screen::Audit);
+    insta::assert_snapshot!(draw_at(&state, 80, 24));
 }

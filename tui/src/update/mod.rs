@@ -4,6 +4,7 @@
 //! answers live in its own submodule.
 
 mod approvals;
+mod audit;
 mod editor;
 mod launch;
 mod prompt;
@@ -52,6 +53,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::Runs(runs) => state.runs = runs,
         Action::Waiting(runs) => approvals::listed(state, runs),
         Action::History { filter, result } => runs::listed(state, filter, result),
+        Action::Audit { filter, result } => audit::listed(state, filter, result),
         Action::RunbookChanged(name) => runbooks::changed(state, &name, &mut out),
         Action::RunbookLoaded { name, result } => runbooks::loaded(state, &name, result),
         Action::Versions { name, result } => runbooks::versions(state, &name, result),
@@ -85,6 +87,7 @@ pub fn context(state: &State) -> Context {
         Screen::Editor(_) => Context::Editor,
         Screen::Launch(_) => Context::Launch,
         Screen::Run(_) => Context::Run,
+        Screen::Audit => Context::Audit,
     }
 }
 
@@ -128,6 +131,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
         Intent::Back => back(state, out),
         Intent::Help => state.help = Some(0),
         Intent::Approvals => open_approvals(state),
+        Intent::AuditLog => audit::open(state, out),
         Intent::NextTab => switch_tab(state, 1),
         Intent::PrevTab => switch_tab(state, -1),
         intent => match context {
@@ -138,6 +142,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
             Context::Run => run_view::on_intent(state, intent, out),
             Context::Approvals => approvals::on_intent(state, intent, out),
             Context::Runs => runs::on_intent(state, intent, out),
+            Context::Audit => audit::on_intent(state, intent, out),
         },
     }
 }
@@ -260,6 +265,7 @@ fn on_scroll(state: &mut State, lines: i16) {
                     Context::Detail => runbooks::on_detail(state, intent, &mut ignored),
                     Context::Approvals => approvals::on_intent(state, intent, &mut ignored),
                     Context::Runs => runs::on_intent(state, intent, &mut ignored),
+                    Context::Audit => audit::on_intent(state, intent, &mut ignored),
                     _ => {}
                 }
             }

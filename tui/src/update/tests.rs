@@ -3,8 +3,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use runbook_protocol::v1::{
-    Approval, Diagnostic, ParamSpec, Run, RunEvent, RunStatus, RunbookDetail, RunbookSummary,
-    RunbookVersion, SaveRunbookResponse, StepOutput, StepRun, StepSpec, StepStatus,
+    Approval, AuditLogEntry, Diagnostic, ParamSpec, Run, RunEvent, RunStatus, RunbookDetail,
+    RunbookSummary, RunbookVersion, SaveRunbookResponse, StepOutput, StepRun, StepSpec, StepStatus,
     StepStatusChanged, ValidateRunbookResponse, run_event::Kind,
 };
 
@@ -12,7 +12,7 @@ use super::update;
 use crate::action::Action;
 use crate::command::Command;
 use crate::state::editor::Validity;
-use crate::state::{Connection, DaemonView, PromptKind, RunsFilter, Screen, State};
+use crate::state::{AuditFilter, Connection, DaemonView, PromptKind, RunsFilter, Screen, State};
 
 fn key(code: KeyCode) -> Action {
     Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
@@ -776,6 +776,87 @@ fn runs_filters_ask_the_daemon_and_stale_answers_are_dropped() {
     assert_eq!(commands, [Command::Watch("R5".into())]);
     apply(&mut state, [key(KeyCode::Esc), ch('x')]);
     assert_eq!(state.history.filter, RunsFilter::default());
+}
+
+fn audit_entry(action: &str, at: i64) -> AuditLogEntry {
+    AuditLogEntry {
+        at,
+        action: action.into(),
+        result: "SUCCESS".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_audit_log_opens_from_any_screen_asks_the_daemon_and_shows_the_newest_first() {
+    let mut state = with_runbooks(&["a"]);
+    apply(&mut state, [key(KeyCode::Tab)]);
+    let commands = apply(&mut state, [ch('U')]);
+    assert!(matches!(state.screen(), Screen::Audit));
+    assert_eq!(commands, [Command::LoadAudit(AuditFilter::default())]);
+    update(
+        &mut state,
+        Action::Audit {
+            filter: AuditFilter::default(),
+            result: Ok(vec![audit_entry("start", 1), audit_entry("approve", 2)]),
+        },
+    );
+    let shown: Vec<&str> = state
+        .audit
+        .entries
+        .as_ref()
+        .expect("entries arrived")
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(shown, ["approve", "start"]);
+    assert_eq!(
+        apply(&mut state, [ch('r')]),
+        [Command::LoadAudit(AuditFilter::default())]
+    );
+    // Esc goes back to the screen it was opened from.
+    apply(&mut state, [key(KeyCode::Esc)]);
+    assert!(matches!(state.screen(), Screen::Runs));
+}
+
+#[test]
+fn the_audit_logs_action_filter_asks_again_and_stale_answers_are_dropped() {
+    let mut state = with_runbooks(&["a"]);
+    apply(&mut state, [key(KeyCode::F(4))]);
+    let commands = apply(&mut state, [ch('s')]);
+    let starts = AuditFilter {
+        action: Some("start".into()),
+    };
+    assert_eq!(commands, [Command::LoadAudit(starts.clone())]);
+    let commands = apply(&mut state, [ch('s')]);
+    let approvals = AuditFilter {
+        action: Some("approve".into()),
+    };
+    assert_eq!(commands, [Command::LoadAudit(approvals.clone())]);
+    update(
+        &mut state,
+        Action::Audit {
+            filter: starts,
+            result: Ok(vec![audit_entry("start", 1)]),
+        },
+    );
+    assert_eq!(state.audit.entries, None, "an answer for an older filter");
+    update(
+        &mut state,
+        Action::Audit {
+            filter: approvals,
+            result: Err("runbookd did not answer within 5s".into()),
+        },
+    );
+    assert_eq!(
+        state.audit.error.as_deref(),
+        Some("runbookd did not answer within 5s")
+    );
+    assert_eq!(
+        apply(&mut state, [ch('x')]),
+        [Command::LoadAudit(AuditFilter::default())]
+    );
+    assert_eq!(state.audit.error, None);
 }
 
 #[test]
