@@ -42,7 +42,8 @@ pub struct Global {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the daemon's version, socket, directories and plugins
+    /// Show the daemon's version, readiness (exit 1 when not ready), counters, store size,
+    /// socket, directories and plugins
     Status,
     /// List the runbooks the daemon knows
     Ls,
