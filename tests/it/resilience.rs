@@ -274,3 +274,56 @@ burst = 3
         "a typed wait event: {events}"
     );
 }
+
+#[test]
+fn a_retry_if_retries_what_the_response_says_and_nothing_else() {
+    let server = TestServer::start();
+    let runbook = r#"
+[[steps]]
+id = "conflict"
+uses = "http"
+retry = { attempts = 5, delay = "10ms", jitter = false, if = "output.status == 409" }
+with = { url = "{url}/flaky/c?fail=2&status=409" }
+
+[[steps]]
+id = "unavailable"
+uses = "http"
+retry = { attempts = 5, delay = "10ms", jitter = false, if = "output.status == 409" }
+with = { url = "{url}/flaky/u?fail=2&status=503" }
+
+[[steps]]
+id = "unreadable"
+uses = "http"
+retry = { attempts = 5, delay = "10ms", jitter = false, if = "output.headers.missing == 'x'" }
+with = { url = "{url}/status/409" }
+"#
+    .replace("{url}", &server.url());
+    let daemon = Daemon::start(&[("conditional.toml", &runbook)], "");
+    let run = daemon.run_to_end("conditional", &[]);
+
+    // A 409 is permanent to the http step, but the policy's `if` asks for another attempt.
+    assert_eq!(step_status(&run, "conflict"), "completed", "{run:#}");
+    assert_eq!(step(&run, "conflict")["attempts"], 3);
+    assert_eq!(
+        server.count("/flaky/c"),
+        3,
+        "two conflicts, then the success"
+    );
+    // A 503 is transient, but the `if` does not name it: `on` no longer applies.
+    assert_eq!(step_status(&run, "unavailable"), "failed");
+    assert_eq!(server.count("/flaky/u"), 1);
+    // An `if` that reads what the output does not have retries nothing, and says why.
+    assert_eq!(step_status(&run, "unreadable"), "failed");
+    assert_eq!(server.count("/status/409"), 1);
+    let error = step(&run, "unreadable")["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("409")
+            && error.contains(
+                "; not retried: retry.if `output.headers.missing == 'x'` cannot be evaluated"
+            ),
+        "{error}"
+    );
+}

@@ -438,15 +438,27 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.update_step(active, position, expected, |step| {
             step.log_omitted_bytes = step.log_omitted_bytes.saturating_add(output_omitted);
-            let retry_delay = match (&ending, retry) {
+            let mut ending = ending;
+            let retry_delay = match (&mut ending, retry) {
                 (
                     Ending::Failed {
-                        class, retry_after, ..
+                        class,
+                        retry_after,
+                        error,
+                        output,
                     },
                     Some(policy),
-                ) if policy.allows_another(step.attempts, *class) => {
-                    Some(policy.delay_after(step.attempts, *retry_after, fastrand::f64()))
-                }
+                ) => match policy.retries(step.attempts, *class, error, output.as_ref()) {
+                    Ok(true) => {
+                        Some(policy.delay_after(step.attempts, *retry_after, fastrand::f64()))
+                    }
+                    Ok(false) => None,
+                    // The attempt's own error stays first: it is what went wrong.
+                    Err(problem) => {
+                        error.push_str(&format!("; not retried: {problem}"));
+                        None
+                    }
+                },
                 _ => None,
             };
             step.finish(ending, retry_delay, now_ms())

@@ -85,7 +85,9 @@ struct RawRetry {
     delay: Option<Spanned<String>>,
     max_delay: Option<Spanned<String>>,
     jitter: Option<bool>,
-    on: Option<Vec<RetryOn>>,
+    on: Option<Spanned<Vec<RetryOn>>>,
+    #[serde(rename = "if")]
+    condition: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -469,6 +471,16 @@ fn parse_retry(report: &mut Reporter<'_>, raw: &RawRetry) -> Option<RetryPolicy>
             "retry.max_delay must not be shorter than retry.delay",
         );
     }
+    if let (Some(condition), Some(on)) = (&raw.condition, &raw.on) {
+        report.error(
+            on.span().start.min(condition.span().start)..on.span().end.max(condition.span().end),
+            "retry.if decides which failures are tried again: give `if` or `on`, not both \
+             (`class` in `if` is the failure's class)",
+        );
+    }
+    if let Some(condition) = &raw.condition {
+        check_retry_condition(report, condition);
+    }
     Some(RetryPolicy {
         attempts,
         backoff: raw.backoff.unwrap_or(Backoff::Exponential),
@@ -477,9 +489,44 @@ fn parse_retry(report: &mut Reporter<'_>, raw: &RawRetry) -> Option<RetryPolicy>
         jitter: raw.jitter.unwrap_or(true),
         on: raw
             .on
-            .clone()
+            .as_ref()
+            .map(|on| on.get_ref().clone())
             .unwrap_or_else(|| RetryPolicy::DEFAULT_ON.to_vec()),
+        condition: raw.condition.as_ref().map(|c| c.get_ref().clone()),
     })
+}
+
+/// A retry policy's `if`: within the template limits, an expression MiniJinja compiles, and
+/// reading only the failed attempt ([`super::retry::CONDITION_VARIABLES`]).
+fn check_retry_condition(report: &mut Reporter<'_>, condition: &Spanned<String>) {
+    let text = condition.get_ref();
+    if let Some(problem) = template_problem(text, Kind::Expression) {
+        report.error(condition.span(), format!("retry.if: {problem}"));
+        return;
+    }
+    match crate::template::expression_variables(text) {
+        Ok(vars) => {
+            let allowed = super::retry::CONDITION_VARIABLES;
+            let unknown: Vec<&str> = vars
+                .iter()
+                .filter_map(|var| var.split('.').next())
+                .filter(|root| !allowed.contains(root))
+                .collect();
+            if let Some(root) = unknown.first() {
+                report.error(
+                    condition.span(),
+                    format!(
+                        "retry.if reads `{root}`, but it can read only the failed attempt: {}",
+                        allowed.map(|name| format!("`{name}`")).join(", ")
+                    ),
+                );
+            }
+        }
+        Err(err) => report.error(
+            condition.span(),
+            format!("retry.if: invalid expression: {err}"),
+        ),
+    }
 }
 
 fn parse_target(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawTarget) -> Target {

@@ -21,7 +21,16 @@ pub struct RetryPolicy {
     /// Spread the waits of many retrying steps so that they do not hit a target together.
     pub jitter: bool,
     pub on: Vec<RetryOn>,
+    /// `if`: an expression over the failed attempt (see [`RetryPolicy::retries`]) that
+    /// decides instead of `on` whether another attempt is made.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
+
+/// The variables a retry policy's `if` may read: the failed attempt's `output` (`none`
+/// when it left none), its `error` message, its failure `class` (`transient`, `timeout` or
+/// `permanent`) and its number, `attempt`.
+pub const CONDITION_VARIABLES: [&str; 4] = ["output", "error", "class", "attempt"];
 
 /// How the wait grows from one attempt to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +64,17 @@ pub enum FailureClass {
     Permanent,
 }
 
+impl FailureClass {
+    /// As a retry policy's `if` reads it (`class`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Timeout => "timeout",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
 impl RetryPolicy {
     /// The classes retried when `on` is not given.
     pub const DEFAULT_ON: [RetryOn; 2] = [RetryOn::Transient, RetryOn::Timeout];
@@ -67,6 +87,34 @@ impl RetryPolicy {
                 RetryOn::Transient => class == FailureClass::Transient,
                 RetryOn::Timeout => class == FailureClass::Timeout,
             })
+    }
+
+    /// Whether a step whose attempt number `attempt` failed (with `class`, `error` and the
+    /// attempt's `output`) is tried again: never once `attempts` are spent; else the policy's
+    /// `if` decides when it has one, and its `on` classes when it has not. An `if` that cannot
+    /// be evaluated (it reads what the output does not have, say) retries nothing, and says
+    /// why.
+    pub fn retries(
+        &self,
+        attempt: u32,
+        class: FailureClass,
+        error: &str,
+        output: Option<&serde_json::Value>,
+    ) -> Result<bool, String> {
+        let Some(condition) = &self.condition else {
+            return Ok(self.allows_another(attempt, class));
+        };
+        if attempt >= self.attempts {
+            return Ok(false);
+        }
+        let failed = serde_json::json!({
+            "output": output,
+            "error": error,
+            "class": class.label(),
+            "attempt": attempt,
+        });
+        crate::template::evaluate(condition, &crate::template::context(&failed))
+            .map_err(|err| format!("retry.if `{condition}` cannot be evaluated: {err}"))
     }
 
     /// The wait after attempt number `attempt` failed. `retry_after` (the far end's own
@@ -108,6 +156,7 @@ mod tests {
             max_delay: Duration::from_millis(350),
             jitter,
             on: RetryPolicy::DEFAULT_ON.to_vec(),
+            condition: None,
         }
     }
 
@@ -155,5 +204,64 @@ mod tests {
             ..p
         };
         assert!(any.allows_another(1, FailureClass::Permanent));
+    }
+
+    #[test]
+    fn an_if_decides_instead_of_the_classes_within_the_attempts() {
+        let p = RetryPolicy {
+            condition: Some(
+                "output.status == 409 or 'try again' in error or class == 'timeout'".into(),
+            ),
+            ..policy(Backoff::Fixed, false)
+        };
+        let conflict = serde_json::json!({ "status": 409, "body": "busy" });
+        let not_found = serde_json::json!({ "status": 404 });
+        let permanent = FailureClass::Permanent;
+        assert_eq!(
+            p.retries(1, permanent, "status 409", Some(&conflict)),
+            Ok(true)
+        );
+        assert_eq!(
+            p.retries(1, permanent, "status 404", Some(&not_found)),
+            Ok(false)
+        );
+        assert_eq!(
+            p.retries(2, permanent, "please try again", Some(&not_found)),
+            Ok(true)
+        );
+        assert_eq!(
+            p.retries(1, FailureClass::Timeout, "timed out", Some(&not_found)),
+            Ok(true)
+        );
+        // A transient failure the `if` does not name is not retried: `on` no longer applies.
+        assert_eq!(
+            p.retries(1, FailureClass::Transient, "status 503", Some(&not_found)),
+            Ok(false)
+        );
+        assert_eq!(
+            p.retries(5, permanent, "status 409", Some(&conflict)),
+            Ok(false),
+            "5 attempts in all"
+        );
+    }
+
+    #[test]
+    fn an_if_that_cannot_be_evaluated_retries_nothing_and_says_why() {
+        let p = RetryPolicy {
+            condition: Some("output.status == 409".into()),
+            ..policy(Backoff::Fixed, false)
+        };
+        let problem = p
+            .retries(1, FailureClass::Permanent, "cannot start", None)
+            .expect_err("no output to read");
+        assert!(
+            problem.starts_with("retry.if `output.status == 409` cannot be evaluated"),
+            "{problem}"
+        );
+        let without_if = policy(Backoff::Fixed, false);
+        assert_eq!(
+            without_if.retries(1, FailureClass::Transient, "refused", None),
+            Ok(true)
+        );
     }
 }

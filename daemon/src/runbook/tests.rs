@@ -679,3 +679,52 @@ with = { command = ["echo", "{{ steps.a.status }}", "{{ steps.b.status }}", "{{ 
         ["step `d`: reads `steps.c` but does not depend on it; add `needs = [\"c\"]`"]
     );
 }
+
+/// A shell step whose retry policy is `retry`.
+fn retrying(retry: &str) -> String {
+    format!(
+        "[[steps]]\nid = \"a\"\nuses = \"shell\"\nretry = {retry}\nwith = {{ command = [\"true\"] }}\n"
+    )
+}
+
+#[tokio::test]
+async fn a_retry_if_is_checked_at_load_with_its_place() {
+    let runbook = load(
+        "test.toml",
+        &retrying(r#"{ attempts = 3, if = "output.status == 409 or class == 'timeout'" }"#),
+        &AnyConfig,
+    )
+    .await
+    .unwrap();
+    let policy = runbook.steps[0].retry.as_ref().unwrap();
+    assert_eq!(
+        policy.condition.as_deref(),
+        Some("output.status == 409 or class == 'timeout'")
+    );
+
+    let broken = only_problem(&retrying(r#"{ attempts = 3, if = "output.status ==" }"#)).await;
+    assert!(
+        broken.message.starts_with("retry.if: invalid expression:"),
+        "{}",
+        broken.message
+    );
+    assert_eq!((broken.line, broken.column), (4, 30));
+
+    let elsewhere = only_problem(&retrying(r#"{ attempts = 3, if = "steps.b.output.ok" }"#)).await;
+    assert_eq!(
+        elsewhere.message,
+        "retry.if reads `steps`, but it can read only the failed attempt: `output`, `error`, \
+         `class`, `attempt`"
+    );
+
+    let both = only_problem(&retrying(
+        r#"{ attempts = 3, on = ["any"], if = "attempt < 2" }"#,
+    ))
+    .await;
+    assert!(
+        both.message
+            .starts_with("retry.if decides which failures are tried again"),
+        "{}",
+        both.message
+    );
+}
