@@ -181,9 +181,9 @@ async fn reload_plugins(watched: &Watched, files: &[&PathBuf]) -> bool {
     changed
 }
 
-/// Records a plugin change that the watcher saw, durably, before the step kinds it changes
-/// are used. Who: the owner of the file (of the plugins directory, for a file that is gone),
-/// the only person the file system can name.
+/// Records a plugin change that the watcher saw, durably, as soon as it is applied (before
+/// the runbooks are checked against the changed step kinds). Who: the owner of the file (of
+/// the plugins directory, for a file that is gone).
 async fn audit_plugin(
     watched: &Watched,
     action: &str,
@@ -191,15 +191,9 @@ async fn audit_plugin(
     result: AuditResult,
     detail: String,
 ) {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata(path)
-        .or_else(|_| std::fs::metadata(&watched.plugins_dir))
-        .ok()
-        .map(|meta| meta.uid());
-    let user = uid.map_or_else(|| "unknown".to_owned(), audit::user_name);
     audit::write(
         &watched.store,
-        audit::Peer { uid, user },
+        audit::owner_of(&[path, &watched.plugins_dir]),
         action,
         audit::Target::default(),
         result,

@@ -273,15 +273,11 @@ impl Catalog {
     }
 
     /// Records a change of a runbook file that the daemon read from disk (a save through the
-    /// API is audited as `save` where it is asked for). Who: the file's owner, the only
-    /// person the file system can name.
+    /// API is audited as `save` where it is asked for). Who: the file's owner.
     async fn audit_reload(&self, path: &Path, name: &str, result: AuditResult, detail: String) {
-        use std::os::unix::fs::MetadataExt;
-        let uid = std::fs::metadata(path).ok().map(|meta| meta.uid());
-        let user = uid.map_or_else(|| "unknown".to_owned(), audit::user_name);
         audit::write(
             &self.inner.store,
-            audit::Peer { uid, user },
+            audit::owner_of(&[path]),
             "reload",
             audit::Target {
                 runbook: name.to_owned(),

@@ -37,6 +37,19 @@ pub fn peer<T>(request: &Request<T>) -> Peer {
     Peer { uid, user }
 }
 
+/// Who changed a file the daemon saw change on disk: its owner, the only person the file
+/// system can name; the first of `paths` that still exists says (a removed file's directory,
+/// say).
+pub fn owner_of(paths: &[&std::path::Path]) -> Peer {
+    use std::os::unix::fs::MetadataExt;
+    let uid = paths
+        .iter()
+        .find_map(|path| std::fs::metadata(path).ok())
+        .map(|meta| meta.uid());
+    let user = uid.map_or_else(|| "unknown".to_owned(), user_name);
+    Peer { uid, user }
+}
+
 /// The name of user `uid` from the system's user database, or `uid N` when it has none.
 pub fn user_name(uid: u32) -> String {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
@@ -73,18 +86,7 @@ pub async fn record<T>(
         }
         Err(status) => (AuditResult::Failure, status.message().to_owned()),
     };
-    write(
-        store,
-        Peer {
-            uid: peer.uid,
-            user: peer.user.clone(),
-        },
-        action,
-        target,
-        result,
-        detail,
-    )
-    .await;
+    write(store, peer.clone(), action, target, result, detail).await;
     outcome
 }
 
