@@ -1,15 +1,17 @@
 //! What every run shares about a target: its circuit breaker (consecutive failures open it,
 //! steps then fail fast until the cooldown ends, then one probe decides) and its rate limit
-//! (a GCRA limiter from governor). The state lives in memory: a restarted daemon starts with
+//! (a GCRA limiter from governor for a token bucket; a log of the last permits' instants for
+//! a sliding window, which governor does not offer). The state lives in memory: a restarted daemon starts with
 //! closed circuits and full buckets, which is what a fresh process should assume.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::runbook::target::RateKind;
 use crate::runbook::{BreakerPolicy, RateLimit, Target};
 use crate::store::now_ms;
 
@@ -27,7 +29,71 @@ struct Gate {
     runbook: String,
     name: String,
     state: Mutex<GateState>,
-    limiter: Mutex<Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>>,
+    limiter: Mutex<Option<(RateLimit, Limiter)>>,
+}
+
+/// A target's rate limiter, of the kind its limit asks for.
+#[derive(Clone)]
+enum Limiter {
+    Bucket(Arc<DefaultDirectRateLimiter>),
+    Window(Arc<SlidingWindow>),
+}
+
+impl Limiter {
+    fn new(limit: &RateLimit) -> Self {
+        match limit.kind {
+            RateKind::Bucket { count, per, burst } => {
+                Self::Bucket(Arc::new(RateLimiter::direct(quota(count, per, burst))))
+            }
+            RateKind::Window { max, window } => Self::Window(Arc::new(SlidingWindow {
+                max: max as usize,
+                window,
+                granted: Mutex::new(VecDeque::new()),
+            })),
+        }
+    }
+
+    /// Takes a permit now, or says how long until one may be there.
+    fn try_take(&self) -> Result<(), Duration> {
+        match self {
+            Self::Bucket(limiter) => limiter.check().map_err(|not_until| {
+                let clock = governor::clock::DefaultClock::default();
+                not_until.wait_time_from(governor::clock::Clock::now(&clock))
+            }),
+            Self::Window(window) => window.try_take(Instant::now()),
+        }
+    }
+}
+
+/// At most `max` permits in any span of `window`: the instants of the permits still inside
+/// the window, oldest first. Never more than `max` of them (bounded by the runbook's limit,
+/// itself at most [`crate::runbook::target::MAX_WINDOW_REQUESTS`]).
+struct SlidingWindow {
+    max: usize,
+    window: Duration,
+    granted: Mutex<VecDeque<Instant>>,
+}
+
+impl SlidingWindow {
+    fn try_take(&self, now: Instant) -> Result<(), Duration> {
+        let mut granted = lock(&self.granted);
+        while granted
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= self.window)
+        {
+            granted.pop_front();
+        }
+        match granted.front() {
+            Some(oldest) if granted.len() >= self.max => {
+                // The next permit is there when the oldest one leaves the window.
+                Err(self.window - now.saturating_duration_since(*oldest))
+            }
+            _ => {
+                granted.push_back(now);
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -185,18 +251,14 @@ impl TargetGates {
             match &*slot {
                 Some((current, limiter)) if current == limit => limiter.clone(),
                 _ => {
-                    let limiter = Arc::new(RateLimiter::direct(quota(limit)));
+                    let limiter = Limiter::new(limit);
                     *slot = Some((limit.clone(), limiter.clone()));
                     limiter
                 }
             }
         };
-        let not_until = limiter.check().err()?;
-        let clock = governor::clock::DefaultClock::default();
-        Some(PermitWaiter {
-            wait: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
-            limiter,
-        })
+        let wait = limiter.try_take().err()?;
+        Some(PermitWaiter { wait, limiter })
     }
 
     /// Every target steps have used since the daemon started.
@@ -275,9 +337,10 @@ impl Gate {
     }
 }
 
-fn quota(limit: &RateLimit) -> Quota {
-    let interval = limit.interval().max(Duration::from_nanos(1));
-    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+/// `count` per `per` at a steady pace, `burst` at once after a quiet spell.
+fn quota(count: u32, per: Duration, burst: u32) -> Quota {
+    let interval = (per / count.max(1)).max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
     Quota::with_period(interval)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(burst)
@@ -297,13 +360,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct PermitWaiter {
     /// How long until the next permit, as the limiter saw it when asked.
     pub wait: Duration,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Limiter,
 }
 
 impl PermitWaiter {
-    /// Waits until the permit is there, and takes it.
+    /// Waits until the permit is there, and takes it. Other steps may take the permit this
+    /// one waited for: it then waits for the next.
     pub async fn ready(self) {
-        self.limiter.until_ready().await;
+        let mut wait = self.wait;
+        loop {
+            tokio::time::sleep(wait).await;
+            match self.limiter.try_take() {
+                Ok(()) => return,
+                Err(next) => wait = next,
+            }
+        }
     }
 }
 
@@ -386,5 +457,61 @@ mod tests {
         first.record(Verdict::Unhealthy);
         assert!(gates.admit("a", &api, &api.url).is_err());
         assert!(gates.admit("b", &api, &api.url).is_ok());
+    }
+
+    #[test]
+    fn a_sliding_window_counts_every_permit_inside_it() {
+        let window = SlidingWindow {
+            max: 3,
+            window: Duration::from_secs(60),
+            granted: Mutex::new(VecDeque::new()),
+        };
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        // Three may go at once: a window, unlike a bucket, does not pace them.
+        for ms in [0, 1, 2] {
+            assert_eq!(window.try_take(at(ms)), Ok(()));
+        }
+        // The fourth waits until the first leaves the window, whenever it asks.
+        assert_eq!(window.try_take(at(10)), Err(Duration::from_millis(59_990)));
+        assert_eq!(window.try_take(at(30_000)), Err(Duration::from_secs(30)));
+        assert_eq!(window.try_take(at(60_000)), Ok(()));
+        // The second and third are still inside, with the one just taken.
+        assert_eq!(window.try_take(at(60_000)), Err(Duration::from_millis(1)));
+        assert_eq!(
+            lock(&window.granted).len(),
+            3,
+            "never more than max remembered"
+        );
+        // Past them, both are forgotten.
+        assert_eq!(window.try_take(at(60_002)), Ok(()));
+        assert_eq!(lock(&window.granted).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_window_limit_admits_max_then_makes_the_next_wait() {
+        let gates = TargetGates::default();
+        let mut api = target(1, 1);
+        api.circuit_breaker = None;
+        api.rate_limit = Some(RateLimit::window(2, Duration::from_millis(200)).expect("valid"));
+        assert!(gates.permit("rb", &api).is_none());
+        assert!(gates.permit("rb", &api).is_none());
+        let waiter = gates.permit("rb", &api).expect("the third waits");
+        assert!(
+            waiter.wait > Duration::from_millis(100),
+            "{:?}",
+            waiter.wait
+        );
+        let started = Instant::now();
+        waiter.ready().await;
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let listed = gates.list();
+        assert_eq!(
+            listed[0]
+                .rate_limit
+                .as_ref()
+                .map(|limit| limit.text.as_str()),
+            Some("2 per 200ms")
+        );
     }
 }

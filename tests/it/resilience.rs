@@ -216,25 +216,35 @@ with = { target = "api", path = "{{ params.path }}" }
     );
 }
 
+/// A runbook of twelve independent steps against the target `api`, limited by `limit`.
+fn twelve_limited_steps(server: &TestServer, limit: &str, path: &str) -> String {
+    let mut runbook = format!(
+        "max_parallel = 12\n\n[targets.api]\nurl = \"{}\"\n{limit}\n",
+        server.url()
+    );
+    for index in 0..12 {
+        runbook.push_str(&format!(
+            "\n[[steps]]\nid = \"s{index}\"\nuses = \"http\"\nwith = {{ target = \"api\", path = \"{path}\" }}\n"
+        ));
+    }
+    runbook
+}
+
+/// When the requests to `path` arrived, in ms since the server started, in order.
+fn arrivals(server: &TestServer, path: &str) -> Vec<f64> {
+    let mut arrivals: Vec<f64> = server
+        .requests_to(path)
+        .iter()
+        .map(|r| r.elapsed_ms)
+        .collect();
+    arrivals.sort_by(f64::total_cmp);
+    arrivals
+}
+
 #[test]
 fn a_rate_limit_holds_across_parallel_steps_and_runs() {
     let server = TestServer::start();
-    let mut steps = String::from(
-        r#"
-max_parallel = 12
-
-[targets.api]
-url = "{url}"
-rate_limit = "10/s"
-burst = 3
-"#,
-    );
-    for index in 0..12 {
-        steps.push_str(&format!(
-            "\n[[steps]]\nid = \"s{index}\"\nuses = \"http\"\nwith = {{ target = \"api\", path = \"/echo/rl\" }}\n"
-        ));
-    }
-    let runbook = steps.replace("{url}", &server.url());
+    let runbook = twelve_limited_steps(&server, "rate_limit = \"10/s\"\nburst = 3", "/echo/rl");
     let daemon = Daemon::start(&[("limited.toml", &runbook)], "");
     let first = daemon.start_run("limited", &[]);
     let second = daemon.start_run("limited", &[]);
@@ -244,12 +254,7 @@ burst = 3
         });
         assert_eq!(done["status"], "completed", "{done:#}");
     }
-    let mut arrivals: Vec<f64> = server
-        .requests_to("/echo/rl")
-        .iter()
-        .map(|r| r.elapsed_ms)
-        .collect();
-    arrivals.sort_by(f64::total_cmp);
+    let arrivals = arrivals(&server, "/echo/rl");
     assert_eq!(arrivals.len(), 24);
     // In any one-second window: at most the rate plus the burst.
     for (index, start) in arrivals.iter().enumerate() {
@@ -272,6 +277,49 @@ burst = 3
         events.contains("StepPermitWait(StepPermitWait { step_id: \"s")
             && events.contains("wait: Some(PermitWait { target: \"api\", limit: \"10/s\", until: "),
         "a typed wait event: {events}"
+    );
+}
+
+#[test]
+fn a_sliding_window_lets_a_bunch_go_then_counts_the_whole_window() {
+    let server = TestServer::start();
+    let runbook = twelve_limited_steps(
+        &server,
+        r#"rate_limit = { max = 4, window = "1s" }"#,
+        "/echo/sw",
+    );
+    let daemon = Daemon::start(&[("window.toml", &runbook)], "");
+    let run = daemon.run_to_end("window", &[]);
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let arrivals = arrivals(&server, "/echo/sw");
+    assert_eq!(arrivals.len(), 12);
+    // A window does not pace: the first four go together (a bucket of 4/s would space them
+    // 250 ms apart).
+    assert!(
+        arrivals[3] - arrivals[0] < 500.0,
+        "the first four bunch: {arrivals:?}"
+    );
+    // Then never more than four within a window. The daemon counts when it grants a permit,
+    // the server when the request lands; 100 ms of slack covers the difference.
+    for (index, start) in arrivals.iter().enumerate() {
+        let in_window = arrivals[index..]
+            .iter()
+            .take_while(|at| **at < start + 900.0)
+            .count();
+        assert!(
+            in_window <= 4,
+            "{in_window} requests within 900 ms from {start}: {arrivals:?}"
+        );
+    }
+    let targets = daemon.json(&["targets"]);
+    assert_eq!(targets[0]["rate_limit"], "4 per 1s", "{targets:#}");
+    assert_eq!(targets[0]["rate_limit_kind"], "sliding_window");
+    let printed = String::from_utf8_lossy(&daemon.cli(&["targets"]).stdout).into_owned();
+    assert!(printed.contains("4 per 1s (sliding window)"), "{printed}");
+    let events = daemon.events(&run["id"].as_str().expect("id")).join("\n");
+    assert!(
+        events.contains("limit: \"4 per 1s\""),
+        "a held step names the window it waits for: {events}"
     );
 }
 

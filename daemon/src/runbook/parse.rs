@@ -51,9 +51,47 @@ struct RawTarget {
     auth: Option<toml::Table>,
     timeout: Option<Spanned<String>>,
     retry: Option<RawRetry>,
-    rate_limit: Option<Spanned<String>>,
+    rate_limit: Option<Spanned<RawRateLimit>>,
     burst: Option<Spanned<i64>>,
     circuit_breaker: Option<RawBreaker>,
+}
+
+/// `rate_limit = "50/s"` or `rate_limit = { max = 100, window = "1m" }`.
+enum RawRateLimit {
+    Bucket(String),
+    Window(RawWindow),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    max: Spanned<i64>,
+    window: Spanned<String>,
+}
+
+impl<'de> Deserialize<'de> for RawRateLimit {
+    /// By hand rather than `untagged`, so that a mistake inside the table (an unknown key, a
+    /// string for `max`) keeps its own message and position.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawRateLimit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a rate like "50/s" or a table like { max = 100, window = "1m" }"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawRateLimit, E> {
+                Ok(RawRateLimit::Bucket(text.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawRateLimit, A::Error> {
+                RawWindow::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawRateLimit::Window)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -549,25 +587,10 @@ fn parse_target(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawTarg
             ),
         );
     }
-    let rate_limit = raw.rate_limit.as_ref().and_then(|text| {
-        let burst = match &raw.burst {
-            Some(burst) => match u32::try_from(*burst.get_ref()) {
-                Ok(burst) if burst >= 1 => Some(burst),
-                _ => {
-                    report.error(burst.span(), "burst must be at least 1");
-                    None
-                }
-            },
-            None => None,
-        };
-        match RateLimit::parse(text.get_ref(), burst) {
-            Ok(limit) => Some(limit),
-            Err(err) => {
-                report.error(text.span(), err);
-                None
-            }
-        }
-    });
+    let rate_limit = raw
+        .rate_limit
+        .as_ref()
+        .and_then(|limit| parse_rate_limit(report, limit, raw.burst.as_ref()));
     if let (Some(burst), None) = (&raw.burst, &raw.rate_limit) {
         report.error(burst.span(), "burst needs a rate_limit");
     }
@@ -603,6 +626,50 @@ fn parse_target(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawTarg
             .and_then(|retry| parse_retry(report, retry)),
         rate_limit,
         circuit_breaker,
+    }
+}
+
+fn parse_rate_limit(
+    report: &mut Reporter<'_>,
+    limit: &Spanned<RawRateLimit>,
+    burst: Option<&Spanned<i64>>,
+) -> Option<RateLimit> {
+    match limit.get_ref() {
+        RawRateLimit::Bucket(text) => {
+            let burst = match burst {
+                Some(burst) => match u32::try_from(*burst.get_ref()) {
+                    Ok(burst) if burst >= 1 => Some(burst),
+                    _ => {
+                        report.error(burst.span(), "burst must be at least 1");
+                        None
+                    }
+                },
+                None => None,
+            };
+            RateLimit::parse(text, burst)
+                .map_err(|err| report.error(limit.span(), err))
+                .ok()
+        }
+        RawRateLimit::Window(window) => {
+            if let Some(burst) = burst {
+                report.error(
+                    burst.span(),
+                    "a sliding window has no burst: its `max` is how many may go at once",
+                );
+            }
+            let max = u32::try_from(*window.max.get_ref()).unwrap_or(0);
+            let duration = parse_duration(report, &window.window, "rate_limit.window")?;
+            RateLimit::window(max, duration)
+                .map_err(|err| {
+                    let span = if err.starts_with("rate_limit.max") {
+                        window.max.span()
+                    } else {
+                        window.window.span()
+                    };
+                    report.error(span, err);
+                })
+                .ok()
+        }
     }
 }
 

@@ -728,3 +728,64 @@ async fn a_retry_if_is_checked_at_load_with_its_place() {
         both.message
     );
 }
+
+fn limited(rate_limit: &str) -> String {
+    format!(
+        "[targets.api]\nurl = \"https://x\"\n{rate_limit}\n\n[[steps]]\nid = \"a\"\nuses = \"shell\"\nwith = {{ command = [\"true\"] }}\n"
+    )
+}
+
+#[tokio::test]
+async fn a_sliding_window_limit_is_read_and_checked_where_it_is_written() {
+    use crate::runbook::target::RateKind;
+    let runbook = load(
+        "test.toml",
+        &limited(r#"rate_limit = { max = 100, window = "1m" }"#),
+        &AnyConfig,
+    )
+    .await
+    .unwrap();
+    let limit = runbook.targets[0].rate_limit.clone().unwrap();
+    assert_eq!(
+        limit.kind,
+        RateKind::Window {
+            max: 100,
+            window: std::time::Duration::from_secs(60)
+        }
+    );
+    assert_eq!(limit.text, "100 per 1m");
+
+    let zero = only_problem(&limited(r#"rate_limit = { max = 0, window = "1m" }"#)).await;
+    assert_eq!(zero.message, "rate_limit.max must be between 1 and 100000");
+    assert_eq!((zero.line, zero.column), (3, 22));
+    let unknown = only_problem(&limited(r#"rate_limit = { max = 5, per = "1m" }"#)).await;
+    assert!(
+        unknown.message.contains("unknown field `per`"),
+        "{}",
+        unknown.message
+    );
+    assert_eq!(unknown.line, 3);
+    let bad = only_problem(&limited(r#"rate_limit = { max = 5, window = "soon" }"#)).await;
+    assert!(
+        bad.message.starts_with("invalid duration `soon`"),
+        "{}",
+        bad.message
+    );
+    assert_eq!((bad.line, bad.column), (3, 34));
+    let burst = only_problem(&limited(
+        "rate_limit = { max = 5, window = \"1s\" }\nburst = 2",
+    ))
+    .await;
+    assert!(
+        burst.message.starts_with("a sliding window has no burst"),
+        "{}",
+        burst.message
+    );
+    assert_eq!(burst.line, 4);
+    let neither = only_problem(&limited("rate_limit = 5")).await;
+    assert!(
+        neither.message.contains(r#"a rate like "50/s""#),
+        "{}",
+        neither.message
+    );
+}

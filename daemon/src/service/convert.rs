@@ -4,7 +4,7 @@ use runbook_protocol::v1 as pb;
 
 use crate::catalog::Entry;
 use crate::events::DaemonEvent;
-use crate::runbook::{Diagnostic, Runbook};
+use crate::runbook::{Diagnostic, RateLimit, Runbook};
 use crate::store::{
     ApprovalRecord, EventKind, EventRecord, HistoryEntry, INLINE_OUTPUT_BYTES, OutputStream,
     RunRecord, RunStatus, StepRecord, StepStatus,
@@ -139,7 +139,12 @@ pub fn target(status: &crate::targets::TargetStatus) -> pb::TargetState {
             .as_ref()
             .map(|limit| limit.text.clone())
             .unwrap_or_default(),
-        burst: status.rate_limit.as_ref().map_or(0, |limit| limit.burst),
+        burst: status.rate_limit.as_ref().map_or(0, RateLimit::burst),
+        rate_limit_kind: status
+            .rate_limit
+            .as_ref()
+            .map(|limit| limit.kind_label().to_owned())
+            .unwrap_or_default(),
         attempts: status.attempts,
         rejected: status.rejected,
     }

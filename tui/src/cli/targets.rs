@@ -74,10 +74,15 @@ fn circuit_cell(target: &TargetState) -> String {
 }
 
 fn rate_cell(target: &TargetState) -> String {
-    match (target.rate_limit.as_str(), target.burst) {
-        ("", _) => "-".into(),
-        (rate, 0 | 1) => rate.to_owned(),
-        (rate, burst) => format!("{rate} burst {burst}"),
+    match (
+        target.rate_limit.as_str(),
+        target.rate_limit_kind.as_str(),
+        target.burst,
+    ) {
+        ("", _, _) => "-".into(),
+        (window, "sliding_window", _) => format!("{window} (sliding window)"),
+        (rate, _, 0 | 1) => rate.to_owned(),
+        (rate, _, burst) => format!("{rate} burst {burst}"),
     }
 }
 
@@ -91,6 +96,7 @@ fn target_json(target: &TargetState) -> serde_json::Value {
         "failure_threshold": target.failure_threshold,
         "open_until": target.open_until,
         "rate_limit": target.rate_limit,
+        "rate_limit_kind": target.rate_limit_kind,
         "burst": target.burst,
         "attempts": target.attempts,
         "rejected": target.rejected,
