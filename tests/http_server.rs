@@ -14,7 +14,11 @@
 //! - `GET /toggle/{key}`: 503 while [`TestServer::set_failing`] says so, else 200.
 //! - `GET /redirect/{n}[?to=URL]`: a chain of 302s down to `/redirect/0` (or to `URL`).
 //! - `GET /bytes/{n}`, `GET /slow/{ms}`, `GET /json`, `GET /text`, `POST /xml`.
-//! - `POST /oauth/token`, `GET /oauth/protected`: OAuth2 client credentials (`cli`/`s3cret`).
+//! - `POST /oauth/token`, `GET /oauth/protected`: OAuth2 client credentials (`cli`/`s3cret`),
+//!   or the JWT-bearer grant with an ES256 assertion (`aud` = `runbook-tests`) that
+//!   `tests/fixtures/jwt/ec-public.pem` verifies.
+//! - `GET /jwt/protected`: 200 with the claims of a `Bearer` RS256 JWT (`aud` = `test-api`)
+//!   that `tests/fixtures/jwt/rsa-public.pem` verifies, and `ttl` = `exp - iat`; else 401.
 //! - `GET /auth/basic` (`user:pa55`), `GET /auth/bearer` (`abc123`), `GET /auth/apikey`
 //!   (`X-API-Key: k-1` or `?api_key=k-1`).
 //! - `POST /jobs?polls=N&outcome=done|failed|never&header=NAME|none&code=C`, `GET /jobs/{id}`:
@@ -294,6 +298,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/xml", post(xml))
         .route("/oauth/token", post(oauth_token))
         .route("/oauth/protected", get(oauth_protected))
+        .route("/jwt/protected", get(jwt_protected))
         .route("/auth/basic", get(auth_basic))
         .route("/auth/bearer", get(auth_bearer))
         .route("/auth/apikey", get(auth_apikey))
@@ -583,11 +588,25 @@ async fn oauth_token(
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.clone())
     };
-    if field("grant_type").as_deref() != Some("client_credentials") {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "unsupported_grant_type"}),
-        );
+    match field("grant_type").as_deref() {
+        Some("client_credentials") => {}
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            let assertion = field("assertion").unwrap_or_default();
+            let key = jsonwebtoken::DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes());
+            return match key.and_then(|key| verify_jwt(&assertion, &key, "runbook-tests")) {
+                Ok(claims) => issue_token(&shared, &claims["sub"]),
+                Err(err) => reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "invalid_grant", "error_description": err.to_string()}),
+                ),
+            };
+        }
+        _ => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "unsupported_grant_type"}),
+            );
+        }
     }
     // RFC 6749 2.3.1: Basic auth is the preferred way; the form fields are the alternative.
     let (id, secret) = match basic_credentials(&headers) {
@@ -603,6 +622,12 @@ async fn oauth_token(
     if id != "cli" || secret.as_deref() != Some("s3cret") {
         return unauthorized("Basic realm=\"oauth\"", "invalid_client");
     }
+    issue_token(&shared, &serde_json::Value::Null)
+}
+
+/// A new access token (`tok-N`), remembered for `/oauth/protected`, with the subject it was
+/// issued to (when a JWT bearer grant named one) in the answer.
+fn issue_token(shared: &Shared, subject: &serde_json::Value) -> Response {
     let token = {
         let mut state = lock(&shared.state);
         state.tokens_issued += 1;
@@ -610,11 +635,43 @@ async fn oauth_token(
         state.tokens.insert(token.clone());
         token
     };
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})),
-    )
-        .into_response()
+    let mut answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600});
+    if !subject.is_null() {
+        answer["sub"] = subject.clone();
+    }
+    ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()
+}
+
+const RSA_PUBLIC: &str = include_str!("fixtures/jwt/rsa-public.pem");
+const EC_PUBLIC: &str = include_str!("fixtures/jwt/ec-public.pem");
+
+/// The claims of `token` if `key` verifies it (its own algorithm, which the test keys fix)
+/// and it is for `audience` and not expired.
+fn verify_jwt(
+    token: &str,
+    key: &jsonwebtoken::DecodingKey,
+    audience: &str,
+) -> jsonwebtoken::errors::Result<serde_json::Value> {
+    let algorithm = jsonwebtoken::decode_header(token)?.alg;
+    let mut validation = jsonwebtoken::Validation::new(algorithm);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iat", "aud"]);
+    jsonwebtoken::decode::<serde_json::Value>(token, key, &validation).map(|data| data.claims)
+}
+
+async fn jwt_protected(headers: HeaderMap) -> Response {
+    let Some(token) = authorization(&headers, "Bearer") else {
+        return unauthorized("Bearer", "no token");
+    };
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes());
+    match key.and_then(|key| verify_jwt(token, &key, "test-api")) {
+        Ok(mut claims) => {
+            let ttl = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
+            claims["ttl"] = ttl.into();
+            reply(StatusCode::OK, claims)
+        }
+        Err(err) => unauthorized("Bearer error=\"invalid_token\"", &err.to_string()),
+    }
 }
 
 async fn oauth_protected(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

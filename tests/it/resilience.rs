@@ -316,7 +316,7 @@ fn a_sliding_window_lets_a_bunch_go_then_counts_the_whole_window() {
     assert_eq!(targets[0]["rate_limit_kind"], "sliding_window");
     let printed = String::from_utf8_lossy(&daemon.cli(&["targets"]).stdout).into_owned();
     assert!(printed.contains("4 per 1s (sliding window)"), "{printed}");
-    let events = daemon.events(&run["id"].as_str().expect("id")).join("\n");
+    let events = daemon.events(run["id"].as_str().expect("id")).join("\n");
     assert!(
         events.contains("limit: \"4 per 1s\""),
         "a held step names the window it waits for: {events}"

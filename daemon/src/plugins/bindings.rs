@@ -19,6 +19,7 @@ pub use exports::runbook::plugin::step::{
 };
 pub use runbook::plugin::events::Level;
 pub use runbook::plugin::http;
+pub use runbook::plugin::jwt;
 pub use runbook::plugin::process::ProcessOutput;
 pub use runbook::plugin::sql;
 pub use runbook::plugin::types::{ConfigError, Effect, ProcessSpec, SqlSpec, Waiting};

@@ -1,5 +1,6 @@
 //! What a plugin instance sees of the daemon: an empty WASI context (std needs one; it grants
-//! nothing), and the `events`, `process`, `http` and `cache` capabilities bound to one call.
+//! nothing), and the `events`, `process`, `http`, `cache`, `sql` and `jwt` capabilities bound
+//! to one call.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,6 +186,19 @@ impl bindings::runbook::plugin::cache::Host for HostState {
             Duration::from_millis(ttl_ms),
         );
         Ok(())
+    }
+}
+
+impl bindings::runbook::plugin::jwt::Host for HostState {
+    fn sign(
+        &mut self,
+        request: bindings::runbook::plugin::jwt::SignRequest,
+    ) -> wasmtime::Result<Result<String, String>> {
+        Ok(super::jwt::sign(
+            &self.grant.secrets,
+            &request,
+            std::time::SystemTime::now(),
+        ))
     }
 }
 

@@ -7,6 +7,7 @@ mod bindings;
 mod cache;
 mod host;
 mod http;
+mod jwt;
 mod kv;
 mod process;
 mod sandbox;

@@ -1,11 +1,12 @@
-//! The `auth` table of a step or target (bearer, basic, API key, OAuth2 client credentials),
-//! and how it is applied to a request. Values pass through unchanged: they may be secret
+//! The `auth` table of a step or target (bearer, basic, API key, a JWT signed by the host,
+//! OAuth2 client credentials or JWT bearer), and how it is applied to a request. Values pass through unchanged: they may be secret
 //! placeholders, which only the host replaces.
 
 use serde::Deserialize;
 
 use super::check::{Checks, join_path};
-use super::oauth2::OAuth2;
+use super::jwt::JwtAuth;
+use super::oauth2::{Grant, OAuth2};
 use super::request::{Headers, HttpRequest, is_token};
 use super::target::parse_http_url;
 
@@ -36,9 +37,12 @@ pub enum Auth {
         #[serde(default, rename = "in")]
         location: ApiKeyLocation,
     },
-    /// OAuth2 client credentials: a token from `token_url`, cached across steps.
+    /// A JWT signed by the host for each request, with a key from the vault. Boxed, like
+    /// OAuth2, so that the common kinds stay small.
+    Jwt(Box<JwtAuth>),
+    /// OAuth2 client credentials or JWT bearer: a token from `token_url`, cached across steps.
     #[serde(rename = "oauth2")]
-    OAuth2(OAuth2),
+    OAuth2(Box<OAuth2>),
 }
 
 /// Where an API key goes.
@@ -66,6 +70,7 @@ impl Auth {
             Auth::Bearer { .. } => "bearer",
             Auth::Basic { .. } => "basic",
             Auth::ApiKey { .. } => "api_key",
+            Auth::Jwt(_) => "jwt",
             Auth::OAuth2(_) => "oauth2",
         }
     }
@@ -85,9 +90,16 @@ impl Auth {
                 location: ApiKeyLocation::Query,
                 ..
             } => format!("API key in query parameter {name}"),
-            Auth::OAuth2(oauth) => {
-                format!("OAuth2 client credentials from {}", oauth.token_url)
-            }
+            Auth::Jwt(jwt) => format!(
+                "JWT ({}) signed by the daemon in header {}",
+                jwt.alg, jwt.header
+            ),
+            Auth::OAuth2(oauth) => match oauth.grant {
+                Grant::ClientCredentials => {
+                    format!("OAuth2 client credentials from {}", oauth.token_url)
+                }
+                Grant::JwtBearer => format!("OAuth2 JWT bearer grant from {}", oauth.token_url),
+            },
         }
     }
 
@@ -96,6 +108,7 @@ impl Auth {
     pub fn header_name(&self) -> Option<&str> {
         match self {
             Auth::Bearer { .. } | Auth::Basic { .. } | Auth::OAuth2(_) => Some(AUTHORIZATION),
+            Auth::Jwt(jwt) => Some(&jwt.header),
             Auth::ApiKey {
                 name,
                 location: ApiKeyLocation::Header,
@@ -135,9 +148,25 @@ impl Auth {
                     );
                 }
             }
+            Auth::Jwt(jwt) => jwt.check(path, checks),
             Auth::OAuth2(oauth) => {
-                required(checks, "client_id", &oauth.client_id);
-                required(checks, "client_secret", &oauth.client_secret);
+                match (oauth.grant, &oauth.assertion) {
+                    (Grant::ClientCredentials, None) => {
+                        required(checks, "client_id", &oauth.client_id);
+                        required(checks, "client_secret", &oauth.client_secret);
+                    }
+                    (Grant::ClientCredentials, Some(_)) => checks.push(
+                        join_path(path, "assertion"),
+                        "an assertion is for grant = \"jwt_bearer\"",
+                    ),
+                    (Grant::JwtBearer, Some(assertion)) => {
+                        assertion.check(&join_path(path, "assertion"), checks);
+                    }
+                    (Grant::JwtBearer, None) => checks.push(
+                        join_path(path, "assertion"),
+                        "grant = \"jwt_bearer\" needs an assertion = { key, alg, claims }",
+                    ),
+                }
                 if !checks.deferred(&oauth.token_url)
                     && let Err(message) = parse_http_url(&oauth.token_url)
                 {
@@ -147,7 +176,7 @@ impl Auth {
         }
     }
 
-    /// Applies every kind but OAuth2 (which needs the host: see
+    /// Applies every kind but JWT and OAuth2 (which need the host: see
     /// [`client::send`](super::client::send)) to `request`.
     pub fn apply_static(&self, request: &mut HttpRequest) -> Result<(), String> {
         match self {
@@ -170,7 +199,7 @@ impl Auth {
                 value,
                 location: ApiKeyLocation::Query,
             } => request.add_query(&[(name.clone(), value.clone())])?,
-            Auth::OAuth2(_) => {}
+            Auth::Jwt(_) | Auth::OAuth2(_) => {}
         }
         Ok(())
     }

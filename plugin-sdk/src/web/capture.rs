@@ -1,5 +1,6 @@
-//! The `capture` table: values taken from a response (JSONPath, header, regex over the body,
-//! status) into the step's output, where later steps read `steps.<id>.output.captures.<name>`.
+//! The `capture` table: values taken from a response (JSONPath, XPath over an XML body, header,
+//! regex over the body, status) into the step's output, where later steps read
+//! `steps.<id>.output.captures.<name>`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +13,7 @@ use serde_json_path::JsonPath;
 
 use super::check::{Checks, join_path};
 use super::response::{Subject, header_value};
+use super::xpath::{self, LazyDocument, XPath};
 
 /// The `capture` table as written: name to what to capture.
 pub type Captures = BTreeMap<String, CaptureSpec>;
@@ -21,17 +23,22 @@ pub type Captures = BTreeMap<String, CaptureSpec>;
 pub enum CaptureSpec {
     /// `name = "$.path"`.
     Path(String),
-    /// `name = { json = .. }`, `{ header = .. }`, `{ regex = .., group = .. }`, `{ status = true }`.
+    /// `name = { json = .. }`, `{ xpath = .. }`, `{ header = .. }`, `{ regex = .., group = .. }`,
+    /// `{ status = true }`.
     Table(CaptureTable),
 }
 
-/// The long form of a capture: exactly one of `json`, `header`, `regex`, `status`.
+/// The long form of a capture: exactly one of `json`, `xpath`, `header`, `regex`, `status`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureTable {
     /// A JSONPath over the JSON.
     #[serde(default)]
     pub json: Option<String>,
+    /// An XPath 1.0 expression over the body as XML (see [`xpath`](super::xpath)): one node's
+    /// string value, several as an array, or the number, string or boolean it computes.
+    #[serde(default)]
+    pub xpath: Option<String>,
     /// A response header (any case); repeats joined with `, `.
     #[serde(default)]
     pub header: Option<String>,
@@ -66,7 +73,7 @@ impl<'de> Deserialize<'de> for CaptureSpec {
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "a JSONPath string or a table with `json`, `header`, `regex` or `status`",
+                    "a JSONPath string or a table with `json`, `xpath`, `header`, `regex` or `status`",
                 )
             }
 
@@ -93,6 +100,7 @@ pub struct CaptureSet {
 #[derive(Debug, Clone)]
 enum Capture {
     Json { text: String, path: JsonPath },
+    XPath(XPath),
     Header(String),
     Regex { regex: Regex, group: GroupRef },
     Status,
@@ -117,6 +125,17 @@ pub fn compile_captures(captures: &Captures, path: &str, checks: &mut Checks) ->
 fn compile_one(spec: &CaptureSpec, field: &str, checks: &mut Checks) -> Option<Capture> {
     let table = match spec {
         CaptureSpec::Path(text) => {
+            // No JSONPath starts with `/`, and every absolute XPath does: say which form to
+            // write rather than where the JSONPath parser gave up.
+            if text.trim_start().starts_with('/') && !checks.deferred(text) {
+                checks.push(
+                    field,
+                    format!(
+                        "`{text}` is not a JSONPath (they start with `$`); for XPath over an XML body write `{{ xpath = {text:?} }}`"
+                    ),
+                );
+                return None;
+            }
             let path = checks.json_path(field, text)?;
             return Some(Capture::Json {
                 text: text.clone(),
@@ -127,6 +146,7 @@ fn compile_one(spec: &CaptureSpec, field: &str, checks: &mut Checks) -> Option<C
     };
     let kinds = [
         table.json.is_some(),
+        table.xpath.is_some(),
         table.header.is_some(),
         table.regex.is_some(),
         table.status.is_some(),
@@ -134,7 +154,7 @@ fn compile_one(spec: &CaptureSpec, field: &str, checks: &mut Checks) -> Option<C
     if kinds.iter().filter(|set| **set).count() != 1 {
         checks.push(
             field,
-            "set exactly one of `json`, `header`, `regex` and `status`",
+            "set exactly one of `json`, `xpath`, `header`, `regex` and `status`",
         );
         return None;
     }
@@ -148,6 +168,9 @@ fn compile_one(spec: &CaptureSpec, field: &str, checks: &mut Checks) -> Option<C
             text: text.clone(),
             path,
         });
+    }
+    if let Some(text) = &table.xpath {
+        return xpath::check(checks, &join_path(field, "xpath"), text).map(Capture::XPath);
     }
     if let Some(header) = &table.header {
         if header.trim().is_empty() {
@@ -214,8 +237,10 @@ impl CaptureSet {
     pub fn evaluate(&self, subject: &Subject) -> Result<Map<String, Value>, Vec<String>> {
         let mut values = Map::new();
         let mut errors = Vec::new();
+        // Parsed by the first XPath capture, if any, and shared by the others.
+        let xml = LazyDocument::new(subject.text);
         for (name, capture) in &self.items {
-            match capture.evaluate(subject) {
+            match capture.evaluate(subject, &xml) {
                 Ok(value) => {
                     values.insert(name.clone(), value);
                 }
@@ -231,7 +256,7 @@ impl CaptureSet {
 }
 
 impl Capture {
-    fn evaluate(&self, subject: &Subject) -> Result<Value, String> {
+    fn evaluate(&self, subject: &Subject, xml: &LazyDocument) -> Result<Value, String> {
         match self {
             Capture::Json { text, path } => {
                 let json = subject
@@ -244,6 +269,16 @@ impl Capture {
                         many.iter().map(|node| (*node).clone()).collect(),
                     )),
                 }
+            }
+            Capture::XPath(xpath) => {
+                let text = xpath.text();
+                let document = xml.get().map_err(|reason| format!("{text}: {reason}"))?;
+                let found = xpath
+                    .evaluate(document)
+                    .map_err(|reason| format!("{text}: {reason}"))?;
+                found
+                    .to_json()
+                    .ok_or_else(|| format!("{text} matched nothing"))
             }
             Capture::Header(name) => header_value(subject.headers, name)
                 .map(Value::String)
@@ -352,7 +387,7 @@ mod tests {
         assert!(errors[0].starts_with("capture.a: invalid JSONPath"));
         assert_eq!(
             errors[1],
-            "capture.b: set exactly one of `json`, `header`, `regex` and `status`"
+            "capture.b: set exactly one of `json`, `xpath`, `header`, `regex` and `status`"
         );
         assert!(errors[2].starts_with("capture.c.regex: invalid regex"));
         assert_eq!(
@@ -364,6 +399,102 @@ mod tests {
             "capture.e.status: write `status = true`, or remove the capture"
         );
         assert_eq!(errors[5], "capture.f.group: `group` goes with `regex`");
+    }
+
+    fn xml_reply(body: &str) -> Reply {
+        Reply::from(response(200, &[("content-type", "application/xml")], body))
+    }
+
+    const ORDERS: &str = r#"<orders><order id="o-1"><total>12.50</total></order><order id="o-2"><total>7</total></order></orders>"#;
+
+    #[test]
+    fn xpath_captures_attributes_text_numbers_and_lists() {
+        let set = compile(
+            r#"{"first": {"xpath": "//order[1]/@id"}, "ids": {"xpath": "//order/@id"},
+                "total": {"xpath": "//order[2]/total"}, "orders": {"xpath": "count(//order)"},
+                "sum": {"xpath": "sum(//total)"}, "big": {"xpath": "sum(//total) > 10"},
+                "label": {"xpath": "concat('#', //order[1]/@id)"}}"#,
+        );
+        let values = set.evaluate(&xml_reply(ORDERS).subject()).unwrap();
+        assert_eq!(
+            Value::Object(values),
+            serde_json::json!({
+                "first": "o-1", "ids": ["o-1", "o-2"], "total": "7", "orders": 2,
+                "sum": 19.5, "big": true, "label": "#o-1"
+            })
+        );
+    }
+
+    #[test]
+    fn xpath_captures_that_find_nothing_or_no_xml_say_so() {
+        let set = compile(r#"{"a": {"xpath": "//missing/@id"}, "b": {"xpath": "//order/@id"}}"#);
+        let errors = set
+            .evaluate(&xml_reply("<orders></orders>").subject())
+            .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "capture `a`: //missing/@id matched nothing",
+                "capture `b`: //order/@id matched nothing",
+            ]
+        );
+        // A count of nothing is a number: it captures 0.
+        let count = compile(r#"{"n": {"xpath": "count(//order)"}}"#);
+        let values = count.evaluate(&xml_reply("<orders/>").subject()).unwrap();
+        assert_eq!(values["n"], 0);
+
+        let errors = set
+            .evaluate(&xml_reply("<orders><order id='1'></orders>").subject())
+            .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "capture `a`: //missing/@id: the response body is not well-formed XML: mismatched element end name (line 1, column 25)",
+                "capture `b`: //order/@id: the response body is not well-formed XML: mismatched element end name (line 1, column 25)",
+            ]
+        );
+        let errors = set.evaluate(&reply().subject()).unwrap_err();
+        assert!(
+            errors[0].starts_with(
+                "capture `a`: //missing/@id: the response body is not well-formed XML: expected "
+            ),
+            "{errors:?}"
+        );
+        let mut bytes = response(200, &[], "");
+        bytes.body = vec![0xff, 0xfe];
+        let errors = set.evaluate(&Reply::from(bytes).subject()).unwrap_err();
+        assert_eq!(
+            errors[0],
+            "capture `a`: //missing/@id: the response body is not text"
+        );
+    }
+
+    #[test]
+    fn bad_xpath_captures_are_config_errors_at_their_path() {
+        let captures: Captures = serde_json::from_str(
+            r#"{"a": {"xpath": "//order["}, "b": {"xpath": "cont(//a)"}, "c": {"xpath": "//a", "json": "$.a"},
+                "d": {"xpath": "//a", "group": 1}, "e": {"xpath": "{{ params.path }}"}, "f": {"xpath": ""},
+                "g": "//order/@id"}"#,
+        )
+        .unwrap();
+        let mut checks = Checks::new(Phase::Validate);
+        compile_captures(&captures, "capture", &mut checks);
+        let errors: Vec<String> = checks
+            .into_errors()
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "capture.a.xpath: invalid XPath `//order[`: empty predicate",
+                "capture.b.xpath: invalid XPath `cont(//a)`: unknown function `cont`",
+                "capture.c: set exactly one of `json`, `xpath`, `header`, `regex` and `status`",
+                "capture.d.group: `group` goes with `regex`",
+                "capture.f.xpath: invalid XPath ``: the expression is empty",
+                "capture.g: `//order/@id` is not a JSONPath (they start with `$`); for XPath over an XML body write `{ xpath = \"//order/@id\" }`",
+            ]
+        );
     }
 
     #[test]

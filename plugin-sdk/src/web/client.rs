@@ -24,6 +24,16 @@ pub fn send(
 ) -> Result<Reply, StepError> {
     let oauth = match auth {
         Some(Auth::OAuth2(oauth)) => oauth,
+        Some(Auth::Jwt(jwt)) => {
+            // A fresh token per request: it lives minutes, and the host signs it in well
+            // under a millisecond for HS*/ES*, about one for RS*.
+            let token = jwt.assertion().sign(host)?;
+            let mut request = request.clone();
+            request
+                .headers
+                .set(jwt.header.clone(), jwt.header_value(&token));
+            return send_plain(host, &request);
+        }
         Some(other) => {
             let mut request = request.clone();
             other.apply_static(&mut request).map_err(step_error)?;
@@ -92,14 +102,16 @@ mod tests {
     use crate::web::testing::FakeHost;
 
     fn oauth() -> Auth {
-        Auth::OAuth2(OAuth2 {
+        Auth::OAuth2(Box::new(OAuth2 {
             token_url: "http://auth/token".into(),
+            grant: crate::web::oauth2::Grant::ClientCredentials,
             client_id: "app".into(),
             client_secret: "s".into(),
+            assertion: None,
             scope: None,
             audience: None,
             client_auth: ClientAuth::Body,
-        })
+        }))
     }
 
     fn token_body(token: &str) -> String {
@@ -212,5 +224,34 @@ mod tests {
         ] {
             assert!(!transport_error(&request, &error).transient);
         }
+    }
+
+    #[test]
+    fn jwt_auth_signs_a_fresh_token_for_each_request() {
+        let host = FakeHost::new();
+        host.respond(200, &[], "").respond(200, &[], "");
+        let auth: Auth = serde_json::from_str(
+            r#"{"type": "jwt", "key": "__rb_secret.ab12cd34ef56.K__", "alg": "HS256",
+                "claims": {"iss": "runbook"}, "header": "X-Token", "scheme": "JWT"}"#,
+        )
+        .unwrap();
+        let request = HttpRequest::new("GET", "http://api/x");
+        for n in 0..2 {
+            send(&host, &request, Some(&auth)).unwrap();
+            let sent = host.request(n).unwrap();
+            let token = sent
+                .headers
+                .iter()
+                .find(|(name, _)| name == "X-Token")
+                .map(|(_, value)| value.clone());
+            assert_eq!(
+                token,
+                Some(format!(
+                    "JWT {}",
+                    FakeHost::signed_token(&host.signed.borrow()[n])
+                ))
+            );
+        }
+        assert_eq!(host.signed.borrow().len(), 2);
     }
 }

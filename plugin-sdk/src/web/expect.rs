@@ -1,11 +1,13 @@
-//! The `expect` table: what a response must look like (status, headers, JSON values, body
-//! text, duration), and a message per failed expectation saying what was expected and what
-//! came.
+//! The `expect` table: what a response must look like (status, headers, JSON values, XPath
+//! results over an XML body, body text, duration), and a message per failed expectation saying
+//! what was expected and what came.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use regex::Regex;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_json_path::JsonPath;
@@ -13,6 +15,7 @@ use serde_json_path::JsonPath;
 use super::check::{Checks, join_path};
 use super::response::{Subject, header_value};
 use super::status::{StatusMatch, check_status_expectation, describe_statuses, response_error};
+use super::xpath::{self, Found, Kind, LazyDocument, XPath};
 use crate::runbook::plugin::types::StepError;
 
 /// The `expect` table as written.
@@ -29,6 +32,10 @@ pub struct Expect {
     /// JSONPath to what the value(s) it selects must satisfy.
     #[serde(default)]
     pub json: BTreeMap<String, JsonExpect>,
+    /// XPath 1.0 expression over the body as XML to the value its result must equal, or to
+    /// the long form.
+    #[serde(default)]
+    pub xpath: BTreeMap<String, XPathExpect>,
     /// Text the body must contain.
     #[serde(default)]
     pub body_contains: Option<String>,
@@ -52,6 +59,85 @@ pub struct JsonExpect {
     pub matches: Option<String>,
 }
 
+/// What the result of one XPath expression must satisfy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum XPathExpect {
+    /// `"<expr>" = <value>`: the result must equal the value (see [`XPathTable::equals`]).
+    Equals(Value),
+    /// `"<expr>" = { equals, exists, matches }`.
+    Table(XPathTable),
+}
+
+/// The long form of an XPath expectation, as for JSON.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XPathTable {
+    /// The result must equal this, compared as its type: a number by value (a node's text
+    /// read as a number), a string as text, a boolean with a boolean or the text
+    /// `true`/`false`; an array item by item with the selected nodes in document order.
+    #[serde(default, deserialize_with = "present")]
+    pub equals: Option<Value>,
+    /// Whether the expression must select a node (`true`) or none (`false`); for expressions
+    /// that select nodes.
+    #[serde(default)]
+    pub exists: Option<bool>,
+    /// Every selected node's text (a computed result as text) must match this regex.
+    #[serde(default)]
+    pub matches: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for XPathExpect {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExpectVisitor;
+
+        impl<'de> Visitor<'de> for ExpectVisitor {
+            type Value = XPathExpect;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "the value the result must equal, or a table with `equals`, `exists` or `matches`",
+                )
+            }
+
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<XPathExpect, E> {
+                Ok(XPathExpect::Equals(value.into()))
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<XPathExpect, E> {
+                Ok(XPathExpect::Equals(value.into()))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<XPathExpect, E> {
+                Ok(XPathExpect::Equals(value.into()))
+            }
+
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<XPathExpect, E> {
+                Ok(XPathExpect::Equals(value.into()))
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<XPathExpect, E> {
+                Ok(XPathExpect::Equals(value.into()))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<XPathExpect, E> {
+                Ok(XPathExpect::Equals(Value::Null))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<XPathExpect, A::Error> {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(XPathExpect::Equals)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<XPathExpect, A::Error> {
+                XPathTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(XPathExpect::Table)
+            }
+        }
+
+        deserializer.deserialize_any(ExpectVisitor)
+    }
+}
+
 /// Keeps an explicit `null` as `Some(Value::Null)`: `equals = null` is an expectation.
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(deserializer).map(Some)
@@ -63,6 +149,7 @@ pub struct Expectations {
     status: Option<Vec<StatusMatch>>,
     headers: Vec<(String, String)>,
     json: Vec<JsonCheck>,
+    xpath: Vec<XPathCheck>,
     body_contains: Option<String>,
     max_duration: Option<Duration>,
 }
@@ -71,6 +158,14 @@ pub struct Expectations {
 struct JsonCheck {
     text: String,
     path: JsonPath,
+    equals: Option<Value>,
+    exists: Option<bool>,
+    matches: Option<Regex>,
+}
+
+#[derive(Debug, Clone)]
+struct XPathCheck {
+    xpath: XPath,
     equals: Option<Value>,
     exists: Option<bool>,
     matches: Option<Regex>,
@@ -125,6 +220,18 @@ impl Expect {
                 });
             }
         }
+        let xpath = self
+            .xpath
+            .iter()
+            .filter_map(|(text, expect)| {
+                compile_xpath(
+                    text,
+                    expect,
+                    &join_path(&join_path(path, "xpath"), text),
+                    checks,
+                )
+            })
+            .collect();
         let max_duration = self
             .max_duration
             .as_deref()
@@ -137,10 +244,69 @@ impl Expect {
                 .map(|(name, value)| (name.clone(), value.clone()))
                 .collect(),
             json,
+            xpath,
             body_contains: self.body_contains.clone(),
             max_duration,
         }
     }
+}
+
+/// Checks one `expect.xpath` entry found at `field`.
+fn compile_xpath(
+    text: &str,
+    expect: &XPathExpect,
+    field: &str,
+    checks: &mut Checks,
+) -> Option<XPathCheck> {
+    let compiled = xpath::check(checks, field, text);
+    let (table, equals_field) = match expect {
+        XPathExpect::Equals(value) => (
+            XPathTable {
+                equals: Some(value.clone()),
+                ..XPathTable::default()
+            },
+            field.to_owned(),
+        ),
+        XPathExpect::Table(table) => (table.clone(), join_path(field, "equals")),
+    };
+    if table.equals.is_none() && table.exists.is_none() && table.matches.is_none() {
+        checks.push(field, "set `equals`, `exists` or `matches`");
+        return None;
+    }
+    if table.exists == Some(false) && (table.equals.is_some() || table.matches.is_some()) {
+        checks.push(
+            field,
+            "`exists = false` cannot go with `equals` or `matches`",
+        );
+        return None;
+    }
+    if let Some(Err(message)) = table.equals.as_ref().map(xpath::check_expected) {
+        checks.push(equals_field, message);
+        return None;
+    }
+    let matches = match &table.matches {
+        Some(pattern) => Some(checks.regex(&join_path(field, "matches"), pattern)?),
+        None => None,
+    };
+    let compiled = compiled?;
+    if table.exists.is_some() && compiled.kind() != Kind::Nodes {
+        let kind = match compiled.kind() {
+            Kind::Number => "a number",
+            Kind::String => "a string",
+            _ => "a boolean",
+        };
+        checks.push(
+            join_path(field, "exists"),
+            format!("`exists` is for expressions that select nodes; this one computes {kind}: compare it with `equals`"),
+        );
+        return None;
+    }
+    Some(XPathCheck {
+        xpath: compiled,
+        equals: table.equals,
+        exists: table.exists,
+        matches,
+    })
 }
 
 impl Expectations {
@@ -171,6 +337,13 @@ impl Expectations {
         }
         for check in &self.json {
             if let Some(message) = check.evaluate(subject.json) {
+                fail(message);
+            }
+        }
+        // Parsed by the first XPath expectation, if any, and shared by the others.
+        let xml = LazyDocument::new(subject.text);
+        for check in &self.xpath {
+            if let Some(message) = check.evaluate(&xml) {
                 fail(message);
             }
         }
@@ -273,6 +446,70 @@ impl JsonCheck {
             }
         }
         None
+    }
+}
+
+impl XPathCheck {
+    fn evaluate(&self, xml: &LazyDocument) -> Option<String> {
+        let text = self.xpath.text();
+        let found = match xml.get() {
+            Ok(document) => self.xpath.evaluate(document),
+            Err(reason) => Err(reason.to_owned()),
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(reason) => return Some(format!("{text}: {reason}")),
+        };
+        match self.exists {
+            Some(true) if found.is_empty() => {
+                return Some(format!("{text}: expected to exist, matched nothing"));
+            }
+            Some(false) if !found.is_empty() => {
+                return Some(format!(
+                    "{text}: expected to match nothing, got {}",
+                    shown(&found)
+                ));
+            }
+            _ => {}
+        }
+        if let Some(expected) = &self.equals
+            && !found.equals(expected)
+        {
+            return Some(if found.is_empty() {
+                format!("{text}: expected {}, matched nothing", short(expected))
+            } else {
+                format!(
+                    "{text}: expected {}, got {}",
+                    short(expected),
+                    shown(&found)
+                )
+            });
+        }
+        if let Some(regex) = &self.matches {
+            if found.is_empty() {
+                return Some(format!(
+                    "{text}: expected to match /{regex}/, matched nothing"
+                ));
+            }
+            if let Some(miss) = found.texts().into_iter().find(|t| !regex.is_match(t)) {
+                return Some(format!(
+                    "{text}: expected to match /{regex}/, got {}",
+                    short(&Value::String(miss))
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// An XPath result in a message: as JSON (`2`, `"o-1"`, `["a","b"]`), NaN and the
+/// infinities as XPath writes them.
+fn shown(found: &Found) -> String {
+    match found {
+        Found::Number(number) if !number.is_finite() => found.texts().concat(),
+        _ => found
+            .to_json()
+            .map_or_else(|| "nothing".to_owned(), |value| short(&value)),
     }
 }
 
@@ -512,6 +749,106 @@ mod tests {
         assert!(!err.transient);
         let not_found = Reply::from(response(404, &[], ""));
         assert!(!failures_error(&[status], &not_found.subject(), now, None).transient);
+    }
+
+    fn xml_reply(status: u16, body: &str) -> Reply {
+        Reply::from(response(status, &[("content-type", "text/xml")], body))
+    }
+
+    const ORDER: &str = r#"<order id="o-7" state="open"><item sku="a">2</item><item sku="b">3.0</item><total>5</total></order>"#;
+
+    #[test]
+    fn xpath_expectations_that_hold_give_no_failure() {
+        let expect = compile(
+            r#"{"xpath": {"count(//error)": 0, "count(//item)": 2, "/order/@id": "o-7", "//total": 5,
+                          "//item/@sku": ["a", "b"], "//item": [2, 3], "sum(//item) = //total": true,
+                          "string(/order/@state)": {"equals": "open", "matches": "^op"},
+                          "//item[@sku='b']": {"exists": true}, "//error": {"exists": false},
+                          "//item/@sku": {"matches": "^[a-z]$"}}}"#,
+        );
+        assert_eq!(
+            messages(&expect, &xml_reply(200, ORDER)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn failed_xpath_expectations_say_what_came() {
+        let expect = compile(
+            r#"{"xpath": {"count(//item)": 0, "/order/@id": "o-8", "//item/@sku": "a",
+                          "//missing": "x", "//item[@sku='c']": {"exists": true},
+                          "//item": {"exists": false}, "//total": {"matches": "^[a-z]+$"},
+                          "number(/order/@state)": 1, "count(//item) > 5": true}}"#,
+        );
+        assert_eq!(
+            messages(&expect, &xml_reply(200, ORDER)),
+            [
+                "//item: expected to match nothing, got [\"2\",\"3.0\"]",
+                "//item/@sku: expected \"a\", got [\"a\",\"b\"]",
+                "//item[@sku='c']: expected to exist, matched nothing",
+                "//missing: expected \"x\", matched nothing",
+                "//total: expected to match /^[a-z]+$/, got \"5\"",
+                "/order/@id: expected \"o-8\", got \"o-7\"",
+                "count(//item): expected 0, got 2",
+                "count(//item) > 5: expected true, got false",
+                "number(/order/@state): expected 1, got NaN",
+            ]
+        );
+    }
+
+    #[test]
+    fn xpath_expectations_on_a_body_that_is_not_xml_say_where() {
+        let expect = compile(r#"{"status": 200, "xpath": {"count(//error)": 0}}"#);
+        assert_eq!(
+            messages(&expect, &xml_reply(200, "<errors>\n  <error>boom</errors>")),
+            [
+                "count(//error): the response body is not well-formed XML: mismatched element end name (line 2, column 16)"
+            ]
+        );
+        let messages = messages(&expect, &json_reply(503, r#"{"error": "boom"}"#));
+        assert_eq!(messages[0], "expected status 200, got 503");
+        assert!(
+            messages[1]
+                .starts_with("count(//error): the response body is not well-formed XML: expected "),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn bad_xpath_expectations_are_config_errors_at_their_path() {
+        let expect: Expect = serde_json::from_str(
+            r#"{"xpath": {"//a[": 1, "nope(//a)": 1, "//b": {}, "//c": {"exists": false, "equals": 1},
+                          "//d": {"matches": "("}, "//e": null, "//f": {"equals": {"x": 1}},
+                          "count(//g)": {"exists": true}, "{{ params.x }}": 1}}"#,
+        )
+        .unwrap();
+        let mut checks = Checks::new(Phase::Validate);
+        expect.compile("expect", &mut checks);
+        let errors: Vec<String> = checks
+            .into_errors()
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "expect.xpath.//a[: invalid XPath `//a[`: empty predicate",
+                "expect.xpath.//b: set `equals`, `exists` or `matches`",
+                "expect.xpath.//c: `exists = false` cannot go with `equals` or `matches`",
+                "expect.xpath.//d.matches: invalid regex `(`: unclosed group",
+                "expect.xpath.//e: an XPath result is never null: to expect no node, write `exists = false`",
+                "expect.xpath.//f.equals: expected a string, number, boolean or array",
+                "expect.xpath.count(//g).exists: `exists` is for expressions that select nodes; this one computes a number: compare it with `equals`",
+                "expect.xpath.nope(//a): invalid XPath `nope(//a)`: unknown function `nope`",
+            ]
+        );
+    }
+
+    #[test]
+    fn xpath_expectation_tables_refuse_unknown_keys() {
+        let err =
+            serde_json::from_str::<Expect>(r#"{"xpath": {"//a": {"equal": 1}}}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `equal`"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! The host capabilities a web step calls (`http`, `cache`, `events`), behind a trait so
+//! The host capabilities a web step calls (`http`, `cache`, `events`, `jwt`), behind a trait so
 //! that a plugin's whole request flow can be unit-tested on the host with
 //! [`FakeHost`](super::testing::FakeHost).
 
 use std::time::SystemTime;
 
 use crate::runbook::plugin::events::{self, Level};
+use crate::runbook::plugin::jwt::{self, SignRequest};
 use crate::runbook::plugin::{cache, http};
 
 /// What a web step needs from the daemon.
@@ -17,6 +18,8 @@ pub trait Host {
     fn cache_set(&self, key: &str, value: &str, ttl_ms: u64);
     /// A message for whoever watches the run (`events.log`).
     fn log(&self, level: Level, message: &str);
+    /// A JWT signed by the host with the key `request` names (`jwt.sign`).
+    fn sign_jwt(&self, request: &SignRequest) -> Result<String, String>;
     /// The current time, for `Retry-After` dates.
     fn now(&self) -> SystemTime {
         SystemTime::now()
@@ -43,5 +46,9 @@ impl Host for WasmHost {
 
     fn log(&self, level: Level, message: &str) {
         events::log(level, message);
+    }
+
+    fn sign_jwt(&self, request: &SignRequest) -> Result<String, String> {
+        jwt::sign(request)
     }
 }

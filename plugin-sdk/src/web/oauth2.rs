@@ -1,5 +1,6 @@
-//! OAuth2 client credentials: the token request, and the token kept in the host's cache so
-//! that many steps (and runs) ask the token endpoint once per token lifetime.
+//! OAuth2 client credentials and the JWT-bearer grant (RFC 7523, an assertion signed by the
+//! host): the token request, and the token kept in the host's cache so that many steps (and
+//! runs) ask the token endpoint once per token lifetime.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::host::Host;
+use super::jwt::Assertion;
 use super::request::HttpRequest;
 use super::response::{Reply, header_value};
 use super::status::response_error;
@@ -20,10 +22,19 @@ use crate::runbook::plugin::types::StepError;
 pub struct OAuth2 {
     /// The token endpoint.
     pub token_url: String,
-    /// The client id.
+    /// Which grant: client credentials unless said.
+    #[serde(default)]
+    pub grant: Grant,
+    /// The client id (required for client credentials; sent with a JWT bearer grant when
+    /// given).
+    #[serde(default)]
     pub client_id: String,
-    /// The client secret (usually `{{ secrets.NAME }}`).
+    /// The client secret (usually `{{ secrets.NAME }}`; as `client_id`).
+    #[serde(default)]
     pub client_secret: String,
+    /// The JWT the host signs for the JWT-bearer grant.
+    #[serde(default)]
+    pub assertion: Option<Assertion>,
     /// Space-separated scopes to ask for.
     #[serde(default)]
     pub scope: Option<String>,
@@ -34,6 +45,21 @@ pub struct OAuth2 {
     #[serde(default)]
     pub client_auth: ClientAuth,
 }
+
+/// The OAuth2 grant a token is asked with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// `client_credentials`: the client id and secret.
+    #[default]
+    ClientCredentials,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523): a JWT signed by the host
+    /// (a Google service account, say).
+    JwtBearer,
+}
+
+/// The `grant_type` of the JWT-bearer grant.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// How the client id and secret reach the token endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -53,15 +79,27 @@ pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 /// that no request leaves with a token about to lapse.
 pub const MAX_MARGIN_SECS: u64 = 60;
 
-/// The cache key of a client's token: a hash of token URL, client id, scope and audience.
-/// Hashed so that the key is short and stable; the secret is not part of it (the client id
-/// already names the client).
+/// The cache key of a client's token: a hash of token URL, client id, scope and audience,
+/// and for a JWT bearer grant the assertion's key (its placeholder, which names the secret)
+/// and claims (which name the identity). Hashed so that the key is short and stable; the
+/// secret is not part of it (the client id already names the client).
 pub fn cache_key(oauth: &OAuth2) -> String {
+    let (key, claims) = oauth.assertion.as_ref().map_or_else(
+        || (String::new(), String::new()),
+        |assertion| {
+            (
+                assertion.key.clone(),
+                Value::Object(assertion.claims.clone()).to_string(),
+            )
+        },
+    );
     let parts = [
         oauth.token_url.as_str(),
         oauth.client_id.as_str(),
         oauth.scope.as_deref().unwrap_or(""),
         oauth.audience.as_deref().unwrap_or(""),
+        key.as_str(),
+        claims.as_str(),
     ];
     // Two SipHash runs with different prefixes make a 128-bit key: collisions between
     // clients are not a concern. The hash only has to be stable within one build of the
@@ -86,18 +124,37 @@ pub fn cache_ttl_ms(expires_in: Option<u64>) -> u64 {
     lifetime.saturating_sub(margin).saturating_mul(1000)
 }
 
-/// The token request: a form POST of the client credentials grant.
-pub fn token_request(oauth: &OAuth2, timeout: Option<Duration>) -> HttpRequest {
+/// The token request: a form POST of the grant; `assertion` is the signed JWT of a JWT
+/// bearer grant.
+pub fn token_request(
+    oauth: &OAuth2,
+    assertion: Option<&str>,
+    timeout: Option<Duration>,
+) -> HttpRequest {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
     let mut request = HttpRequest::new("POST", oauth.token_url.clone());
-    match oauth.client_auth {
-        ClientAuth::Body => {
-            form.append_pair("client_id", &oauth.client_id);
-            form.append_pair("client_secret", &oauth.client_secret);
+    match (oauth.grant, assertion) {
+        (Grant::JwtBearer, Some(assertion)) => {
+            form.append_pair("grant_type", JWT_BEARER_GRANT);
+            form.append_pair("assertion", assertion);
         }
-        ClientAuth::Basic => {
-            request.basic_auth = Some((oauth.client_id.clone(), oauth.client_secret.clone()));
+        _ => {
+            form.append_pair("grant_type", "client_credentials");
+        }
+    }
+    // A JWT bearer grant authenticates by its assertion; a client id given beside it is sent
+    // too (RFC 7523 allows client authentication alongside).
+    if oauth.grant == Grant::ClientCredentials || !oauth.client_id.is_empty() {
+        match oauth.client_auth {
+            ClientAuth::Body => {
+                form.append_pair("client_id", &oauth.client_id);
+                if oauth.grant == Grant::ClientCredentials || !oauth.client_secret.is_empty() {
+                    form.append_pair("client_secret", &oauth.client_secret);
+                }
+            }
+            ClientAuth::Basic => {
+                request.basic_auth = Some((oauth.client_id.clone(), oauth.client_secret.clone()));
+            }
         }
     }
     if let Some(scope) = &oauth.scope {
@@ -211,7 +268,11 @@ pub fn fetch(
     oauth: &OAuth2,
     timeout: Option<Duration>,
 ) -> Result<String, StepError> {
-    let request = token_request(oauth, timeout);
+    let assertion = match (&oauth.assertion, oauth.grant) {
+        (Some(assertion), Grant::JwtBearer) => Some(assertion.sign(host)?),
+        _ => None,
+    };
+    let request = token_request(oauth, assertion.as_deref(), timeout);
     let response = host
         .send(&request.to_wit())
         .map_err(|err| super::client::transport_error(&request, &err))?;
@@ -246,8 +307,10 @@ mod tests {
     fn oauth() -> OAuth2 {
         OAuth2 {
             token_url: "http://auth/token".into(),
+            grant: Grant::ClientCredentials,
             client_id: "app".into(),
             client_secret: "__rb_secret.ab12cd34ef56.CLIENT__".into(),
+            assertion: None,
             scope: Some("read write".into()),
             audience: None,
             client_auth: ClientAuth::Body,
@@ -283,7 +346,7 @@ mod tests {
 
     #[test]
     fn token_request_is_a_form_post_with_secrets_untouched() {
-        let request = token_request(&oauth(), None);
+        let request = token_request(&oauth(), None, None);
         assert_eq!(request.method, "POST");
         assert_eq!(
             String::from_utf8(request.body.clone().unwrap()).unwrap(),
@@ -291,7 +354,7 @@ mod tests {
         );
         let mut basic = oauth();
         basic.client_auth = ClientAuth::Basic;
-        let request = token_request(&basic, None);
+        let request = token_request(&basic, None, None);
         assert_eq!(
             request.basic_auth,
             Some(("app".into(), basic.client_secret.clone()))
@@ -360,5 +423,52 @@ mod tests {
         assert_eq!(host.cache.borrow()[&cache_key(&oauth())].1, 3_540_000);
         forget(&host, &oauth());
         assert!(host.cache.borrow().is_empty());
+    }
+
+    fn jwt_bearer() -> OAuth2 {
+        serde_json::from_str(
+            r#"{"token_url": "http://auth/token", "grant": "jwt_bearer", "scope": "read",
+                "assertion": {"key": "__rb_secret.ab12cd34ef56.SA__", "alg": "RS256",
+                              "claims": {"iss": "sa@example", "aud": "http://auth/token"}}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_jwt_bearer_grant_sends_the_signed_assertion_and_no_client_secret() {
+        let host = FakeHost::new();
+        host.respond(
+            200,
+            &[("content-type", "application/json")],
+            r#"{"access_token": "t1", "expires_in": 3600}"#,
+        );
+        let oauth = jwt_bearer();
+        assert_eq!(fetch(&host, &oauth, None).unwrap(), "t1");
+        let signed = host.signed.borrow();
+        assert_eq!(signed.len(), 1, "one assertion per token request");
+        let body = String::from_utf8(host.request(0).unwrap().body.unwrap()).unwrap();
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(
+            form,
+            [
+                ("grant_type".to_owned(), JWT_BEARER_GRANT.to_owned()),
+                ("assertion".to_owned(), FakeHost::signed_token(&signed[0])),
+                ("scope".to_owned(), "read".to_owned()),
+            ]
+        );
+        assert_eq!(host.cache.borrow()[&cache_key(&oauth)].0, "t1");
+    }
+
+    #[test]
+    fn jwt_bearer_tokens_are_cached_per_identity() {
+        let base = jwt_bearer();
+        let mut other = jwt_bearer();
+        if let Some(assertion) = &mut other.assertion {
+            assertion.claims.insert("sub".into(), "someone@else".into());
+        }
+        assert_ne!(cache_key(&base), cache_key(&other));
+        assert_ne!(cache_key(&base), cache_key(&oauth()));
     }
 }

@@ -30,6 +30,25 @@ pub fn target() -> Value {
 /// The `auth` table.
 pub fn auth() -> Value {
     let string = json!({ "type": "string" });
+    let assertion = json!({
+        "key": { "type": "string", "description": "{{ secrets.NAME }}: a PEM private key, or the shared secret for HS*" },
+        "alg": { "enum": super::jwt::ALGORITHMS },
+        "claims": { "type": "object", "description": "iat, exp and jti are set by the host" },
+        "ttl": { "type": "string", "default": "5m" },
+        "key_id": string
+    });
+    let mut jwt = assertion.clone();
+    if let Some(fields) = jwt.as_object_mut() {
+        fields.insert("type".into(), json!({ "const": "jwt" }));
+        fields.insert(
+            "header".into(),
+            json!({ "type": "string", "default": "Authorization" }),
+        );
+        fields.insert(
+            "scheme".into(),
+            json!({ "type": "string", "default": "Bearer" }),
+        );
+    }
     json!({
         "oneOf": [
             {
@@ -57,16 +76,29 @@ pub fn auth() -> Value {
             },
             {
                 "type": "object",
+                "properties": jwt,
+                "required": ["type", "key", "alg"],
+                "additionalProperties": false
+            },
+            {
+                "type": "object",
                 "properties": {
                     "type": { "const": "oauth2" },
+                    "grant": { "enum": ["client_credentials", "jwt_bearer"], "default": "client_credentials" },
                     "token_url": string,
                     "client_id": string,
                     "client_secret": string,
+                    "assertion": {
+                        "type": "object",
+                        "properties": assertion,
+                        "required": ["key", "alg"],
+                        "additionalProperties": false
+                    },
                     "scope": string,
                     "audience": string,
                     "client_auth": { "enum": ["body", "basic"], "default": "body" }
                 },
-                "required": ["type", "token_url", "client_id", "client_secret"],
+                "required": ["type", "token_url"],
                 "additionalProperties": false
             }
         ]
@@ -76,6 +108,15 @@ pub fn auth() -> Value {
 /// The `expect` table.
 pub fn expect() -> Value {
     let status = json!({ "anyOf": [{ "type": "integer" }, { "type": "string", "pattern": "^([1-5][0-9][0-9]|[1-5][xX][xX])$" }] });
+    let selected = json!({
+        "type": "object",
+        "properties": {
+            "equals": {},
+            "exists": { "type": "boolean" },
+            "matches": { "type": "string", "description": "a regex" }
+        },
+        "additionalProperties": false
+    });
     json!({
         "type": "object",
         "properties": {
@@ -84,14 +125,13 @@ pub fn expect() -> Value {
             "json": {
                 "type": "object",
                 "description": "JSONPath to what the selected value must satisfy",
+                "additionalProperties": selected
+            },
+            "xpath": {
+                "type": "object",
+                "description": "XPath 1.0 over an XML body to the value it must equal, or { equals, exists, matches }",
                 "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "equals": {},
-                        "exists": { "type": "boolean" },
-                        "matches": { "type": "string", "description": "a regex" }
-                    },
-                    "additionalProperties": false
+                    "anyOf": [{ "type": ["string", "number", "boolean", "array"] }, selected]
                 }
             },
             "body_contains": { "type": "string" },
@@ -112,6 +152,7 @@ pub fn capture() -> Value {
                     "type": "object",
                     "properties": {
                         "json": { "type": "string" },
+                        "xpath": { "type": "string", "description": "XPath 1.0 over an XML body" },
                         "header": { "type": "string" },
                         "regex": { "type": "string" },
                         "group": { "type": ["integer", "string"] },

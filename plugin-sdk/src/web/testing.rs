@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::host::Host;
 use crate::runbook::plugin::events::Level;
 use crate::runbook::plugin::http;
+use crate::runbook::plugin::jwt::SignRequest;
 use crate::runbook::plugin::types::StepContext;
 
 /// A host that answers from a script. Not thread-safe, as guests are single-threaded.
@@ -20,6 +21,8 @@ pub struct FakeHost {
     pub cache: RefCell<BTreeMap<String, (String, u64)>>,
     /// Every log line.
     pub logs: RefCell<Vec<(Level, String)>>,
+    /// Every JWT it was asked to sign; it answers [`FakeHost::signed_token`].
+    pub signed: RefCell<Vec<SignRequest>>,
     /// What [`Host::now`] answers.
     pub now: SystemTime,
 }
@@ -31,6 +34,7 @@ impl Default for FakeHost {
             sent: RefCell::default(),
             cache: RefCell::default(),
             logs: RefCell::default(),
+            signed: RefCell::default(),
             // A fixed instant, so that tests of HTTP dates are repeatable.
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         }
@@ -60,6 +64,14 @@ impl FakeHost {
     /// How many requests were sent.
     pub fn sent_count(&self) -> usize {
         self.sent.borrow().len()
+    }
+
+    /// The token this host answers for `request`: not a JWT, but it names what was asked.
+    pub fn signed_token(request: &SignRequest) -> String {
+        format!(
+            "jwt({}, {}, {}, {}ms)",
+            request.algorithm, request.key, request.claims, request.ttl_ms
+        )
     }
 
     /// The `n`th request sent.
@@ -124,6 +136,11 @@ impl Host for FakeHost {
 
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+
+    fn sign_jwt(&self, request: &SignRequest) -> Result<String, String> {
+        self.signed.borrow_mut().push(request.clone());
+        Ok(Self::signed_token(request))
     }
 
     fn now(&self) -> SystemTime {

@@ -30,7 +30,7 @@ impl Guest for Graphql {
                 "Run a GraphQL query or mutation; check the response and capture from its data"
                     .into(),
             config_schema: schema::config_schema(),
-            capabilities: vec!["http".into(), "cache".into(), "events".into()],
+            capabilities: vec!["http".into(), "cache".into(), "events".into(), "jwt".into()],
             // A mutation may change the world, and servers rarely deduplicate them.
             idempotent: false,
             needs_approval: false,

@@ -28,7 +28,7 @@ impl Guest for Http {
             description: "Send an HTTP request; check the response and capture values from it"
                 .into(),
             config_schema: schema::config_schema(),
-            capabilities: vec!["http".into(), "cache".into(), "events".into()],
+            capabilities: vec!["http".into(), "cache".into(), "events".into(), "jwt".into()],
             // Every request carries an Idempotency-Key that is the same on every attempt.
             idempotent: true,
             needs_approval: false,
