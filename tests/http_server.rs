@@ -17,8 +17,9 @@
 //! - `POST /oauth/token`, `GET /oauth/protected`: OAuth2 client credentials (`cli`/`s3cret`),
 //!   or the JWT-bearer grant with an ES256 assertion (`aud` = `runbook-tests`) that
 //!   `tests/fixtures/jwt/ec-public.pem` verifies.
-//! - `GET /jwt/protected`: 200 with the claims of a `Bearer` RS256 JWT (`aud` = `test-api`)
-//!   that `tests/fixtures/jwt/rsa-public.pem` verifies, and `ttl` = `exp - iat`; else 401.
+//! - `GET /jwt/protected`: 200 with the claims of a `Bearer` JWT (`aud` = `test-api`) that
+//!   `tests/fixtures/jwt/rsa-public.pem` verifies (RS*/PS*), or [`JWT_HMAC_SECRET`] (HS256),
+//!   and `ttl` = `exp - iat`; else 401.
 //! - `GET /auth/basic` (`user:pa55`), `GET /auth/bearer` (`abc123`), `GET /auth/apikey`
 //!   (`X-API-Key: k-1` or `?api_key=k-1`).
 //! - `POST /jobs?polls=N&outcome=done|failed|never&header=NAME|none&code=C`, `GET /jobs/{id}`:
@@ -643,6 +644,9 @@ fn issue_token(shared: &Shared, subject: &serde_json::Value) -> Response {
 }
 
 const RSA_PUBLIC: &str = include_str!("fixtures/jwt/rsa-public.pem");
+
+/// The shared secret `/jwt/protected` verifies HS256 tokens with.
+pub const JWT_HMAC_SECRET: &str = "a shared secret for HS256 tests only";
 const EC_PUBLIC: &str = include_str!("fixtures/jwt/ec-public.pem");
 
 /// The claims of `token` if `key` verifies it (its own algorithm, which the test keys fix)
@@ -663,7 +667,13 @@ async fn jwt_protected(headers: HeaderMap) -> Response {
     let Some(token) = authorization(&headers, "Bearer") else {
         return unauthorized("Bearer", "no token");
     };
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes());
+    // The key follows the token's algorithm; each test key verifies only its own kind.
+    let key = match jsonwebtoken::decode_header(token).map(|header| header.alg) {
+        Ok(jsonwebtoken::Algorithm::HS256) => Ok(jsonwebtoken::DecodingKey::from_secret(
+            JWT_HMAC_SECRET.as_bytes(),
+        )),
+        _ => jsonwebtoken::DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes()),
+    };
     match key.and_then(|key| verify_jwt(token, &key, "test-api")) {
         Ok(mut claims) => {
             let ttl = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);

@@ -2,7 +2,7 @@
 //! signature with the public half of the test keys: the daemon signs with a key from its vault
 //! that neither the plugin nor anything the run shows ever holds.
 
-use runbook_e2e::http_server::TestServer;
+use runbook_e2e::http_server::{JWT_HMAC_SECRET, TestServer};
 use runbook_e2e::{Daemon, step, workspace_root};
 
 fn set_secret(daemon: &Daemon, name: &str, value: &str) {
@@ -39,6 +39,11 @@ needs = ["call"]
 with = { target = "api", path = "/jwt/protected", capture = { jti = "$.jti" } }
 
 [[steps]]
+id = "shared"
+uses = "http"
+with = { url = "{url}/jwt/protected", auth = { type = "jwt", key = "{{ secrets.hmac_key }}", alg = "HS256", claims = { sub = "hmac-user", aud = "test-api" } }, capture = { sub = "$.sub" } }
+
+[[steps]]
 id = "exchange"
 uses = "http"
 with = { url = "{url}/oauth/protected", auth = { type = "oauth2", grant = "jwt_bearer", token_url = "{url}/oauth/token", assertion = { key = "{{ secrets.ec_key }}", alg = "ES256", claims = { iss = "sa@runbook", sub = "sa@runbook", aud = "runbook-tests" } } } }
@@ -49,6 +54,7 @@ with = { url = "{url}/oauth/protected", auth = { type = "oauth2", grant = "jwt_b
     let ec = fixture("ec-private.pem");
     set_secret(&daemon, "rsa_key", &rsa);
     set_secret(&daemon, "ec_key", &ec);
+    set_secret(&daemon, "hmac_key", JWT_HMAC_SECRET);
 
     let run = daemon.run_to_end("jwt", &[]);
     assert_eq!(run["status"], "completed", "{run:#}");
@@ -59,6 +65,11 @@ with = { url = "{url}/oauth/protected", auth = { type = "oauth2", grant = "jwt_b
         captures["jti"],
         step(&run, "again")["output"]["captures"]["jti"],
         "a fresh token per request"
+    );
+    assert_eq!(
+        step(&run, "shared")["output"]["captures"]["sub"],
+        "hmac-user",
+        "an HS256 token, verified with the shared secret"
     );
     let token = server.requests_to("/jwt/protected")[0]
         .header("authorization")
