@@ -18,6 +18,7 @@ pub mod store;
 pub mod targets;
 pub mod telemetry;
 pub mod template;
+pub mod uds_authority;
 pub mod vault;
 pub mod watcher;
 
@@ -262,9 +263,15 @@ impl Daemon {
             retention,
             audit_retention,
         } = self;
+        // Reflection in both versions clients speak: v1, and v1alpha (grpcio-reflection,
+        // grpcurl before 1.9, several GUI clients).
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
             .build_v1()
+            .context("cannot build the reflection service")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(runbook_protocol::v1::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
             .context("cannot build the reflection service")?;
         let probe_dir = data_dir.clone();
         let info = service::DaemonInfo {
@@ -306,8 +313,11 @@ impl Daemon {
                     .max_encoding_message_size(runbook_protocol::MAX_MESSAGE_BYTES),
             )
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(
-                server::incoming(listener, store.clone()),
+                futures::StreamExt::map(server::incoming(listener, store.clone()), |accepted| {
+                    accepted.map(uds_authority::rewrite)
+                }),
                 stop.cancelled(),
             )
             .await

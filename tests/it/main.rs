@@ -5,6 +5,7 @@
 
 mod audit;
 mod cli;
+mod clients;
 mod convert;
 mod database;
 mod disk;
