@@ -344,6 +344,12 @@ id = "unreadable"
 uses = "http"
 retry = { attempts = 5, delay = "10ms", jitter = false, if = "output.headers.missing == 'x'" }
 with = { url = "{url}/status/409" }
+
+[[steps]]
+id = "by_body"
+uses = "http"
+retry = { attempts = 5, delay = "10ms", jitter = false, if = "output.status == 409 and output.body.ok == false and output.body.attempt < 2" }
+with = { url = "{url}/flaky/b?fail=3&status=409" }
 "#
     .replace("{url}", &server.url());
     let daemon = Daemon::start(&[("conditional.toml", &runbook)], "");
@@ -360,6 +366,11 @@ with = { url = "{url}/status/409" }
     // A 503 is transient, but the `if` does not name it: `on` no longer applies.
     assert_eq!(step_status(&run, "unavailable"), "failed");
     assert_eq!(server.count("/flaky/u"), 1);
+    // The 409's body decides: its first says attempt 1 (tried again), its second attempt 2
+    // (not), though the policy would allow five.
+    assert_eq!(step_status(&run, "by_body"), "failed");
+    assert_eq!(step(&run, "by_body")["attempts"], 2);
+    assert_eq!(server.count("/flaky/b"), 2);
     // An `if` that reads what the output does not have retries nothing, and says why.
     assert_eq!(step_status(&run, "unreadable"), "failed");
     assert_eq!(server.count("/status/409"), 1);
