@@ -1,4 +1,4 @@
-//! Builds the built-in step plugins (and the test plugins `probe` and `rogue`) for
+//! Builds the built-in step plugins (and the test plugins `probe`, `rogue` and `greet`) for
 //! wasm32-wasip2, so that `runbookd` can embed them and stay one self-contained binary.
 //!
 //! The nested cargo gets its own target directory: sharing ours would deadlock on cargo's
@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates to build, by package name.
-const GUESTS: [&str; 6] = [
+const GUESTS: [&str; 7] = [
     "runbook-plugin-shell",
     "runbook-plugin-http",
     "runbook-plugin-graphql",
     "runbook-plugin-database",
     "runbook-probe-plugin",
     "runbook-rogue-plugin",
+    "runbook-greet-plugin",
 ];
 
 fn main() {

@@ -1,9 +1,11 @@
 //! Write runbook step plugins in Rust: the guest bindings of the WIT contract in `wit/`, and
 //! helpers for the JSON that crosses it.
 //!
-//! A plugin implements [`exports::runbook::plugin::step::Guest`] and registers it with
-//! [`export_plugin!`]; build it with `cargo build --target wasm32-wasip2`. See
-//! `docs/plugin-guide.md` in the repository for a walk-through.
+//! A plugin implements [`step::Step`] (a typed config, a summary, `execute`) and registers it
+//! with [`export_step!`], or implements the low-level [`exports::runbook::plugin::step::Guest`]
+//! (all five calls, for steps that wait) and registers it with [`export_plugin!`]; build it
+//! with `cargo build --target wasm32-wasip2`. See `docs/plugin-guide.md` in the repository for
+//! a walk-through.
 //!
 //! With the `web` feature, the `web` module adds what steps that speak HTTP share: targets, auth
 //! (OAuth2 included), sending through the host's `http` interface, expectations, captures and
@@ -23,6 +25,8 @@ mod bindings {
 }
 
 pub use bindings::*;
+
+pub mod step;
 
 #[cfg(feature = "web")]
 pub mod web;

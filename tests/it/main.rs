@@ -21,6 +21,7 @@ mod jwt;
 mod load;
 mod notify;
 mod operations;
+mod plugin_kit;
 mod pressure;
 mod recovery;
 mod reload;
