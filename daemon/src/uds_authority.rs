@@ -118,7 +118,9 @@ struct Frame {
 }
 
 /// One connection's header-block state: the client's compression context, ours towards the
-/// server, and a block being gathered across CONTINUATION frames.
+/// server, and a block being gathered across CONTINUATION frames. Both contexts use HPACK's
+/// default table size of 4,096 bytes, which is what the daemon's HTTP/2 server advertises (it
+/// sets no other): the client's encoder is bound by it, and so is ours.
 #[derive(Default)]
 struct Rewriter {
     decoder: loona_hpack::Decoder<'static>,
