@@ -18,14 +18,23 @@ use tonic::transport::server::{Connected, UdsConnectInfo};
 /// What every HTTP/2 connection starts with.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Largest frame read from a client: h2's largest `SETTINGS_MAX_FRAME_SIZE`. A client that
-/// sends more is cut off (h2 would have refused the frame too).
-const MAX_FRAME_BYTES: usize = (1 << 24) - 1;
+/// Largest frame read from a client: the daemon's HTTP/2 server advertises HTTP/2's default
+/// `SETTINGS_MAX_FRAME_SIZE`, so a client that sends more is cut off (h2 would refuse the
+/// frame too).
+const MAX_FRAME_BYTES: usize = 16_384;
 
 /// Largest header block (a HEADERS frame and its CONTINUATIONs) gathered before it is
 /// rewritten: far above any gRPC call's metadata, and bounded so that a client cannot make
 /// the daemon buffer without end.
 pub const MAX_HEADER_BLOCK_BYTES: usize = 256 * 1024;
+
+/// Largest header list a block may decode to (names, values and HPACK's 32 bytes per field):
+/// an index of one byte may stand for a 4 KB table entry, so the compressed size alone bounds
+/// nothing.
+pub const MAX_HEADER_LIST_BYTES: usize = 1024 * 1024;
+
+/// HPACK's default dynamic table size, the only one the daemon's HTTP/2 server advertises.
+const HPACK_TABLE_BYTES: usize = 4096;
 
 /// Frames written towards the daemon are at most this long: the smallest maximum frame size
 /// HTTP/2 allows, which every peer accepts.
@@ -56,16 +65,22 @@ pub fn rewrite(stream: UnixStream) -> Rewritten {
     };
     let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
     let (from_client, mut to_client) = stream.into_split();
-    let (mut from_server, to_server) = tokio::io::split(ours);
-    tokio::spawn(async move {
-        if let Err(err) = forward(from_client, to_server).await {
-            tracing::debug!(error = %err, "a client connection ended");
-        }
-    });
-    tokio::spawn(async move {
-        // Ends when either side closes; the other copy then fails and ends too.
+    let (mut from_server, mut to_server) = tokio::io::split(ours);
+    let backwards = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
         let _ = to_client.shutdown().await;
+    });
+    tokio::spawn(async move {
+        let forwarded = forward(from_client, &mut to_server).await;
+        // However forwarding ended, the server sees the end of the client's bytes (a dropped
+        // half of a split stream does not close it), so that the connection closes and a
+        // stopping daemon does not wait for it.
+        let _ = to_server.shutdown().await;
+        if let Err(err) = forwarded {
+            tracing::debug!(error = %err, "a client connection ended");
+            // A broken client stream is not resumed: the client is told at once.
+            backwards.abort();
+        }
     });
     Rewritten { pipe: theirs, info }
 }
@@ -73,14 +88,14 @@ pub fn rewrite(stream: UnixStream) -> Rewritten {
 /// Copies client bytes to the server, header blocks rewritten.
 async fn forward(
     mut client: impl AsyncRead + Unpin,
-    mut server: impl AsyncWrite + Unpin,
+    server: &mut (impl AsyncWrite + Unpin),
 ) -> std::io::Result<()> {
     let mut preface = [0u8; PREFACE.len()];
     client.read_exact(&mut preface).await?;
     server.write_all(&preface).await?;
     if preface != PREFACE {
         // Not HTTP/2 with prior knowledge: h2 refuses it; pass it on to be refused.
-        return tokio::io::copy(&mut client, &mut server).await.map(drop);
+        return tokio::io::copy(&mut client, server).await.map(drop);
     }
     let mut rewriter = Rewriter::default();
     loop {
@@ -107,7 +122,7 @@ async fn forward(
         }
         server.flush().await?;
     }
-    server.shutdown().await
+    Ok(())
 }
 
 struct Frame {
@@ -120,12 +135,24 @@ struct Frame {
 /// One connection's header-block state: the client's compression context, ours towards the
 /// server, and a block being gathered across CONTINUATION frames. Both contexts use HPACK's
 /// default table size of 4,096 bytes, which is what the daemon's HTTP/2 server advertises (it
-/// sets no other): the client's encoder is bound by it, and so is ours.
-#[derive(Default)]
+/// sets no other): the client's encoder may not grow its table past it (a size update that
+/// asks for more is refused here, as h2 would), and ours stays within it.
 struct Rewriter {
     decoder: loona_hpack::Decoder<'static>,
     encoder: loona_hpack::Encoder<'static>,
     pending: Option<Pending>,
+}
+
+impl Default for Rewriter {
+    fn default() -> Self {
+        let mut decoder = loona_hpack::Decoder::new();
+        decoder.set_max_allowed_table_size(HPACK_TABLE_BYTES);
+        Self {
+            decoder,
+            encoder: loona_hpack::Encoder::new(),
+            pending: None,
+        }
+    }
 }
 
 /// A HEADERS frame whose block continues in CONTINUATION frames.
@@ -143,6 +170,9 @@ impl Rewriter {
         match (frame.kind, &mut self.pending) {
             (HEADERS, None) => {
                 let (priority, fragment) = headers_fragment(frame.flags, &frame.payload)?;
+                if fragment.len() > MAX_HEADER_BLOCK_BYTES {
+                    return Err(invalid("a header block larger than the daemon reads"));
+                }
                 let pending = Pending {
                     stream: frame.stream,
                     end_stream: frame.flags & END_STREAM != 0,
@@ -175,10 +205,20 @@ impl Rewriter {
             self.pending = Some(pending);
             return Ok(Vec::new());
         }
-        let mut headers = self
-            .decoder
-            .decode(&pending.block)
+        let mut headers = Vec::new();
+        let mut list_bytes = 0usize;
+        self.decoder
+            .decode_with_cb(&pending.block, |name, value| {
+                list_bytes = list_bytes.saturating_add(name.len() + value.len() + 32);
+                // Past the limit nothing more is copied; the block is refused below.
+                if list_bytes <= MAX_HEADER_LIST_BYTES {
+                    headers.push((name.into_owned(), value.into_owned()));
+                }
+            })
             .map_err(|err| invalid(&format!("a header block that does not decode: {err}")))?;
+        if list_bytes > MAX_HEADER_LIST_BYTES {
+            return Err(invalid("a header list larger than the daemon reads"));
+        }
         for (name, value) in &mut headers {
             if name.as_slice() == b":authority"
                 && http::uri::Authority::try_from(value.as_slice()).is_err()
@@ -431,6 +471,59 @@ mod tests {
         let headers = decoded(&mut server, &frames);
         assert_eq!(headers[0], (":authority".into(), "localhost".into()));
         assert_eq!(headers[1].1.len(), 40_000);
+    }
+
+    #[test]
+    fn a_small_block_that_decodes_to_a_huge_list_is_refused() {
+        let mut client = loona_hpack::Encoder::new();
+        let mut rewriter = Rewriter::default();
+        let big = "v".repeat(4000);
+        let first = client.encode([(&b"x-big"[..], big.as_bytes())]);
+        rewriter
+            .frame(headers_frame(1, END_HEADERS, &first))
+            .unwrap();
+        // Each further mention of the entry is one byte: 300 of them decode to 1.2 MB.
+        let again = client.encode(vec![(&b"x-big"[..], big.as_bytes()); 300]);
+        assert!(again.len() < 400, "{}", again.len());
+        let err = rewriter
+            .frame(headers_frame(3, END_HEADERS, &again))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a header list larger than the daemon reads"
+        );
+    }
+
+    #[test]
+    fn a_table_larger_than_the_server_allows_is_refused() {
+        let mut rewriter = Rewriter::default();
+        // A dynamic table size update (001xxxxx) to 65,536 bytes.
+        let mut update = Vec::new();
+        loona_hpack::encoder::encode_integer_into(65_536, 5, 0x20, &mut update).unwrap();
+        assert!(
+            rewriter
+                .frame(headers_frame(1, END_HEADERS, &update))
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_client_stream_closes_both_sides() {
+        let (mut client, daemon_side) = UnixStream::pair().unwrap();
+        let mut server = rewrite(daemon_side);
+        client.write_all(PREFACE).await.unwrap();
+        // A HEADERS frame whose block does not decode.
+        client
+            .write_all(&encode_frame(HEADERS, END_HEADERS, 1, &[0xff, 0xff]))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        server.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen, PREFACE, "the server sees the preface, then the end");
+        let mut rest = Vec::new();
+        // The client is not left waiting: its stream ends (or is reset) too.
+        let _ = client.read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
     }
 
     #[test]
