@@ -321,16 +321,25 @@ fn json_logs_carry_each_audit_entry_as_a_structured_event() {
 /// The entries of `action`, once there are `count` of them (the watcher records a change a
 /// debounce window after it happens).
 fn wait_for_entries(daemon: &Daemon, action: &str, count: usize) -> Vec<Value> {
+    wait_for_entries_where(daemon, action, |entries| entries.len() >= count)
+}
+
+/// The `action` entries of the audit log once `enough` holds for them.
+fn wait_for_entries_where(
+    daemon: &Daemon,
+    action: &str,
+    enough: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let entries = daemon.json(&["audit", "--action", action]);
         let entries = entries.as_array().unwrap().clone();
-        if entries.len() >= count {
+        if enough(&entries) {
             return entries;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{count} `{action}` entries expected, found {entries:#?}"
+            "`{action}` entries expected, found {entries:#?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -341,8 +350,12 @@ fn plugins_loaded_refused_and_removed_by_the_watcher_are_audited_with_the_files_
     let daemon = Daemon::start(&[], "");
     let plugins = daemon.plugins_dir();
     std::fs::create_dir_all(&plugins).unwrap();
+    // Installed as the plugin guide says, by a rename: a copy in place may be seen (and
+    // loaded, and audited) twice, half-written and whole.
     let probe = plugins.join("probe.wasm");
-    std::fs::copy(runbook_e2e::probe_plugin(), &probe).unwrap();
+    let part = plugins.join(".probe.wasm.part");
+    std::fs::copy(runbook_e2e::probe_plugin(), &part).unwrap();
+    std::fs::rename(&part, &probe).unwrap();
     let loaded = wait_for_entries(&daemon, "plugin_load", 1);
     let owner = {
         use std::os::unix::fs::MetadataExt;
@@ -357,15 +370,12 @@ fn plugins_loaded_refused_and_removed_by_the_watcher_are_audited_with_the_files_
     );
 
     std::fs::write(plugins.join("broken.wasm"), b"not a component").unwrap();
-    let refused = wait_for_entries(&daemon, "plugin_load", 2);
-    assert_eq!(refused[1]["result"], "FAILURE", "{refused:#?}");
-    assert!(
-        refused[1]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("broken.wasm"),
-        "{refused:#?}"
-    );
+    let names_broken = |entry: &Value| entry["detail"].as_str().unwrap().contains("broken.wasm");
+    let entries = wait_for_entries_where(&daemon, "plugin_load", |entries| {
+        entries.iter().any(names_broken)
+    });
+    let refused = entries.iter().find(|entry| names_broken(entry)).unwrap();
+    assert_eq!(refused["result"], "FAILURE", "{entries:#?}");
 
     std::fs::remove_file(&probe).unwrap();
     let unloaded = wait_for_entries(&daemon, "plugin_unload", 1);
