@@ -1,6 +1,10 @@
 //! Engine overhead per step: 1,000 sequential trivial steps (the probe plugin's `noop`), each
 //! planned, instantiated, called, persisted and published, with no I/O of its own.
 //!
+//! Beside it, the parts of an HTTP step: the built-in `http` plugin's call (a GET with a JSON
+//! capture against a minimal keep-alive server on loopback), its instantiation alone (a plan),
+//! and the same request from a bare reqwest client.
+//!
 //! Run with `cargo bench -p runbookd --bench engine_overhead`. Prints a table; the design's
 //! goal is a median under 50 µs per step.
 
@@ -63,6 +67,59 @@ async fn bench() -> anyhow::Result<()> {
             .await?;
         calls.push(started.elapsed());
         anyhow::ensure!(outcome.is_ok(), "noop failed");
+    }
+
+    // 1b. An HTTP step's call alone (the built-in `http` plugin: GET + JSON capture) against
+    // a minimal keep-alive server on loopback, and the same request from a bare reqwest
+    // client: what the plugin path costs beyond the request.
+    let server = tiny_json_server().await?;
+    let url = format!("http://{server}/n");
+    let config = serde_json::json!({
+        "method": "GET",
+        "url": url,
+        "capture": { "n": "$.n" },
+    })
+    .to_string();
+    let mut http_calls = Vec::with_capacity(STEPS);
+    for attempt in 0..STEPS {
+        let ctx = StepContext {
+            run_id: "bench".into(),
+            step_id: "h".into(),
+            attempt: u32::try_from(attempt).unwrap_or(0),
+            idempotency_key: String::new(),
+        };
+        let grant = Grant {
+            network: true,
+            ..Grant::none()
+        };
+        let started = Instant::now();
+        let outcome = plugins
+            .execute("http", ctx, &config, "{}", grant, Duration::from_secs(10))
+            .await?;
+        http_calls.push(started.elapsed());
+        anyhow::ensure!(outcome.is_ok(), "http step failed: {outcome:?}");
+    }
+    let mut http_plans = Vec::with_capacity(STEPS);
+    for attempt in 0..STEPS {
+        let ctx = StepContext {
+            run_id: "bench".into(),
+            step_id: "h".into(),
+            attempt: u32::try_from(attempt).unwrap_or(0),
+            idempotency_key: String::new(),
+        };
+        let started = Instant::now();
+        let plan = plugins.plan("http", ctx, &config).await?;
+        http_plans.push(started.elapsed());
+        anyhow::ensure!(plan.is_ok(), "http plan failed");
+    }
+    let client = reqwest::Client::new();
+    let mut bare = Vec::with_capacity(STEPS);
+    for _ in 0..STEPS {
+        let started = Instant::now();
+        let bytes = client.get(&url).send().await?.bytes().await?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes)?;
+        bare.push(started.elapsed());
+        anyhow::ensure!(body["n"] == 1, "unexpected body {body}");
     }
 
     // 2. Persisting one step transition with its event (no flush), as the engine does.
@@ -181,6 +238,12 @@ async fn bench() -> anyhow::Result<()> {
         "measure", "median", "p95", "mean"
     );
     row("plugin instantiate + call (noop)", &mut calls);
+    row("http plugin call (GET + capture)", &mut http_calls);
+    row(
+        "http plugin plan (instantiate, no request)",
+        &mut http_plans,
+    );
+    row("bare reqwest GET + JSON parse", &mut bare);
     row("store commit (run + event, no flush)", &mut commits);
     // Events reach a reader in batches, as flushes make them durable, so one completion's
     // arrival says little about its own step: a window of steps is timed instead.
@@ -211,4 +274,36 @@ fn row(name: &str, samples: &mut [Duration]) {
 
 fn micros(duration: Duration) -> String {
     format!("{:.1} µs", duration.as_secs_f64() * 1e6)
+}
+
+/// A keep-alive HTTP/1.1 server answering every request with `{"n":1}`.
+async fn tiny_json_server() -> anyhow::Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(read) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buffer.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{\"n\":1}";
+                        if socket.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
 }
