@@ -137,6 +137,7 @@ async fn bench() -> anyhow::Result<()> {
         finished_at: 0,
         error: None,
         dry_run: false,
+        retries: Vec::new(),
     };
     let mut commits = Vec::with_capacity(STEPS);
     for i in 0..STEPS {

@@ -28,6 +28,7 @@ mod reload;
 mod resilience;
 mod retention;
 mod retry;
+mod retry_run;
 mod sandbox;
 mod save;
 mod secrets;

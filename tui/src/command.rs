@@ -62,6 +62,8 @@ pub enum Command {
     },
     /// Cancel a run.
     Cancel(String),
+    /// Retry an ended run in place (`RetryRun`, without `from` or `latest`).
+    Retry(String),
     /// Pause a run (`pause`) or resume a paused one.
     Pause {
         /// The run.

@@ -23,6 +23,22 @@ pub struct RunJson<'a> {
     finished_at: Value,
     error: Value,
     steps: Vec<StepJson<'a>>,
+    /// Every retry of the run in place, oldest first (left out when there was none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    retries: Vec<RetryJson<'a>>,
+}
+
+/// One operator's retry of an ended run.
+#[derive(Debug, Serialize)]
+pub struct RetryJson<'a> {
+    by: &'a str,
+    at: Value,
+    /// How the run had ended.
+    ended: &'static str,
+    from: Value,
+    /// The version the run was on before, when the retry moved it to the current one.
+    previous_version: Value,
+    steps: &'a [String],
 }
 
 /// One step of a run.
@@ -122,6 +138,18 @@ pub fn run(run: &Run) -> RunJson<'_> {
         finished_at: time(run.finished_at),
         error: text(&run.error),
         steps: run.steps.iter().map(step).collect(),
+        retries: run
+            .retries
+            .iter()
+            .map(|retry| RetryJson {
+                by: &retry.by,
+                at: time(retry.at),
+                ended: retry.ended().label(),
+                from: text(&retry.from),
+                previous_version: text(&retry.previous_version),
+                steps: &retry.steps,
+            })
+            .collect(),
     }
 }
 

@@ -48,6 +48,8 @@ pub enum Intent {
     Pause,
     /// Run the same runbook again with the same params.
     Rerun,
+    /// Retry the ended run in place: what failed runs again, completed steps keep their outputs.
+    Retry,
     /// Approve the selected step.
     Approve,
     /// Deny the selected step, with a reason.
@@ -532,6 +534,14 @@ pub const RUN: &[Binding] = &[
         "run again with the same params (ended runs)",
         "rerun",
         Intent::Rerun,
+    ),
+    bind(
+        &[Char('T')],
+        "T",
+        "retry the ended run in place (failed steps run again)",
+        // Left out of the footer, which must fit 80 columns: `?` lists it.
+        "",
+        Intent::Retry,
     ),
 ];
 

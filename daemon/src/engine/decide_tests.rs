@@ -52,6 +52,7 @@ fn state_of(runbook: &Runbook, status: RunStatus, steps: &[StepStatus]) -> RunSt
         finished_at: 0,
         error: None,
         dry_run: false,
+        retries: Vec::new(),
     };
     RunState::new(run, runbook)
 }

@@ -14,6 +14,7 @@ mod output;
 mod params;
 mod resume_watch;
 mod retention;
+mod retry_run;
 mod schedule;
 mod state;
 mod step;
@@ -42,6 +43,7 @@ pub use connections::ConnectionStatus;
 pub use context::status_label;
 pub use resume_watch::{DEFAULT_RESUME_WATCH, ResumeWatch};
 pub use retention::{DEFAULT_AUDIT_RETENTION, PRUNE_EVERY, RetentionPolicy};
+pub use retry_run::RetryRequest;
 pub use wait::Completion;
 
 /// Whether steps of a kind wait for a human before they run.
@@ -292,20 +294,7 @@ impl Engine {
             diagnostics: entry.diagnostics.clone(),
         })?;
         // The current version may predate the removal of a plugin it needs.
-        let available = self.inner.plugins.kinds();
-        let mut missing: Vec<String> = runbook
-            .steps
-            .iter()
-            .filter(|step| !available.contains(&step.uses))
-            .map(|step| step.uses.clone())
-            .collect();
-        missing.dedup();
-        if !missing.is_empty() {
-            return Err(EngineError::MissingPlugins {
-                name: name.to_owned(),
-                kinds: missing,
-            });
-        }
+        self.check_plugins(&runbook, runbook.steps.iter())?;
         let params = params::resolve(&runbook, raw_params).map_err(EngineError::InvalidParams)?;
         self.check_secrets(&runbook)?;
         self.check_connections(&runbook)?;
@@ -327,6 +316,7 @@ impl Engine {
             finished_at: 0,
             error: None,
             dry_run,
+            retries: Vec::new(),
         };
         self.commit(
             &run,
@@ -343,6 +333,28 @@ impl Engine {
         self.activate_with(run.clone(), runbook);
         self.schedule(run.id.clone());
         Ok(run)
+    }
+
+    /// Refuses steps whose plugin is not loaded (any more).
+    fn check_plugins<'a>(
+        &self,
+        runbook: &Runbook,
+        steps: impl Iterator<Item = &'a runbook::Step>,
+    ) -> Result<(), EngineError> {
+        let available = self.inner.plugins.kinds();
+        let mut missing: Vec<String> = steps
+            .filter(|step| !available.contains(&step.uses))
+            .map(|step| step.uses.clone())
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::MissingPlugins {
+            name: runbook.name.clone(),
+            kinds: missing,
+        })
     }
 
     /// Refuses a run whose templates read secrets the vault does not hold: better now than
@@ -853,7 +865,7 @@ impl Engine {
     }
 
     /// The active state of a run, loaded from the store on first use; `None` once the run
-    /// has ended (an ended run is never made active again).
+    /// has ended (only [`Engine::retry_run`] makes an ended run active again).
     fn activate(&self, run_id: &str) -> Result<Result<Arc<ActiveRun>, RunRecord>, EngineError> {
         if let Some(active) = lock(&self.inner.active).get(run_id) {
             return Ok(Ok(active.clone()));
@@ -880,15 +892,18 @@ impl Engine {
         let mut active_runs = lock(&self.inner.active);
         active_runs
             .entry(run.id.clone())
-            .or_insert_with(|| {
-                Arc::new(ActiveRun {
-                    state: Mutex::new(RunState::new(run, &runbook)),
-                    cancel: CancellationToken::new(),
-                    runbook,
-                    plugins: self.inner.plugins.snapshot(),
-                })
-            })
+            .or_insert_with(|| self.new_active(run, runbook))
             .clone()
+    }
+
+    /// The active state of `run`, with the plugins as they are now.
+    fn new_active(&self, run: RunRecord, runbook: Arc<Runbook>) -> Arc<ActiveRun> {
+        Arc::new(ActiveRun {
+            state: Mutex::new(RunState::new(run, &runbook)),
+            cancel: CancellationToken::new(),
+            runbook,
+            plugins: self.inner.plugins.snapshot(),
+        })
     }
 
     fn forget(&self, run_id: &str) {

@@ -439,6 +439,8 @@ impl Engine {
         self.update_step(active, position, expected, |step| {
             step.log_omitted_bytes = step.log_omitted_bytes.saturating_add(output_omitted);
             let mut ending = ending;
+            // An operator's retry of the run gives the step its whole budget again.
+            let attempts = step.attempts.saturating_sub(step.attempts_before_retry);
             let retry_delay = match (&mut ending, retry) {
                 (
                     Ending::Failed {
@@ -448,10 +450,8 @@ impl Engine {
                         output,
                     },
                     Some(policy),
-                ) => match policy.retries(step.attempts, *class, error, output.as_ref()) {
-                    Ok(true) => {
-                        Some(policy.delay_after(step.attempts, *retry_after, fastrand::f64()))
-                    }
+                ) => match policy.retries(attempts, *class, error, output.as_ref()) {
+                    Ok(true) => Some(policy.delay_after(attempts, *retry_after, fastrand::f64())),
                     Ok(false) => None,
                     // The attempt's own error stays first: it is what went wrong.
                     Err(problem) => {

@@ -235,6 +235,24 @@ impl StepRecord {
         vec![step_event(self)]
     }
 
+    /// Makes an ended step pending again for an operator's retry of its run: its next attempt
+    /// is a new one (with a key of its own), its retry policy's budget counts afresh, and its
+    /// past attempts stay in its history and in the store.
+    pub(super) fn reopen(&mut self) -> Vec<EventKind> {
+        self.status = StepStatus::Pending;
+        self.error = None;
+        self.output = None;
+        self.retry_at = 0;
+        self.finished_at = 0;
+        self.upstream_failed = false;
+        self.wait = None;
+        self.permit_wait = None;
+        self.key_of_attempt = None;
+        self.process_groups.clear();
+        self.attempts_before_retry = self.attempts;
+        vec![step_event(self)]
+    }
+
     /// Skips a step that will not run: `blocker` names the need that did not complete, else
     /// its `if` was false.
     pub(super) fn skip(&mut self, blocker: Option<&str>, now: i64) -> Vec<EventKind> {

@@ -163,7 +163,7 @@ impl ParamType {
 }
 
 /// One step of a runbook.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub id: String,
     /// The plugin kind that runs it.

@@ -173,6 +173,18 @@ pub fn run(record: &RunRecord, last_seq: u64) -> pb::Run {
         error: record.error.clone().unwrap_or_default(),
         last_seq,
         dry_run: record.dry_run,
+        retries: record.retries.iter().map(run_retry).collect(),
+    }
+}
+
+fn run_retry(retry: &crate::store::RunRetry) -> pb::RunRetry {
+    pb::RunRetry {
+        by: retry.by.clone(),
+        at: retry.at,
+        ended: run_status(retry.ended).into(),
+        from: retry.from.clone().unwrap_or_default(),
+        previous_version: retry.previous_version.clone().unwrap_or_default(),
+        steps: retry.steps.clone(),
     }
 }
 
@@ -234,6 +246,7 @@ pub fn event(record: &EventRecord) -> pb::RunEvent {
             step_id: step_id.clone(),
             wait: Some(permit_wait(wait)),
         }),
+        EventKind::RunRetried { retry } => Kind::RunRetried(run_retry(retry)),
     };
     pb::RunEvent {
         run_id: record.run_id.clone(),

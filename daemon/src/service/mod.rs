@@ -16,7 +16,7 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Completion, Engine, Resolution};
+use crate::engine::{Completion, Engine, Resolution, RetryRequest};
 use crate::events::DaemonEvents;
 use crate::store::{RunFilter, now_ms};
 use crate::vault::Vault;
@@ -681,6 +681,26 @@ impl RunbookApi for RunbookService {
         }
         .await;
         self.audited(&peer, "resume", &id, "", answer).await
+    }
+
+    async fn retry_run(
+        &self,
+        request: Request<pb::RetryRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let peer = audit::peer(&request);
+        let by = peer.to_string();
+        let request = request.into_inner();
+        let answer = async {
+            let retry = RetryRequest {
+                from: Some(request.from.clone()).filter(|from| !from.is_empty()),
+                latest: request.latest,
+            };
+            let run = self.engine.retry_run(&request.id, &retry, &by).await?;
+            self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "retry", &request.id, &request.from, answer)
+            .await
     }
 
     async fn complete_step(

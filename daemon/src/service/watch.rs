@@ -102,15 +102,18 @@ async fn catch_up(
     last: &mut u64,
     tx: &Sender,
 ) -> Result<bool, Status> {
+    // The run's end is its last event: an earlier end was undone by a retry in place, and
+    // what followed it is sent too.
+    let mut ended = false;
     loop {
         let page = store.events_page(run_id, *last, PAGE)?;
         if page.is_empty() {
-            return Ok(false);
+            return Ok(ended);
         }
         for event in page {
             *last = event.seq;
-            let ended = ends_run(&event);
-            if tx.send(Ok(convert::event(&event))).await.is_err() || ended {
+            ended = ends_run(&event);
+            if tx.send(Ok(convert::event(&event))).await.is_err() {
                 return Ok(true);
             }
         }

@@ -24,8 +24,8 @@ pub use audit::{AuditFilter, AuditRecord, AuditResult};
 pub use prune::{Prunable, Retention};
 pub use records::{
     ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
-    INLINE_OUTPUT_BYTES, OutputStream, PermitWait, ProcessGroup, Quarantined, RunRecord, RunStatus,
-    StepRecord, StepStatus, VersionRecord, json_len, now_ms,
+    INLINE_OUTPUT_BYTES, MAX_RUN_RETRIES, OutputStream, PermitWait, ProcessGroup, Quarantined,
+    RunRecord, RunRetry, RunStatus, StepRecord, StepStatus, VersionRecord, json_len, now_ms,
 };
 pub use runs::Changes;
 pub use secrets::{AuditAction, AuditEntry, SecretRecord, SecretRecords};
@@ -446,6 +446,7 @@ pub(crate) mod tests {
             finished_at: 0,
             error: None,
             dry_run: false,
+            retries: Vec::new(),
         }
     }
 

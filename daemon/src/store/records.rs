@@ -79,6 +79,32 @@ pub struct RunRecord {
     /// nothing is executed and nothing waits for approval.
     #[serde(default)]
     pub dry_run: bool,
+    /// Every time an operator took the ended run back to running, oldest first (at most
+    /// [`MAX_RUN_RETRIES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<RunRetry>,
+}
+
+/// How many times one run may be retried in place: its history of retries stays small, and a
+/// run retried this often is better started afresh.
+pub const MAX_RUN_RETRIES: usize = 100;
+
+/// One operator's retry of an ended run: who, when, from where, and what it reopened.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunRetry {
+    pub by: String,
+    pub at: i64,
+    /// How the run had ended.
+    pub ended: RunStatus,
+    /// The step `--from` named, whose downstream steps ran again too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The version the run was pinned to before, when the retry moved it to the runbook's
+    /// current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<String>,
+    /// The steps made pending again, in runbook order.
+    pub steps: Vec<String>,
 }
 
 impl RunRecord {
@@ -141,6 +167,10 @@ pub struct StepRecord {
     /// call; cleared when an attempt starts or ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permit_wait: Option<PermitWait>,
+    /// Attempts made before an operator last retried the run: the step's retry policy counts
+    /// only the attempts after it, so a retried step has its whole budget again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts_before_retry: u32,
 }
 
 /// A step held before its call until its target's rate limit gives it a permit.
@@ -229,6 +259,7 @@ impl StepRecord {
             key_of_attempt: None,
             process_groups: Vec::new(),
             permit_wait: None,
+            attempts_before_retry: 0,
         }
     }
 
@@ -305,6 +336,8 @@ pub enum EventKind {
     },
     /// The running attempt waits for a rate-limit permit of its target before its call.
     StepPermitWait { step_id: String, wait: PermitWait },
+    /// An operator took the ended run back to running.
+    RunRetried { retry: RunRetry },
 }
 
 /// A stored event.
@@ -370,4 +403,8 @@ pub fn now_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }

@@ -142,6 +142,23 @@ pub enum Command {
         /// Run id (or a unique prefix)
         run: String,
     },
+    /// Take a failed, cancelled or timed-out run back to running under the same id: completed
+    /// steps keep their outputs, the others run again with a new attempt
+    Retry {
+        /// Run id (or a unique prefix)
+        run: String,
+        /// Also run this step and every step downstream of it again, completed or not (the
+        /// only way to retry a completed run)
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+        /// Move the run to the runbook's current version first; refused when a step that
+        /// stays completed is defined differently there
+        #[arg(long)]
+        latest: bool,
+        /// Follow the run until it ends; exit 0 if it completed, 1 otherwise
+        #[arg(long)]
+        wait: bool,
+    },
     /// End a step that waits for an async invocation (completed unless --failed)
     Complete {
         /// Run id (or a unique prefix)

@@ -35,11 +35,16 @@ pub struct Follower<'a> {
 impl<'a> Follower<'a> {
     /// Follows the run `run_id` (a full id) from its first event.
     pub fn new(target: &'a Target, client: Client, run_id: String) -> Self {
+        Self::after(target, client, run_id, 0)
+    }
+
+    /// Follows the run `run_id` from the event after `last_seq`.
+    pub fn after(target: &'a Target, client: Client, run_id: String, last_seq: u64) -> Self {
         Self {
             target,
             client,
             run_id,
-            last_seq: 0,
+            last_seq,
         }
     }
 
@@ -131,6 +136,22 @@ impl<'a> Follower<'a> {
     }
 }
 
+/// One retry of a run in a line: who, from where, what runs again.
+pub fn retry_summary(retry: &runbook_protocol::v1::RunRetry) -> String {
+    let mut line = format!("retried by {}", format::printable(&retry.by));
+    if !retry.from.is_empty() {
+        line.push_str(&format!(" from `{}`", format::printable(&retry.from)));
+    }
+    if !retry.previous_version.is_empty() {
+        line.push_str(" on the runbook's current version");
+    }
+    line.push_str(&format!(
+        "; running again: {}",
+        format::printable(&retry.steps.join(", "))
+    ));
+    line
+}
+
 /// The lines `run --wait` and `watch` print for one event (none for events they skip).
 pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
     let at = format::clock(event.at);
@@ -170,6 +191,7 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
         }
         // The step's own log line (`: waiting 1s for a rate-limit permit ...`) says it.
         Kind::StepPermitWait(_) => Vec::new(),
+        Kind::RunRetried(retry) => vec![format!("[{at}] run {run_id}: {}", retry_summary(retry))],
         Kind::StepOutput(output) => {
             let marker = match output.stream() {
                 OutputStream::Stderr => '!',

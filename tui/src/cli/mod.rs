@@ -122,6 +122,12 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
         Command::Cancel { run } => decide::cancel(ctx, out, run).await,
         Command::Pause { run } => decide::pause(ctx, out, run, true).await,
         Command::Resume { run } => decide::pause(ctx, out, run, false).await,
+        Command::Retry {
+            run,
+            from,
+            latest,
+            wait,
+        } => runs::retry(ctx, out, run, from, latest, wait).await,
         Command::Secret { command } => secret::secret(ctx, out, command).await,
         Command::Complete {
             run,

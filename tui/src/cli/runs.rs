@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use runbook_protocol::v1::{
-    GetRunRequest, GetStepOutputRequest, ListRunsRequest, Run, RunStatus, StartRunRequest,
-    StepStatus,
+    GetRunRequest, GetStepOutputRequest, ListRunsRequest, RetryRunRequest, Run, RunStatus,
+    StartRunRequest, StepStatus,
 };
 
 use super::Ctx;
@@ -40,6 +40,40 @@ pub async fn start(ctx: &Ctx, out: &mut dyn Write, args: RunArgs) -> anyhow::Res
     Ok(EXIT_OK)
 }
 
+/// `retry RUN [--from STEP] [--latest] [--wait]`.
+pub async fn retry(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    run: String,
+    from: Option<String>,
+    latest: bool,
+    wait: bool,
+) -> anyhow::Result<u8> {
+    let mut client = ctx.target.client().await?;
+    let run = client
+        .retry_run(RetryRunRequest {
+            id: run,
+            from: from.unwrap_or_default(),
+            latest,
+        })
+        .await?
+        .into_inner();
+    if !ctx.json
+        && let Some(retry) = run.retries.last()
+    {
+        writeln!(out, "run {}: {}", run.id, follow::retry_summary(retry))?;
+    }
+    if wait {
+        // What happened before the retry is history: follow from the retry on.
+        let last_seq = run.last_seq;
+        return follow_from(ctx, out, client, run.id, last_seq).await;
+    }
+    if ctx.json {
+        writeln!(out, "{}", json::to_string(&json::run(&run))?)?;
+    }
+    Ok(EXIT_OK)
+}
+
 /// `watch RUN`: follows an existing run like `run --wait`.
 pub async fn watch(ctx: &Ctx, out: &mut dyn Write, run: &str) -> anyhow::Result<u8> {
     let mut client = ctx.target.client().await?;
@@ -59,7 +93,18 @@ async fn follow_to_end(
     client: Client,
     run_id: String,
 ) -> anyhow::Result<u8> {
-    let mut follower = Follower::new(&ctx.target, client.clone(), run_id.clone());
+    follow_from(ctx, out, client, run_id, 0).await
+}
+
+/// [`follow_to_end`] from the events after `after_seq`.
+async fn follow_from(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    client: Client,
+    run_id: String,
+    after_seq: u64,
+) -> anyhow::Result<u8> {
+    let mut follower = Follower::after(&ctx.target, client.clone(), run_id.clone(), after_seq);
     let json = ctx.json;
     let mut run = follower
         .follow(Until::RunEnds, |event| {
@@ -221,6 +266,15 @@ fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {
     }
     if run.finished_at > 0 {
         writeln!(out, "finished  {}", format::timestamp(run.finished_at))?;
+    }
+    for retry in &run.retries {
+        writeln!(
+            out,
+            "retried   {}: {} (it had ended {})",
+            format::timestamp(retry.at),
+            follow::retry_summary(retry),
+            retry.ended().label()
+        )?;
     }
     writeln!(out)?;
 

@@ -5,8 +5,8 @@ use std::future::Future;
 
 use runbook_protocol::v1::{
     ApproveRequest, CancelRunRequest, DenyRequest, GetRunbookRequest, ListAuditRequest,
-    ListVersionsRequest, PauseRunRequest, ResumeRunRequest, SaveRunbookRequest, StartRunRequest,
-    ValidateRunbookRequest,
+    ListVersionsRequest, PauseRunRequest, ResumeRunRequest, RetryRunRequest, SaveRunbookRequest,
+    StartRunRequest, ValidateRunbookRequest,
 };
 use tokio::sync::mpsc;
 
@@ -121,6 +121,15 @@ async fn outcome(link: &Link, command: Command) -> Option<Action> {
                 reason,
             };
             let result = with(link, |mut c| async move { c.deny(request).await }).await;
+            Action::Decided { done, result }
+        }
+        Command::Retry(id) => {
+            let done = format!("retried run {id}: what failed runs again");
+            let request = RetryRunRequest {
+                id,
+                ..Default::default()
+            };
+            let result = with(link, |mut c| async move { c.retry_run(request).await }).await;
             Action::Decided { done, result }
         }
         Command::Cancel(id) => {

@@ -4,7 +4,7 @@
 use runbook_protocol::v1::AuditLogEntry;
 
 /// The actions the filter cycles through, after "any": the daemon's audited actions.
-pub const ACTION_CYCLE: [&str; 19] = [
+pub const ACTION_CYCLE: [&str; 20] = [
     "start",
     "approve",
     "deny",
@@ -12,6 +12,7 @@ pub const ACTION_CYCLE: [&str; 19] = [
     "cancel",
     "pause",
     "resume",
+    "retry",
     "complete",
     "save",
     "rollback",

@@ -98,6 +98,11 @@ pub enum PromptKind {
         /// The run.
         run_id: String,
     },
+    /// Whether to retry an ended run in place (y/n).
+    ConfirmRetry {
+        /// The run.
+        run_id: String,
+    },
 }
 
 /// A prompt being answered.

@@ -248,8 +248,8 @@ fn log_lines(kind: &Kind) -> Option<(&str, LogKind, Vec<String>)> {
             LogKind::Event,
             vec!["── waiting for approval".to_owned()],
         )),
-        // The daemon's log line in the step's output says it already.
-        Kind::RunStatus(_) | Kind::StepPermitWait(_) => None,
+        // The daemon's log line in the step's output says it already; a retry is the run's.
+        Kind::RunStatus(_) | Kind::StepPermitWait(_) | Kind::RunRetried(_) => None,
     }
 }
 
@@ -308,6 +308,19 @@ fn apply_to_run(run: &mut Run, at: i64, kind: &Kind) {
         }
         Kind::StepPermitWait(held) => {
             step_mut(run, &held.step_id).permit_wait = held.wait.clone();
+        }
+        Kind::RunRetried(retry) => {
+            run.finished_at = 0;
+            for id in &retry.steps {
+                // A reopened step's earlier attempts are history: its next one starts afresh.
+                let step = step_mut(run, id);
+                step.output_json.clear();
+                step.output_omitted = false;
+                step.error.clear();
+                step.finished_at = 0;
+                step.retry_at = 0;
+            }
+            run.retries.push(retry.clone());
         }
         Kind::StepOutput(_) => {}
     }

@@ -110,6 +110,13 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State) {
                 frame.render_widget(Paragraph::new(line).style(theme::badge()), area);
                 return;
             }
+            PromptKind::ConfirmRetry { run_id } => {
+                let line = format!(
+                    " retry run {run_id} in place (failed steps run again, completed ones keep their outputs)? y/n "
+                );
+                frame.render_widget(Paragraph::new(line).style(theme::badge()), area);
+                return;
+            }
         };
         let line = Line::from(vec![
             Span::styled(format!(" {label}"), theme::key()),

@@ -16,10 +16,15 @@ pub fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
         state.should_quit = true;
         return;
     }
-    if let PromptKind::ConfirmCancel { run_id } = &prompt.kind {
+    let confirmed = match &prompt.kind {
+        PromptKind::ConfirmCancel { run_id } => Some(Command::Cancel(run_id.clone())),
+        PromptKind::ConfirmRetry { run_id } => Some(Command::Retry(run_id.clone())),
+        _ => None,
+    };
+    if let Some(command) = confirmed {
         match key.code {
             KeyCode::Char('y' | 'Y') => {
-                out.push(Command::Cancel(run_id.clone()));
+                out.push(command);
                 state.prompt = None;
             }
             KeyCode::Char('n' | 'N') | KeyCode::Esc | KeyCode::Enter => state.prompt = None,
@@ -55,7 +60,7 @@ pub fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
                     step_id,
                     reason: text,
                 }),
-                PromptKind::ConfirmCancel { .. } => {}
+                PromptKind::ConfirmCancel { .. } | PromptKind::ConfirmRetry { .. } => {}
             }
         }
         _ => {

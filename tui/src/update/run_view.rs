@@ -177,6 +177,20 @@ pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
             }
         }
         Intent::Rerun => rerun(state, out),
+        Intent::Retry => match view.run.as_ref().map(Run::status) {
+            Some(RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut) => {
+                let run_id = view.run_id.clone();
+                state.prompt = Some(Prompt {
+                    kind: PromptKind::ConfirmRetry { run_id },
+                    input: LineInput::default(),
+                });
+            }
+            Some(RunStatus::Completed) => state.notify_error(
+                "the run completed: nothing failed to retry (`runbook retry RUN --from STEP` runs part of it again)",
+            ),
+            Some(_) => state.notify_error("the run is still going: T retries an ended run"),
+            None => {}
+        },
         Intent::Approve | Intent::Deny => decide(state, intent, out),
         _ => {}
     }

@@ -665,6 +665,25 @@ fn cancel_asks_for_confirmation() {
 }
 
 #[test]
+fn retry_asks_for_confirmation_and_only_for_a_run_that_failed() {
+    let mut state = watching(RunStatus::Running);
+    assert!(apply(&mut state, [ch('T')]).is_empty());
+    assert!(state.prompt.is_none(), "a live run is not retried");
+    let mut state = watching(RunStatus::Completed);
+    assert!(apply(&mut state, [ch('T')]).is_empty());
+    assert!(
+        state.prompt.is_none(),
+        "a completed run has nothing to retry"
+    );
+    let mut state = watching(RunStatus::Failed);
+    assert!(apply(&mut state, [ch('T')]).is_empty());
+    assert!(apply(&mut state, [ch('n')]).is_empty());
+    assert!(state.prompt.is_none());
+    apply(&mut state, [ch('T')]);
+    assert_eq!(apply(&mut state, [ch('y')]), [Command::Retry("R1".into())]);
+}
+
+#[test]
 fn approvals_open_from_anywhere_and_deny_needs_a_reason() {
     let mut state = watching(RunStatus::Running);
     update(

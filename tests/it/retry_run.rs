@@ -1,0 +1,287 @@
+//! Retrying an ended run in place (`runbook retry`): completed steps are not run again (a
+//! ledger file counts every step's side effect), `--from` re-runs a step and its downstream
+//! steps only, `--latest` moves the run to the current version unless a completed step
+//! changed, and each retry is in the run's history.
+
+use std::path::Path;
+
+use runbook_e2e::{Daemon, save_by_rename, step, step_status};
+
+const AUTO: &str = "[approvals]\nshell = \"auto\"\n";
+
+/// Five shell steps in a chain, each appending its id to `$LEDGER`; `s3` fails until the
+/// file `$GATE` exists. `s1_word` is what `s1` writes (a change to it changes `s1`).
+fn chain(s1_word: &str, s3_extra: &str) -> String {
+    let mut source = String::from(
+        r#"
+[params]
+ledger = { type = "string", required = true }
+gate = { type = "string", required = true }
+"#,
+    );
+    for i in 1..=5 {
+        let word = if i == 1 {
+            s1_word.to_owned()
+        } else {
+            format!("s{i}")
+        };
+        let script = if i == 3 {
+            format!(
+                "test -e \"$GATE\" || {{ echo closed >&2; exit 4; }}; echo {word}{s3_extra} >> \"$LEDGER\""
+            )
+        } else {
+            format!("echo {word} >> \"$LEDGER\"")
+        };
+        source.push_str(&format!(
+            r#"
+[[steps]]
+id = "s{i}"
+uses = "shell"
+with = {{ script = '{script}', env = {{ LEDGER = "{{{{ params.ledger }}}}", GATE = "{{{{ params.gate }}}}" }} }}
+"#
+        ));
+        if i > 1 {
+            source.push_str(&format!("needs = [\"s{}\"]\n", i - 1));
+        }
+    }
+    source
+}
+
+fn ledger(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Starts the chain with its ledger and gate in the daemon's root; returns its failed run.
+fn failed_run(daemon: &Daemon) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let ledger_path = daemon.root.path().join("ledger");
+    let gate = daemon.root.path().join("gate");
+    let run = daemon.run_to_end(
+        "chain",
+        &[
+            &format!("ledger={}", ledger_path.display()),
+            &format!("gate={}", gate.display()),
+        ],
+    );
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert_eq!(step_status(&run, "s3"), "failed");
+    assert_eq!(step_status(&run, "s4"), "skipped");
+    assert_eq!(ledger(&ledger_path), ["s1", "s2"]);
+    (run["id"].as_str().unwrap().to_owned(), ledger_path, gate)
+}
+
+fn retry(daemon: &Daemon, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["retry"];
+    all.extend_from_slice(args);
+    daemon.cli(&all)
+}
+
+#[test]
+fn a_run_failed_at_step_3_retried_in_place_completes_without_running_steps_1_and_2_again() {
+    let daemon = Daemon::start(&[("chain.toml", &chain("s1", ""))], AUTO);
+    let (run, ledger_path, gate) = failed_run(&daemon);
+
+    std::fs::write(&gate, "").unwrap();
+    let output = retry(&daemon, &[&run, "--wait"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("running again: s3, s4, s5"),
+        "the retry says what runs again: {stdout}"
+    );
+    // Only what happened after the retry is printed.
+    assert!(!stdout.contains("closed"), "{stdout}");
+
+    assert_eq!(ledger(&ledger_path), ["s1", "s2", "s3", "s4", "s5"]);
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(shown["id"], run.as_str(), "the same run went on");
+    assert_eq!(shown["status"], "completed", "{shown:#}");
+    assert_eq!(step(&shown, "s1")["attempts"], 1);
+    assert_eq!(step(&shown, "s3")["attempts"], 2);
+    let history = step(&shown, "s3")["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "both attempts are in the history: {history:#?}");
+    assert!(history[0]["error"].is_string(), "{history:#?}");
+    assert!(history[1]["error"].is_null(), "{history:#?}");
+    let retries = shown["retries"].as_array().unwrap();
+    assert_eq!(retries.len(), 1, "{shown:#}");
+    assert_eq!(retries[0]["ended"], "failed");
+    assert_eq!(retries[0]["steps"], serde_json::json!(["s3", "s4", "s5"]));
+    assert!(
+        retries[0]["by"].as_str().is_some_and(|by| !by.is_empty()),
+        "{retries:#?}"
+    );
+    assert!(retries[0]["from"].is_null());
+    let text = daemon.cli(&["show", &run]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("retried") && text.contains("it had ended failed"),
+        "`show` lists the retry: {text}"
+    );
+
+    // The events say it too, in order: the retry, then the steps it reopened.
+    let events = daemon.events(&run);
+    let retried = events
+        .iter()
+        .position(|e| e.contains("RunRetried"))
+        .expect("a run_retried event");
+    assert!(
+        events[retried..].iter().any(|e| e.contains("s3")),
+        "{events:#?}"
+    );
+
+    // An ended run that completed has nothing to retry without --from.
+    let refused = retry(&daemon, &[&run]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--from"), "{stderr}");
+}
+
+#[test]
+fn from_a_step_reruns_it_and_its_downstream_steps_only() {
+    let daemon = Daemon::start(&[("chain.toml", &chain("s1", ""))], AUTO);
+    let (run, ledger_path, gate) = failed_run(&daemon);
+    std::fs::write(&gate, "").unwrap();
+    assert!(retry(&daemon, &[&run, "--wait"]).status.success());
+
+    let output = retry(&daemon, &[&run, "--from", "s4", "--wait"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        ledger(&ledger_path),
+        ["s1", "s2", "s3", "s4", "s5", "s4", "s5"]
+    );
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(step(&shown, "s3")["attempts"], 2);
+    assert_eq!(step(&shown, "s4")["attempts"], 2);
+    let retries = shown["retries"].as_array().unwrap();
+    assert_eq!(retries.len(), 2);
+    assert_eq!(retries[1]["from"], "s4");
+    assert_eq!(retries[1]["ended"], "completed");
+    assert_eq!(retries[1]["steps"], serde_json::json!(["s4", "s5"]));
+
+    let unknown = retry(&daemon, &[&run, "--from", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("nope"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+}
+
+#[test]
+fn latest_is_refused_when_a_completed_step_changed_and_moves_the_run_when_only_failed_ones_did() {
+    let daemon = Daemon::start(&[("chain.toml", &chain("s1", ""))], AUTO);
+    let (run, ledger_path, gate) = failed_run(&daemon);
+    let pinned = daemon.json(&["show", &run])["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = daemon.runbooks.join("chain.toml");
+    let current = |daemon: &Daemon| {
+        daemon
+            .json(&["ls"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "chain")
+            .map(|r| r["version"].as_str().unwrap_or_default().to_owned())
+            .unwrap()
+    };
+
+    // s1 completed, and the current version defines it differently: refused, by name.
+    save_by_rename(&file, &chain("first", ""));
+    wait_until(|| current(&daemon) != pinned, "the edit to become current");
+    std::fs::write(&gate, "").unwrap();
+    let refused = retry(&daemon, &[&run, "--latest"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("s1") && stderr.contains("defined differently"),
+        "{stderr}"
+    );
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(shown["status"], "failed", "a refused retry changes nothing");
+    assert!(shown.get("retries").is_none(), "{shown:#}");
+
+    // Only the failed step changed: the run moves to that version and finishes on it.
+    save_by_rename(&file, &chain("s1", "-fixed"));
+    wait_until(
+        || {
+            let now = current(&daemon);
+            now != pinned
+                && daemon
+                    .json(&["versions", "chain"])
+                    .as_array()
+                    .unwrap()
+                    .len()
+                    == 3
+        },
+        "the second edit to become current",
+    );
+    let fixed = current(&daemon);
+    let output = retry(&daemon, &[&run, "--latest", "--wait"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(ledger(&ledger_path), ["s1", "s2", "s3-fixed", "s4", "s5"]);
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(shown["version"], fixed.as_str());
+    assert_eq!(shown["retries"][0]["previous_version"], pinned.as_str());
+}
+
+#[test]
+fn a_run_that_has_not_ended_is_not_retried() {
+    let source = r#"
+[[steps]]
+id = "slow"
+uses = "shell"
+with = { command = ["sleep", "30"] }
+"#;
+    let daemon = Daemon::start(&[("slow.toml", source)], AUTO);
+    let run = daemon.start_run("slow", &[]);
+    daemon.wait_for(&run, "the step to run", |shown| {
+        step_status(shown, "slow") == "running"
+    });
+    let refused = retry(&daemon, &[&run]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("has not ended"), "{stderr}");
+
+    // Cancelled, it can be: the step runs again from the start.
+    assert!(daemon.cli(&["cancel", &run]).status.success());
+    let output = retry(&daemon, &[&run]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = daemon.wait_for(&run, "the step to run again", |shown| {
+        step_status(shown, "slow") == "running"
+    });
+    assert_eq!(step(&shown, "slow")["attempts"], 2);
+    assert!(daemon.cli(&["cancel", &run]).status.success());
+}
+
+fn wait_until(done: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + runbook_e2e::PATIENCE;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
