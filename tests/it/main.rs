@@ -28,7 +28,8 @@ mod reload;
 mod resilience;
 mod retention;
 mod retry;
-mod retry_run;
+mod run_control;
+
 mod sandbox;
 mod save;
 mod secrets;

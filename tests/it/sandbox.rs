@@ -31,7 +31,7 @@ async fn start(client: &mut RunbookClient<Channel>, mode: &str) -> String {
     let request = pb::StartRunRequest {
         runbook: "probe".into(),
         params: [("mode".to_owned(), mode.to_owned())].into(),
-        dry_run: false,
+        ..Default::default()
     };
     client.start_run(request).await.unwrap().into_inner().id
 }

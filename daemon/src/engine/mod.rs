@@ -16,6 +16,7 @@ mod resume_watch;
 mod retention;
 mod retry_run;
 mod schedule;
+mod selection;
 mod state;
 mod step;
 mod transition;
@@ -44,6 +45,7 @@ pub use context::status_label;
 pub use resume_watch::{DEFAULT_RESUME_WATCH, ResumeWatch};
 pub use retention::{DEFAULT_AUDIT_RETENTION, PRUNE_EVERY, RetentionPolicy};
 pub use retry_run::RetryRequest;
+pub use selection::Selection;
 pub use wait::Completion;
 
 /// Whether steps of a kind wait for a human before they run.
@@ -118,6 +120,9 @@ pub enum EngineError {
     MissingPlugins { name: String, kinds: Vec<String> },
     #[error("{0}")]
     InvalidParams(String),
+    /// A selection of steps (`--only`, `--from`, `--to`, `--outputs-from`) that cannot run.
+    #[error("{0}")]
+    InvalidSelection(String),
     #[error(
         "runbook `{name}` reads secrets that are not in the vault: {}; set them with `runbook secret set NAME`",
         .secrets.join(", ")
@@ -284,6 +289,19 @@ impl Engine {
         raw_params: &HashMap<String, String>,
         dry_run: bool,
     ) -> Result<RunRecord, EngineError> {
+        self.start_part(name, raw_params, dry_run, &Selection::default())
+            .await
+    }
+
+    /// Starts a run of the steps `selection` keeps; the others are `skipped` as "not
+    /// selected" (with the output an earlier run lends them, under `outputs_from`).
+    pub async fn start_part(
+        &self,
+        name: &str,
+        raw_params: &HashMap<String, String>,
+        dry_run: bool,
+        selection: &Selection,
+    ) -> Result<RunRecord, EngineError> {
         let entry = self
             .inner
             .catalog
@@ -298,9 +316,10 @@ impl Engine {
         let params = params::resolve(&runbook, raw_params).map_err(EngineError::InvalidParams)?;
         self.check_secrets(&runbook)?;
         self.check_connections(&runbook)?;
+        let part = self.part_of(&runbook, selection)?;
         lock(&self.inner.versions).insert(runbook.version.clone(), runbook.clone());
         let now = now_ms();
-        let run = RunRecord {
+        let mut run = RunRecord {
             id: ulid::Ulid::new().to_string(),
             runbook: runbook.name.clone(),
             version: runbook.version.clone(),
@@ -318,6 +337,9 @@ impl Engine {
             dry_run,
             retries: Vec::new(),
         };
+        if let Some(part) = part {
+            part.leave_out(&mut run, now);
+        }
         self.commit(
             &run,
             &Changes::all(&run),
@@ -333,6 +355,32 @@ impl Engine {
         self.activate_with(run.clone(), runbook);
         self.schedule(run.id.clone());
         Ok(run)
+    }
+
+    /// What a selection keeps of `runbook`, checked: `None` for the whole runbook.
+    fn part_of(
+        &self,
+        runbook: &Runbook,
+        selection: &Selection,
+    ) -> Result<Option<selection::Part>, EngineError> {
+        if selection.is_all() {
+            return Ok(None);
+        }
+        let lender = match &selection.outputs_from {
+            Some(id) => {
+                let id = self.inner.store.resolve_run_id(id)?;
+                Some(
+                    self.inner
+                        .store
+                        .run(&id)?
+                        .ok_or_else(|| EngineError::Store(StoreError::RunNotFound(id.clone())))?,
+                )
+            }
+            None => None,
+        };
+        selection::Part::new(runbook, selection, lender)
+            .map(Some)
+            .map_err(EngineError::InvalidSelection)
     }
 
     /// Refuses steps whose plugin is not loaded (any more).

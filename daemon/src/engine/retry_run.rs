@@ -183,7 +183,8 @@ fn not_ended(run_id: &str) -> EngineError {
 /// and was not skipped (failed, cancelled, timed out); with `from`, that step and every step
 /// downstream of it whatever its status; and every skipped step downstream of those (its `if`
 /// is judged again, or the step it waited for may complete now). Completed steps that `from`
-/// does not reach keep their outputs.
+/// does not reach keep their outputs; steps left out of a partial run stay out unless `from`
+/// names one.
 pub(super) fn steps_to_reopen(
     steps: &[StepRecord],
     runbook: &Runbook,
@@ -192,7 +193,9 @@ pub(super) fn steps_to_reopen(
     let mut reopened: BTreeSet<usize> = steps
         .iter()
         .enumerate()
-        .filter(|(_, step)| !matches!(step.status, StepStatus::Completed | StepStatus::Skipped))
+        .filter(|(_, step)| {
+            !step.unselected && !matches!(step.status, StepStatus::Completed | StepStatus::Skipped)
+        })
         .map(|(position, _)| position)
         .collect();
     let mut queue: Vec<(usize, bool)> = reopened.iter().map(|&p| (p, false)).collect();
@@ -208,7 +211,8 @@ pub(super) fn steps_to_reopen(
             let Some(step) = steps.get(dependent) else {
                 continue;
             };
-            let reopen = forced || step.status != StepStatus::Completed;
+            // A step left out of a run of part of its runbook stays out.
+            let reopen = !step.unselected && (forced || step.status != StepStatus::Completed);
             if reopen && seen.insert((dependent, forced)) {
                 reopened.insert(dependent);
                 queue.push((dependent, forced));

@@ -250,6 +250,7 @@ impl StepRecord {
         self.key_of_attempt = None;
         self.process_groups.clear();
         self.attempts_before_retry = self.attempts;
+        self.unselected = false;
         vec![step_event(self)]
     }
 

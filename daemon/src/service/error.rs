@@ -16,7 +16,9 @@ impl From<EngineError> for Status {
             | EngineError::MissingSecrets { .. }
             | EngineError::UnknownConnections { .. }
             | EngineError::WrongState(_) => Code::FailedPrecondition,
-            EngineError::InvalidParams(_) => Code::InvalidArgument,
+            EngineError::InvalidParams(_) | EngineError::InvalidSelection(_) => {
+                Code::InvalidArgument
+            }
             EngineError::Store(StoreError::RunNotFound(_)) => Code::NotFound,
             EngineError::Store(StoreError::AmbiguousRunId { .. }) => Code::InvalidArgument,
             EngineError::Store(_) | EngineError::Internal(_) => Code::Internal,

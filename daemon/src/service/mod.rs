@@ -16,7 +16,7 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Completion, Engine, Resolution, RetryRequest};
+use crate::engine::{Completion, Engine, Resolution, RetryRequest, Selection};
 use crate::events::DaemonEvents;
 use crate::store::{RunFilter, now_ms};
 use crate::vault::Vault;
@@ -429,9 +429,21 @@ impl RunbookApi for RunbookService {
     ) -> Result<Response<pb::Run>, Status> {
         let peer = audit::peer(&request);
         let request = request.into_inner();
+        let nonempty = |text: &String| Some(text.clone()).filter(|text| !text.is_empty());
+        let selection = Selection {
+            only: request.only.clone(),
+            from: nonempty(&request.from),
+            to: nonempty(&request.to),
+            outputs_from: nonempty(&request.outputs_from),
+        };
         let run = self
             .engine
-            .start_run(&request.runbook, &request.params, request.dry_run)
+            .start_part(
+                &request.runbook,
+                &request.params,
+                request.dry_run,
+                &selection,
+            )
             .await
             .map_err(Status::from);
         let target = audit::Target {
@@ -446,9 +458,15 @@ impl RunbookApi for RunbookService {
             |run: &crate::store::RunRecord, target| {
                 target.run.clone_from(&run.id);
                 let params: Vec<&str> = run.params.keys().map(String::as_str).collect();
+                let left_out = run.steps.iter().filter(|step| step.unselected).count();
                 format!(
-                    "{}params: {}",
+                    "{}{}params: {}",
                     if run.dry_run { "dry run; " } else { "" },
+                    if left_out > 0 {
+                        format!("{left_out} steps not selected; ")
+                    } else {
+                        String::new()
+                    },
                     if params.is_empty() {
                         "none".to_owned()
                     } else {

@@ -171,6 +171,10 @@ pub struct StepRecord {
     /// only the attempts after it, so a retried step has its whole budget again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts_before_retry: u32,
+    /// Left out of a run of part of its runbook (`--only`, `--from`, `--to`): skipped, and
+    /// not run again by a retry of the run unless the retry names it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unselected: bool,
 }
 
 /// A step held before its call until its target's rate limit gives it a permit.
@@ -260,6 +264,7 @@ impl StepRecord {
             process_groups: Vec::new(),
             permit_wait: None,
             attempts_before_retry: 0,
+            unselected: false,
         }
     }
 

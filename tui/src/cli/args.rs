@@ -235,6 +235,20 @@ pub struct RunArgs {
     /// Plan every step and record its plan as its output; execute nothing, ask no approval
     #[arg(long)]
     pub dry_run: bool,
+    /// Run only these steps (comma-separated or repeated); the others are skipped as "not
+    /// selected"
+    #[arg(long, value_name = "STEP,...", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Run this step and every step downstream of it
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    /// Run this step and every step it needs
+    #[arg(long, value_name = "STEP")]
+    pub to: Option<String>,
+    /// Lend the outputs of this earlier run (of the same version) to selected steps that read
+    /// steps left out
+    #[arg(long, value_name = "RUN")]
+    pub outputs_from: Option<String>,
 }
 
 /// `runbook runs`.

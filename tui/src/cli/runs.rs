@@ -26,6 +26,10 @@ pub async fn start(ctx: &Ctx, out: &mut dyn Write, args: RunArgs) -> anyhow::Res
             runbook: args.name,
             params: args.params.into_iter().collect(),
             dry_run: args.dry_run,
+            only: args.only,
+            from: args.from.unwrap_or_default(),
+            to: args.to.unwrap_or_default(),
+            outputs_from: args.outputs_from.unwrap_or_default(),
         })
         .await?
         .into_inner();

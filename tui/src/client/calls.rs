@@ -100,6 +100,8 @@ async fn outcome(link: &Link, command: Command) -> Option<Action> {
                 runbook,
                 params: params.into_iter().collect(),
                 dry_run,
+                // The launch form runs the whole runbook; part of one is the CLI's.
+                ..Default::default()
             };
             Action::RunStarted(with(link, |mut c| async move { c.start_run(request).await }).await)
         }

@@ -1,7 +1,8 @@
 //! Retrying an ended run in place (`runbook retry`): completed steps are not run again (a
 //! ledger file counts every step's side effect), `--from` re-runs a step and its downstream
 //! steps only, `--latest` moves the run to the current version unless a completed step
-//! changed, and each retry is in the run's history.
+//! changed, and each retry is in the run's history. And running part of a runbook (`run
+//! --only/--from/--to/--outputs-from`), whose steps left out stay out when it is retried.
 
 use std::path::Path;
 
@@ -106,7 +107,11 @@ fn a_run_failed_at_step_3_retried_in_place_completes_without_running_steps_1_and
     assert_eq!(step(&shown, "s1")["attempts"], 1);
     assert_eq!(step(&shown, "s3")["attempts"], 2);
     let history = step(&shown, "s3")["history"].as_array().unwrap();
-    assert_eq!(history.len(), 2, "both attempts are in the history: {history:#?}");
+    assert_eq!(
+        history.len(),
+        2,
+        "both attempts are in the history: {history:#?}"
+    );
     assert!(history[0]["error"].is_string(), "{history:#?}");
     assert!(history[1]["error"].is_null(), "{history:#?}");
     let retries = shown["retries"].as_array().unwrap();
@@ -273,6 +278,164 @@ with = { command = ["sleep", "30"] }
     });
     assert_eq!(step(&shown, "slow")["attempts"], 2);
     assert!(daemon.cli(&["cancel", &run]).status.success());
+}
+
+/// `runbook run chain` with the ledger and gate of the daemon's root, and `extra` flags;
+/// returns the ended run.
+fn run_part(daemon: &Daemon, extra: &[&str]) -> serde_json::Value {
+    let ledger_path = daemon.root.path().join("ledger");
+    let gate = daemon.root.path().join("gate");
+    let ledger_param = format!("ledger={}", ledger_path.display());
+    let gate_param = format!("gate={}", gate.display());
+    let mut args = vec![
+        "run",
+        "chain",
+        "-p",
+        &ledger_param,
+        "-p",
+        &gate_param,
+        "--wait",
+    ];
+    args.extend_from_slice(extra);
+    let output = daemon.cli(&args);
+    assert!(
+        output.status.code().is_some_and(|code| code <= 1),
+        "{extra:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    daemon.json(&["runs", "--limit", "1"])[0].clone()
+}
+
+#[test]
+fn only_from_and_to_run_part_of_a_runbook_and_skip_the_rest_as_not_selected() {
+    let daemon = Daemon::start(&[("chain.toml", &chain("s1", ""))], AUTO);
+    let ledger_path = daemon.root.path().join("ledger");
+    std::fs::write(daemon.root.path().join("gate"), "").unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        // A step whose need was left out still runs: only a failure holds it back.
+        (&["--only", "s2,s4"], &["s2", "s4"]),
+        (&["--from", "s4"], &["s4", "s5"]),
+        (&["--to", "s2"], &["s1", "s2"]),
+        (&["--from", "s2", "--to", "s4"], &["s2", "s3", "s4"]),
+        (&["--only", "s1", "--only", "s5", "--from", "s3"], &["s5"]),
+    ];
+    for (flags, ran) in cases {
+        std::fs::write(&ledger_path, "").unwrap();
+        let listed = run_part(&daemon, flags);
+        let run = daemon.json(&["show", listed["id"].as_str().unwrap()]);
+        assert_eq!(run["status"], "completed", "{flags:?}: {run:#}");
+        // Steps whose needs were left out may run side by side: the order is not the point.
+        let mut written = ledger(&ledger_path);
+        written.sort();
+        assert_eq!(written, *ran, "{flags:?}");
+        for id in ["s1", "s2", "s3", "s4", "s5"] {
+            let step = step(&run, id);
+            if ran.contains(&id) {
+                assert_eq!(step["status"], "completed", "{flags:?} {id}");
+            } else {
+                assert_eq!(step["status"], "skipped", "{flags:?} {id}");
+                assert_eq!(step["error"], "not selected", "{flags:?} {id}");
+                assert_eq!(step["attempts"], 0, "{flags:?} {id}");
+            }
+        }
+    }
+
+    for (flags, says) in [
+        (&["--only", "nope"][..], "--only names `nope`"),
+        (&["--from", "s4", "--to", "s2"][..], "keeps no step"),
+    ] {
+        let mut args = vec!["run", "chain", "-p", "ledger=x", "-p", "gate=y"];
+        args.extend_from_slice(flags);
+        let refused = daemon.cli(&args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_selected_step_that_reads_one_left_out_needs_an_earlier_run_to_lend_its_output() {
+    let source = r#"
+[params]
+word = { type = "string", required = true }
+
+[[steps]]
+id = "make"
+uses = "shell"
+with = { command = ["printf", "%s", "{{ params.word }}"] }
+
+[[steps]]
+id = "use"
+uses = "shell"
+needs = ["make"]
+with = { command = ["printf", "got:%s", "{{ steps.make.output.stdout }}"] }
+"#;
+    let daemon = Daemon::start(&[("pair.toml", source)], AUTO);
+    let refused = daemon.cli(&["run", "pair", "-p", "word=x", "--only", "use"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`use` reads `make`") && stderr.contains("--outputs-from"),
+        "{stderr}"
+    );
+
+    let earlier = daemon.run_to_end("pair", &["word=lent"]);
+    assert_eq!(earlier["status"], "completed");
+    let earlier = earlier["id"].as_str().unwrap();
+    let output = daemon.cli(&[
+        "run",
+        "pair",
+        "-p",
+        "word=ignored",
+        "--only",
+        "use",
+        "--outputs-from",
+        earlier,
+        "--wait",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed = daemon.json(&["runs", "--limit", "1"]);
+    let run = daemon.json(&["show", listed[0]["id"].as_str().unwrap()]);
+    assert_eq!(step(&run, "use")["output"]["stdout"], "got:lent", "{run:#}");
+    assert_eq!(step(&run, "make")["status"], "skipped");
+    assert_eq!(
+        step(&run, "make")["attempts"],
+        0,
+        "the lent step did not run"
+    );
+    assert!(
+        step(&run, "make")["error"]
+            .as_str()
+            .is_some_and(|error| error.contains(earlier)),
+        "{run:#}"
+    );
+}
+
+#[test]
+fn a_retry_of_part_of_a_runbook_leaves_the_steps_left_out_alone() {
+    let daemon = Daemon::start(&[("chain.toml", &chain("s1", ""))], AUTO);
+    let ledger_path = daemon.root.path().join("ledger");
+    let listed = run_part(&daemon, &["--only", "s3,s4"]);
+    let run = listed["id"].as_str().unwrap().to_owned();
+    assert_eq!(listed["status"], "failed");
+    std::fs::write(daemon.root.path().join("gate"), "").unwrap();
+    let output = retry(&daemon, &[&run, "--wait"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(ledger(&ledger_path), ["s3", "s4"]);
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(
+        shown["retries"][0]["steps"],
+        serde_json::json!(["s3", "s4"])
+    );
+    assert_eq!(step(&shown, "s5")["error"], "not selected");
 }
 
 fn wait_until(done: impl Fn() -> bool, what: &str) {
