@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates to build, by package name.
-const GUESTS: [&str; 7] = [
+const GUESTS: [&str; 8] = [
     "runbook-plugin-shell",
+    "runbook-plugin-wait",
     "runbook-plugin-http",
     "runbook-plugin-graphql",
     "runbook-plugin-database",

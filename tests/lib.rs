@@ -160,8 +160,9 @@ impl Daemon {
         command
     }
 
-    /// Spawns the binary and returns once it has said `READY=1`.
-    fn spawn(&mut self) {
+    /// Spawns the binary and returns once it has said `READY=1` (after [`Daemon::kill9`], to
+    /// start it again on the same directories when the time it was down matters).
+    pub fn spawn(&mut self) {
         let path = self.root.path().join("notify.sock");
         // The previous process (if any) is gone: its socket file and queue go with it.
         let _ = std::fs::remove_file(&path);

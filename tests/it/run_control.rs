@@ -2,7 +2,8 @@
 //! ledger file counts every step's side effect), `--from` re-runs a step and its downstream
 //! steps only, `--latest` moves the run to the current version unless a completed step
 //! changed, and each retry is in the run's history. And running part of a runbook (`run
-//! --only/--from/--to/--outputs-from`), whose steps left out stay out when it is retried.
+//! --only/--from/--to/--outputs-from`), whose steps left out stay out when it is retried. And
+//! the `wait` step, whose deadline survives a kill -9 of the daemon.
 
 use std::path::Path;
 
@@ -436,6 +437,94 @@ fn a_retry_of_part_of_a_runbook_leaves_the_steps_left_out_alone() {
         serde_json::json!(["s3", "s4"])
     );
     assert_eq!(step(&shown, "s5")["error"], "not selected");
+}
+
+const WAIT_THEN_ECHO: &str = r#"
+[[steps]]
+id = "pause"
+uses = "wait"
+with = { duration = "3s" }
+
+[[steps]]
+id = "after"
+uses = "shell"
+needs = ["pause"]
+with = { command = ["echo", "went on"] }
+"#;
+
+fn millis_of(time: &serde_json::Value) -> i64 {
+    let at = humantime::parse_rfc3339(time.as_str().unwrap()).unwrap();
+    i64::try_from(
+        at.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_wait_step_ends_at_its_stored_deadline_across_a_kill_9() {
+    let mut daemon = Daemon::start_process(&[("pause.toml", WAIT_THEN_ECHO)], AUTO);
+    let run = daemon.start_run("pause", &[]);
+    let waiting = daemon.wait_for(&run, "the wait to start", |shown| {
+        step_status(shown, "pause") == "waiting"
+    });
+    let started = millis_of(&step(&waiting, "pause")["started_at"]);
+    daemon.kill9();
+    // Down for 2 of the wait's 3 seconds: a deadline counted again from the restart would
+    // end the wait 3 s after it, 5 s after the step started.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    daemon.spawn();
+    let ended = daemon.wait_for(&run, "the run to end", |shown| {
+        shown["status"] == "completed"
+    });
+    let pause = step(&ended, "pause");
+    let finished = millis_of(&pause["finished_at"]);
+    assert!(
+        (3000..4000).contains(&(finished - started)),
+        "the wait ended {} ms after it started, not at its deadline (3 s, within 1 s): {ended:#}",
+        finished - started
+    );
+    assert!(
+        pause["output"]["late_ms"]
+            .as_u64()
+            .is_some_and(|late| late < 1000),
+        "{pause:#}"
+    );
+    assert_eq!(step(&ended, "after")["output"]["stdout"], "went on\n");
+}
+
+#[test]
+fn a_wait_step_is_checked_at_load_and_cancelled_with_its_run() {
+    let bad = r#"
+[[steps]]
+id = "pause"
+uses = "wait"
+with = { duration = "ten minutes" }
+"#;
+    let daemon = Daemon::start(&[("pause.toml", WAIT_THEN_ECHO), ("bad.toml", bad)], AUTO);
+    let listed = daemon.json(&["ls"]);
+    let bad = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|runbook| runbook["name"] == "bad")
+        .unwrap();
+    assert_eq!(bad["valid"], false, "{bad:#}");
+    assert!(
+        bad.to_string().contains("is not a duration"),
+        "the error says what is wrong: {bad:#}"
+    );
+
+    let run = daemon.start_run("pause", &[]);
+    daemon.wait_for(&run, "the wait to start", |shown| {
+        step_status(shown, "pause") == "waiting"
+    });
+    assert!(daemon.cli(&["cancel", &run]).status.success());
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(shown["status"], "cancelled");
+    assert_eq!(step_status(&shown, "pause"), "cancelled");
+    assert_eq!(step_status(&shown, "after"), "cancelled");
 }
 
 fn wait_until(done: impl Fn() -> bool, what: &str) {

@@ -14,7 +14,7 @@ pub(super) struct AnyConfig;
 
 impl StepKinds for AnyConfig {
     fn kinds(&self) -> Vec<String> {
-        ["database", "graphql", "http", "shell"]
+        ["database", "graphql", "http", "shell", "wait"]
             .map(String::from)
             .to_vec()
     }

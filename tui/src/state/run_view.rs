@@ -413,6 +413,15 @@ pub fn waiting_reason(step: &StepRun, now_ms: i64) -> Option<String> {
             "retry due".to_owned()
         });
     }
+    // The built-in `wait` step looks again at its deadline: the countdown is the step.
+    if status == StepStatus::Waiting && step.uses == "wait" && step.resume_at > 0 {
+        let left = step.resume_at - now_ms;
+        return Some(if left > 0 {
+            format!("wait ends in {}", format::duration(left))
+        } else {
+            "wait ending".to_owned()
+        });
+    }
     if status == StepStatus::Waiting && (!step.invocation_id.is_empty() || step.resume_at > 0) {
         let what = if step.invocation_id.is_empty() {
             "async call".to_owned()
@@ -689,6 +698,16 @@ mod tests {
         assert_eq!(
             waiting_reason(&invoked, now).as_deref(),
             Some("async inv-7, check in 4.0s")
+        );
+        let pausing = StepRun {
+            status: StepStatus::Waiting as i32,
+            uses: "wait".into(),
+            resume_at: 70_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            waiting_reason(&pausing, now).as_deref(),
+            Some("wait ends in 1m 00s")
         );
         let mut limited = StepRun {
             status: StepStatus::Running as i32,
