@@ -384,3 +384,69 @@ fn a_crash_in_the_middle_of_a_step_leaves_the_run_view_with_the_stored_lines_onc
     });
     assert_eq!(numbered_lines(&screen), stored, "{screen}");
 }
+
+#[test]
+fn a_failed_run_is_retried_and_a_runbook_rolled_back_from_the_tui() {
+    if !tmux_available() {
+        return;
+    }
+    let gate = tempfile::tempdir().unwrap();
+    let gate = gate.path().join("open");
+    let first = format!(
+        r#"description = "gated from the tui"
+
+[[steps]]
+id = "through"
+uses = "shell"
+with = {{ script = 'test -e "$GATE" && echo passed-the-gate', env = {{ GATE = "{}" }} }}
+"#,
+        gate.display()
+    );
+    let daemon = Daemon::start(&[("gated.toml", &first)], "[approvals]\nshell = \"auto\"\n");
+    let terminal = Terminal::open(&daemon);
+    terminal.wait_for("the runbook list, connected", |screen| {
+        screen.contains("● runbookd") && screen.contains("gated from the tui")
+    });
+
+    // The run fails at the closed gate; `T`, then `y`, retries it in place once it is open.
+    terminal.keys(&["r"]);
+    terminal.wait_for_text("This runbook has no params.");
+    terminal.keys(&["Enter"]);
+    let screen = terminal.wait_for("the run to fail", |screen| {
+        screen.contains("Run ") && screen.contains("failed")
+    });
+    let run = run_id(&screen);
+    std::fs::write(&gate, "").unwrap();
+    terminal.keys(&["T"]);
+    terminal.wait_for_text("(failed steps run again, completed ones keep their outputs)? y/n");
+    terminal.keys(&["y"]);
+    terminal.wait_for("the same run completed", |screen| {
+        screen.contains(&format!("Run {run}"))
+            && screen.contains("completed")
+            && screen.contains("passed-the-gate")
+    });
+    let shown = daemon.json(&["show", &run]);
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["retries"][0]["steps"], serde_json::json!(["through"]));
+
+    // A second version of the file; `b` on the runbook's screen offers the first one back.
+    runbook_e2e::save_by_rename(
+        &daemon.runbooks.join("gated.toml"),
+        &first.replace("gated from the tui", "gated, edited"),
+    );
+    terminal.keys(&["Escape"]);
+    terminal.wait_for_text("gated, edited");
+    terminal.keys(&["Enter"]);
+    terminal.wait_for_text("Versions (2)");
+    terminal.keys(&["b"]);
+    terminal.wait_for_text("roll gated back to version (Enter, Esc to keep it): 1");
+    terminal.keys(&["Enter"]);
+    terminal.wait_for_text("rolled back gated: now #3");
+    let versions = daemon.json(&["versions", "gated"]);
+    assert_eq!(versions.as_array().map(Vec::len), Some(3), "{versions:#}");
+    assert_eq!(
+        std::fs::read_to_string(daemon.runbooks.join("gated.toml")).unwrap(),
+        first,
+        "the file holds the first version's content again"
+    );
+}

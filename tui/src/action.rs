@@ -71,6 +71,13 @@ pub enum Action {
         /// The versions, or the error.
         result: Result<Vec<RunbookVersion>, String>,
     },
+    /// A rollback's answer: the version made current, or why not.
+    RolledBack {
+        /// The runbook.
+        runbook: String,
+        /// The version restored (a new version number with the old content), or the error.
+        result: Result<RunbookVersion, String>,
+    },
     /// The daemon's verdict on the editor's text of `generation`.
     Validated {
         /// The editor generation that was sent.

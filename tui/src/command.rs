@@ -64,6 +64,22 @@ pub enum Command {
     Cancel(String),
     /// Retry an ended run in place (`RetryRun`, without `from` or `latest`).
     Retry(String),
+    /// Make version `version` (a number or hash) of `runbook` current again (`Rollback`).
+    Rollback {
+        /// The runbook.
+        runbook: String,
+        /// The version to restore, as typed.
+        version: String,
+    },
+    /// Decide what happens to an ambiguous step.
+    Resolve {
+        /// The run.
+        run_id: String,
+        /// The step.
+        step_id: String,
+        /// Retry, skip or fail.
+        action: runbook_protocol::v1::ResolveAction,
+    },
     /// Pause a run (`pause`) or resume a paused one.
     Pause {
         /// The run.

@@ -50,6 +50,10 @@ pub enum Intent {
     Rerun,
     /// Retry the ended run in place: what failed runs again, completed steps keep their outputs.
     Retry,
+    /// Decide what happens to the selected ambiguous step: retry, skip or fail.
+    Resolve,
+    /// Make an earlier version of the runbook current again.
+    Rollback,
     /// Approve the selected step.
     Approve,
     /// Deny the selected step, with a reason.
@@ -338,6 +342,13 @@ pub const DETAIL: &[Binding] = &[
         "run",
         Intent::Launch,
     ),
+    bind(
+        &[Char('b')],
+        "b",
+        "roll back to an earlier version (asks which)",
+        "rollback",
+        Intent::Rollback,
+    ),
 ];
 
 /// The editor; letters are text here.
@@ -542,6 +553,13 @@ pub const RUN: &[Binding] = &[
         // Left out of the footer, which must fit 80 columns: `?` lists it.
         "",
         Intent::Retry,
+    ),
+    bind(
+        &[Char('x')],
+        "x",
+        "resolve the selected ambiguous step: retry, skip or fail",
+        "",
+        Intent::Resolve,
     ),
 ];
 

@@ -5,8 +5,8 @@ use std::future::Future;
 
 use runbook_protocol::v1::{
     ApproveRequest, CancelRunRequest, DenyRequest, GetRunbookRequest, ListAuditRequest,
-    ListVersionsRequest, PauseRunRequest, ResumeRunRequest, RetryRunRequest, SaveRunbookRequest,
-    StartRunRequest, ValidateRunbookRequest,
+    ListVersionsRequest, PauseRunRequest, ResolveAction, ResolveRequest, ResumeRunRequest,
+    RetryRunRequest, RollbackRequest, SaveRunbookRequest, StartRunRequest, ValidateRunbookRequest,
 };
 use tokio::sync::mpsc;
 
@@ -123,6 +123,33 @@ async fn outcome(link: &Link, command: Command) -> Option<Action> {
                 reason,
             };
             let result = with(link, |mut c| async move { c.deny(request).await }).await;
+            Action::Decided { done, result }
+        }
+        Command::Rollback { runbook, version } => {
+            let request = RollbackRequest {
+                runbook: runbook.clone(),
+                version,
+            };
+            let result = with(link, |mut c| async move { c.rollback(request).await }).await;
+            Action::RolledBack { runbook, result }
+        }
+        Command::Resolve {
+            run_id,
+            step_id,
+            action,
+        } => {
+            let decision = match action {
+                ResolveAction::Retry => "it runs again",
+                ResolveAction::Skip => "skipped",
+                ResolveAction::Fail | ResolveAction::Unspecified => "failed",
+            };
+            let done = format!("resolved step {step_id} of run {run_id}: {decision}");
+            let request = ResolveRequest {
+                run_id,
+                step_id,
+                action: action as i32,
+            };
+            let result = with(link, |mut c| async move { c.resolve(request).await }).await;
             Action::Decided { done, result }
         }
         Command::Retry(id) => {

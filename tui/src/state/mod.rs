@@ -103,6 +103,18 @@ pub enum PromptKind {
         /// The run.
         run_id: String,
     },
+    /// Which version of a runbook to make current again (a number, prefilled).
+    Rollback {
+        /// The runbook.
+        runbook: String,
+    },
+    /// What to do with an ambiguous step (r/s/f).
+    Resolve {
+        /// The run.
+        run_id: String,
+        /// The step.
+        step_id: String,
+    },
 }
 
 /// A prompt being answered.

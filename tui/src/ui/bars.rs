@@ -110,6 +110,17 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State) {
                 frame.render_widget(Paragraph::new(line).style(theme::badge()), area);
                 return;
             }
+            PromptKind::Rollback { runbook } => {
+                format!("roll {runbook} back to version (Enter, Esc to keep it): ")
+            }
+            PromptKind::Resolve { run_id, step_id } => {
+                let line = format!(
+                    " step {step_id} of run {} was interrupted: r retry · s skip · f fail · Esc later ",
+                    short(run_id)
+                );
+                frame.render_widget(Paragraph::new(line).style(theme::badge()), area);
+                return;
+            }
             PromptKind::ConfirmRetry { run_id } => {
                 let line = format!(
                     " retry run {run_id} in place (failed steps run again, completed ones keep their outputs)? y/n "

@@ -7,6 +7,7 @@ use super::{move_selection, run_view};
 use crate::command::Command;
 use crate::keymap::Intent;
 use crate::state::approvals::pending;
+use crate::state::run_view::WatchStatus;
 use crate::state::{LineInput, Prompt, PromptKind, State};
 
 /// The runs that wait, as the daemon listed them; the same request stays selected.
@@ -64,6 +65,15 @@ pub fn decided(
             }
             let len = pending(&state.waiting).len();
             state.approvals.selected = state.approvals.selected.min(len.saturating_sub(1));
+            // A decision that took an ended run back to running (a retry) needs the stream
+            // that ended with it again.
+            let reopened = !run.status().is_terminal()
+                && state
+                    .run_views_mut()
+                    .any(|view| view.run_id == run.id && view.watch == WatchStatus::Ended);
+            if reopened {
+                out.push(Command::Watch(run.id.clone()));
+            }
             run_view::snapshot(state, run);
             out.push(Command::Refresh);
         }

@@ -57,6 +57,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::RunbookChanged(name) => runbooks::changed(state, &name, &mut out),
         Action::RunbookLoaded { name, result } => runbooks::loaded(state, &name, result),
         Action::Versions { name, result } => runbooks::versions(state, &name, result),
+        Action::RolledBack { runbook, result } => runbooks::rolled_back(state, &runbook, result),
         Action::Validated { generation, result } => editor::validated(state, generation, result),
         Action::Saved {
             name,

@@ -4,6 +4,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{editor, run_view};
+use runbook_protocol::v1::ResolveAction;
+
 use crate::command::Command;
 use crate::state::{PromptKind, State};
 
@@ -21,6 +23,27 @@ pub fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
         PromptKind::ConfirmRetry { run_id } => Some(Command::Retry(run_id.clone())),
         _ => None,
     };
+    if let PromptKind::Resolve { run_id, step_id } = &prompt.kind {
+        let action = match key.code {
+            KeyCode::Char('r' | 'R') => Some(ResolveAction::Retry),
+            KeyCode::Char('s' | 'S') => Some(ResolveAction::Skip),
+            KeyCode::Char('f' | 'F') => Some(ResolveAction::Fail),
+            KeyCode::Esc | KeyCode::Enter => {
+                state.prompt = None;
+                return;
+            }
+            _ => None,
+        };
+        if let Some(action) = action {
+            out.push(Command::Resolve {
+                run_id: run_id.clone(),
+                step_id: step_id.clone(),
+                action,
+            });
+            state.prompt = None;
+        }
+        return;
+    }
     if let Some(command) = confirmed {
         match key.code {
             KeyCode::Char('y' | 'Y') => {
@@ -44,6 +67,11 @@ pub fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
                 return;
             };
             let text = prompt.input.text().trim().to_owned();
+            if text.is_empty() && matches!(prompt.kind, PromptKind::Rollback { .. }) {
+                state.prompt = Some(prompt);
+                state.notify_error("type the version to restore (a number from the list), or Esc");
+                return;
+            }
             if text.is_empty() && matches!(prompt.kind, PromptKind::Deny { .. }) {
                 // The reason is what the run's record and its author will see: insist.
                 state.prompt = Some(prompt);
@@ -60,7 +88,13 @@ pub fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
                     step_id,
                     reason: text,
                 }),
-                PromptKind::ConfirmCancel { .. } | PromptKind::ConfirmRetry { .. } => {}
+                PromptKind::Rollback { runbook } => out.push(Command::Rollback {
+                    runbook,
+                    version: text,
+                }),
+                PromptKind::ConfirmCancel { .. }
+                | PromptKind::ConfirmRetry { .. }
+                | PromptKind::Resolve { .. } => {}
             }
         }
         _ => {

@@ -192,6 +192,22 @@ pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
             None => {}
         },
         Intent::Approve | Intent::Deny => decide(state, intent, out),
+        Intent::Resolve => match view.step() {
+            Some(step) if step.status() == StepStatus::Ambiguous => {
+                let (run_id, step_id) = (view.run_id.clone(), step.id.clone());
+                state.prompt = Some(Prompt {
+                    kind: PromptKind::Resolve { run_id, step_id },
+                    input: LineInput::default(),
+                });
+            }
+            Some(step) => {
+                let id = step.id.clone();
+                state.notify_error(format!(
+                    "step {id} is not ambiguous: only a step a crash interrupted is resolved"
+                ));
+            }
+            None => {}
+        },
         _ => {}
     }
 }

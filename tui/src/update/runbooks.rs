@@ -74,7 +74,43 @@ pub fn on_detail(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
             name,
             ..Default::default()
         });
+    if intent == Intent::Rollback {
+        return ask_rollback(state);
+    }
     act_on(state, &runbook, intent, out);
+}
+
+/// `b` on a runbook's screen: asks which version to restore, the one before the current
+/// one typed in.
+fn ask_rollback(state: &mut State) {
+    let Screen::Detail(detail) = state.screen() else {
+        return;
+    };
+    let Some(versions) = &detail.versions else {
+        return state.notify_error("its versions are still loading");
+    };
+    let Some(previous) = versions.len().checked_sub(2).map(|i| versions[i].number) else {
+        let name = detail.name.clone();
+        return state.notify_error(format!("{name} has no earlier version to roll back to"));
+    };
+    let runbook = detail.name.clone();
+    state.prompt = Some(Prompt {
+        kind: PromptKind::Rollback { runbook },
+        input: LineInput::new(previous.to_string()),
+    });
+}
+
+/// A rollback was answered: the file now holds the old content, which the daemon reloads
+/// (and announces) like any save.
+pub fn rolled_back(state: &mut State, runbook: &str, result: Result<RunbookVersion, String>) {
+    match result {
+        Ok(now) => state.notify(format!(
+            "rolled back {runbook}: now #{} ({})",
+            now.number,
+            crate::format::short_hash(&now.version)
+        )),
+        Err(err) => state.notify_error(format!("cannot roll {runbook} back: {err}")),
+    }
 }
 
 /// Edit, edit in `$EDITOR`, or launch `runbook`.

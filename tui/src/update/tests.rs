@@ -3,9 +3,9 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use runbook_protocol::v1::{
-    Approval, AuditLogEntry, Diagnostic, ParamSpec, Run, RunEvent, RunStatus, RunbookDetail,
-    RunbookSummary, RunbookVersion, SaveRunbookResponse, StepOutput, StepRun, StepSpec, StepStatus,
-    StepStatusChanged, ValidateRunbookResponse, run_event::Kind,
+    Approval, AuditLogEntry, Diagnostic, ParamSpec, ResolveAction, Run, RunEvent, RunStatus,
+    RunbookDetail, RunbookSummary, RunbookVersion, SaveRunbookResponse, StepOutput, StepRun,
+    StepSpec, StepStatus, StepStatusChanged, ValidateRunbookResponse, run_event::Kind,
 };
 
 use super::update;
@@ -681,6 +681,109 @@ fn retry_asks_for_confirmation_and_only_for_a_run_that_failed() {
     assert!(state.prompt.is_none());
     apply(&mut state, [ch('T')]);
     assert_eq!(apply(&mut state, [ch('y')]), [Command::Retry("R1".into())]);
+}
+
+#[test]
+fn b_on_a_runbook_asks_which_version_to_restore_the_previous_one_typed_in() {
+    let mut state = with_runbooks(&["deploy"]);
+    apply(&mut state, [key(KeyCode::Enter)]);
+    assert!(matches!(state.screen(), Screen::Detail(d) if d.name == "deploy"));
+    let version = |number: u32| RunbookVersion {
+        runbook: "deploy".into(),
+        number,
+        version: format!("hash{number}"),
+        ..Default::default()
+    };
+    update(
+        &mut state,
+        Action::Versions {
+            name: "deploy".into(),
+            result: Ok(vec![version(1)]),
+        },
+    );
+    assert!(apply(&mut state, [ch('b')]).is_empty());
+    assert!(
+        state.prompt.is_none(),
+        "one version: nothing to roll back to"
+    );
+    update(
+        &mut state,
+        Action::Versions {
+            name: "deploy".into(),
+            result: Ok(vec![version(1), version(2), version(3)]),
+        },
+    );
+    apply(&mut state, [ch('b')]);
+    assert_eq!(
+        state.prompt.as_ref().map(|p| p.input.text().to_owned()),
+        Some("2".to_owned()),
+        "the version before the current one is typed in"
+    );
+    apply(&mut state, [key(KeyCode::Backspace), ch('1')]);
+    assert_eq!(
+        apply(&mut state, [key(KeyCode::Enter)]),
+        [Command::Rollback {
+            runbook: "deploy".into(),
+            version: "1".into(),
+        }]
+    );
+    update(
+        &mut state,
+        Action::RolledBack {
+            runbook: "deploy".into(),
+            result: Ok(version(4)),
+        },
+    );
+    assert!(
+        state
+            .notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("now #4")),
+        "{:?}",
+        state.notice
+    );
+}
+
+#[test]
+fn an_ambiguous_step_is_resolved_with_r_s_or_f() {
+    let mut state = watching(RunStatus::Running);
+    assert!(apply(&mut state, [ch('x')]).is_empty());
+    assert!(state.prompt.is_none(), "a running step is not resolved");
+    update(
+        &mut state,
+        Action::RunSnapshot(Run {
+            id: "R1".into(),
+            runbook: "deploy".into(),
+            status: RunStatus::Waiting as i32,
+            steps: vec![StepRun {
+                id: "hello".into(),
+                status: StepStatus::Ambiguous as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    );
+    for (key, action) in [
+        ('r', ResolveAction::Retry),
+        ('s', ResolveAction::Skip),
+        ('f', ResolveAction::Fail),
+    ] {
+        assert!(apply(&mut state, [ch('x')]).is_empty());
+        assert!(state.prompt.is_some());
+        assert!(apply(&mut state, [ch('q')]).is_empty(), "other keys wait");
+        assert_eq!(
+            apply(&mut state, [ch(key)]),
+            [Command::Resolve {
+                run_id: "R1".into(),
+                step_id: "hello".into(),
+                action,
+            }]
+        );
+        assert!(state.prompt.is_none());
+    }
+    apply(&mut state, [ch('x')]);
+    assert!(apply(&mut state, [key(KeyCode::Esc)]).is_empty());
+    assert!(state.prompt.is_none(), "Esc decides later");
 }
 
 #[test]
