@@ -142,11 +142,23 @@ fn a_run_failed_at_step_3_retried_in_place_completes_without_running_steps_1_and
         "{events:#?}"
     );
 
+    // The audit log has the retry, by the run, and the refused one below too.
+    let audited = daemon.json(&["audit", "--action", "retry", "--run", &run]);
+    assert_eq!(audited.as_array().map(Vec::len), Some(1), "{audited:#}");
+    assert_eq!(audited[0]["result"], "SUCCESS", "{audited:#}");
+
     // An ended run that completed has nothing to retry without --from.
     let refused = retry(&daemon, &[&run]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("--from"), "{stderr}");
+    let audited = daemon.json(&["audit", "--action", "retry", "--run", &run]);
+    assert!(
+        audited
+            .as_array()
+            .is_some_and(|entries| entries.iter().any(|e| e["result"] == "FAILURE")),
+        "a refused retry is audited too: {audited:#}"
+    );
 }
 
 #[test]

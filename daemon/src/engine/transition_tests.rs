@@ -369,3 +369,40 @@ fn an_interrupted_attempt_is_in_the_history_and_its_key_is_sent_again_until_a_ne
     record.resolve(Resolution::Retry, "ann", NOW);
     assert_eq!(record.key_attempt(2), 2);
 }
+
+#[test]
+fn reopening_an_ended_step_makes_it_pending_with_its_history_and_a_fresh_retry_budget() {
+    for status in [
+        StepStatus::Failed,
+        StepStatus::Cancelled,
+        StepStatus::TimedOut,
+        StepStatus::Skipped,
+        StepStatus::Completed,
+    ] {
+        let mut record = step(status);
+        record.attempts = 3;
+        record.error = Some("boom".into());
+        record.output = Some(serde_json::json!({ "code": 1 }));
+        record.finished_at = NOW;
+        record.retry_at = NOW;
+        record.upstream_failed = true;
+        record.unselected = true;
+        record.key_of_attempt = Some(3);
+        record.history = vec![AttemptRecord {
+            attempt: 3,
+            started_at: 1_000,
+            finished_at: NOW,
+            error: Some("boom".into()),
+        }];
+        let events = record.reopen();
+        assert_eq!(announced(&events), [StepStatus::Pending], "{status:?}");
+        assert_eq!(record.status, StepStatus::Pending);
+        assert_eq!(record.attempts, 3, "the next attempt is number 4");
+        assert_eq!(record.attempts_before_retry, 3, "its budget starts again");
+        assert_eq!(record.history.len(), 1, "past attempts stay");
+        assert!(record.error.is_none() && record.output.is_none());
+        assert_eq!((record.finished_at, record.retry_at), (0, 0));
+        assert!(!record.upstream_failed && !record.unselected);
+        assert_eq!(record.key_of_attempt, None, "a new decision, a new key");
+    }
+}
