@@ -665,6 +665,15 @@ pub fn test_plugin(name: &str) -> PathBuf {
     path
 }
 
+/// Polls `check` every 25 ms until it holds, failing after [`PATIENCE`] with `what`.
+pub fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// Writes `content` to `path` the way many editors save: a temporary file renamed over it.
 pub fn save_by_rename(path: &Path, content: &str) {
     let temp = path.with_extension("toml.tmp~");

@@ -48,12 +48,7 @@ async fn bench() -> anyhow::Result<()> {
     // 1. The plugin call alone: fresh instance + call, from the cached InstancePre.
     let mut calls = Vec::with_capacity(STEPS);
     for attempt in 0..STEPS {
-        let ctx = StepContext {
-            run_id: "bench".into(),
-            step_id: "s".into(),
-            attempt: u32::try_from(attempt).unwrap_or(0),
-            idempotency_key: String::new(),
-        };
+        let ctx = context("s", attempt);
         let started = Instant::now();
         let outcome = plugins
             .execute(
@@ -82,12 +77,7 @@ async fn bench() -> anyhow::Result<()> {
     .to_string();
     let mut http_calls = Vec::with_capacity(STEPS);
     for attempt in 0..STEPS {
-        let ctx = StepContext {
-            run_id: "bench".into(),
-            step_id: "h".into(),
-            attempt: u32::try_from(attempt).unwrap_or(0),
-            idempotency_key: String::new(),
-        };
+        let ctx = context("h", attempt);
         let grant = Grant {
             network: true,
             ..Grant::none()
@@ -101,12 +91,7 @@ async fn bench() -> anyhow::Result<()> {
     }
     let mut http_plans = Vec::with_capacity(STEPS);
     for attempt in 0..STEPS {
-        let ctx = StepContext {
-            run_id: "bench".into(),
-            step_id: "h".into(),
-            attempt: u32::try_from(attempt).unwrap_or(0),
-            idempotency_key: String::new(),
-        };
+        let ctx = context("h", attempt);
         let started = Instant::now();
         let plan = plugins.plan("http", ctx, &config).await?;
         http_plans.push(started.elapsed());
@@ -258,6 +243,16 @@ async fn bench() -> anyhow::Result<()> {
     );
     println!("whole run: {total:?} for {STEPS} steps; goal: median per step under 50 µs");
     Ok(())
+}
+
+/// The context of attempt `attempt` of step `step_id` of the bench's run.
+fn context(step_id: &str, attempt: usize) -> StepContext {
+    StepContext {
+        run_id: "bench".into(),
+        step_id: step_id.into(),
+        attempt: u32::try_from(attempt).unwrap_or(0),
+        idempotency_key: String::new(),
+    }
 }
 
 fn row(name: &str, samples: &mut [Duration]) {

@@ -209,17 +209,6 @@ fn sleeping(duration: &str) -> usize {
         .count()
 }
 
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + runbook_e2e::PATIENCE;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn no_process_outlives_its_step_across_kill_9_and_a_retry_runs_one_copy() {
     // A duration no other test or process uses.
@@ -230,7 +219,7 @@ fn no_process_outlives_its_step_across_kill_9_and_a_retry_runs_one_copy() {
     let mut daemon =
         Daemon::start_process(&[("nap.toml", &runbook)], "[approvals]\nshell = \"auto\"\n");
     let run = daemon.start_run("nap", &[]);
-    wait_until("the step's sleep", || sleeping(&nap) == 1);
+    runbook_e2e::eventually("the step's sleep", || sleeping(&nap) == 1);
 
     daemon.kill9();
     daemon.restart();
@@ -240,7 +229,7 @@ fn no_process_outlives_its_step_across_kill_9_and_a_retry_runs_one_copy() {
     // Recovery sends SIGKILL before it records the step ambiguous, but a killed process
     // leaves /proc only once the kernel has torn it down, which a loaded machine may take a
     // moment to do; a sleep of 300 s that nobody kills would still be there.
-    wait_until(
+    runbook_e2e::eventually(
         "the sleep the killed daemon's step started to be killed at recovery",
         || sleeping(&nap) == 0,
     );
@@ -251,12 +240,12 @@ fn no_process_outlives_its_step_across_kill_9_and_a_retry_runs_one_copy() {
             .status
             .success()
     );
-    wait_until("the retry's sleep", || sleeping(&nap) >= 1);
+    runbook_e2e::eventually("the retry's sleep", || sleeping(&nap) >= 1);
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(sleeping(&nap), 1, "exactly one copy runs");
 
     assert!(daemon.cli(&["cancel", &run]).status.success());
-    wait_until("the cancel to kill the sleep", || sleeping(&nap) == 0);
+    runbook_e2e::eventually("the cancel to kill the sleep", || sleeping(&nap) == 0);
 }
 
 /// A small seeded generator (xorshift64*), so that a failing torture run can be replayed.

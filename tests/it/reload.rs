@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runbook_e2e::{Daemon, PATIENCE, block_on, probe_plugin, save_by_rename, step};
+use runbook_e2e::{Daemon, PATIENCE, block_on, eventually, probe_plugin, save_by_rename, step};
 use runbook_protocol::v1::daemon_event::Kind;
 use runbook_protocol::v1::{GetRunbookRequest, ListVersionsRequest};
 
@@ -32,15 +32,6 @@ async fn daemon_events(socket: &Path) -> tonic::Streaming<runbook_protocol::v1::
         .await
         .unwrap()
         .into_inner()
-}
-
-/// Polls `check` until it holds.
-fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 fn runbook_entry(daemon: &Daemon, name: &str) -> Option<serde_json::Value> {

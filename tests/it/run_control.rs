@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use runbook_e2e::{Daemon, save_by_rename, step, step_status};
+use runbook_e2e::{Daemon, eventually, save_by_rename, step, step_status};
 
 const AUTO: &str = "[approvals]\nshell = \"auto\"\n";
 
@@ -219,7 +219,7 @@ fn latest_is_refused_when_a_completed_step_changed_and_moves_the_run_when_only_f
 
     // s1 completed, and the current version defines it differently: refused, by name.
     save_by_rename(&file, &chain("first", ""));
-    wait_until(|| current(&daemon) != pinned, "the edit to become current");
+    eventually("the edit to become current", || current(&daemon) != pinned);
     std::fs::write(&gate, "").unwrap();
     let refused = retry(&daemon, &[&run, "--latest"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -234,19 +234,16 @@ fn latest_is_refused_when_a_completed_step_changed_and_moves_the_run_when_only_f
 
     // Only the failed step changed: the run moves to that version and finishes on it.
     save_by_rename(&file, &chain("s1", "-fixed"));
-    wait_until(
-        || {
-            let now = current(&daemon);
-            now != pinned
-                && daemon
-                    .json(&["versions", "chain"])
-                    .as_array()
-                    .unwrap()
-                    .len()
-                    == 3
-        },
-        "the second edit to become current",
-    );
+    eventually("the second edit to become current", || {
+        let now = current(&daemon);
+        now != pinned
+            && daemon
+                .json(&["versions", "chain"])
+                .as_array()
+                .unwrap()
+                .len()
+                == 3
+    });
     let fixed = current(&daemon);
     let output = retry(&daemon, &[&run, "--latest", "--wait"]);
     assert!(
@@ -537,15 +534,4 @@ with = { duration = "ten minutes" }
     assert_eq!(shown["status"], "cancelled");
     assert_eq!(step_status(&shown, "pause"), "cancelled");
     assert_eq!(step_status(&shown, "after"), "cancelled");
-}
-
-fn wait_until(done: impl Fn() -> bool, what: &str) {
-    let deadline = std::time::Instant::now() + runbook_e2e::PATIENCE;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
 }
