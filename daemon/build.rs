@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates to build, by package name.
-const GUESTS: [&str; 8] = [
+const GUESTS: [&str; 9] = [
     "runbook-plugin-shell",
     "runbook-plugin-wait",
+    "runbook-plugin-instruction",
     "runbook-plugin-http",
     "runbook-plugin-graphql",
     "runbook-plugin-database",

@@ -228,6 +228,11 @@ impl Config {
             };
             connections.insert(name, url);
         }
+        if raw.approvals.get(crate::runbook::INSTRUCTION_KIND) == Some(&ApprovalPolicy::Auto) {
+            anyhow::bail!(
+                "approvals.instruction: an instruction step always waits for an operator to confirm it; remove this entry"
+            );
+        }
         let resume_watch = duration("limits.resume_watch", raw.limits.resume_watch.as_deref())?
             .unwrap_or(crate::engine::DEFAULT_RESUME_WATCH);
         let policy = Policy {

@@ -16,6 +16,7 @@ mod graphql;
 mod hostile;
 mod http;
 mod http_xml;
+mod instruction;
 mod invocations;
 mod jwt;
 mod load;

@@ -355,14 +355,29 @@ fn a_plugin_dropped_in_at_runtime_becomes_usable_and_a_corrupt_one_is_ignored() 
     let kinds = daemon.json(&["status"])["plugins"].clone();
     assert_eq!(
         kinds,
-        serde_json::json!(["database", "graphql", "http", "probe", "shell", "wait"]),
+        serde_json::json!([
+            "database",
+            "graphql",
+            "http",
+            "instruction",
+            "probe",
+            "shell",
+            "wait"
+        ]),
         "broken.wasm was not loaded"
     );
 
     std::fs::remove_file(plugins.join("probe.wasm")).unwrap();
     eventually("the probe kind to go", || {
         daemon.json(&["status"])["plugins"]
-            == serde_json::json!(["database", "graphql", "http", "shell", "wait"])
+            == serde_json::json!([
+                "database",
+                "graphql",
+                "http",
+                "instruction",
+                "shell",
+                "wait"
+            ])
     });
     let refused = daemon.cli(&["run", "probing"]);
     assert_eq!(refused.status.code(), Some(2));

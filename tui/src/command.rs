@@ -51,6 +51,15 @@ pub enum Command {
         /// The step.
         step_id: String,
     },
+    /// Confirm an instruction step done.
+    Confirm {
+        /// The run.
+        run_id: String,
+        /// The step.
+        step_id: String,
+        /// The values it asks for, raw.
+        inputs: BTreeMap<String, String>,
+    },
     /// Deny a step.
     Deny {
         /// The run.

@@ -92,6 +92,11 @@ pub struct ApprovalJson<'a> {
     plan_hash: &'a str,
     approved: bool,
     decided_by: Value,
+    /// An instruction step, confirmed by hand rather than approved.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    instruction: bool,
+    /// What it was confirmed with; null before, and for other steps.
+    confirmed: Value,
 }
 
 /// RFC 3339 with milliseconds in UTC, or null for the protocol's "unset" (0).
@@ -195,6 +200,8 @@ pub fn approval(approval: &Approval) -> ApprovalJson<'_> {
         plan_hash: &approval.plan_hash,
         approved: approval.approved,
         decided_by: text(&approval.decided_by),
+        instruction: approval.instruction,
+        confirmed: parsed(&approval.confirmed_json),
     }
 }
 
@@ -506,7 +513,8 @@ mod tests {
                     "output": null, "error": null, "started_at": null, "finished_at": null,
                     "approval": {
                         "summary": "run ./deploy.sh", "plan": {"argv": ["./deploy.sh"]},
-                        "plan_hash": "h", "approved": false, "decided_by": null
+                        "plan_hash": "h", "approved": false, "decided_by": null,
+                        "confirmed": null
                     },
                     "retry_at": null, "history": [],
                     "invocation_id": null, "resume_at": null, "wait_deadline": null,

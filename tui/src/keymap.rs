@@ -444,6 +444,21 @@ pub const LAUNCH: &[Binding] = &[
     ),
 ];
 
+/// The form that confirms an instruction step done.
+pub const CONFIRM: &[Binding] = &[
+    LAUNCH[0],
+    LAUNCH[1],
+    LAUNCH[2],
+    LAUNCH[3],
+    bind(
+        &[Code(KeyCode::Enter)],
+        "Enter",
+        "confirm it done with these values",
+        "confirm",
+        Intent::Submit,
+    ),
+];
+
 /// The run view.
 pub const RUN: &[Binding] = &[
     bind(
@@ -680,6 +695,8 @@ pub enum Context {
     Editor,
     /// The launch form.
     Launch,
+    /// The form that confirms an instruction step.
+    Confirm,
     /// A run.
     Run,
     /// The approvals queue.
@@ -698,6 +715,7 @@ impl Context {
             Self::Detail => DETAIL,
             Self::Editor => EDITOR,
             Self::Launch => LAUNCH,
+            Self::Confirm => CONFIRM,
             Self::Run => RUN,
             Self::Approvals => APPROVALS,
             Self::Runs => RUNS,
@@ -707,7 +725,7 @@ impl Context {
 
     /// Whether letters are text here, so only the text-safe global keys apply.
     pub fn is_text(self) -> bool {
-        matches!(self, Self::Editor | Self::Launch)
+        matches!(self, Self::Editor | Self::Launch | Self::Confirm)
     }
 
     /// The global bindings that apply here.
@@ -722,6 +740,7 @@ impl Context {
             Self::Detail => "Runbook",
             Self::Editor => "Editor",
             Self::Launch => "Launch form",
+            Self::Confirm => "Confirm form (an instruction step)",
             Self::Run => "Run",
             Self::Approvals => "Approvals",
             Self::Runs => "Runs",
@@ -730,11 +749,12 @@ impl Context {
     }
 
     /// Every context, in the order help lists them.
-    pub const ALL: [Context; 8] = [
+    pub const ALL: [Context; 9] = [
         Self::Runbooks,
         Self::Detail,
         Self::Editor,
         Self::Launch,
+        Self::Confirm,
         Self::Run,
         Self::Approvals,
         Self::Runs,

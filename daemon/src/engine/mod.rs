@@ -75,7 +75,11 @@ pub struct Policy {
 impl Policy {
     /// Whether the operator's policy makes steps of `kind` wait for approval; a kind the
     /// policy does not list follows its plugin's own default.
+    /// An instruction step always waits: it is done by a human, so only one can say it is.
     pub fn requires_approval(&self, kind: &str, plugin_default: impl FnOnce(&str) -> bool) -> bool {
+        if kind == crate::runbook::INSTRUCTION_KIND {
+            return true;
+        }
         match self.approvals.get(kind) {
             Some(policy) => *policy == ApprovalPolicy::Required,
             None => plugin_default(kind),
@@ -473,17 +477,44 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Lets a step that waits for approval run the plan it showed.
+    /// Lets a step that waits for approval run the plan it showed (an instruction step: marks
+    /// it done, its inputs at their defaults).
     pub async fn approve(
         &self,
         run_id: &str,
         step_id: &str,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
+        self.confirm(run_id, step_id, &HashMap::new(), by).await
+    }
+
+    /// Marks an instruction step done with what the operator typed (`key=value` texts), typed
+    /// and checked against the step's `inputs`: they become its output. Any other step that
+    /// waits for approval is approved, and takes no inputs.
+    pub async fn confirm(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        inputs: &HashMap<String, String>,
+        by: &str,
+    ) -> Result<RunRecord, EngineError> {
         let run = self
-            .decide_step(run_id, step_id, |step, run_id| {
+            .decide_step(run_id, step_id, |step, run_id, definition| {
                 waiting_for_approval(step, run_id)?;
-                Ok(step.approve(by, now_ms()))
+                let confirmed = if definition.uses == crate::runbook::INSTRUCTION_KIND {
+                    Some(
+                        params::resolve_inputs(step_id, &definition.inputs, inputs)
+                            .map_err(EngineError::InvalidParams)?,
+                    )
+                } else if let Some(name) = inputs.keys().min() {
+                    return Err(EngineError::InvalidParams(format!(
+                        "input `{name}`: step `{step_id}` is a `{}` step; only instruction steps take inputs",
+                        definition.uses
+                    )));
+                } else {
+                    None
+                };
+                Ok(step.approve(by, confirmed, now_ms()))
             })
             .await?;
         self.approval_decided(&run, step_id);
@@ -499,7 +530,7 @@ impl Engine {
         by: &str,
     ) -> Result<RunRecord, EngineError> {
         let run = self
-            .decide_step(run_id, step_id, |step, run_id| {
+            .decide_step(run_id, step_id, |step, run_id, _| {
                 waiting_for_approval(step, run_id)?;
                 Ok(step.deny(by, reason, now_ms()))
             })
@@ -534,7 +565,7 @@ impl Engine {
         resolution: Resolution,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide_step(run_id, step_id, |step, run_id| {
+        self.decide_step(run_id, step_id, |step, run_id, _| {
             if step.status != StepStatus::Ambiguous {
                 return Err(EngineError::WrongState(format!(
                     "step `{}` of run {run_id} is {}, not ambiguous; only an ambiguous step can be resolved",
@@ -601,7 +632,7 @@ impl Engine {
         pause: bool,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide_run(run_id, |state| {
+        self.decide_run(run_id, |state, _| {
             let run = &mut state.run;
             let paused = run.status == RunStatus::Paused;
             if paused == pause {
@@ -847,17 +878,23 @@ impl Engine {
         &self,
         run_id: &str,
         step_id: &str,
-        change: impl FnOnce(&mut StepRecord, &str) -> Result<Vec<EventKind>, EngineError>,
+        change: impl FnOnce(
+            &mut StepRecord,
+            &str,
+            &crate::runbook::Step,
+        ) -> Result<Vec<EventKind>, EngineError>,
     ) -> Result<RunRecord, EngineError> {
-        self.decide_run(run_id, |state| {
+        self.decide_run(run_id, |state, runbook| {
             let position = state
                 .position(step_id)
                 .ok_or_else(|| EngineError::UnknownStep {
                     run: state.run.id.clone(),
                     step: step_id.to_owned(),
                 })?;
+            let definition = &runbook.steps[position];
             let run_id = state.run.id.clone();
-            let (events, changes) = changed_step(state, position, |step| change(step, &run_id));
+            let (events, changes) =
+                changed_step(state, position, |step| change(step, &run_id, definition));
             Ok((changes, events?))
         })
         .await
@@ -868,7 +905,10 @@ impl Engine {
     async fn decide_run(
         &self,
         run_id: &str,
-        change: impl FnOnce(&mut RunState) -> Result<(Changes, Vec<EventKind>), EngineError>,
+        change: impl FnOnce(
+            &mut RunState,
+            &crate::runbook::Runbook,
+        ) -> Result<(Changes, Vec<EventKind>), EngineError>,
     ) -> Result<RunRecord, EngineError> {
         let run_id = self.inner.store.resolve_run_id(run_id)?;
         let active = self.activate_for_change(&run_id)?;
@@ -876,7 +916,7 @@ impl Engine {
             if state.run.status.is_terminal() {
                 return Err(ended(&state.run));
             }
-            let (changes, events) = change(state)?;
+            let (changes, events) = change(state, &active.runbook)?;
             Ok((changes, events, state.run.clone()))
         })?;
         self.inner.store.flush().await?;

@@ -1,9 +1,9 @@
 //! Checks and types the params of a new run against the runbook's `[params]`, before the run
-//! exists.
+//! exists, and the inputs an operator gives an `instruction` step against its `inputs`.
 
 use std::collections::HashMap;
 
-use crate::runbook::Runbook;
+use crate::runbook::{Param, Runbook};
 
 /// Turns raw `key=value` texts into typed params, applying defaults. Errors name the param
 /// and say what was expected.
@@ -11,31 +11,73 @@ pub fn resolve(
     runbook: &Runbook,
     raw: &HashMap<String, String>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let owner = format!("runbook `{}`", runbook.name);
+    resolve_declared(&runbook.params, raw, &Declared::PARAMS, &owner)
+}
+
+/// Turns the raw `key=value` texts an operator confirmed an instruction step with into its
+/// typed inputs, applying defaults.
+pub fn resolve_inputs(
+    step_id: &str,
+    inputs: &[Param],
+    raw: &HashMap<String, String>,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let owner = format!("step `{step_id}`");
+    resolve_declared(inputs, raw, &Declared::INPUTS, &owner)
+}
+
+/// How messages name one kind of declared value.
+struct Declared {
+    noun: &'static str,
+    plural: &'static str,
+    /// The command-line flag that gives one.
+    flag: &'static str,
+}
+
+impl Declared {
+    const PARAMS: Self = Self {
+        noun: "param",
+        plural: "params",
+        flag: "-p",
+    };
+    const INPUTS: Self = Self {
+        noun: "input",
+        plural: "inputs",
+        flag: "-i",
+    };
+}
+
+fn resolve_declared(
+    declared: &[Param],
+    raw: &HashMap<String, String>,
+    names: &Declared,
+    owner: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let Declared { noun, plural, flag } = names;
     let mut problems = Vec::new();
-    for name in raw.keys() {
-        if !runbook.params.iter().any(|param| &param.name == name) {
-            let known: Vec<&str> = runbook.params.iter().map(|p| p.name.as_str()).collect();
-            problems.push(if known.is_empty() {
-                format!(
-                    "unknown param `{name}`: runbook `{}` takes no params",
-                    runbook.name
-                )
-            } else {
-                format!(
-                    "unknown param `{name}`; `{}` takes: {}",
-                    runbook.name,
-                    known.join(", ")
-                )
-            });
-        }
+    let mut unknown: Vec<&String> = raw
+        .keys()
+        .filter(|name| !declared.iter().any(|param| &param.name == *name))
+        .collect();
+    unknown.sort();
+    for name in unknown {
+        let known: Vec<&str> = declared.iter().map(|p| p.name.as_str()).collect();
+        problems.push(if known.is_empty() {
+            format!("unknown {noun} `{name}`: {owner} takes no {plural}")
+        } else {
+            format!(
+                "unknown {noun} `{name}`; {owner} takes: {}",
+                known.join(", ")
+            )
+        });
     }
-    let mut params = serde_json::Map::new();
-    for param in &runbook.params {
+    let mut values = serde_json::Map::new();
+    for param in declared {
         let value = match raw.get(&param.name) {
             Some(text) => match param.kind.parse_text(text) {
                 Ok(value) => Some(value),
                 Err(err) => {
-                    problems.push(format!("param `{}`: {err}", param.name));
+                    problems.push(format!("{noun} `{}`: {err}", param.name));
                     continue;
                 }
             },
@@ -44,7 +86,7 @@ pub fn resolve(
         let Some(value) = value else {
             if param.required {
                 problems.push(format!(
-                    "param `{}` is required (-p {}=<{}>)",
+                    "{noun} `{}` is required ({flag} {}=<{}>)",
                     param.name,
                     param.name,
                     param.kind.label()
@@ -54,16 +96,16 @@ pub fn resolve(
         };
         if !param.allowed.is_empty() && !param.allowed.iter().any(|a| same_value(a, &value)) {
             problems.push(format!(
-                "param `{}`: {value} is not one of {}",
+                "{noun} `{}`: {value} is not one of {}",
                 param.name,
                 serde_json::Value::Array(param.allowed.clone())
             ));
             continue;
         }
-        params.insert(param.name.clone(), value);
+        values.insert(param.name.clone(), value);
     }
     if problems.is_empty() {
-        Ok(params)
+        Ok(values)
     } else {
         Err(problems.join("; "))
     }

@@ -372,10 +372,18 @@ impl Engine {
                     deadline: Some(deadline),
                     secrets: scope.clone(),
                 };
-                // A plugin's inputs are the params and the steps its templates read.
-                let inputs =
-                    serde_json::json!({ "params": values["params"], "steps": values["steps"] })
-                        .to_string();
+                // A plugin's inputs are the params and the steps its templates read, and what
+                // an operator typed when confirming an instruction step.
+                let mut inputs =
+                    serde_json::json!({ "params": values["params"], "steps": values["steps"] });
+                if let Some(confirmed) = approval
+                    .as_ref()
+                    .and_then(|approval| approval.decision.as_ref())
+                    .and_then(|decision| decision.inputs.clone())
+                {
+                    inputs["confirmed"] = serde_json::Value::Object(confirmed);
+                }
+                let inputs = inputs.to_string();
                 let execution = plugins.execute(
                     &definition.uses,
                     ctx,
@@ -538,6 +546,7 @@ impl Engine {
         plan: &Plan,
         plan_hash: String,
     ) -> Result<(), EngineError> {
+        let definition = &active.runbook.steps[position];
         let approval = ApprovalRecord {
             summary: plan.summary.clone(),
             plan: plan_for_humans(
@@ -547,6 +556,8 @@ impl Engine {
             plan_hash,
             requested_at: now_ms(),
             decision: None,
+            instruction: definition.uses == crate::runbook::INSTRUCTION_KIND,
+            inputs: definition.inputs.clone(),
         };
         self.update_step(active, position, StepStatus::Pending, |step| {
             step.ask_approval(approval)

@@ -175,13 +175,20 @@ impl StepRecord {
     }
 
     /// Lets a step that waits for approval run the plan it showed.
-    pub(super) fn approve(&mut self, by: &str, now: i64) -> Vec<EventKind> {
+    /// `inputs`: what the operator typed confirming an instruction step.
+    pub(super) fn approve(
+        &mut self,
+        by: &str,
+        inputs: Option<serde_json::Map<String, serde_json::Value>>,
+        now: i64,
+    ) -> Vec<EventKind> {
         if let Some(approval) = &mut self.approval {
             approval.decision = Some(Decision {
                 approved: true,
                 by: by.to_owned(),
                 at: now,
                 reason: None,
+                inputs,
             });
         }
         self.status = StepStatus::Pending;
@@ -201,6 +208,7 @@ impl StepRecord {
                 by: by.to_owned(),
                 at: now,
                 reason: Some(reason.to_owned()),
+                inputs: None,
             });
         }
         self.status = StepStatus::Failed;

@@ -144,6 +144,8 @@ fn approvals_are_asked_given_and_refused() {
         plan_hash: "h".into(),
         requested_at: NOW,
         decision: None,
+        instruction: false,
+        inputs: Vec::new(),
     };
     let mut record = step(StepStatus::Pending);
     let events = record.ask_approval(approval.clone());
@@ -152,7 +154,7 @@ fn approvals_are_asked_given_and_refused() {
 
     let mut approved = record.clone();
     assert_eq!(
-        announced(&approved.approve("ann", NOW)),
+        announced(&approved.approve("ann", None, NOW)),
         [StepStatus::Pending]
     );
     let decision = approved.approval.unwrap().decision.unwrap();

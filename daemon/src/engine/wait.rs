@@ -198,7 +198,7 @@ impl Engine {
         completion: Completion,
         by: &str,
     ) -> Result<RunRecord, EngineError> {
-        self.decide_run(run_id, |state| {
+        self.decide_run(run_id, |state, _| {
             let run_id = state.run.id.clone();
             let position = state
                 .run

@@ -74,6 +74,13 @@ const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
             "/runbook_plugin_wait.wasm"
         )),
     ),
+    (
+        "instruction",
+        include_bytes!(concat!(
+            env!("RUNBOOKD_GUEST_DIR"),
+            "/runbook_plugin_instruction.wasm"
+        )),
+    ),
 ];
 
 /// `execute` and `resume` calls that may be in flight at once; further steps wait for a slot

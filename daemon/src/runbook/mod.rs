@@ -183,12 +183,18 @@ pub struct Step {
     /// Whether the step's requests may follow a redirect from https to http.
     pub allow_insecure_redirects: bool,
     pub description: String,
+    /// What an operator types when confirming an `instruction` step (none for other kinds);
+    /// typed and checked like params, they become the step's output.
+    pub inputs: Vec<Param>,
     /// Ids of the steps of this runbook that its `with` templates (at any depth) and its `if`
     /// read as `steps.<id>`, sorted and without repeats. The engine gives the step's templates
     /// and its plugin's `inputs` only these steps' outputs and statuses. A template that reads
     /// `steps` as a whole (`steps[name]`, a loop over `steps`) names no id and adds nothing.
     pub reads: Vec<String>,
 }
+
+/// The built-in step kind an operator carries out by hand and confirms.
+pub const INSTRUCTION_KIND: &str = "instruction";
 
 /// Hex SHA-256 of a runbook's source: its version.
 pub fn content_hash(source: &str) -> String {

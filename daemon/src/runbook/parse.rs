@@ -16,7 +16,7 @@ use super::limits::{
 use super::locate::{Locator, Segment, display_path};
 use super::retry::{Backoff, DEFAULT_DELAY, DEFAULT_MAX_DELAY, RetryOn, RetryPolicy};
 use super::target::{BreakerPolicy, RateLimit, Target};
-use super::{Diagnostic, Param, ParamType, Runbook, Step, content_hash};
+use super::{Diagnostic, INSTRUCTION_KIND, Param, ParamType, Runbook, Step, content_hash};
 
 /// Steps of one run that may execute at once unless the runbook says otherwise.
 const DEFAULT_MAX_PARALLEL: usize = 4;
@@ -158,6 +158,9 @@ pub(super) struct RawStep {
     allow_insecure_redirects: bool,
     #[serde(default)]
     description: String,
+    /// What an operator types when confirming an `instruction` step, declared like `[params]`.
+    #[serde(default)]
+    inputs: BTreeMap<Spanned<String>, RawParam>,
 }
 
 /// A runbook parsed from TOML, with the spans `check` needs to point at its problems.
@@ -278,7 +281,7 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
     let params = raw
         .params
         .iter()
-        .map(|(name, param)| parse_param(&mut report, name, param))
+        .map(|(name, param)| parse_param(&mut report, name, param, "param", "params."))
         .collect();
 
     if raw.steps.is_empty() {
@@ -385,13 +388,21 @@ fn is_valid_step_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn parse_param(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawParam) -> Param {
+/// One declared value (a runbook's param, an instruction step's input); `noun` names it in
+/// messages and `read_as` is how templates read it, the name left out (`params.`).
+fn parse_param(
+    report: &mut Reporter<'_>,
+    name: &Spanned<String>,
+    raw: &RawParam,
+    noun: &str,
+    read_as: &str,
+) -> Param {
     let kind = *raw.kind.get_ref();
     if !is_valid_step_id(name.get_ref()) {
         report.error(
             name.span(),
             format!(
-                "param name `{}` must be letters, digits and `_` (it is read as `params.{0}`)",
+                "{noun} name `{}` must be letters, digits and `_` (it is read as `{read_as}{0}`)",
                 name.get_ref()
             ),
         );
@@ -404,7 +415,7 @@ fn parse_param(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawParam
                 report.error(
                     value.span(),
                     format!(
-                        "allowed value {json} of param `{}` is not {}",
+                        "allowed value {json} of {noun} `{}` is not {}",
                         name.get_ref(),
                         kind.with_article()
                     ),
@@ -422,7 +433,7 @@ fn parse_param(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawParam
             report.error(
                 value.span(),
                 format!(
-                    "default {json} of param `{}` is not {}",
+                    "default {json} of {noun} `{}` is not {}",
                     name.get_ref(),
                     kind.with_article()
                 ),
@@ -431,7 +442,7 @@ fn parse_param(report: &mut Reporter<'_>, name: &Spanned<String>, raw: &RawParam
             report.error(
                 value.span(),
                 format!(
-                    "default {json} of param `{}` is not one of the allowed values {}",
+                    "default {json} of {noun} `{}` is not one of the allowed values {}",
                     name.get_ref(),
                     serde_json::Value::Array(allowed.clone())
                 ),
@@ -729,6 +740,26 @@ fn parse_step(
             .and_then(|target| target.retry.clone())
             .or_else(|| defaults.retry.clone()),
     };
+    // In the order they are written: the order an operator is asked for them.
+    let mut declared: Vec<_> = step.inputs.iter().collect();
+    declared.sort_by_key(|(name, _)| name.span().start);
+    let read_as = format!("steps.{}.output.", step.id.get_ref());
+    let inputs = declared
+        .into_iter()
+        .map(|(name, input)| parse_param(report, name, input, "input", &read_as))
+        .collect();
+    if let Some((first, _)) = step.inputs.iter().next()
+        && step.uses.get_ref() != INSTRUCTION_KIND
+    {
+        report.error(
+            first.span(),
+            format!(
+                "`inputs` are what an operator types when confirming an `instruction` step; \
+                 a `{}` step takes none (its plugin reads `with`)",
+                step.uses.get_ref()
+            ),
+        );
+    }
     let spans = StepSpans {
         id: step.id.span(),
         uses: step.uses.span(),
@@ -752,6 +783,7 @@ fn parse_step(
         approval: step.approval,
         allow_insecure_redirects: step.allow_insecure_redirects,
         description: step.description.clone(),
+        inputs,
         // Needs every step's id: filled in once all are parsed.
         reads: Vec::new(),
     };

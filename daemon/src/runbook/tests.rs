@@ -14,9 +14,16 @@ pub(super) struct AnyConfig;
 
 impl StepKinds for AnyConfig {
     fn kinds(&self) -> Vec<String> {
-        ["database", "graphql", "http", "shell", "wait"]
-            .map(String::from)
-            .to_vec()
+        [
+            "database",
+            "graphql",
+            "http",
+            "instruction",
+            "shell",
+            "wait",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     async fn validate(

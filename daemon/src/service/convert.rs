@@ -67,6 +67,24 @@ pub fn approval(record: &ApprovalRecord) -> pb::Approval {
         decided_by: decision.map(|d| d.by.clone()).unwrap_or_default(),
         decided_at: decision.map_or(0, |d| d.at),
         approved: decision.is_some_and(|d| d.approved),
+        instruction: record.instruction,
+        inputs: record.inputs.iter().map(param_spec).collect(),
+        confirmed_json: decision
+            .and_then(|d| d.inputs.as_ref())
+            .map(|inputs| serde_json::Value::Object(inputs.clone()).to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// A declared param or input as the API describes it.
+fn param_spec(param: &crate::runbook::Param) -> pb::ParamSpec {
+    pb::ParamSpec {
+        name: param.name.clone(),
+        r#type: param.kind.label().to_owned(),
+        required: param.required,
+        default_json: json_text(param.default.as_ref()),
+        allowed_json: param.allowed.iter().map(ToString::to_string).collect(),
+        description: param.description.clone(),
     }
 }
 
@@ -298,19 +316,7 @@ pub fn detail(
     pb::RunbookDetail {
         summary: Some(summary(entry)),
         params: current
-            .map(|rb| {
-                rb.params
-                    .iter()
-                    .map(|param| pb::ParamSpec {
-                        name: param.name.clone(),
-                        r#type: param.kind.label().to_owned(),
-                        required: param.required,
-                        default_json: json_text(param.default.as_ref()),
-                        allowed_json: param.allowed.iter().map(ToString::to_string).collect(),
-                        description: param.description.clone(),
-                    })
-                    .collect()
-            })
+            .map(|rb| rb.params.iter().map(param_spec).collect())
             .unwrap_or_default(),
         steps: current
             .map(|rb| {

@@ -607,6 +607,26 @@ impl RunbookApi for RunbookService {
             .await
     }
 
+    async fn confirm_step(
+        &self,
+        request: Request<pb::ConfirmStepRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let peer = audit::peer(&request);
+        let by = peer.to_string();
+        let request = request.into_inner();
+        let answer = async {
+            let run = self
+                .engine
+                .confirm(&request.run_id, &request.step_id, &request.inputs, &by)
+                .await?;
+            tracing::info!(run = %run.id, step = %request.step_id, by = %by, "step confirmed");
+            self.run_message(&run)
+        }
+        .await;
+        self.audited(&peer, "confirm", &request.run_id, &request.step_id, answer)
+            .await
+    }
+
     async fn deny(&self, request: Request<pb::DenyRequest>) -> Result<Response<pb::Run>, Status> {
         let peer = audit::peer(&request);
         let by = peer.to_string();

@@ -284,6 +284,13 @@ pub struct ApprovalRecord {
     pub plan_hash: String,
     pub requested_at: i64,
     pub decision: Option<Decision>,
+    /// Whether it waits for an instruction to be carried out by hand (confirmed, rather than
+    /// a plan approved).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instruction: bool,
+    /// What confirming it asks for: an instruction step's declared `inputs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<crate::runbook::Param>,
 }
 
 /// What an operator decided about an approval.
@@ -293,6 +300,10 @@ pub struct Decision {
     pub by: String,
     pub at: i64,
     pub reason: Option<String>,
+    /// What the operator typed when confirming an instruction step, typed against its
+    /// `inputs`: the step's output. Absent from records written before instruction steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Which output a line came from.

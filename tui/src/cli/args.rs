@@ -107,6 +107,16 @@ pub enum Command {
         /// Step id
         step: String,
     },
+    /// Mark an instruction step done, with the values it asks for; they become its output
+    Confirm {
+        /// Run id (or a unique prefix)
+        run: String,
+        /// Step id
+        step: String,
+        /// A value the step asks for (repeatable), typed and checked by the daemon
+        #[arg(short = 'i', long = "input", value_name = "KEY=VALUE", value_parser = parse_param)]
+        inputs: Vec<(String, String)>,
+    },
     /// Refuse a step that waits for approval; it fails
     Deny {
         /// Run id (or a unique prefix)
@@ -192,7 +202,7 @@ pub enum Command {
         /// Only entries from the last D, e.g. "1h" or "7d"
         #[arg(long, value_name = "D", value_parser = parse_age)]
         since: Option<std::time::Duration>,
-        /// Only this action: start, approve, deny, resolve, cancel, pause, resume, complete,
+        /// Only this action: start, approve, confirm, deny, resolve, cancel, pause, resume, complete,
         /// save, rollback, secret_set, secret_rm, prune, prune_dry_run, shutdown
         #[arg(long, value_name = "A")]
         action: Option<String>,

@@ -1,11 +1,11 @@
-//! `approve`, `deny`, `resolve`, `cancel`, `pause`, `resume` and `complete`: the operator's decisions about a run.
+//! `approve`, `confirm`, `deny`, `resolve`, `cancel`, `pause`, `resume` and `complete`: the operator's decisions about a run.
 
 use std::io::Write;
 
 use anyhow::Context as _;
 use runbook_protocol::v1::{
-    ApproveRequest, CancelRunRequest, CompleteStepRequest, DenyRequest, PauseRunRequest,
-    ResolveAction, ResolveRequest, ResumeRunRequest, Run, StepStatus,
+    ApproveRequest, CancelRunRequest, CompleteStepRequest, ConfirmStepRequest, DenyRequest,
+    PauseRunRequest, ResolveAction, ResolveRequest, ResumeRunRequest, Run, StepStatus,
 };
 
 use super::Ctx;
@@ -25,11 +25,34 @@ pub async fn approve(
         step_id: step.clone(),
     };
     let run = client.approve(request).await?.into_inner();
-    confirm(
+    acknowledge(
         ctx,
         out,
         &run,
         &format!("approved step {step} of run {}", run.id),
+    )
+}
+
+/// `confirm RUN STEP [-i KEY=VALUE]...`.
+pub async fn confirm_step(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    run: String,
+    step: String,
+    inputs: Vec<(String, String)>,
+) -> anyhow::Result<u8> {
+    let mut client = ctx.target.client().await?;
+    let request = ConfirmStepRequest {
+        run_id: run,
+        step_id: step.clone(),
+        inputs: inputs.into_iter().collect(),
+    };
+    let run = client.confirm_step(request).await?.into_inner();
+    acknowledge(
+        ctx,
+        out,
+        &run,
+        &format!("confirmed step {step} of run {}", run.id),
     )
 }
 
@@ -48,7 +71,7 @@ pub async fn deny(
         reason,
     };
     let run = client.deny(request).await?.into_inner();
-    confirm(
+    acknowledge(
         ctx,
         out,
         &run,
@@ -76,7 +99,7 @@ pub async fn resolve(
         ResolveAction::Skip => "skipped",
         ResolveAction::Fail | ResolveAction::Unspecified => "failed",
     };
-    confirm(
+    acknowledge(
         ctx,
         out,
         &run,
@@ -91,7 +114,7 @@ pub async fn cancel(ctx: &Ctx, out: &mut dyn Write, run: String) -> anyhow::Resu
         .cancel_run(CancelRunRequest { id: run })
         .await?
         .into_inner();
-    confirm(
+    acknowledge(
         ctx,
         out,
         &run,
@@ -109,7 +132,7 @@ pub async fn pause(ctx: &Ctx, out: &mut dyn Write, run: String, pause: bool) -> 
         let run = client.resume_run(ResumeRunRequest { id: run }).await?;
         (run.into_inner(), "resumed")
     };
-    confirm(
+    acknowledge(
         ctx,
         out,
         &run,
@@ -159,7 +182,7 @@ pub async fn complete(
     } else {
         "completed"
     };
-    confirm(
+    acknowledge(
         ctx,
         out,
         &run,
@@ -168,7 +191,7 @@ pub async fn complete(
 }
 
 /// The run as JSON, or a one-line confirmation.
-fn confirm(ctx: &Ctx, out: &mut dyn Write, run: &Run, message: &str) -> anyhow::Result<u8> {
+fn acknowledge(ctx: &Ctx, out: &mut dyn Write, run: &Run, message: &str) -> anyhow::Result<u8> {
     if ctx.json {
         writeln!(out, "{}", json::to_string(&json::run(run))?)?;
     } else {

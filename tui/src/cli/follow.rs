@@ -206,9 +206,15 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
                 .collect()
         }
         Kind::ApprovalRequested(request) => {
+            let instruction = request.approval.as_ref().is_some_and(|a| a.instruction);
             let mut lines = vec![format!(
-                "[{at}] step {}: waiting for approval to:",
-                request.step_id
+                "[{at}] step {}: {}",
+                request.step_id,
+                if instruction {
+                    "waiting for an operator to do this by hand and confirm it:"
+                } else {
+                    "waiting for approval to:"
+                }
             )];
             if let Some(approval) = &request.approval {
                 // The approver decides from these lines: nothing in them may redraw the terminal,
@@ -221,9 +227,16 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
                         .map(|detail| format!("    {}", format::printable(detail))),
                 );
             }
+            let decide = request.approval.as_ref().map_or_else(
+                || format!("runbook approve {run_id} {}", request.step_id),
+                |approval| {
+                    crate::state::approvals::decide_command(run_id, &request.step_id, approval)
+                },
+            );
             lines.push(format!(
-                "    approve with: runbook approve {run_id} {}   (or: runbook deny {run_id} {} --reason ...)",
-                request.step_id, request.step_id
+                "    {} with: {decide}   (or: runbook deny {run_id} {} --reason ...)",
+                if instruction { "confirm" } else { "approve" },
+                request.step_id
             ));
             lines
         }

@@ -115,6 +115,9 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             logs::logs(ctx, out, &run, step.as_deref(), follow).await
         }
         Command::Approve { run, step } => decide::approve(ctx, out, run, step).await,
+        Command::Confirm { run, step, inputs } => {
+            decide::confirm_step(ctx, out, run, step, inputs).await
+        }
         Command::Deny { run, step, reason } => decide::deny(ctx, out, run, step, reason).await,
         Command::Resolve { run, step, action } => {
             decide::resolve(ctx, out, run, step, action).await

@@ -302,7 +302,15 @@ fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {
             continue;
         }
         writeln!(out)?;
-        writeln!(out, "step {} waits for approval to:", step.id)?;
+        if approval.instruction {
+            writeln!(
+                out,
+                "step {} waits for an operator to do this by hand and confirm it:",
+                step.id
+            )?;
+        } else {
+            writeln!(out, "step {} waits for approval to:", step.id)?;
+        }
         // The approver decides from these lines: nothing in them may redraw the terminal, and
         // escaping before splitting shows even a CR that ends a line.
         for line in format::printable_lines(&approval.summary).lines() {
@@ -311,7 +319,16 @@ fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {
         for detail in crate::state::approvals::plan_details(approval) {
             writeln!(out, "    {}", format::printable(&detail))?;
         }
-        writeln!(out, "approve with: runbook approve {} {}", run.id, step.id)?;
+        writeln!(
+            out,
+            "{} with: {}",
+            if approval.instruction {
+                "confirm"
+            } else {
+                "approve"
+            },
+            crate::state::approvals::decide_command(&run.id, &step.id, approval)
+        )?;
     }
     Ok(())
 }

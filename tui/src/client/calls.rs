@@ -4,9 +4,10 @@
 use std::future::Future;
 
 use runbook_protocol::v1::{
-    ApproveRequest, CancelRunRequest, DenyRequest, GetRunbookRequest, ListAuditRequest,
-    ListVersionsRequest, PauseRunRequest, ResolveAction, ResolveRequest, ResumeRunRequest,
-    RetryRunRequest, RollbackRequest, SaveRunbookRequest, StartRunRequest, ValidateRunbookRequest,
+    ApproveRequest, CancelRunRequest, ConfirmStepRequest, DenyRequest, GetRunbookRequest,
+    ListAuditRequest, ListVersionsRequest, PauseRunRequest, ResolveAction, ResolveRequest,
+    ResumeRunRequest, RetryRunRequest, RollbackRequest, SaveRunbookRequest, StartRunRequest,
+    ValidateRunbookRequest,
 };
 use tokio::sync::mpsc;
 
@@ -109,6 +110,20 @@ async fn outcome(link: &Link, command: Command) -> Option<Action> {
             let done = format!("approved step {step_id} of run {run_id}");
             let request = ApproveRequest { run_id, step_id };
             let result = with(link, |mut c| async move { c.approve(request).await }).await;
+            Action::Decided { done, result }
+        }
+        Command::Confirm {
+            run_id,
+            step_id,
+            inputs,
+        } => {
+            let done = format!("confirmed step {step_id} of run {run_id}");
+            let request = ConfirmStepRequest {
+                run_id,
+                step_id,
+                inputs: inputs.into_iter().collect(),
+            };
+            let result = with(link, |mut c| async move { c.confirm_step(request).await }).await;
             Action::Decided { done, result }
         }
         Command::Deny {

@@ -1,7 +1,7 @@
 //! The approvals queue: every step of every run that waits for a human's decision, oldest
 //! request first, and the plan each one would carry out, read from its JSON.
 
-use runbook_protocol::v1::{Approval, Run, StepRun, StepStatus};
+use runbook_protocol::v1::{Approval, ParamSpec, Run, StepRun, StepStatus};
 use serde_json::Value;
 
 /// One step waiting for approval.
@@ -100,6 +100,15 @@ pub fn plan_details(approval: &Approval) -> Vec<String> {
         return Vec::new();
     };
     let mut lines = Vec::new();
+    if approval.instruction {
+        for effect in &plan.effects {
+            if let Effect::Note(text) = effect {
+                lines.extend(text.lines().map(str::to_owned));
+            }
+        }
+        lines.extend(approval.inputs.iter().map(input_line));
+        return lines;
+    }
     for effect in &plan.effects {
         let Effect::Process {
             env,
@@ -123,6 +132,43 @@ pub fn plan_details(approval: &Approval) -> Vec<String> {
         }
     }
     lines
+}
+
+/// One input an instruction asks for: `input ticket (string, required): the change ticket`.
+pub fn input_line(input: &ParamSpec) -> String {
+    let mut facts = vec![input.r#type.clone()];
+    if input.required {
+        facts.push("required".into());
+    }
+    if !input.default_json.is_empty() {
+        facts.push(format!("default {}", input.default_json));
+    }
+    if !input.allowed_json.is_empty() {
+        facts.push(format!("one of {}", input.allowed_json.join(", ")));
+    }
+    let mut line = format!("input {} ({})", input.name, facts.join(", "));
+    if !input.description.is_empty() {
+        line.push_str(&format!(": {}", input.description));
+    }
+    line
+}
+
+/// The command that decides a pending request: `runbook confirm` with the inputs an
+/// instruction asks for (optional ones in brackets), or `runbook approve`.
+pub fn decide_command(run_id: &str, step_id: &str, approval: &Approval) -> String {
+    if !approval.instruction {
+        return format!("runbook approve {run_id} {step_id}");
+    }
+    let mut command = format!("runbook confirm {run_id} {step_id}");
+    for input in &approval.inputs {
+        let flag = format!("-i {}=<{}>", input.name, input.r#type);
+        if input.required && input.default_json.is_empty() {
+            command.push_str(&format!(" {flag}"));
+        } else {
+            command.push_str(&format!(" [{flag}]"));
+        }
+    }
+    command
 }
 
 /// Reads the plan JSON of an approval; `None` when it is empty or not the shape the daemon

@@ -4,9 +4,10 @@
 use runbook_protocol::v1::AuditLogEntry;
 
 /// The actions the filter cycles through, after "any": the daemon's audited actions.
-pub const ACTION_CYCLE: [&str; 20] = [
+pub const ACTION_CYCLE: [&str; 21] = [
     "start",
     "approve",
+    "confirm",
     "deny",
     "resolve",
     "cancel",

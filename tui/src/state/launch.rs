@@ -1,9 +1,10 @@
 //! The launch form of a runbook: one field per param, typed and checked before the run is
-//! asked for. The daemon checks again; its refusal shows on the form.
+//! asked for. The daemon checks again; its refusal shows on the form. The same form confirms
+//! an instruction step done, one field per input it asks for.
 
 use std::collections::BTreeMap;
 
-use runbook_protocol::v1::{ParamSpec, RunbookDetail};
+use runbook_protocol::v1::{Approval, ParamSpec, RunbookDetail};
 
 use super::input::LineInput;
 
@@ -107,6 +108,24 @@ pub struct LaunchForm {
     pub starting: bool,
     /// Start a dry run: each step's plan becomes its output; nothing is executed.
     pub dry_run: bool,
+    /// What submitting the form does.
+    pub purpose: Purpose,
+}
+
+/// What the form is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Purpose {
+    /// Start a run of the runbook.
+    Launch,
+    /// Confirm an instruction step of a run done, with the values it asks for.
+    Confirm {
+        /// The run.
+        run_id: String,
+        /// The instruction step.
+        step_id: String,
+        /// Its text, Markdown.
+        text: String,
+    },
 }
 
 impl LaunchForm {
@@ -121,6 +140,35 @@ impl LaunchForm {
             error: None,
             starting: false,
             dry_run: false,
+            purpose: Purpose::Launch,
+        }
+    }
+
+    /// The form that confirms instruction step `step_id` of a run of `runbook` done: one field
+    /// per input its approval asks for, defaults filled in, and its text.
+    pub fn confirming(runbook: &str, run_id: &str, step_id: &str, approval: &Approval) -> Self {
+        let text = crate::state::approvals::plan(approval)
+            .into_iter()
+            .flat_map(|plan| plan.effects)
+            .filter_map(|effect| match effect {
+                crate::state::approvals::Effect::Note(text) => Some(text),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Self {
+            runbook: runbook.to_owned(),
+            version: String::new(),
+            fields: approval.inputs.iter().cloned().map(Field::new).collect(),
+            focus: 0,
+            error: None,
+            starting: false,
+            dry_run: false,
+            purpose: Purpose::Confirm {
+                run_id: run_id.to_owned(),
+                step_id: step_id.to_owned(),
+                text,
+            },
         }
     }
 

@@ -403,7 +403,11 @@ pub fn waiting_reason(step: &StepRun, now_ms: i64) -> Option<String> {
         && approval.decided_at == 0
         && status == StepStatus::Waiting
     {
-        return Some("approval (a / d)".to_owned());
+        return Some(if approval.instruction {
+            "to do by hand (a / d)".to_owned()
+        } else {
+            "approval (a / d)".to_owned()
+        });
     }
     if step.retry_at > 0 && !status.is_terminal() && status != StepStatus::Running {
         let left = step.retry_at - now_ms;

@@ -9,7 +9,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 use super::bars::short;
 use super::{pane_block, placeholder, text_block};
 use crate::state::State;
-use crate::state::approvals::{Effect, Pending, pending, plan, quote_argv};
+use crate::state::approvals::{Effect, Pending, input_line, pending, plan, quote_argv};
 use crate::{format, theme};
 
 /// Draws the queue into `area`.
@@ -76,6 +76,10 @@ fn render_plan(frame: &mut Frame, area: Rect, request: &Pending<'_>) {
     text.push_line(field("run", request.run.id.clone()));
     text.push_line(field("version", request.run.version.clone()));
     text.push_line(Line::default());
+    if request.approval.instruction {
+        render_instruction(frame, area, request, text);
+        return;
+    }
     for line in request.approval.summary.lines() {
         text.push_line(Line::styled(line.to_owned(), theme::problem()));
     }
@@ -88,6 +92,48 @@ fn render_plan(frame: &mut Frame, area: Rect, request: &Pending<'_>) {
     text.push_line(Line::default());
     text.push_line(Line::styled(
         "a approves this exact plan · d denies it with a reason",
+        theme::dim(),
+    ));
+    frame.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: false })
+            .block(text_block(title, false)),
+        area,
+    );
+}
+
+/// An instruction to carry out by hand: its text, rendered, and the values confirming it asks
+/// for.
+fn render_instruction(frame: &mut Frame, area: Rect, request: &Pending<'_>, mut text: Text<'_>) {
+    let title = format!(
+        " By hand: {} / {} · version {} ",
+        request.run.runbook,
+        request.step.id,
+        format::short_hash(&request.run.version)
+    );
+    if let Some(plan) = plan(request.approval) {
+        for effect in &plan.effects {
+            if let Effect::Note(markdown) = effect {
+                text.extend(super::markdown::render(markdown));
+            }
+        }
+    }
+    if !request.approval.inputs.is_empty() {
+        text.push_line(Line::default());
+        for input in &request.approval.inputs {
+            text.push_line(Line::styled(
+                format::printable(&input_line(input)).into_owned(),
+                theme::dim(),
+            ));
+        }
+    }
+    text.push_line(Line::default());
+    text.push_line(Line::styled(
+        if request.approval.inputs.is_empty() {
+            "a confirms it done · d denies it with a reason"
+        } else {
+            "a confirms it done (asks for the values above) · d denies it with a reason"
+        },
         theme::dim(),
     ));
     frame.render_widget(

@@ -1,24 +1,53 @@
 //! The launch form: each param with its type and description, allowed values as choices, and
-//! why a value is refused.
+//! why a value is refused. Confirming an instruction step shows its text above the same form.
 
 use ratatui::Frame;
-use ratatui::layout::{Position, Rect};
+use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Paragraph, Wrap};
 use runbook_protocol::v1::RunStatus;
 
 use super::text_block;
-use crate::state::launch::Field;
+use crate::state::launch::{Field, Purpose};
 use crate::state::{LaunchForm, State};
 use crate::{format, theme};
 
 /// Draws `form` into `area`.
 pub fn render(frame: &mut Frame, area: Rect, state: &State, form: &LaunchForm) {
-    let title = format!(
-        " Run {} · version {} ",
-        form.runbook,
-        format::short_hash(&form.version)
-    );
+    let (title, area) = match &form.purpose {
+        Purpose::Launch => (
+            format!(
+                " Run {} · version {} ",
+                form.runbook,
+                format::short_hash(&form.version)
+            ),
+            area,
+        ),
+        Purpose::Confirm {
+            run_id,
+            step_id,
+            text,
+        } => {
+            // The instruction above, the values it asks for below.
+            let fields = u16::try_from(form.fields.len() * 2 + 5).unwrap_or(u16::MAX);
+            let [top, bottom] =
+                Layout::vertical([Constraint::Fill(1), Constraint::Length(fields)]).areas(area);
+            frame.render_widget(
+                Paragraph::new(Text::from(super::markdown::render(text)))
+                    .wrap(Wrap { trim: false })
+                    .block(text_block(
+                        format!(" {} / {step_id} · by hand ", form.runbook),
+                        false,
+                    )),
+                top,
+            );
+            (
+                format!(" Confirm {step_id} of run {} ", super::bars::short(run_id)),
+                bottom,
+            )
+        }
+    };
+    let confirming = form.purpose != Purpose::Launch;
     let block = text_block(title, true);
     let inner = block.inner(area);
     let label_width = form
@@ -85,27 +114,34 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State, form: &LaunchForm) {
         }
     }
     text.push_line(Line::default());
-    text.push_line(if form.dry_run {
-        Line::styled(
-            "Dry run: on (Ctrl-D): each step's plan is recorded as its output; nothing runs.",
-            theme::run_status(RunStatus::Waiting),
+    if !confirming {
+        text.push_line(if form.dry_run {
+            Line::styled(
+                "Dry run: on (Ctrl-D): each step's plan is recorded as its output; nothing runs.",
+                theme::run_status(RunStatus::Waiting),
+            )
+        } else {
+            Line::styled("Dry run: off (Ctrl-D)", theme::dim())
+        });
+    }
+    let (busy, hint) = if confirming {
+        (
+            "Confirming …",
+            "Enter confirms it done with these values; Esc goes back.",
         )
     } else {
-        Line::styled("Dry run: off (Ctrl-D)", theme::dim())
-    });
-    if form.starting {
-        text.push_line(Line::styled("Starting the run …", theme::dim()));
-    } else if let Some(error) = &form.error {
-        text.push_line(Line::styled(
-            format!("The daemon refused: {error}"),
-            theme::error(),
-        ));
-    } else {
-        text.push_line(Line::styled(
+        (
+            "Starting the run …",
             "Enter starts the run and opens its view; Esc goes back.",
-            theme::dim(),
-        ));
-    }
+        )
+    };
+    text.push_line(if form.starting {
+        Line::styled(busy, theme::dim())
+    } else if let Some(error) = &form.error {
+        Line::styled(format!("The daemon refused: {error}"), theme::error())
+    } else {
+        Line::styled(hint, theme::dim())
+    });
     frame.render_widget(
         Paragraph::new(text).wrap(Wrap { trim: false }).block(block),
         area,

@@ -8,6 +8,7 @@ mod diagnostics;
 mod editor;
 mod help;
 mod launch;
+mod markdown;
 mod run_view;
 mod runbook_detail;
 mod runbooks;

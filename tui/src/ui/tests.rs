@@ -802,6 +802,61 @@ fn approvals_deny_prompt() {
     insta::assert_snapshot!(draw_at(&state, 80, 24));
 }
 
+/// The queue with one instruction to carry out by hand, asking for two values.
+fn instruction_state() -> State {
+    let mut state = populated();
+    let mut run = waiting_run();
+    run.steps[1].id = "drain".into();
+    run.steps[1].uses = "instruction".into();
+    if let Some(approval) = &mut run.steps[1].approval {
+        approval.instruction = true;
+        approval.summary = "by hand: Drain the nodes of staging".into();
+        approval.plan_json = serde_json::json!({
+            "summary": "by hand: Drain the nodes of staging",
+            "effects": [{ "note": "## Drain the nodes of staging\n\n1. Open the **staging** console.\n2. Drain every node, then note the `ticket`." }]
+        })
+        .to_string();
+        approval.inputs = vec![
+            ParamSpec {
+                name: "ticket".into(),
+                r#type: "string".into(),
+                required: true,
+                description: "the change ticket".into(),
+                ..Default::default()
+            },
+            ParamSpec {
+                name: "mode".into(),
+                r#type: "string".into(),
+                default_json: "\"drain\"".into(),
+                allowed_json: vec!["\"drain\"".into(), "\"cordon\"".into()],
+                ..Default::default()
+            },
+        ];
+    }
+    state.waiting = vec![run];
+    state.stack = vec![Screen::Approvals];
+    state
+}
+
+#[test]
+fn approvals_instruction() {
+    insta::assert_snapshot!(draw_at(&instruction_state(), 80, 24));
+}
+
+#[test]
+fn instruction_confirm_form() {
+    let mut state = instruction_state();
+    let run = state.waiting[0].clone();
+    let approval = run.steps[1]
+        .approval
+        .clone()
+        .expect("the instruction waits");
+    let mut form = LaunchForm::confirming(&run.runbook, &run.id, "drain", &approval);
+    form.fields[0].input.set("OPS-7");
+    state.stack.push(Screen::Launch(Box::new(form)));
+    insta::assert_snapshot!(draw_at(&state, 80, 30));
+}
+
 #[test]
 fn approvals_empty() {
     let mut state = populated();

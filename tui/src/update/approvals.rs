@@ -1,14 +1,15 @@
 //! Keys of the approvals queue, the daemon's list of waiting runs, and the answers to
-//! approve, deny and cancel.
+//! approve, confirm, deny and cancel.
 
-use runbook_protocol::v1::Run;
+use runbook_protocol::v1::{Approval, Run};
 
 use super::{move_selection, run_view};
 use crate::command::Command;
 use crate::keymap::Intent;
 use crate::state::approvals::pending;
+use crate::state::launch::Purpose;
 use crate::state::run_view::WatchStatus;
-use crate::state::{LineInput, Prompt, PromptKind, State};
+use crate::state::{LaunchForm, LineInput, Prompt, PromptKind, Screen, State};
 
 /// The runs that wait, as the daemon listed them; the same request stays selected.
 pub fn listed(state: &mut State, runs: Vec<Run>) {
@@ -27,17 +28,22 @@ pub fn listed(state: &mut State, runs: Vec<Run>) {
 pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
     let queue = pending(&state.waiting);
     let len = queue.len();
-    let chosen = queue
-        .get(state.approvals.selected)
-        .map(|p| (p.run.id.clone(), p.step.id.clone()));
+    let chosen = queue.get(state.approvals.selected).map(|p| {
+        (
+            p.run.id.clone(),
+            p.step.id.clone(),
+            p.run.runbook.clone(),
+            p.approval.clone(),
+        )
+    });
     if move_selection(&mut state.approvals.selected, len, intent, 5) {
         return;
     }
-    let Some((run_id, step_id)) = chosen else {
+    let Some((run_id, step_id, runbook, approval)) = chosen else {
         return;
     };
     match intent {
-        Intent::Approve => out.push(Command::Approve { run_id, step_id }),
+        Intent::Approve => approve(state, &runbook, run_id, step_id, &approval, out),
         Intent::Deny => {
             state.prompt = Some(Prompt {
                 kind: PromptKind::Deny { run_id, step_id },
@@ -49,15 +55,46 @@ pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
     }
 }
 
-/// An approve, deny or cancel finished.
+/// `a` on a pending request: approves its plan; confirms an instruction done, through a form
+/// when it asks for inputs.
+pub fn approve(
+    state: &mut State,
+    runbook: &str,
+    run_id: String,
+    step_id: String,
+    approval: &Approval,
+    out: &mut Vec<Command>,
+) {
+    if !approval.instruction {
+        out.push(Command::Approve { run_id, step_id });
+    } else if approval.inputs.is_empty() {
+        out.push(Command::Confirm {
+            run_id,
+            step_id,
+            inputs: Default::default(),
+        });
+    } else {
+        let form = LaunchForm::confirming(runbook, &run_id, &step_id, approval);
+        state.stack.push(Screen::Launch(Box::new(form)));
+    }
+}
+
+/// An approve, confirm, deny or cancel finished.
 pub fn decided(
     state: &mut State,
     done: String,
     result: Result<Run, String>,
     out: &mut Vec<Command>,
 ) {
+    let confirming = matches!(
+        state.screen(),
+        Screen::Launch(form) if matches!(form.purpose, Purpose::Confirm { .. })
+    );
     match result {
         Ok(run) => {
+            if confirming {
+                super::pop(state, out);
+            }
             state.notify(done);
             // The queue shows the decision at once rather than at the next poll.
             if let Some(known) = state.waiting.iter_mut().find(|r| r.id == run.id) {
@@ -77,6 +114,12 @@ pub fn decided(
             run_view::snapshot(state, run);
             out.push(Command::Refresh);
         }
-        Err(error) => state.notify_error(error),
+        Err(error) => match state.screen_mut() {
+            Screen::Launch(form) if confirming => {
+                form.starting = false;
+                form.error = Some(error);
+            }
+            _ => state.notify_error(error),
+        },
     }
 }

@@ -1,9 +1,11 @@
-//! Keys of the launch form: typing values, choosing among allowed ones, starting the run.
+//! Keys of the launch form: typing values, choosing among allowed ones, starting the run (or
+//! confirming an instruction step done).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::command::Command;
 use crate::keymap::Intent;
+use crate::state::launch::Purpose;
 use crate::state::{LaunchForm, Screen, State};
 
 fn top(state: &mut State) -> Option<&mut LaunchForm> {
@@ -55,16 +57,25 @@ pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
                 field.error = None;
             }
         }
-        Intent::ToggleDryRun => form.dry_run = !form.dry_run,
+        Intent::ToggleDryRun if form.purpose == Purpose::Launch => form.dry_run = !form.dry_run,
         Intent::Submit if form.starting => {}
         Intent::Submit => {
-            if let Some(params) = form.submit() {
+            if let Some(values) = form.submit() {
                 form.starting = true;
                 form.error = None;
-                out.push(Command::StartRun {
-                    runbook: form.runbook.clone(),
-                    params,
-                    dry_run: form.dry_run,
+                out.push(match &form.purpose {
+                    Purpose::Launch => Command::StartRun {
+                        runbook: form.runbook.clone(),
+                        params: values,
+                        dry_run: form.dry_run,
+                    },
+                    Purpose::Confirm {
+                        run_id, step_id, ..
+                    } => Command::Confirm {
+                        run_id: run_id.clone(),
+                        step_id: step_id.clone(),
+                        inputs: values,
+                    },
                 });
             }
         }

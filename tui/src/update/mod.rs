@@ -86,6 +86,9 @@ pub fn context(state: &State) -> Context {
         Screen::Approvals => Context::Approvals,
         Screen::Detail(_) => Context::Detail,
         Screen::Editor(_) => Context::Editor,
+        Screen::Launch(form) if form.purpose != crate::state::launch::Purpose::Launch => {
+            Context::Confirm
+        }
         Screen::Launch(_) => Context::Launch,
         Screen::Run(_) => Context::Run,
         Screen::Audit => Context::Audit,
@@ -113,7 +116,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
     let Some(intent) = intent else {
         match context {
             Context::Editor => editor::on_text_key(state, key),
-            Context::Launch => {
+            Context::Launch | Context::Confirm => {
                 launch::on_text_key(state, key);
             }
             _ => {}
@@ -121,7 +124,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
         return;
     };
     // A launch form's text field takes its editing keys (Space, ←, →) before their bindings.
-    if context == Context::Launch && launch::on_text_key(state, key) {
+    if matches!(context, Context::Launch | Context::Confirm) && launch::on_text_key(state, key) {
         return;
     }
     if context != Context::Editor || intent != Intent::Back {
@@ -139,7 +142,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
             Context::Runbooks => runbooks::on_list(state, intent, out),
             Context::Detail => runbooks::on_detail(state, intent, out),
             Context::Editor => editor::on_intent(state, intent, out),
-            Context::Launch => launch::on_intent(state, intent, out),
+            Context::Launch | Context::Confirm => launch::on_intent(state, intent, out),
             Context::Run => run_view::on_intent(state, intent, out),
             Context::Approvals => approvals::on_intent(state, intent, out),
             Context::Runs => runs::on_intent(state, intent, out),
@@ -242,7 +245,7 @@ fn on_paste(state: &mut State, text: &str) {
     }
     match context(state) {
         Context::Editor => editor::paste(state, text),
-        Context::Launch => launch::paste(state, text),
+        Context::Launch | Context::Confirm => launch::paste(state, text),
         _ => {}
     }
 }
@@ -258,7 +261,7 @@ fn on_scroll(state: &mut State, lines: i16) {
     match context(state) {
         Context::Run => run_view::scroll_log(state, lines.into()),
         Context::Editor => editor::scroll(state, lines.into()),
-        Context::Launch => {}
+        Context::Launch | Context::Confirm => {}
         context => {
             for _ in 0..lines.unsigned_abs() {
                 match context {

@@ -238,15 +238,19 @@ fn decide(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
     let Some(step) = view.step() else {
         return;
     };
-    let waits = step.status() == StepStatus::Waiting
-        && step.approval.as_ref().is_some_and(|a| a.decided_at == 0);
+    let approval = step
+        .approval
+        .clone()
+        .filter(|a| step.status() == StepStatus::Waiting && a.decided_at == 0);
     let (run_id, step_id) = (view.run_id.clone(), step.id.clone());
-    if !waits {
+    let runbook = view.run.as_ref().map(|run| run.runbook.clone());
+    let Some(approval) = approval else {
         state.notify_error(format!("step {step_id} does not wait for approval"));
         return;
-    }
+    };
     if intent == Intent::Approve {
-        out.push(Command::Approve { run_id, step_id });
+        let runbook = runbook.unwrap_or_default();
+        super::approvals::approve(state, &runbook, run_id, step_id, &approval, out);
     } else {
         state.prompt = Some(Prompt {
             kind: PromptKind::Deny { run_id, step_id },

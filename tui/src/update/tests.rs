@@ -839,6 +839,65 @@ fn approvals_open_from_anywhere_and_deny_needs_a_reason() {
 }
 
 #[test]
+fn confirming_an_instruction_asks_for_its_inputs_then_sends_them_and_leaves_the_form() {
+    let mut state = with_runbooks(&["deploy"]);
+    let mut run = waiting_run("W1");
+    if let Some(approval) = &mut run.steps[0].approval {
+        approval.instruction = true;
+        approval.inputs = vec![ParamSpec {
+            name: "ticket".into(),
+            r#type: "string".into(),
+            required: true,
+            ..Default::default()
+        }];
+    }
+    update(&mut state, Action::Waiting(vec![run.clone()]));
+    apply(&mut state, [ch('A')]);
+    assert!(
+        apply(&mut state, [ch('a')]).is_empty(),
+        "a form, not a call"
+    );
+    assert!(matches!(state.screen(), Screen::Launch(_)));
+    assert!(
+        apply(&mut state, [key(KeyCode::Enter)]).is_empty(),
+        "a required value is missing"
+    );
+    apply(&mut state, typed("OPS-7"));
+    assert_eq!(
+        apply(&mut state, [key(KeyCode::Enter)]),
+        [Command::Confirm {
+            run_id: "W1".into(),
+            step_id: "migrate".into(),
+            inputs: [("ticket".to_owned(), "OPS-7".to_owned())].into(),
+        }]
+    );
+    update(
+        &mut state,
+        Action::Decided {
+            done: "confirmed step migrate of run W1".into(),
+            result: Err("input `ticket`: no such ticket".into()),
+        },
+    );
+    assert!(
+        matches!(state.screen(), Screen::Launch(form) if form.error.is_some()),
+        "a refusal stays on the form"
+    );
+    run.steps[0].status = StepStatus::Completed as i32;
+    run.status = RunStatus::Completed as i32;
+    update(
+        &mut state,
+        Action::Decided {
+            done: "confirmed step migrate of run W1".into(),
+            result: Ok(run),
+        },
+    );
+    assert!(
+        matches!(state.screen(), Screen::Approvals),
+        "the form closes"
+    );
+}
+
+#[test]
 fn approving_from_the_run_view_needs_a_waiting_step() {
     let mut state = watching(RunStatus::Running);
     assert!(apply(&mut state, [ch('a')]).is_empty());
