@@ -39,6 +39,8 @@ pub enum Command {
         params: BTreeMap<String, String>,
         /// Plan every step and run nothing.
         dry_run: bool,
+        /// Which steps to run; all of them by default.
+        part: RunPart,
     },
     /// Follow a run: a snapshot, then its events, reconnecting as needed.
     Watch(String),
@@ -109,4 +111,15 @@ pub enum Command {
         /// Its file.
         path: String,
     },
+}
+
+/// Part of a runbook to run, as `run --only/--from/--to` select it; empty runs all of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunPart {
+    /// Only these steps.
+    pub only: Vec<String>,
+    /// This step and the steps downstream of it.
+    pub from: String,
+    /// This step and the steps it needs.
+    pub to: String,
 }

@@ -96,13 +96,17 @@ async fn outcome(link: &Link, command: Command) -> Option<Action> {
             runbook,
             params,
             dry_run,
+            part,
         } => {
             let request = StartRunRequest {
                 runbook,
                 params: params.into_iter().collect(),
                 dry_run,
-                // The launch form runs the whole runbook; part of one is the CLI's.
-                ..Default::default()
+                only: part.only,
+                from: part.from,
+                to: part.to,
+                // Lending an earlier run's outputs is the CLI's (`--outputs-from`).
+                outputs_from: String::new(),
             };
             Action::RunStarted(with(link, |mut c| async move { c.start_run(request).await }).await)
         }

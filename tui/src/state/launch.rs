@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use runbook_protocol::v1::{Approval, ParamSpec, RunbookDetail};
 
 use super::input::LineInput;
+use crate::command::RunPart;
 
 /// One param's field.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,24 @@ pub struct Field {
     pub choice: usize,
     /// Why the value is refused, after a launch attempt.
     pub error: Option<String>,
+    /// What the value is for.
+    pub role: Role,
+}
+
+/// The most steps `from` and `to` offer as choices; beyond, the step id is typed.
+const MAX_STEP_CHOICES: usize = 8;
+
+/// What a field's value is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A param of the run (or an input of a confirmed step).
+    Value,
+    /// `--only`: the steps to run, comma-separated.
+    Only,
+    /// `--from`: this step and the steps downstream of it.
+    From,
+    /// `--to`: this step and the steps it needs.
+    To,
 }
 
 impl Field {
@@ -50,7 +69,32 @@ impl Field {
             choices,
             choice,
             error: None,
+            role: Role::Value,
         }
+    }
+
+    /// A field that selects part of the runbook: `--only` typed, `--from`/`--to` chosen
+    /// among `steps` (or none).
+    fn part(role: Role, steps: &[String]) -> Self {
+        let (name, description) = match role {
+            Role::Only => ("only", "run only these steps (ids, comma-separated)"),
+            Role::From => ("from", "run this step and the steps downstream of it"),
+            _ => ("to", "run up to this step and the steps it needs"),
+        };
+        let mut field = Self::new(ParamSpec {
+            name: name.into(),
+            r#type: "string".into(),
+            description: description.into(),
+            ..Default::default()
+        });
+        // A few steps are picked from a list; more would not fit on a line, and are typed.
+        if role != Role::Only && steps.len() <= MAX_STEP_CHOICES {
+            field.choices = std::iter::once(String::new())
+                .chain(steps.iter().cloned())
+                .collect();
+        }
+        field.role = role;
+        field
     }
 
     /// Whether the value is picked from a list rather than typed.
@@ -135,7 +179,13 @@ impl LaunchForm {
         Self {
             runbook: summary.name,
             version: summary.version,
-            fields: detail.params.iter().cloned().map(Field::new).collect(),
+            fields: detail
+                .params
+                .iter()
+                .cloned()
+                .map(Field::new)
+                .chain(part_fields(detail))
+                .collect(),
             focus: 0,
             error: None,
             starting: false,
@@ -177,7 +227,29 @@ impl LaunchForm {
         self.fields.get_mut(self.focus)
     }
 
-    /// Checks every field, marking those in error; the params to send when all pass.
+    /// The part of the runbook the selection fields ask for.
+    pub fn part(&self) -> RunPart {
+        let value = |role: Role| {
+            self.fields
+                .iter()
+                .find(|field| field.role == role)
+                .map(|field| field.value().trim().to_owned())
+                .unwrap_or_default()
+        };
+        RunPart {
+            only: value(Role::Only)
+                .split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            from: value(Role::From),
+            to: value(Role::To),
+        }
+    }
+
+    /// Checks every field, marking those in error; the values (params or inputs) to send
+    /// when all pass.
     pub fn submit(&mut self) -> Option<BTreeMap<String, String>> {
         let mut ok = true;
         for field in &mut self.fields {
@@ -196,11 +268,23 @@ impl LaunchForm {
         Some(
             self.fields
                 .iter()
-                .filter(|f| !f.value().trim().is_empty())
+                .filter(|f| f.role == Role::Value && !f.value().trim().is_empty())
                 .map(|f| (f.spec.name.clone(), f.value().trim().to_owned()))
                 .collect(),
         )
     }
+}
+
+/// The fields that run part of a runbook, for one of more than one step.
+fn part_fields(detail: &RunbookDetail) -> Vec<Field> {
+    let steps: Vec<String> = detail.steps.iter().map(|step| step.id.clone()).collect();
+    if steps.len() < 2 {
+        return Vec::new();
+    }
+    [Role::Only, Role::From, Role::To]
+        .into_iter()
+        .map(|role| Field::part(role, &steps))
+        .collect()
 }
 
 /// The text a user would type for a JSON value: strings without their quotes.
@@ -254,6 +338,40 @@ mod tests {
             params,
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn part_of_the_runbook_is_chosen_among_its_steps_and_left_out_of_the_params() {
+        let step = |id: &str| runbook_protocol::v1::StepSpec {
+            id: id.into(),
+            ..Default::default()
+        };
+        let mut form = LaunchForm::new(&RunbookDetail {
+            params: vec![spec("env", "string", false, "", &[])],
+            steps: vec![step("build"), step("test"), step("ship")],
+            ..Default::default()
+        });
+        let roles: Vec<Role> = form.fields.iter().map(|f| f.role).collect();
+        assert_eq!(roles, [Role::Value, Role::Only, Role::From, Role::To]);
+        assert_eq!(form.part(), RunPart::default(), "all of it by default");
+        assert_eq!(form.fields[2].choices, ["", "build", "test", "ship"]);
+        form.fields[1].input.set(" build , test,");
+        form.fields[3].cycle(2);
+        assert_eq!(
+            form.part(),
+            RunPart {
+                only: vec!["build".into(), "test".into()],
+                from: String::new(),
+                to: "test".into(),
+            }
+        );
+        assert_eq!(form.submit(), Some(BTreeMap::new()), "no param is a step");
+
+        let single = LaunchForm::new(&RunbookDetail {
+            steps: vec![step("only")],
+            ..Default::default()
+        });
+        assert!(single.fields.is_empty(), "one step: nothing to choose");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use runbook_protocol::v1::RunStatus;
 
 use super::text_block;
-use crate::state::launch::{Field, Purpose};
+use crate::state::launch::{Field, Purpose, Role};
 use crate::state::{LaunchForm, State};
 use crate::{format, theme};
 
@@ -59,11 +59,18 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State, form: &LaunchForm) {
         .clamp(4, 20);
     let mut text = Text::default();
     let mut cursor = None;
-    if form.fields.is_empty() {
+    if !confirming && !form.fields.iter().any(|f| f.role == Role::Value) {
         text.push_line(Line::styled("This runbook has no params.", theme::dim()));
     }
     for (i, field) in form.fields.iter().enumerate() {
         let focused = i == form.focus;
+        if field.role == Role::Only {
+            text.push_line(Line::default());
+            text.push_line(Line::styled(
+                "Part of the runbook (all of it when left empty):",
+                theme::dim(),
+            ));
+        }
         let marker = if focused { "› " } else { "  " };
         let mut spans = vec![
             Span::raw(marker),
@@ -182,6 +189,9 @@ fn choices(field: &Field, focused: bool) -> Vec<Span<'static>> {
 /// `string, required · default "staging" · what it is for`.
 fn describe(field: &Field) -> String {
     let spec = &field.spec;
+    if field.role != Role::Value {
+        return spec.description.clone();
+    }
     let mut parts = vec![if spec.required {
         format!("{}, required", spec.r#type)
     } else {

@@ -68,6 +68,7 @@ pub fn on_intent(state: &mut State, intent: Intent, out: &mut Vec<Command>) {
                         runbook: form.runbook.clone(),
                         params: values,
                         dry_run: form.dry_run,
+                        part: form.part(),
                     },
                     Purpose::Confirm {
                         run_id, step_id, ..

@@ -227,6 +227,7 @@ fn rerun(state: &mut State, out: &mut Vec<Command>) {
         params: params_of(&run.params_json),
         // Run again the way it ran: a dry run stays a dry run.
         dry_run: run.dry_run,
+        part: Default::default(),
     });
 }
 

@@ -491,6 +491,7 @@ fn the_launch_form_starts_a_run_and_opens_its_view() {
             runbook: "deploy".into(),
             params: [("env".to_owned(), "prod".to_owned())].into(),
             dry_run: false,
+            part: Default::default(),
         }]
     );
     // A refusal shows on the form.
@@ -640,6 +641,7 @@ fn pause_toggles_and_rerun_needs_an_ended_run() {
             ]
             .into(),
             dry_run: false,
+            part: Default::default(),
         }]
     );
     let commands = update(
