@@ -85,13 +85,19 @@ impl Daemon {
     /// [`Daemon::start`] with the test plugin `tests/guests/NAME` (step kind `NAME`) in the
     /// plugins directory from the start.
     pub fn start_with_test_plugin(name: &str, runbooks: &[(&str, &str)], config: &str) -> Self {
+        Self::start_with_plugin(&test_plugin(name), name, runbooks, config)
+    }
+
+    /// [`Daemon::start`] with the component `file` in its plugins directory as `<name>.wasm`.
+    pub fn start_with_plugin(
+        file: &Path,
+        name: &str,
+        runbooks: &[(&str, &str)],
+        config: &str,
+    ) -> Self {
         let mut daemon = Self::prepare(runbooks, config);
         std::fs::create_dir_all(daemon.plugins_dir()).unwrap();
-        std::fs::copy(
-            test_plugin(name),
-            daemon.plugins_dir().join(format!("{name}.wasm")),
-        )
-        .unwrap();
+        std::fs::copy(file, daemon.plugins_dir().join(format!("{name}.wasm"))).unwrap();
         daemon.in_process = Some(InProcess::start(daemon.config()));
         daemon
     }

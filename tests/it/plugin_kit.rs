@@ -73,3 +73,83 @@ fn the_guide_shows_the_greet_plugin_that_is_tested() {
         "docs/plugin-guide.md shows tests/guests/greet/src/lib.rs as it is"
     );
 }
+
+/// Runs cargo in a scaffolded crate, offline, with the workspace's versions of the crates it
+/// shares (its lock file) and a target directory kept between runs.
+fn cargo(dir: &std::path::Path, args: &[&str]) {
+    let output =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(args)
+            .arg("--offline")
+            .current_dir(dir)
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace_root().join("target").join("scaffold"),
+            )
+            // The outer build's flags are for the workspace, not for this crate.
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+    assert!(
+        output.status.success(),
+        "cargo {args:?} in the scaffolded crate failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_scaffolded_plugin_passes_its_own_tests_builds_and_runs_in_the_daemon() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("ping");
+    let sdk = workspace_root().join("plugin-sdk");
+    // Needs no daemon: none runs yet.
+    let scaffold = || {
+        std::process::Command::new(runbook_e2e::binary("runbook"))
+            .args(["plugin", "new", "ping-pong", "--dir"])
+            .arg(&dir)
+            .arg("--sdk-path")
+            .arg(&sdk)
+            .output()
+            .unwrap()
+    };
+    let daemon_less = scaffold();
+    assert!(
+        daemon_less.status.success(),
+        "{}",
+        String::from_utf8_lossy(&daemon_less.stderr)
+    );
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("\n[workspace]\n"),
+        "standalone: {manifest}"
+    );
+
+    // A second scaffold into the same place is refused; nothing is overwritten.
+    let again = scaffold();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+
+    std::fs::copy(workspace_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    cargo(&dir, &["test", "--quiet"]);
+    cargo(
+        &dir,
+        &["build", "--release", "--quiet", "--target", "wasm32-wasip2"],
+    );
+    let component = workspace_root()
+        .join("target/scaffold/wasm32-wasip2/release/runbook_plugin_ping_pong.wasm");
+    let runbook = r#"
+[[steps]]
+id = "say"
+uses = "ping-pong"
+with = { message = "pong", times = 2 }
+"#;
+    let daemon = Daemon::start_with_plugin(&component, "ping-pong", &[("ping.toml", runbook)], "");
+    let run = daemon.run_to_end("ping", &[]);
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(
+        step(&run, "say")["output"],
+        serde_json::json!({ "said": ["pong", "pong"] })
+    );
+}

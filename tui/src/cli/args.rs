@@ -223,6 +223,12 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// Write a new step plugin crate (needs no daemon)
+    Plugin {
+        /// What to do.
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Start, stop or inspect the background daemon
     Daemon {
         /// What to do with the daemon.
@@ -284,6 +290,34 @@ pub enum DaemonCommand {
     Stop,
     /// Show the daemon's status (never starts one)
     Status,
+}
+
+/// `plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Write a standalone crate for a new step kind, from the SDK's template: `cargo test`
+    /// passes in it out of the box, and it builds for wasm32-wasip2
+    New {
+        /// The step kind runbooks will name in `uses` (lowercase letters, digits, `-`, `_`)
+        kind: String,
+        /// Where to write it; ./runbook-plugin-KIND by default. Must not exist, or be empty
+        #[arg(long, value_name = "D")]
+        dir: Option<PathBuf>,
+        /// The SDK from a checkout of runbook: its plugin-sdk directory
+        #[arg(
+            long,
+            value_name = "P",
+            conflicts_with = "sdk_git",
+            required_unless_present = "sdk_git"
+        )]
+        sdk_path: Option<PathBuf>,
+        /// The SDK from runbook's git repository
+        #[arg(long, value_name = "URL")]
+        sdk_git: Option<String>,
+        /// With --sdk-git: the revision (commit or tag) to use
+        #[arg(long, value_name = "REV", requires = "sdk_git")]
+        sdk_rev: Option<String>,
+    },
 }
 
 /// `secret ...`. Values are never arguments: they would land in the shell's history and in

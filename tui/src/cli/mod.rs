@@ -7,6 +7,7 @@ mod connections;
 mod decide;
 mod follow;
 mod logs;
+mod plugin;
 mod prune;
 mod runbooks;
 mod runs;
@@ -19,7 +20,7 @@ mod versions;
 use std::io::Write;
 use std::process::ExitCode;
 
-pub use args::{Cli, Command, DaemonCommand, Global, SecretCommand};
+pub use args::{Cli, Command, DaemonCommand, Global, PluginCommand, SecretCommand};
 
 use crate::daemon::Target;
 use crate::error::{self, EXIT_FAILED};
@@ -132,6 +133,23 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             wait,
         } => runs::retry(ctx, out, run, from, latest, wait).await,
         Command::Secret { command } => secret::secret(ctx, out, command).await,
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    kind,
+                    dir,
+                    sdk_path,
+                    sdk_git,
+                    sdk_rev,
+                },
+        } => {
+            let sdk = match (sdk_path, sdk_git) {
+                (Some(path), _) => plugin::SdkSource::Path(path),
+                (None, Some(url)) => plugin::SdkSource::Git { url, rev: sdk_rev },
+                (None, None) => unreachable!("clap requires --sdk-path or --sdk-git"),
+            };
+            plugin::new(out, &kind, dir, sdk)
+        }
         Command::Complete {
             run,
             step,
