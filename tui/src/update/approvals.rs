@@ -86,10 +86,17 @@ pub fn decided(
     result: Result<Run, String>,
     out: &mut Vec<Command>,
 ) {
-    let confirming = matches!(
-        state.screen(),
-        Screen::Launch(form) if matches!(form.purpose, Purpose::Confirm { .. })
-    );
+    // The confirm form on top waits for this answer, unless it is another run's (a decision
+    // sent before the form opened).
+    let confirming = match (state.screen(), &result) {
+        (Screen::Launch(form), Ok(run)) => {
+            matches!(&form.purpose, Purpose::Confirm { run_id, .. } if *run_id == run.id)
+        }
+        (Screen::Launch(form), Err(_)) => {
+            form.starting && matches!(form.purpose, Purpose::Confirm { .. })
+        }
+        _ => false,
+    };
     match result {
         Ok(run) => {
             if confirming {

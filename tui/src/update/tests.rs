@@ -884,6 +884,19 @@ fn confirming_an_instruction_asks_for_its_inputs_then_sends_them_and_leaves_the_
         matches!(state.screen(), Screen::Launch(form) if form.error.is_some()),
         "a refusal stays on the form"
     );
+    let mut other = waiting_run("W9");
+    other.status = RunStatus::Running as i32;
+    update(
+        &mut state,
+        Action::Decided {
+            done: "approved step migrate of run W9".into(),
+            result: Ok(other),
+        },
+    );
+    assert!(
+        matches!(state.screen(), Screen::Launch(_)),
+        "another run's answer leaves the form open"
+    );
     run.steps[0].status = StepStatus::Completed as i32;
     run.status = RunStatus::Completed as i32;
     update(
