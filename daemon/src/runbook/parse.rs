@@ -278,9 +278,7 @@ pub(super) fn parse(file: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>>
         None => DEFAULT_MAX_PARALLEL,
     };
 
-    let params = raw
-        .params
-        .iter()
+    let params = in_written_order(&raw.params)
         .map(|(name, param)| parse_param(&mut report, name, param, "param", "params."))
         .collect();
 
@@ -386,6 +384,15 @@ fn is_valid_step_id(id: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Declared values in the order they are written: the order a form asks for them in.
+fn in_written_order(
+    declared: &BTreeMap<Spanned<String>, RawParam>,
+) -> impl Iterator<Item = (&Spanned<String>, &RawParam)> {
+    let mut entries: Vec<_> = declared.iter().collect();
+    entries.sort_by_key(|(name, _)| name.span().start);
+    entries.into_iter()
 }
 
 /// One declared value (a runbook's param, an instruction step's input); `noun` names it in
@@ -740,12 +747,8 @@ fn parse_step(
             .and_then(|target| target.retry.clone())
             .or_else(|| defaults.retry.clone()),
     };
-    // In the order they are written: the order an operator is asked for them.
-    let mut declared: Vec<_> = step.inputs.iter().collect();
-    declared.sort_by_key(|(name, _)| name.span().start);
     let read_as = format!("steps.{}.output.", step.id.get_ref());
-    let inputs = declared
-        .into_iter()
+    let inputs = in_written_order(&step.inputs)
         .map(|(name, input)| parse_param(report, name, input, "input", &read_as))
         .collect();
     if let Some((first, _)) = step.inputs.iter().next()

@@ -796,3 +796,28 @@ async fn a_sliding_window_limit_is_read_and_checked_where_it_is_written() {
         neither.message
     );
 }
+
+#[tokio::test]
+async fn params_and_an_instructions_inputs_keep_the_order_they_are_written_in() {
+    let runbook = load_ok(
+        r#"
+[params]
+zone = { type = "string", default = "a" }
+app = { type = "string", default = "b" }
+mode = { type = "string", default = "c" }
+
+[[steps]]
+id = "check"
+uses = "instruction"
+with = { text = "look" }
+
+[steps.inputs]
+ticket = { type = "string" }
+count = { type = "integer" }
+"#,
+    )
+    .await;
+    let names = |params: &[Param]| params.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&runbook.params), ["zone", "app", "mode"]);
+    assert_eq!(names(&runbook.steps[0].inputs), ["ticket", "count"]);
+}
