@@ -133,7 +133,7 @@ async fn bench() -> anyhow::Result<()> {
             &Changes {
                 header: false,
                 steps: vec![i],
-                outputs: Vec::new(),
+                ..Changes::default()
             },
             vec![EventKind::StepStatus {
                 step_id: run.steps[i].id.clone(),

@@ -154,6 +154,26 @@ struct RawLimits {
     template_fuel: Option<u64>,
     shutdown_grace: Option<String>,
     resume_watch: Option<String>,
+    loop_items: Option<usize>,
+    loop_executions: Option<usize>,
+    loop_depth: Option<usize>,
+    loop_parallel: Option<usize>,
+}
+
+/// `[limits] loop_*`, each at least 1.
+fn loop_limits(raw: &RawLimits) -> anyhow::Result<crate::engine::LoopLimits> {
+    let defaults = crate::engine::LoopLimits::default();
+    let limit = |key: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => Err(anyhow::anyhow!("limits.{key}: must be at least 1")),
+        Some(value) => Ok(value),
+        None => Ok(default),
+    };
+    Ok(crate::engine::LoopLimits {
+        items: limit("loop_items", raw.loop_items, defaults.items)?,
+        executions: limit("loop_executions", raw.loop_executions, defaults.executions)?,
+        depth: limit("loop_depth", raw.loop_depth, defaults.depth)?,
+        parallel: limit("loop_parallel", raw.loop_parallel, defaults.parallel)?,
+    })
 }
 
 /// What the command line (and environment) said.
@@ -235,7 +255,9 @@ impl Config {
         }
         let resume_watch = duration("limits.resume_watch", raw.limits.resume_watch.as_deref())?
             .unwrap_or(crate::engine::DEFAULT_RESUME_WATCH);
+        let loops = loop_limits(&raw.limits)?;
         let policy = Policy {
+            loops,
             resume_watch: Some(crate::engine::ResumeWatch::new(
                 &absolute(data_dir.clone())?,
                 resume_watch,

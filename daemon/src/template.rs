@@ -154,6 +154,18 @@ pub fn evaluate(expr: &str, context: &Value) -> Result<bool, String> {
     Ok(value.is_true())
 }
 
+/// Evaluates an expression (a loop's `for_each`) to the JSON value it yields; undefined
+/// is an error, so that a misspelt field is not a loop over nothing.
+pub fn evaluate_value(expr: &str, context: &Value) -> Result<serde_json::Value, String> {
+    let env = environment();
+    let expression = env.compile_expression(expr).map_err(|err| describe(&err))?;
+    let value = expression.eval(context).map_err(|err| describe(&err))?;
+    if value.is_undefined() {
+        return Err(format!("`{expr}` is undefined"));
+    }
+    serde_json::to_value(&value).map_err(|err| format!("`{expr}`: {err}"))
+}
+
 /// MiniJinja's message without its internal template name (`<string>`), which means nothing
 /// to an author.
 fn describe(err: &minijinja::Error) -> String {

@@ -20,6 +20,7 @@ mod instruction;
 mod invocations;
 mod jwt;
 mod load;
+mod loops;
 mod notify;
 mod operations;
 mod plugin_kit;

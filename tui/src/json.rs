@@ -65,6 +65,21 @@ pub struct StepJson<'a> {
     /// While the running attempt waits for a rate-limit permit of its target: the target,
     /// its limit and when the permit is due; null otherwise.
     permit_wait: Option<PermitWaitJson<'a>>,
+    /// A loop step's instances, in item order (left out for other steps).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    instances: Vec<InstanceJson<'a>>,
+}
+
+/// One instance of a loop step.
+#[derive(Debug, Serialize)]
+pub struct InstanceJson<'a> {
+    /// Its item's JSON, cut to 256 characters.
+    item: &'a str,
+    status: &'static str,
+    attempts: u32,
+    error: Value,
+    started_at: Value,
+    finished_at: Value,
 }
 
 /// A step's wait for a rate-limit permit.
@@ -189,6 +204,18 @@ pub fn step(step: &StepRun) -> StepJson<'_> {
             limit: &wait.limit,
             until: time(wait.until),
         }),
+        instances: step
+            .instances
+            .iter()
+            .map(|instance| InstanceJson {
+                item: &instance.item,
+                status: instance.status().label(),
+                attempts: instance.attempts,
+                error: text(&instance.error),
+                started_at: time(instance.started_at),
+                finished_at: time(instance.finished_at),
+            })
+            .collect(),
     }
 }
 

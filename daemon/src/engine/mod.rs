@@ -10,6 +10,7 @@
 mod connections;
 mod context;
 mod decide;
+mod each;
 mod output;
 mod params;
 mod resume_watch;
@@ -70,6 +71,34 @@ pub struct Policy {
     pub connections: std::collections::BTreeMap<String, crate::plugins::ConnectionUrl>,
     /// The crash-loop guard of the data directory; `None`: runs are always resumed.
     pub resume_watch: Option<ResumeWatch>,
+    /// What loop steps (`for_each`) may do.
+    pub loops: LoopLimits,
+}
+
+/// The bounds of loop steps, from `[limits]` in the daemon config. A loop beyond one fails
+/// before any of its instances starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopLimits {
+    /// Items of one loop (`loop_items`).
+    pub items: usize,
+    /// Step executions of one run, a loop counting each instance (`loop_executions`): a loop
+    /// that would take the run past it does not start.
+    pub executions: usize,
+    /// Loops over loops' outputs (`loop_depth`).
+    pub depth: usize,
+    /// A loop's `max_parallel` (`loop_parallel`).
+    pub parallel: usize,
+}
+
+impl Default for LoopLimits {
+    fn default() -> Self {
+        Self {
+            items: 100,
+            executions: 1_000,
+            depth: 10,
+            parallel: 10,
+        }
+    }
 }
 
 impl Policy {
@@ -95,6 +124,7 @@ impl Default for Policy {
             output_budget: 8 * 1024 * 1024,
             connections: std::collections::BTreeMap::new(),
             resume_watch: None,
+            loops: LoopLimits::default(),
         }
     }
 }
@@ -1067,6 +1097,7 @@ fn changed_step<R>(
         } else {
             Vec::new()
         },
+        instance_outputs: Vec::new(),
     };
     (result, changes)
 }

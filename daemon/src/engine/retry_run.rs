@@ -139,6 +139,10 @@ impl Engine {
         }];
         for &position in &reopened {
             events.extend(run.steps[position].reopen());
+            // The new version's loop may list other items: it starts over.
+            if moved {
+                run.steps[position].instances.clear();
+            }
         }
         run.retries.push(retry);
         run.version = runbook.version.clone();
@@ -152,7 +156,7 @@ impl Engine {
         let changes = Changes {
             header: true,
             steps: reopened.into_iter().collect(),
-            outputs: Vec::new(),
+            ..Changes::default()
         };
         self.commit(run, &changes, events)?;
         lock(&self.inner.versions).insert(runbook.version.clone(), runbook.clone());

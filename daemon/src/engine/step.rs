@@ -86,7 +86,11 @@ impl Engine {
     /// own definition first, then the daemon config's) and the planned statements. A plan may
     /// name only the connection of the step's own config: what a human reads in the runbook
     /// is what the step reaches.
-    fn sql_grants(&self, plan: &Plan, prepared: &Prepared) -> Result<Vec<SqlGrant>, String> {
+    pub(super) fn sql_grants(
+        &self,
+        plan: &Plan,
+        prepared: &Prepared,
+    ) -> Result<Vec<SqlGrant>, String> {
         plan.effects
             .iter()
             .filter_map(|effect| match effect {
@@ -136,7 +140,7 @@ impl Engine {
     /// `writes` flag can only add to that), waits for a human unless the operator's policy
     /// says `auto` for the step's kind (for SQL writes, `database_writes = "auto"` too;
     /// `database_writes = "required"` holds whatever the kind's entry says).
-    fn plan_needs_approval(&self, kind: &str, plan: &Plan) -> bool {
+    pub(super) fn plan_needs_approval(&self, kind: &str, plan: &Plan) -> bool {
         use super::ApprovalPolicy::{Auto, Required};
         let approvals = &self.inner.policy.approvals;
         let kind_auto = approvals.get(kind) == Some(&Auto);
@@ -243,6 +247,9 @@ impl Engine {
             return Ok(());
         }
         let definition = &active.runbook.steps[position];
+        if definition.each.is_some() {
+            return self.run_loop(active, run_id, position).await;
+        }
         let step_id = definition.id.as_str();
         // What the step reads, copied out so that rendering runs without the run's lock.
         let (values, attempts, key_attempt, approval, dry_run, version) = {
@@ -265,39 +272,20 @@ impl Engine {
         let ctx = step_context(run_id, step_id, attempt, key_attempt);
         let plugins = &active.plugins;
         let scope = self.secret_scope(&active.runbook, definition);
-        let descriptor = plugins.descriptor(&definition.uses).ok();
-        let needs_approval = self.needs_approval_by(plugins, definition);
-        // A plan is asked for when someone is to see it (a dry run, an approval) or when the
-        // call's grant comes from it; otherwise the step skips a whole plugin call.
-        let planned = dry_run
-            || needs_approval
-            || descriptor
-                .as_deref()
-                .is_none_or(crate::plugins::Descriptor::grants_come_from_plans);
-        let plan = if planned {
-            match plugins
-                .plan(&definition.uses, ctx.clone(), &prepared.config)
-                .await
-            {
-                Ok(Ok(plan)) => mask_plan(plan, &scope),
-                Ok(Err(err)) => {
-                    return self
-                        .finish_early(
-                            active,
-                            position,
-                            format!("cannot plan: {}", scope.mask(&err.message)),
-                        )
-                        .await;
-                }
-                Err(err) => {
-                    return self.finish_early(active, position, err.to_string()).await;
-                }
-            }
-        } else {
-            Plan::unplanned()
-        };
+        let Planning {
+            needs_approval,
+            planned,
+            idempotent,
+        } = self.planning(plugins, definition, dry_run);
+        let plan =
+            match plan_call(plugins, definition, ctx.clone(), &prepared, &scope, planned).await {
+                Ok(plan) => plan,
+                Err(err) => return self.finish_early(active, position, err).await,
+            };
         if dry_run {
-            return self.finish_dry(active, position, &plan, &scope).await;
+            let output =
+                serde_json::json!({ "dry_run": true, "plan": plan_for_humans(&plan, &scope) });
+            return self.finish_dry(active, position, output).await;
         }
 
         let mut sql = match self.sql_grants(&plan, &prepared) {
@@ -306,13 +294,10 @@ impl Engine {
         };
         if needs_approval || self.plan_needs_approval(&definition.uses, &plan) {
             let plan_hash = plan_hash(&version, &plan);
-            let approved = approval.as_ref().is_some_and(|approval| {
-                approval.plan_hash == plan_hash
-                    && approval.decision.as_ref().is_some_and(|d| d.approved)
-            });
-            if !approved {
+            if !approves(approval.as_ref(), &plan_hash) {
+                let shown = plan_for_humans(&plan, &self.approval_scope());
                 return self
-                    .request_approval(active, position, &plan, plan_hash)
+                    .request_approval(active, position, plan.summary.clone(), shown, plan_hash)
                     .await;
             }
             // A human read these statements and said yes: they run as written, even where
@@ -334,91 +319,48 @@ impl Engine {
         }
         // Only a step that must not run twice needs its start on disk first; an idempotent
         // one lost in a crash is simply run again.
-        let idempotent = descriptor.is_some_and(|d| d.idempotent);
         if !idempotent {
             self.inner.store.flush().await?;
         }
 
         // Everything the attempt prints goes through one batcher, in order and within the
         // attempt's output budget.
-        let output = self.output_batcher(run_id, step_id);
-        // A rate-limit permit may be far off: a cancel or a stop does not wait for it.
-        let sink = output.sink();
-        let gates = tokio::select! {
-            gates = self.pass_gates(active, position, StepStatus::Running, &sink, &prepared) => gates,
-            () = active.cancel.cancelled() => {
+        let output = self.output_batcher(run_id, step_id, None);
+        // A plugin's inputs are the params and the steps its templates read, and what an
+        // operator typed when confirming an instruction step.
+        let mut inputs =
+            serde_json::json!({ "params": values["params"], "steps": values["steps"] });
+        if let Some(confirmed) = approval
+            .as_ref()
+            .and_then(|approval| approval.decision.as_ref())
+            .and_then(|decision| decision.inputs.clone())
+        {
+            inputs["confirmed"] = serde_json::Value::Object(confirmed);
+        }
+        let call = Call {
+            prepared: &prepared,
+            plan: &plan,
+            sql,
+            scope: &scope,
+            ctx,
+            inputs: inputs.to_string(),
+        };
+        let ending = match self
+            .call_execute(active, position, definition, call, &output, &active.cancel)
+            .await
+        {
+            // Cancelling already recorded the step as cancelled.
+            CallEnd::Cancelled => {
                 output.finish();
                 return Ok(());
             }
-        };
-        let ending = match gates {
-            Err(refused) => refused,
-            Ok(admission) => {
-                let deadline = tokio::time::Instant::now() + prepared.timeout;
-                let grant = Grant {
-                    processes: plan
-                        .effects
-                        .iter()
-                        .filter_map(|effect| match effect {
-                            Effect::Process(spec) => Some(spec.clone()),
-                            Effect::Sql(_) | Effect::Note(_) => None,
-                        })
-                        .collect(),
-                    sql,
-                    sink: output.sink(),
-                    network: true,
-                    insecure_redirects: definition.allow_insecure_redirects,
-                    on_spawn: Some(self.spawn_recorder(active, position)),
-                    deadline: Some(deadline),
-                    secrets: scope.clone(),
-                };
-                // A plugin's inputs are the params and the steps its templates read, and what
-                // an operator typed when confirming an instruction step.
-                let mut inputs =
-                    serde_json::json!({ "params": values["params"], "steps": values["steps"] });
-                if let Some(confirmed) = approval
-                    .as_ref()
-                    .and_then(|approval| approval.decision.as_ref())
-                    .and_then(|decision| decision.inputs.clone())
-                {
-                    inputs["confirmed"] = serde_json::Value::Object(confirmed);
-                }
-                let inputs = inputs.to_string();
-                let execution = plugins.execute(
-                    &definition.uses,
-                    ctx,
-                    &prepared.config,
-                    &inputs,
-                    grant,
-                    prepared.timeout,
-                );
-                let result = tokio::select! {
-                    result = execution => result,
-                    // Cancelling already recorded the step as cancelled.
-                    () = active.cancel.cancelled() => {
-                        output.finish();
-                        return Ok(());
-                    }
-                };
-                match result {
-                    Ok(Ok(Outcome::Waiting(waiting))) => {
-                        admission.record(Verdict::Healthy);
-                        output.finish();
-                        return self
-                            .start_wait(active, position, waiting, &prepared, &scope)
-                            .await;
-                    }
-                    other => {
-                        let ending = timed_out_if_late(
-                            ending_of(other, prepared.timeout, &scope),
-                            deadline,
-                            prepared.timeout,
-                        );
-                        admission.record(ending.verdict());
-                        ending
-                    }
-                }
+            CallEnd::Waiting(waiting) => {
+                output.finish();
+                return self
+                    .start_wait(active, position, waiting, &prepared, &scope)
+                    .await;
             }
+            CallEnd::Ended(ending) => ending,
         };
         // The output is stored before the result, so it comes first in the run's events.
         let summary = output.finish();
@@ -431,6 +373,82 @@ impl Engine {
             summary.omitted_bytes,
         )
         .await
+    }
+
+    /// Runs one `execute` call of a step's plugin under the grant its plan gives, past its
+    /// target's gates, until it ends, waits for an async invocation, or `cancel` fires.
+    pub(super) async fn call_execute(
+        &self,
+        active: &Arc<ActiveRun>,
+        position: usize,
+        definition: &Step,
+        call: Call<'_>,
+        output: &OutputBatcher,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> CallEnd {
+        let Call {
+            prepared,
+            plan,
+            sql,
+            scope,
+            ctx,
+            inputs,
+        } = call;
+        // A rate-limit permit may be far off: a cancel or a stop does not wait for it.
+        let sink = output.sink();
+        let gates = tokio::select! {
+            gates = self.pass_gates(active, position, StepStatus::Running, &sink, prepared) => gates,
+            () = cancel.cancelled() => return CallEnd::Cancelled,
+        };
+        let admission = match gates {
+            Err(refused) => return CallEnd::Ended(refused),
+            Ok(admission) => admission,
+        };
+        let deadline = tokio::time::Instant::now() + prepared.timeout;
+        let grant = Grant {
+            processes: plan
+                .effects
+                .iter()
+                .filter_map(|effect| match effect {
+                    Effect::Process(spec) => Some(spec.clone()),
+                    Effect::Sql(_) | Effect::Note(_) => None,
+                })
+                .collect(),
+            sql,
+            sink: output.sink(),
+            network: true,
+            insecure_redirects: definition.allow_insecure_redirects,
+            on_spawn: Some(self.spawn_recorder(active, position)),
+            deadline: Some(deadline),
+            secrets: scope.clone(),
+        };
+        let execution = active.plugins.execute(
+            &definition.uses,
+            ctx,
+            &prepared.config,
+            &inputs,
+            grant,
+            prepared.timeout,
+        );
+        let result = tokio::select! {
+            result = execution => result,
+            () = cancel.cancelled() => return CallEnd::Cancelled,
+        };
+        match result {
+            Ok(Ok(Outcome::Waiting(waiting))) => {
+                admission.record(Verdict::Healthy);
+                CallEnd::Waiting(waiting)
+            }
+            other => {
+                let ending = timed_out_if_late(
+                    ending_of(other, prepared.timeout, scope),
+                    deadline,
+                    prepared.timeout,
+                );
+                admission.record(ending.verdict());
+                CallEnd::Ended(ending)
+            }
+        }
     }
 
     /// Records how an attempt ended: completed, failed, or failed with another attempt due
@@ -520,6 +538,28 @@ impl Engine {
         Ok(())
     }
 
+    /// How a step's calls are planned, as the plugins in `plugins` (a run's snapshot) say.
+    pub(super) fn planning(
+        &self,
+        plugins: &PluginHost,
+        definition: &Step,
+        dry_run: bool,
+    ) -> Planning {
+        let descriptor = plugins.descriptor(&definition.uses).ok();
+        let needs_approval = self.needs_approval_by(plugins, definition);
+        Planning {
+            needs_approval,
+            // A plan is asked for when someone is to see it (a dry run, an approval) or when
+            // the call's grant comes from it; otherwise the step skips a whole plugin call.
+            planned: dry_run
+                || needs_approval
+                || descriptor
+                    .as_deref()
+                    .is_none_or(crate::plugins::Descriptor::grants_come_from_plans),
+            idempotent: descriptor.is_some_and(|d| d.idempotent),
+        }
+    }
+
     /// A runbook may ask for an approval the daemon's policy does not require, but never
     /// waive one it does: the policy belongs to the operator, the file to its author.
     pub fn needs_approval(&self, definition: &crate::runbook::Step) -> bool {
@@ -527,7 +567,11 @@ impl Engine {
     }
 
     /// [`Engine::needs_approval`] as the plugins in `plugins` (a run's snapshot) say.
-    fn needs_approval_by(&self, plugins: &PluginHost, definition: &crate::runbook::Step) -> bool {
+    pub(super) fn needs_approval_by(
+        &self,
+        plugins: &PluginHost,
+        definition: &crate::runbook::Step,
+    ) -> bool {
         definition.approval == Some(true)
             || self
                 .inner
@@ -539,20 +583,20 @@ impl Engine {
                 })
     }
 
-    async fn request_approval(
+    /// Makes a step wait for a human to approve `plan` (as [`plan_for_humans`] shows it),
+    /// durably.
+    pub(super) async fn request_approval(
         &self,
         active: &Arc<ActiveRun>,
         position: usize,
-        plan: &Plan,
+        summary: String,
+        plan: serde_json::Value,
         plan_hash: String,
     ) -> Result<(), EngineError> {
         let definition = &active.runbook.steps[position];
         let approval = ApprovalRecord {
-            summary: plan.summary.clone(),
-            plan: plan_for_humans(
-                plan,
-                &SecretScope::new(self.inner.secrets.clone(), Default::default()),
-            ),
+            summary,
+            plan,
             plan_hash,
             requested_at: now_ms(),
             decision: None,
@@ -567,15 +611,18 @@ impl Engine {
         Ok(())
     }
 
+    /// What approvers see of secrets in a plan: none of their values.
+    pub(super) fn approval_scope(&self) -> SecretScope {
+        SecretScope::new(self.inner.secrets.clone(), Default::default())
+    }
+
     /// Ends a step of a dry run with its plan, as approvers would see it, as its output.
-    async fn finish_dry(
+    pub(super) async fn finish_dry(
         &self,
         active: &Arc<ActiveRun>,
         position: usize,
-        plan: &Plan,
-        scope: &SecretScope,
+        output: serde_json::Value,
     ) -> Result<(), EngineError> {
-        let output = serde_json::json!({ "dry_run": true, "plan": plan_for_humans(plan, scope) });
         self.update_step(active, position, StepStatus::Pending, |step| {
             step.finish_dry(output, now_ms())
         })
@@ -584,7 +631,7 @@ impl Engine {
     }
 
     /// Fails a step that never got to run (its config or plan is broken).
-    async fn finish_early(
+    pub(super) async fn finish_early(
         &self,
         active: &Arc<ActiveRun>,
         position: usize,
@@ -650,14 +697,29 @@ impl Engine {
         })
     }
 
-    /// The batcher of one attempt's (or one look's) output: batches of lines are stored in
-    /// the run's event log and published, within the daemon's output budget.
-    pub(super) fn output_batcher(&self, run_id: &str, step_id: &str) -> OutputBatcher {
+    /// The batcher of one attempt's (or one look's, or one loop instance's) output: batches
+    /// of lines are stored in the run's event log and published, within the daemon's output
+    /// budget. A loop instance's lines go to its step's log, each prefixed with `[index] `,
+    /// so that the lines of instances running side by side are told apart.
+    pub(super) fn output_batcher(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        instance: Option<usize>,
+    ) -> OutputBatcher {
         let store = self.inner.store.clone();
         let publisher = self.inner.publisher.clone();
         let run_id = run_id.to_owned();
         let step_id = step_id.to_owned();
         let emit: EmitBatch = Arc::new(move |stream, line| {
+            let line = match instance {
+                Some(index) => line
+                    .split('\n')
+                    .map(|line| format!("[{index}] {line}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                None => line,
+            };
             match store.append(
                 &run_id,
                 vec![EventKind::StepOutput {
@@ -679,6 +741,65 @@ impl Engine {
     }
 }
 
+/// How a step's calls are planned.
+pub(super) struct Planning {
+    /// It waits for an approval whatever its plan says.
+    pub needs_approval: bool,
+    /// Its plugin is asked for a plan (else the call runs under a plan that grants nothing).
+    pub planned: bool,
+    /// Its plugin may run twice: its start need not be on disk before its side effect.
+    pub idempotent: bool,
+}
+
+/// Whether an approval given earlier is for exactly the plan hashed as `plan_hash`, and
+/// said yes.
+pub(super) fn approves(approval: Option<&ApprovalRecord>, plan_hash: &str) -> bool {
+    approval.is_some_and(|approval| {
+        approval.plan_hash == plan_hash && approval.decision.as_ref().is_some_and(|d| d.approved)
+    })
+}
+
+/// One `execute` call: the rendered config, the plan that grants it, and what it reads.
+pub(super) struct Call<'a> {
+    pub prepared: &'a Prepared,
+    pub plan: &'a Plan,
+    pub sql: Vec<SqlGrant>,
+    pub scope: &'a SecretScope,
+    pub ctx: StepContext,
+    /// The plugin's `inputs` JSON.
+    pub inputs: String,
+}
+
+/// How an `execute` call ended.
+pub(super) enum CallEnd {
+    Ended(Ending),
+    /// The plugin started work elsewhere and waits for it.
+    Waiting(Waiting),
+    /// The run was cancelled (or the loop's `fail_fast` fired) while it ran.
+    Cancelled,
+}
+
+/// A step's plan for one call when it needs one (`planned`): someone is to see it, or the
+/// call's grant comes from it. Otherwise a plan that grants nothing, saving a plugin call.
+/// `Err` says why the step cannot run.
+pub(super) async fn plan_call(
+    plugins: &PluginHost,
+    definition: &Step,
+    ctx: StepContext,
+    prepared: &Prepared,
+    scope: &SecretScope,
+    planned: bool,
+) -> Result<Plan, String> {
+    if !planned {
+        return Ok(Plan::unplanned());
+    }
+    match plugins.plan(&definition.uses, ctx, &prepared.config).await {
+        Ok(Ok(plan)) => Ok(mask_plan(plan, scope)),
+        Ok(Err(err)) => Err(format!("cannot plan: {}", scope.mask(&err.message))),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
 /// How much of a process's stdin an approval shows.
 const STDIN_PREVIEW: usize = 64 * 1024;
 
@@ -691,7 +812,7 @@ fn host_judges_writes(spec: &crate::plugins::SqlSpec) -> bool {
 
 /// What an approval is given for: the exact plan (env values and stdin included) of one
 /// runbook version.
-fn plan_hash(version: &str, plan: &Plan) -> String {
+pub(super) fn plan_hash(version: &str, plan: &Plan) -> String {
     let mut hasher = Sha256::new();
     hasher.update(version.as_bytes());
     hasher.update(serde_json::to_vec(plan).unwrap_or_default());
@@ -700,7 +821,7 @@ fn plan_hash(version: &str, plan: &Plan) -> String {
 
 /// The plan as shown to approvers: argv and cwd in full, env by name only (values may be
 /// secrets), stdin as its size.
-fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
+pub(super) fn plan_for_humans(plan: &Plan, scope: &SecretScope) -> serde_json::Value {
     let effects: Vec<serde_json::Value> = plan
         .effects
         .iter()

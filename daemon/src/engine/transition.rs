@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::{Resolution, status_label, step_event};
 use crate::runbook::retry::FailureClass;
 use crate::store::{
-    ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, OutputStream, PermitWait,
-    StepRecord, StepStatus,
+    ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, InstanceRecord, OutputStream,
+    PermitWait, StepRecord, StepStatus,
 };
 
 /// How a step's execution ended.
@@ -23,6 +23,17 @@ pub(super) enum Ending {
         /// The far end's own wait before another try (Retry-After).
         retry_after: Option<Duration>,
     },
+}
+
+/// The event announcing a loop instance's status.
+fn instance_event(step_id: &str, index: usize, instance: &InstanceRecord) -> EventKind {
+    EventKind::InstanceStatus {
+        step_id: step_id.to_owned(),
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        status: instance.status,
+        attempts: instance.attempts,
+        error: instance.error.clone(),
+    }
 }
 
 /// A log line of the daemon's about a step, in the step's output.
@@ -247,6 +258,7 @@ impl StepRecord {
     /// is a new one (with a key of its own), its retry policy's budget counts afresh, and its
     /// past attempts stay in its history and in the store.
     pub(super) fn reopen(&mut self) -> Vec<EventKind> {
+        let was_completed = self.status == StepStatus::Completed;
         self.status = StepStatus::Pending;
         self.error = None;
         self.output = None;
@@ -259,7 +271,69 @@ impl StepRecord {
         self.process_groups.clear();
         self.attempts_before_retry = self.attempts;
         self.unselected = false;
+        // A loop that had failed runs its instances that did not complete, and keeps the
+        // others' outputs; one that had completed runs again as a whole, over its items as
+        // they are now.
+        if was_completed {
+            self.instances.clear();
+        }
+        for instance in &mut self.instances {
+            if instance.status != StepStatus::Completed {
+                instance.status = StepStatus::Pending;
+                instance.error = None;
+            }
+        }
         vec![step_event(self)]
+    }
+
+    /// Records a loop's items, one pending instance each, before any of them runs: an
+    /// approval, a crash or a retry then finds the same items.
+    pub(super) fn set_instances(&mut self, items: Vec<serde_json::Value>) -> Vec<EventKind> {
+        let count = items.len();
+        self.instances = items.into_iter().map(InstanceRecord::pending).collect();
+        vec![log_line(
+            self,
+            format!(
+                "info: loop over {count} item{}",
+                if count == 1 { "" } else { "s" }
+            ),
+        )]
+    }
+
+    /// Starts instance `index` of a loop within the step's current attempt.
+    pub(super) fn start_instance(&mut self, index: usize, now: i64) -> Vec<EventKind> {
+        let attempt = self.attempts;
+        let Some(instance) = self.instances.get_mut(index) else {
+            return Vec::new();
+        };
+        instance.status = StepStatus::Running;
+        instance.attempts += 1;
+        instance.step_attempt = attempt;
+        instance.started_at = now;
+        instance.finished_at = 0;
+        instance.error = None;
+        instance.output = None;
+        vec![instance_event(&self.id, index, instance)]
+    }
+
+    /// Ends instance `index` of a loop: completed, failed, timed out, or cancelled (by the
+    /// loop's `fail_fast`) with `error`.
+    pub(super) fn finish_instance(
+        &mut self,
+        index: usize,
+        status: StepStatus,
+        output: Option<serde_json::Value>,
+        error: Option<String>,
+        now: i64,
+    ) -> Vec<EventKind> {
+        let Some(instance) = self.instances.get_mut(index) else {
+            return Vec::new();
+        };
+        instance.status = status;
+        instance.output = output;
+        instance.error = error;
+        instance.finished_at = now;
+        vec![instance_event(&self.id, index, instance)]
     }
 
     /// Skips a step that will not run: `blocker` names the need that did not complete, else
@@ -290,10 +364,16 @@ impl StepRecord {
         vec![step_event(self)]
     }
 
-    /// Cancels a step that has not ended.
+    /// Cancels a step that has not ended, with the instances of its loop that had not.
     pub(super) fn cancel(&mut self, now: i64) -> Vec<EventKind> {
         self.status = StepStatus::Cancelled;
         self.finished_at = now;
+        for instance in &mut self.instances {
+            if !instance.status.is_terminal() {
+                instance.status = StepStatus::Cancelled;
+                instance.finished_at = now;
+            }
+        }
         vec![step_event(self)]
     }
 
@@ -356,6 +436,15 @@ impl StepRecord {
         self.wait = None;
         // Recovery killed what was left of them before this.
         self.process_groups.clear();
+        for instance in &mut self.instances {
+            if instance.status == StepStatus::Running {
+                instance.status = if idempotent {
+                    StepStatus::Pending
+                } else {
+                    StepStatus::Ambiguous
+                };
+            }
+        }
         if idempotent {
             self.status = StepStatus::Pending;
         } else {

@@ -408,3 +408,139 @@ fn reopening_an_ended_step_makes_it_pending_with_its_history_and_a_fresh_retry_b
         assert_eq!(record.key_of_attempt, None, "a new decision, a new key");
     }
 }
+
+/// A loop step of three items whose instances are in `statuses`.
+fn looping(status: StepStatus, statuses: [StepStatus; 3]) -> StepRecord {
+    let mut record = step(status);
+    record.set_instances(vec![
+        serde_json::json!("a"),
+        serde_json::json!("b"),
+        serde_json::json!("c"),
+    ]);
+    for (instance, status) in record.instances.iter_mut().zip(statuses) {
+        instance.status = status;
+    }
+    record
+}
+
+fn instance_statuses(record: &StepRecord) -> Vec<StepStatus> {
+    record
+        .instances
+        .iter()
+        .map(|instance| instance.status)
+        .collect()
+}
+
+#[test]
+fn loop_instances_start_and_end_within_the_step_attempt_and_announce_it() {
+    use StepStatus::{Completed, Failed, Pending, Running};
+    let mut record = looping(Running, [Pending; 3]);
+    record.attempts = 2;
+    let events = record.start_instance(1, NOW);
+    let instance = &record.instances[1];
+    assert_eq!(
+        (instance.status, instance.attempts, instance.step_attempt),
+        (Running, 1, 2)
+    );
+    assert_eq!(
+        events,
+        [EventKind::InstanceStatus {
+            step_id: "deploy".into(),
+            index: 1,
+            status: Running,
+            attempts: 1,
+            error: None,
+        }]
+    );
+    let cases = [
+        (Completed, Some(serde_json::json!({ "ok": true })), None),
+        (Failed, None, Some("exit 3".to_owned())),
+        (StepStatus::TimedOut, None, Some("timed out".to_owned())),
+        (StepStatus::Cancelled, None, Some("fail_fast".to_owned())),
+    ];
+    for (status, output, error) in cases {
+        let mut record = record.clone();
+        let events = record.finish_instance(1, status, output.clone(), error.clone(), NOW + 5);
+        let instance = &record.instances[1];
+        assert_eq!(instance.status, status);
+        assert_eq!(instance.output, output);
+        assert_eq!(instance.error, error);
+        assert_eq!(instance.finished_at, NOW + 5);
+        assert_eq!(
+            events,
+            [EventKind::InstanceStatus {
+                step_id: "deploy".into(),
+                index: 1,
+                status,
+                attempts: 1,
+                error,
+            }]
+        );
+        // The step itself does not move: the engine ends it once every instance has.
+        assert_eq!(record.status, Running);
+    }
+    // An index past the items changes nothing.
+    assert!(record.start_instance(7, NOW).is_empty());
+    assert!(
+        record
+            .finish_instance(7, Failed, None, None, NOW)
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_crash_cancel_or_reopen_moves_the_instances_that_had_not_completed() {
+    use StepStatus::{Ambiguous, Cancelled, Completed, Failed, Pending, Running};
+    let during = [Completed, Running, Pending];
+    // (what, the step's status, its instances before, the transition, its instances after)
+    type Change = fn(&mut StepRecord) -> Vec<EventKind>;
+    type Case = (
+        &'static str,
+        StepStatus,
+        [StepStatus; 3],
+        Change,
+        Vec<StepStatus>,
+    );
+    let cases: [Case; 5] = [
+        (
+            "interrupted, idempotent",
+            Running,
+            during,
+            |r| r.interrupt(true, "R", NOW),
+            vec![Completed, Pending, Pending],
+        ),
+        (
+            "interrupted, not idempotent",
+            Running,
+            during,
+            |r| r.interrupt(false, "R", NOW),
+            vec![Completed, Ambiguous, Pending],
+        ),
+        (
+            "cancelled",
+            Running,
+            during,
+            |r| r.cancel(NOW),
+            vec![Completed, Cancelled, Cancelled],
+        ),
+        (
+            "reopened after failing: completed instances keep their result",
+            Failed,
+            [Completed, Failed, Cancelled],
+            |r| r.reopen(),
+            vec![Completed, Pending, Pending],
+        ),
+        (
+            "reopened after completing: every item runs again",
+            Completed,
+            [Completed; 3],
+            |r| r.reopen(),
+            vec![],
+        ),
+    ];
+    for (what, status, instances, change, expected) in cases {
+        let mut record = looping(status, instances);
+        change(&mut record);
+        assert_eq!(instance_statuses(&record), expected, "{what}");
+    }
+}

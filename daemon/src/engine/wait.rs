@@ -91,7 +91,7 @@ impl Engine {
         } else {
             prepared.timeout
         };
-        let output = self.output_batcher(run_id, step_id);
+        let output = self.output_batcher(run_id, step_id, None);
         let sink = output.sink();
         let gates = self.pass_gates(active, position, StepStatus::Waiting, &sink, &prepared);
         let admission = match gates.await {

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::limits::MAX_DIAGNOSTICS;
 use super::locate::{Locator, Segment, parse_path};
 use super::parse::{Parsed, Reporter, StepSpans};
-use super::{Diagnostic, Runbook};
+use super::{Diagnostic, LoopItems, Runbook};
 use crate::template;
 
 /// A problem a plugin found in a step's `with` table.
@@ -219,8 +219,9 @@ fn check_cycles(
     }
 }
 
-/// Every template in `with` and every `if` may read only declared params, steps this step
-/// (transitively) needs, and the run itself.
+/// Every template in `with`, every `if` and every `for_each` may read only declared params,
+/// steps this step (transitively) needs, and the run itself; a loop step's `with` also its
+/// `item` and `index`.
 fn check_templates(
     runbook: &Runbook,
     spans: &[StepSpans],
@@ -248,7 +249,9 @@ fn check_templates(
             };
             match template::template_variables(&text) {
                 Ok(vars) => {
-                    let problems = check_variables(&vars, index, &names, &mut upstream, runbook);
+                    let in_loop = step.each.is_some();
+                    let problems =
+                        check_variables(&vars, index, &names, &mut upstream, runbook, in_loop);
                     if !problems.is_empty() {
                         let span = span();
                         for problem in problems {
@@ -262,16 +265,32 @@ fn check_templates(
                 ),
             }
         }
-        if let (Some(condition), Some(span)) = (&step.condition, &spans[index].condition) {
-            match template::expression_variables(condition) {
+        let loop_expression = match step.each.as_ref().map(|each| &each.items) {
+            Some(LoopItems::Expression(expression)) => Some(expression),
+            _ => None,
+        };
+        let expressions = [
+            (step.condition.as_ref(), &spans[index].condition, "`if`"),
+            (loop_expression, &spans[index].for_each, "`for_each`"),
+        ];
+        for (expression, span, what) in expressions {
+            let (Some(expression), Some(span)) = (expression, span) else {
+                continue;
+            };
+            match template::expression_variables(expression) {
                 Ok(vars) => {
-                    for problem in check_variables(&vars, index, &names, &mut upstream, runbook) {
+                    let mut problems =
+                        check_variables(&vars, index, &names, &mut upstream, runbook, false);
+                    if what == "`for_each`" {
+                        problems.extend(loop_reads_hidden(&step.id, &vars));
+                    }
+                    for problem in problems {
                         report.error(span.clone(), problem);
                     }
                 }
                 Err(err) => report.error(
                     span.clone(),
-                    format!("step `{}`: invalid `if` expression: {err}", step.id),
+                    format!("step `{}`: invalid {what} expression: {err}", step.id),
                 ),
             }
         }
@@ -285,12 +304,14 @@ struct Names<'a> {
 }
 
 /// What is wrong with the variables one template of step `index` reads, as messages.
+/// `item` and `index` are set only in the `with` of a loop step (`in_loop`).
 fn check_variables(
     vars: &BTreeSet<String>,
     index: usize,
     names: &Names<'_>,
     upstream: &mut Upstream<'_>,
     runbook: &Runbook,
+    in_loop: bool,
 ) -> Vec<String> {
     let Names { params, targets } = *names;
     let step_id = runbook.steps[index].id.as_str();
@@ -337,6 +358,10 @@ fn check_variables(
             ("params" | "run" | "secrets" | "targets", _) => None,
             // Filled in by the http plugin once an async invocation has an id.
             ("invocation_id", None) => None,
+            ("item" | "index", _) if in_loop => None,
+            ("item" | "index", _) => Some(format!(
+                "`{root}` is set only in the `with` of a step with `for_each` (once per item)"
+            )),
             _ => Some(format!(
                 "unknown variable `{root}`; templates can read `params`, `steps`, `run`, \
                  `secrets` and `targets`"
@@ -347,6 +372,25 @@ fn check_variables(
         }
     }
     problems
+}
+
+/// What a loop's `for_each` may not read: its items are stored with the run and shown to
+/// operators, so never `secrets`; and `targets` are a `with` table's.
+fn loop_reads_hidden(step_id: &str, vars: &BTreeSet<String>) -> Vec<String> {
+    let roots: BTreeSet<&str> = vars
+        .iter()
+        .filter_map(|var| var.split('.').next())
+        .filter(|root| matches!(*root, "secrets" | "targets"))
+        .collect();
+    roots
+        .into_iter()
+        .map(|root| {
+            format!(
+                "step `{step_id}`: `for_each` cannot read `{root}`: a loop's items are stored \
+                 with the run and shown to operators; read {root} in `with` instead"
+            )
+        })
+        .collect()
 }
 
 /// Answers "does this step transitively need that one". A direct need, the usual case, is a

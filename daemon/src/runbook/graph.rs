@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::Step;
+use super::{LoopItems, Step};
 use crate::template;
 
 /// Steps by id and the reverse of `needs`, in step indices.
@@ -43,7 +43,63 @@ impl StepGraph {
         for step in steps.iter_mut() {
             step.reads = graph.reads_of(step);
         }
+        graph.set_loop_depths(steps);
         graph
+    }
+
+    /// Sets each loop's depth: one more than that of the deepest loop whose output its
+    /// `for_each` reads. Walked with a stack of its own (a chain of loops may be long), and a
+    /// cycle (reported by the checker) counts no deeper than where it closes.
+    fn set_loop_depths(&self, steps: &mut [Step]) {
+        let sources: Vec<Vec<usize>> = steps
+            .iter()
+            .map(|step| match step.each.as_ref().map(|each| &each.items) {
+                Some(LoopItems::Expression(expression)) => {
+                    let mut read = BTreeSet::new();
+                    if let Ok(vars) = template::expression_variables(expression) {
+                        self.add_step_reads(&vars, &mut read);
+                    }
+                    read.iter()
+                        .filter_map(|id| self.index(id))
+                        .filter(|&index| steps[index].each.is_some())
+                        .collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        let mut depths: Vec<Option<usize>> = vec![None; steps.len()];
+        let mut visiting = vec![false; steps.len()];
+        for start in 0..steps.len() {
+            let mut stack = vec![start];
+            while let Some(&index) = stack.last() {
+                if depths[index].is_some() {
+                    stack.pop();
+                    continue;
+                }
+                visiting[index] = true;
+                let next = sources[index]
+                    .iter()
+                    .copied()
+                    .find(|&source| depths[source].is_none() && !visiting[source]);
+                if let Some(source) = next {
+                    stack.push(source);
+                    continue;
+                }
+                let deepest = sources[index]
+                    .iter()
+                    .filter_map(|&source| depths[source])
+                    .max()
+                    .unwrap_or(0);
+                depths[index] = Some(deepest + 1);
+                visiting[index] = false;
+                stack.pop();
+            }
+        }
+        for (step, depth) in steps.iter_mut().zip(depths) {
+            if let Some(each) = &mut step.each {
+                each.depth = depth.unwrap_or(1);
+            }
+        }
     }
 
     /// The index of the step with this id.
@@ -56,8 +112,8 @@ impl StepGraph {
         self.dependents.get(index).map_or(&[], Vec::as_slice)
     }
 
-    /// The ids of the steps of this runbook that `step`'s `with` templates and `if` read,
-    /// sorted and without repeats.
+    /// The ids of the steps of this runbook that `step`'s `with` templates, `if` and
+    /// `for_each` read, sorted and without repeats.
     fn reads_of(&self, step: &Step) -> Vec<String> {
         let mut reads = BTreeSet::new();
         let mut texts = Vec::new();
@@ -68,10 +124,14 @@ impl StepGraph {
                 self.add_step_reads(&vars, &mut reads);
             }
         }
-        if let Some(condition) = &step.condition
-            && let Ok(vars) = template::expression_variables(condition)
-        {
-            self.add_step_reads(&vars, &mut reads);
+        let loop_expression = match step.each.as_ref().map(|each| &each.items) {
+            Some(LoopItems::Expression(expression)) => Some(expression),
+            _ => None,
+        };
+        for expression in step.condition.iter().chain(loop_expression) {
+            if let Ok(vars) = template::expression_variables(expression) {
+                self.add_step_reads(&vars, &mut reads);
+            }
         }
         reads.into_iter().collect()
     }

@@ -186,11 +186,36 @@ pub struct Step {
     /// What an operator types when confirming an `instruction` step (none for other kinds);
     /// typed and checked like params, they become the step's output.
     pub inputs: Vec<Param>,
-    /// Ids of the steps of this runbook that its `with` templates (at any depth) and its `if`
-    /// read as `steps.<id>`, sorted and without repeats. The engine gives the step's templates
-    /// and its plugin's `inputs` only these steps' outputs and statuses. A template that reads
+    /// Set when the step runs once per item of a list (`for_each`).
+    pub each: Option<Loop>,
+    /// Ids of the steps of this runbook that its `with` templates (at any depth), its `if` and
+    /// its `for_each` read as `steps.<id>`, sorted and without repeats. The engine gives the
+    /// step's templates and its plugin's `inputs` only these steps' outputs and statuses. A
+    /// template that reads
     /// `steps` as a whole (`steps[name]`, a loop over `steps`) names no id and adds nothing.
     pub reads: Vec<String>,
+}
+
+/// How a loop step (`for_each`) runs its instances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loop {
+    pub items: LoopItems,
+    /// Instances that run at once (the step's `max_parallel`; 1 unless it sets one).
+    pub max_parallel: usize,
+    /// Whether the first failed instance cancels the others instead of letting them finish.
+    pub fail_fast: bool,
+    /// How deeply the loop nests: 1, or one more than the deepest loop whose output its
+    /// `for_each` reads (its items are that loop's instances' outputs). Set with `reads`.
+    pub depth: usize,
+}
+
+/// Where a loop's items come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoopItems {
+    /// The expression inside `for_each = "{{ ... }}"`, evaluated when the step starts.
+    Expression(String),
+    /// A list written in the runbook, used as it is.
+    List(Vec<serde_json::Value>),
 }
 
 /// The built-in step kind an operator carries out by hand and confirms.

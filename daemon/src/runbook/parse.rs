@@ -16,7 +16,9 @@ use super::limits::{
 use super::locate::{Locator, Segment, display_path};
 use super::retry::{Backoff, DEFAULT_DELAY, DEFAULT_MAX_DELAY, RetryOn, RetryPolicy};
 use super::target::{BreakerPolicy, RateLimit, Target};
-use super::{Diagnostic, INSTRUCTION_KIND, Param, ParamType, Runbook, Step, content_hash};
+use super::{
+    Diagnostic, INSTRUCTION_KIND, Loop, LoopItems, Param, ParamType, Runbook, Step, content_hash,
+};
 
 /// Steps of one run that may execute at once unless the runbook says otherwise.
 const DEFAULT_MAX_PARALLEL: usize = 4;
@@ -161,6 +163,12 @@ pub(super) struct RawStep {
     /// What an operator types when confirming an `instruction` step, declared like `[params]`.
     #[serde(default)]
     inputs: BTreeMap<Spanned<String>, RawParam>,
+    /// Runs the step once per item: a template that evaluates to a list, or a list.
+    for_each: Option<Spanned<toml::Value>>,
+    /// Instances of a loop step that run at once.
+    max_parallel: Option<Spanned<i64>>,
+    /// Whether a loop's first failed instance cancels the others.
+    fail_fast: Option<Spanned<bool>>,
 }
 
 /// A runbook parsed from TOML, with the spans `check` needs to point at its problems.
@@ -176,6 +184,7 @@ pub(super) struct StepSpans {
     pub with: std::ops::Range<usize>,
     pub needs: Vec<std::ops::Range<usize>>,
     pub condition: Option<std::ops::Range<usize>>,
+    pub for_each: Option<std::ops::Range<usize>>,
 }
 
 /// Collects diagnostics for one file, at most [`MAX_DIAGNOSTICS`] of them and then one that
@@ -769,7 +778,9 @@ fn parse_step(
         with: step.with.as_ref().map_or(raw.span(), Spanned::span),
         needs: step.needs.iter().map(Spanned::span).collect(),
         condition: step.condition.as_ref().map(Spanned::span),
+        for_each: step.for_each.as_ref().map(Spanned::span),
     };
+    let each = parse_loop(report, step);
     let parsed = Step {
         id: step.id.get_ref().clone(),
         uses: step.uses.get_ref().clone(),
@@ -787,10 +798,93 @@ fn parse_step(
         allow_insecure_redirects: step.allow_insecure_redirects,
         description: step.description.clone(),
         inputs,
+        each,
         // Needs every step's id: filled in once all are parsed.
         reads: Vec::new(),
     };
     (parsed, spans)
+}
+
+/// A step's `for_each`, `max_parallel` and `fail_fast`: the latter two only with the first.
+fn parse_loop(report: &mut Reporter<'_>, step: &RawStep) -> Option<Loop> {
+    let Some(for_each) = &step.for_each else {
+        for (span, key) in [
+            (
+                step.max_parallel.as_ref().map(Spanned::span),
+                "max_parallel",
+            ),
+            (step.fail_fast.as_ref().map(Spanned::span), "fail_fast"),
+        ] {
+            if let Some(span) = span {
+                report.error(
+                    span,
+                    format!(
+                        "`{key}` on a step applies to its loop's instances, and step `{}` has no \
+                         `for_each` (the runbook's own `max_parallel` bounds its steps)",
+                        step.id.get_ref()
+                    ),
+                );
+            }
+        }
+        return None;
+    };
+    if step.uses.get_ref() == INSTRUCTION_KIND {
+        report.error(
+            for_each.span(),
+            "an `instruction` step cannot loop: write one instruction that covers every item",
+        );
+    }
+    let items = match for_each.get_ref() {
+        toml::Value::Array(items) => LoopItems::List(items.iter().map(toml_to_json).collect()),
+        toml::Value::String(text) => match loop_expression(text) {
+            Some(expression) => LoopItems::Expression(expression.to_owned()),
+            None => {
+                report.error(
+                    for_each.span(),
+                    "for_each: write one template that evaluates to a list, such as \
+                     \"{{ steps.list.output.hosts }}\" or \"{{ params.hosts | split(',') }}\", \
+                     or a list",
+                );
+                LoopItems::List(Vec::new())
+            }
+        },
+        other => {
+            report.error(
+                for_each.span(),
+                format!(
+                    "for_each: expected a list or a template such as \
+                     \"{{{{ steps.list.output.hosts }}}}\", found {}",
+                    other.type_str()
+                ),
+            );
+            LoopItems::List(Vec::new())
+        }
+    };
+    let max_parallel = match &step.max_parallel {
+        Some(value) if *value.get_ref() < 1 => {
+            report.error(value.span(), "max_parallel must be at least 1");
+            1
+        }
+        Some(value) => usize::try_from(*value.get_ref()).unwrap_or(usize::MAX),
+        None => 1,
+    };
+    Some(Loop {
+        items,
+        max_parallel,
+        fail_fast: step.fail_fast.as_ref().is_some_and(|flag| *flag.get_ref()),
+        // Needs the other steps: set once all are parsed.
+        depth: 1,
+    })
+}
+
+/// The expression of a `for_each` template: the text between `{{` and `}}` when that is all
+/// there is.
+fn loop_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner).trim();
+    (!inner.is_empty() && !inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%"))
+        .then_some(inner)
 }
 
 /// The targets of a runbook by name, for the steps that name one, and their names as a list
@@ -886,6 +980,15 @@ fn check_step_templates(
         && let Some(problem) = template_problem(condition, Kind::Expression)
     {
         report.error(span.clone(), format!("step `{}`: if: {problem}", step.id));
+    }
+    if let (Some(LoopItems::Expression(expression)), Some(span)) =
+        (step.each.as_ref().map(|each| &each.items), &spans.for_each)
+        && let Some(problem) = template_problem(expression, Kind::Expression)
+    {
+        report.error(
+            span.clone(),
+            format!("step `{}`: for_each: {problem}", step.id),
+        );
     }
 }
 

@@ -269,6 +269,8 @@ const GOLDEN_WITHOUT_PLUGINS: &[&str] = &[
     "deep-condition",
     "dependency-cycle",
     "duplicate-step-id",
+    "loop-keys",
+    "loop-templates",
     "reads-without-needs",
     "toml-syntax",
     "unknown-key",
@@ -820,4 +822,90 @@ count = { type = "integer" }
     let names = |params: &[Param]| params.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&runbook.params), ["zone", "app", "mode"]);
     assert_eq!(names(&runbook.steps[0].inputs), ["ticket", "count"]);
+}
+
+#[tokio::test]
+async fn a_loop_reads_what_its_for_each_reads_and_nests_one_deeper_than_the_loop_it_reads() {
+    let source = r#"
+[[steps]]
+id = "list"
+uses = "shell"
+with = { command = ["true"] }
+
+[[steps]]
+id = "first"
+uses = "shell"
+needs = ["list"]
+for_each = "{{ steps.list.output.hosts }}"
+max_parallel = 3
+fail_fast = true
+with = { command = ["echo", "{{ item }}", "{{ index }}"] }
+
+[[steps]]
+id = "second"
+uses = "shell"
+needs = ["first"]
+for_each = "{{- steps.first.output -}}"
+with = { command = ["echo", "{{ item.stdout }}"] }
+
+[[steps]]
+id = "literal"
+uses = "shell"
+for_each = ["a", 2, { name = "c" }]
+with = { command = ["echo", "{{ item }}"] }
+"#;
+    let runbook = load("loops.toml", source, &AnyConfig).await.unwrap();
+    let first = runbook.step("first").unwrap();
+    assert_eq!(first.reads, ["list"]);
+    assert_eq!(
+        first.each,
+        Some(Loop {
+            items: LoopItems::Expression("steps.list.output.hosts".into()),
+            max_parallel: 3,
+            fail_fast: true,
+            depth: 1,
+        })
+    );
+    let second = runbook.step("second").unwrap();
+    assert_eq!(second.reads, ["first"]);
+    let second = second.each.as_ref().unwrap();
+    assert_eq!(
+        second.items,
+        LoopItems::Expression("steps.first.output".into())
+    );
+    assert_eq!(
+        (second.depth, second.max_parallel, second.fail_fast),
+        (2, 1, false)
+    );
+    let literal = runbook.step("literal").unwrap().each.as_ref().unwrap();
+    assert_eq!(
+        literal.items,
+        LoopItems::List(vec![
+            serde_json::json!("a"),
+            serde_json::json!(2),
+            serde_json::json!({ "name": "c" }),
+        ])
+    );
+    assert_eq!(literal.depth, 1);
+    assert!(runbook.step("list").unwrap().each.is_none());
+}
+
+#[tokio::test]
+async fn a_long_chain_of_loops_gets_its_depth_without_deep_recursion() {
+    let steps = 5_000;
+    let mut source = String::from(
+        "[[steps]]\nid = \"s0\"\nuses = \"shell\"\nfor_each = [1]\nwith = { command = [\"true\"] }\n",
+    );
+    for i in 1..steps {
+        let previous = i - 1;
+        writeln!(
+            source,
+            "[[steps]]\nid = \"s{i}\"\nuses = \"shell\"\nneeds = [\"s{previous}\"]\n\
+             for_each = \"{{{{ steps.s{previous}.output }}}}\"\nwith = {{ command = [\"true\"] }}"
+        )
+        .unwrap();
+    }
+    let runbook = load("chain.toml", &source, &AnyConfig).await.unwrap();
+    let last = runbook.steps.last().unwrap().each.as_ref().unwrap();
+    assert_eq!(last.depth, steps);
 }

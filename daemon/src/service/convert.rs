@@ -133,6 +133,26 @@ fn step(record: &StepRecord, budget: &mut usize) -> pb::StepRun {
         resume_at: record.wait.as_ref().map_or(0, |wait| wait.resume_at),
         wait_deadline: record.wait.as_ref().map_or(0, |wait| wait.deadline),
         permit_wait: record.permit_wait.as_ref().map(permit_wait),
+        instances: record.instances.iter().map(instance).collect(),
+    }
+}
+
+/// How much of a loop instance's item a run message carries.
+const ITEM_CHARS: usize = 256;
+
+fn instance(record: &crate::store::InstanceRecord) -> pb::Instance {
+    let item = record.item.to_string();
+    let item = match item.char_indices().nth(ITEM_CHARS) {
+        Some((cut, _)) => format!("{}...", &item[..cut]),
+        None => item,
+    };
+    pb::Instance {
+        item,
+        status: step_status(record.status).into(),
+        attempts: record.attempts,
+        error: record.error.clone().unwrap_or_default(),
+        started_at: record.started_at,
+        finished_at: record.finished_at,
     }
 }
 
@@ -265,6 +285,19 @@ pub fn event(record: &EventRecord) -> pb::RunEvent {
             wait: Some(permit_wait(wait)),
         }),
         EventKind::RunRetried { retry } => Kind::RunRetried(run_retry(retry)),
+        EventKind::InstanceStatus {
+            step_id,
+            index,
+            status,
+            attempts,
+            error,
+        } => Kind::InstanceStatus(pb::InstanceStatusChanged {
+            step_id: step_id.clone(),
+            index: *index,
+            status: step_status(*status).into(),
+            attempts: *attempts,
+            error: error.clone().unwrap_or_default(),
+        }),
     };
     pb::RunEvent {
         run_id: record.run_id.clone(),

@@ -24,8 +24,9 @@ pub use audit::{AuditFilter, AuditRecord, AuditResult};
 pub use prune::{Prunable, Retention};
 pub use records::{
     ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
-    INLINE_OUTPUT_BYTES, MAX_RUN_RETRIES, OutputStream, PermitWait, ProcessGroup, Quarantined,
-    RunRecord, RunRetry, RunStatus, StepRecord, StepStatus, VersionRecord, json_len, now_ms,
+    INLINE_OUTPUT_BYTES, InstanceRecord, MAX_RUN_RETRIES, OutputStream, PermitWait, ProcessGroup,
+    Quarantined, RunRecord, RunRetry, RunStatus, StepRecord, StepStatus, VersionRecord, json_len,
+    now_ms,
 };
 pub use runs::Changes;
 pub use secrets::{AuditAction, AuditEntry, SecretRecord, SecretRecords};

@@ -175,6 +175,44 @@ pub struct StepRecord {
     /// not run again by a retry of the run unless the retry names it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unselected: bool,
+    /// A loop step's instances, one per item, in item order; empty for other steps and
+    /// until the loop's items are known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceRecord>,
+}
+
+/// One instance of a loop step: its item and how its newest run went. Its output is stored
+/// apart, keyed by run, step, the step attempt it ran in, and its index.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstanceRecord {
+    pub item: serde_json::Value,
+    pub status: StepStatus,
+    /// Times it was run; each counts as a step execution of the run.
+    pub attempts: u32,
+    /// The step attempt its newest run belonged to (0 before it ran).
+    pub step_attempt: u32,
+    pub error: Option<String>,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// The newest run's output, while the engine has it in hand (never serialized here).
+    #[serde(skip)]
+    pub output: Option<serde_json::Value>,
+}
+
+impl InstanceRecord {
+    /// An instance that has not run.
+    pub fn pending(item: serde_json::Value) -> Self {
+        Self {
+            item,
+            status: StepStatus::Pending,
+            attempts: 0,
+            step_attempt: 0,
+            error: None,
+            started_at: 0,
+            finished_at: 0,
+            output: None,
+        }
+    }
 }
 
 /// A step held before its call until its target's rate limit gives it a permit.
@@ -265,6 +303,7 @@ impl StepRecord {
             permit_wait: None,
             attempts_before_retry: 0,
             unselected: false,
+            instances: Vec::new(),
         }
     }
 
@@ -354,6 +393,15 @@ pub enum EventKind {
     StepPermitWait { step_id: String, wait: PermitWait },
     /// An operator took the ended run back to running.
     RunRetried { retry: RunRetry },
+    /// An instance of a loop step started or ended.
+    InstanceStatus {
+        step_id: String,
+        index: u32,
+        status: StepStatus,
+        /// Times the instance has run, this one included.
+        attempts: u32,
+        error: Option<String>,
+    },
 }
 
 /// A stored event.

@@ -19,6 +19,8 @@ pub struct Changes {
     pub steps: Vec<usize>,
     /// Indices of the steps whose newest attempt has a new output to store.
     pub outputs: Vec<usize>,
+    /// Loop instances (step index, instance index) with a new output to store.
+    pub instance_outputs: Vec<(usize, usize)>,
 }
 
 impl Changes {
@@ -30,12 +32,16 @@ impl Changes {
             outputs: (0..run.steps.len())
                 .filter(|&index| run.steps[index].output.is_some())
                 .collect(),
+            instance_outputs: Vec::new(),
         }
     }
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        !self.header && self.steps.is_empty() && self.outputs.is_empty()
+        !self.header
+            && self.steps.is_empty()
+            && self.outputs.is_empty()
+            && self.instance_outputs.is_empty()
     }
 
     /// Adds another transition's changes.
@@ -43,6 +49,7 @@ impl Changes {
         self.header |= other.header;
         self.steps.extend(other.steps);
         self.outputs.extend(other.outputs);
+        self.instance_outputs.extend(other.instance_outputs);
     }
 }
 
@@ -92,6 +99,22 @@ impl Store {
                 ))
             })
             .collect::<Result<Vec<Entry>, serde_json::Error>>()?;
+        let mut outputs = outputs;
+        for &(index, instance) in &changes.instance_outputs {
+            let Some(record) = run
+                .steps
+                .get(index)
+                .and_then(|step| step.instances.get(instance))
+            else {
+                continue;
+            };
+            if let Some(output) = &record.output {
+                outputs.push((
+                    instance_output_key(&run.id, index, record.step_attempt, instance),
+                    serde_json::to_vec(output)?,
+                ));
+            }
+        }
         self.write(&run.id, [header, steps, outputs], events)
     }
 
@@ -343,6 +366,23 @@ impl Store {
             .map(|raw| (attempt, raw.to_vec())))
     }
 
+    /// The stored output of instance `instance` of the loop step at `index`, from the step
+    /// attempt it ran in.
+    pub fn instance_output(
+        &self,
+        run_id: &str,
+        index: usize,
+        step_attempt: u32,
+        instance: usize,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.inner
+            .outputs
+            .get(instance_output_key(run_id, index, step_attempt, instance))?
+            .map(|raw| serde_json::from_slice(&raw))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
     /// The index and attempts of step `step_id` of a run: at `hint` when it is there, else by
     /// a search that reads only each step's id.
     fn find_step(
@@ -569,6 +609,21 @@ pub(super) fn step_key(run_id: &str, index: usize) -> Vec<u8> {
 /// A step's attempts in order after its index.
 pub(super) fn output_key(run_id: &str, index: usize, attempt: u32) -> Vec<u8> {
     [step_key(run_id, index).as_slice(), &attempt.to_be_bytes()].concat()
+}
+
+/// A loop instance's output, after its step attempt's own.
+pub(super) fn instance_output_key(
+    run_id: &str,
+    index: usize,
+    step_attempt: u32,
+    instance: usize,
+) -> Vec<u8> {
+    let instance = u32::try_from(instance).unwrap_or(u32::MAX);
+    [
+        output_key(run_id, index, step_attempt).as_slice(),
+        &instance.to_be_bytes(),
+    ]
+    .concat()
 }
 
 fn decode_u64(bytes: &[u8]) -> u64 {

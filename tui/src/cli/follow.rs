@@ -192,6 +192,18 @@ pub fn event_lines(run_id: &str, event: &RunEvent) -> Vec<String> {
         // The step's own log line (`: waiting 1s for a rate-limit permit ...`) says it.
         Kind::StepPermitWait(_) => Vec::new(),
         Kind::RunRetried(retry) => vec![format!("[{at}] run {run_id}: {}", retry_summary(retry))],
+        Kind::InstanceStatus(change) => {
+            let mut line = format!(
+                "[{at}] step {}[{}]: {}",
+                change.step_id,
+                change.index,
+                change.status().label()
+            );
+            if !change.error.is_empty() {
+                line.push_str(&format!(": {}", format::printable_lines(&change.error)));
+            }
+            vec![line]
+        }
         Kind::StepOutput(output) => {
             let marker = match output.stream() {
                 OutputStream::Stderr => '!',

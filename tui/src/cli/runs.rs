@@ -292,6 +292,17 @@ fn write_run(out: &mut dyn Write, run: &Run, now: i64) -> std::io::Result<()> {
             format::elapsed(step.started_at, step.finished_at, now),
             step.error.lines().next().unwrap_or_default().to_owned(),
         ]);
+        // A loop's instances under it, each with its item.
+        for (index, instance) in step.instances.iter().enumerate() {
+            table.row(vec![
+                format!("  {}[{index}]", step.id),
+                instance.item.clone(),
+                instance.status().label().to_owned(),
+                instance.attempts.to_string(),
+                format::elapsed(instance.started_at, instance.finished_at, now),
+                instance.error.lines().next().unwrap_or_default().to_owned(),
+            ]);
+        }
     }
     table.write(out)?;
     for step in &run.steps {

@@ -248,6 +248,18 @@ fn log_lines(kind: &Kind) -> Option<(&str, LogKind, Vec<String>)> {
             LogKind::Event,
             vec!["── waiting for approval".to_owned()],
         )),
+        Kind::InstanceStatus(change) => {
+            let mut text = format!(
+                "── {}[{}] {}",
+                change.step_id,
+                change.index,
+                change.status().label()
+            );
+            if !change.error.is_empty() {
+                text.push_str(&format!(": {}", change.error));
+            }
+            Some((&change.step_id, LogKind::Event, vec![text]))
+        }
         // The daemon's log line in the step's output says it already; a retry is the run's.
         Kind::RunStatus(_) | Kind::StepPermitWait(_) | Kind::RunRetried(_) => None,
     }
@@ -322,9 +334,33 @@ fn apply_to_run(run: &mut Run, at: i64, kind: &Kind) {
             }
             run.retries.push(retry.clone());
         }
+        Kind::InstanceStatus(change) => {
+            let step = step_mut(run, &change.step_id);
+            let index = usize::try_from(change.index).unwrap_or(usize::MAX);
+            // An event about an instance the view has not seen (the run was read before the
+            // loop recorded its items) adds it, its item unknown.
+            if index < MAX_INSTANCES_SHOWN && step.instances.len() <= index {
+                step.instances.resize_with(index + 1, Default::default);
+            }
+            if let Some(instance) = step.instances.get_mut(index) {
+                instance.status = change.status;
+                instance.attempts = change.attempts;
+                instance.error = change.error.clone();
+                if change.status() == StepStatus::Running {
+                    instance.started_at = at;
+                    instance.finished_at = 0;
+                } else if change.status().is_terminal() {
+                    instance.finished_at = at;
+                }
+            }
+        }
         Kind::StepOutput(_) => {}
     }
 }
+
+/// The most instances of one loop step the view keeps (the daemon allows no more than
+/// its `[limits] loop_items`, 100 by default).
+const MAX_INSTANCES_SHOWN: usize = 10_000;
 
 fn step_mut<'a>(run: &'a mut Run, id: &str) -> &'a mut StepRun {
     match run.steps.iter().position(|s| s.id == id) {
@@ -453,6 +489,9 @@ pub fn waiting_reason(step: &StepRun, now_ms: i64) -> Option<String> {
             wait.limit,
         ));
     }
+    if status == StepStatus::Running && !step.instances.is_empty() {
+        return Some(loop_progress(step));
+    }
     match status {
         StepStatus::Ambiguous => Some("ambiguous: see `runbook resolve`".to_owned()),
         StepStatus::Paused => Some("paused".to_owned()),
@@ -461,12 +500,44 @@ pub fn waiting_reason(step: &StepRun, now_ms: i64) -> Option<String> {
     }
 }
 
+/// How far a running loop has come: `loop 2/5 done, 2 running, 1 failed`.
+pub fn loop_progress(step: &StepRun) -> String {
+    let count = |wanted: &[StepStatus]| {
+        step.instances
+            .iter()
+            .filter(|instance| wanted.contains(&instance.status()))
+            .count()
+    };
+    let mut text = format!(
+        "loop {}/{} done",
+        count(&[StepStatus::Completed]),
+        step.instances.len()
+    );
+    for (label, wanted) in [
+        ("running", &[StepStatus::Running][..]),
+        (
+            "failed",
+            &[
+                StepStatus::Failed,
+                StepStatus::TimedOut,
+                StepStatus::Cancelled,
+            ][..],
+        ),
+    ] {
+        let found = count(wanted);
+        if found > 0 {
+            text.push_str(&format!(", {found} {label}"));
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use runbook_protocol::v1::{
-        Approval, ApprovalRequested, PermitWait, RunStatusChanged, StepOutput, StepPermitWait,
-        StepRetrying, StepStatusChanged,
+        Approval, ApprovalRequested, Instance, InstanceStatusChanged, PermitWait, RunStatusChanged,
+        StepOutput, StepPermitWait, StepRetrying, StepStatusChanged,
     };
 
     fn event(seq: u64, kind: Kind) -> RunEvent {
@@ -622,6 +693,76 @@ mod tests {
         assert_eq!(
             view.run.as_ref().expect("a snapshot").steps[0].permit_wait,
             None
+        );
+    }
+
+    #[test]
+    fn instance_events_update_the_loop_and_its_log() {
+        let mut view = RunView::new("R");
+        view.apply_snapshot(Run {
+            id: "R".into(),
+            steps: vec![StepRun {
+                id: "roll".into(),
+                status: StepStatus::Running as i32,
+                attempts: 1,
+                instances: vec![
+                    Instance {
+                        item: "\"a\"".into(),
+                        ..Default::default()
+                    },
+                    Instance {
+                        item: "\"b\"".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let instance = |seq, index, status: StepStatus, error: &str| {
+            event(
+                seq,
+                Kind::InstanceStatus(InstanceStatusChanged {
+                    step_id: "roll".into(),
+                    index,
+                    status: status as i32,
+                    attempts: 1,
+                    error: error.into(),
+                }),
+            )
+        };
+        view.apply_event(&instance(1, 0, StepStatus::Running, ""));
+        view.apply_event(&instance(2, 1, StepStatus::Running, ""));
+        view.apply_event(&instance(3, 0, StepStatus::Completed, ""));
+        let step = &view.run.as_ref().expect("a snapshot").steps[0];
+        assert_eq!(
+            waiting_reason(step, 0).as_deref(),
+            Some("loop 1/2 done, 1 running")
+        );
+        view.apply_event(&instance(4, 1, StepStatus::Failed, "exit 3"));
+        // One the snapshot did not have yet is added.
+        view.apply_event(&instance(5, 2, StepStatus::Running, ""));
+        let step = &view.run.as_ref().expect("a snapshot").steps[0];
+        assert_eq!(step.instances.len(), 3);
+        assert_eq!(step.instances[1].item, "\"b\"");
+        assert_eq!(
+            waiting_reason(step, 0).as_deref(),
+            Some("loop 1/3 done, 1 running, 1 failed")
+        );
+        let log: Vec<&str> = view.logs["roll"]
+            .lines
+            .iter()
+            .map(|line| line.text.as_str())
+            .collect();
+        assert_eq!(
+            log,
+            [
+                "── roll[0] running",
+                "── roll[1] running",
+                "── roll[0] completed",
+                "── roll[1] failed: exit 3",
+                "── roll[2] running",
+            ]
         );
     }
 

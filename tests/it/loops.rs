@@ -1,0 +1,360 @@
+//! Loop steps (`for_each`): one instance per item of a param split into a list, with `item`
+//! and `index`, the output a list
+//! of the instances' outputs that a later step reads, a failed instance failing the step only
+//! after the others ran (or at once with `fail_fast`), a retry that runs only the instances
+//! that did not complete, one approval showing every instance's plan, and each of the
+//! daemon's loop limits refusing a loop before any instance starts. Side effects are counted
+//! in a ledger file the instances append to.
+
+use runbook_e2e::{Daemon, step, step_status};
+
+const AUTO: &str = "[approvals]\nshell = \"auto\"\n";
+
+/// A runbook whose `deploy` loop (over the items of param `hosts`, `a,b,c`) appends `<item>`
+/// to the ledger, then fails for item `b`
+/// while `flag` exists; `after` reads the loop's output.
+fn deploy_runbook(ledger: &str, flag: &str, fail_fast: bool, max_parallel: usize) -> String {
+    format!(
+        r#"
+[params]
+hosts = {{ type = "string", default = "a,b,c" }}
+
+[[steps]]
+id = "deploy"
+uses = "shell"
+for_each = "{{{{ params.hosts | split(',') }}}}"
+max_parallel = {max_parallel}
+fail_fast = {fail_fast}
+with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; echo "deployed $1 as $3"; if [ "$1" = b ] && [ -e "$4" ]; then echo "b is broken" >&2; exit 3; fi', "deploy", "{{{{ item }}}}", "{ledger}", "{{{{ index }}}}", "{flag}"] }}
+
+[[steps]]
+id = "after"
+uses = "shell"
+needs = ["deploy"]
+with = {{ command = ["echo", "{{{{ steps.deploy.output[0].stdout | trim }}}}|{{{{ steps.deploy.output[2].stdout | trim }}}}|{{{{ steps.deploy.output | length }}}}"] }}
+"#
+    )
+}
+
+fn ledger_lines(path: &std::path::Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // Instances may run side by side: the order they append in is not the point.
+    lines.sort();
+    lines
+}
+
+fn instance_statuses(run: &serde_json::Value, id: &str) -> Vec<String> {
+    step(run, id)["instances"]
+        .as_array()
+        .map(|instances| {
+            instances
+                .iter()
+                .map(|instance| instance["status"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_loop_with_one_failing_instance_fails_after_the_others_and_its_retry_runs_only_that_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let flag = dir.path().join("broken");
+    std::fs::write(&flag, "").unwrap();
+    let runbook = deploy_runbook(ledger.to_str().unwrap(), flag.to_str().unwrap(), false, 2);
+    let daemon = Daemon::start(&[("deploy.toml", &runbook)], AUTO);
+
+    let run = daemon.run_to_end("deploy", &[]);
+    let id = run["id"].as_str().unwrap();
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let deploy = step(&run, "deploy");
+    assert_eq!(deploy["status"], "failed", "{deploy:#}");
+    assert_eq!(
+        deploy["error"],
+        "1 of 3 instances did not complete: deploy[1]: exit code 3 is not one of expect_exit [0]",
+        "{deploy:#}"
+    );
+    assert_eq!(
+        instance_statuses(&run, "deploy"),
+        ["completed", "failed", "completed"]
+    );
+    let items: Vec<&str> = deploy["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|instance| instance["item"].as_str().unwrap())
+        .collect();
+    assert_eq!(items, [r#""a""#, r#""b""#, r#""c""#]);
+    // The other instances ran to their end: the failure did not stop them.
+    assert_eq!(ledger_lines(&ledger), ["a", "b", "c"]);
+    // The output has each instance's in item order, the failed one's as its plugin gave it.
+    let output = &deploy["output"];
+    assert_eq!(output[0]["stdout"], "deployed a as 0\n", "{output:#}");
+    assert_eq!(output[1]["exit_code"], 3, "{output:#}");
+    assert_eq!(output[2]["stdout"], "deployed c as 2\n", "{output:#}");
+    assert_eq!(step_status(&run, "after"), "skipped");
+
+    // Each instance's lines are in the step's log, told apart by their index.
+    // `logs` prints the steps' stderr on its own stderr.
+    let logs = daemon.cli(&["logs", id, "--step", "deploy"]);
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    for line in [
+        "[0] deployed a as 0",
+        "[1] deployed b as 1",
+        "[1] b is broken",
+        "[2] deployed c as 2",
+    ] {
+        assert!(logs.contains(line), "{line} missing from:\n{logs}");
+    }
+    // `show` lists the instances under their step.
+    let shown = daemon.cli(&["show", id]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("deploy[1]") && shown.contains("exit code 3"),
+        "{shown}"
+    );
+
+    // Fixed, the run is retried: only the failed instance runs again.
+    std::fs::remove_file(&flag).unwrap();
+    let retried = daemon.cli(&["retry", id]);
+    assert!(retried.status.success(), "{retried:?}");
+    let run = daemon.wait_for(id, "the retried run to end", |shown| {
+        shown["status"] == "completed" || shown["status"] == "failed"
+    });
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(ledger_lines(&ledger), ["a", "b", "b", "c"]);
+    assert_eq!(
+        instance_statuses(&run, "deploy"),
+        ["completed", "completed", "completed"]
+    );
+    let attempts: Vec<u64> = step(&run, "deploy")["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|instance| instance["attempts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 1]);
+    // A later step reads the whole list, including outputs kept from the first attempt.
+    assert_eq!(
+        step(&run, "after")["output"]["stdout"],
+        "deployed a as 0|deployed c as 2|3\n",
+        "{run:#}"
+    );
+}
+
+#[test]
+fn fail_fast_starts_no_instance_after_the_first_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let flag = dir.path().join("broken");
+    std::fs::write(&flag, "").unwrap();
+    let runbook = deploy_runbook(ledger.to_str().unwrap(), flag.to_str().unwrap(), true, 1);
+    let daemon = Daemon::start(&[("deploy.toml", &runbook)], AUTO);
+
+    let run = daemon.run_to_end("deploy", &[]);
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert_eq!(
+        instance_statuses(&run, "deploy"),
+        ["completed", "failed", "cancelled"]
+    );
+    let third = &step(&run, "deploy")["instances"][2];
+    assert_eq!(
+        third["error"], "not started: deploy[1] failed and the loop has fail_fast",
+        "{third:#}"
+    );
+    assert_eq!(ledger_lines(&ledger), ["a", "b"]);
+    assert!(
+        step(&run, "deploy")["error"].as_str().unwrap().starts_with(
+            "2 of 3 instances did not complete: deploy[1]: exit code 3 is not one of \
+                 expect_exit [0]; deploy[2]: not started"
+        ),
+        "{run:#}"
+    );
+}
+
+#[test]
+fn one_approval_shows_every_instance_plan_and_approves_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let runbook = format!(
+        r#"
+[[steps]]
+id = "restart"
+uses = "shell"
+for_each = ["web-1", "web-2"]
+max_parallel = 2
+with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"', "restart", "{{{{ item }}}}", "{}"] }}
+"#,
+        ledger.display()
+    );
+    let daemon = Daemon::start(&[("restart.toml", &runbook)], "");
+    let run = daemon.start_run("restart", &[]);
+    let waiting = daemon.wait_for(&run, "the loop's approval", |shown| {
+        step_status(shown, "restart") == "waiting"
+    });
+    let approval = &step(&waiting, "restart")["approval"];
+    assert!(
+        approval["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 instances of `restart`"),
+        "{approval:#}"
+    );
+    let effects = approval["plan"]["effects"].as_array().unwrap();
+    let notes: Vec<&str> = effects
+        .iter()
+        .filter_map(|effect| effect["note"].as_str())
+        .collect();
+    assert_eq!(notes.len(), 2, "{approval:#}");
+    assert!(
+        notes[0].starts_with(r#"restart[0] (item "web-1")"#),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].starts_with(r#"restart[1] (item "web-2")"#),
+        "{notes:?}"
+    );
+    let argvs: Vec<&serde_json::Value> = effects
+        .iter()
+        .filter_map(|effect| effect.get("process"))
+        .map(|process| &process["argv"][4])
+        .collect();
+    assert_eq!(argvs, ["web-1", "web-2"], "{approval:#}");
+    // Nothing ran before the approval.
+    assert!(!ledger.exists());
+
+    let approved = daemon.cli(&["approve", &run, "restart"]);
+    assert!(approved.status.success(), "{approved:?}");
+    let ended = daemon.wait_for(&run, "the run to end", |shown| {
+        shown["status"] == "completed" || shown["status"] == "failed"
+    });
+    assert_eq!(ended["status"], "completed", "{ended:#}");
+    assert_eq!(ledger_lines(&ledger), ["web-1", "web-2"]);
+}
+
+#[test]
+fn each_loop_limit_fails_the_step_before_any_instance_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let touch = |id: &str, head: &str| {
+        format!(
+            r#"
+[[steps]]
+id = "{id}"
+uses = "shell"
+{head}
+with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"', "loop", "{id}", "{}"] }}
+"#,
+            ledger.display()
+        )
+    };
+    let limits = format!(
+        "{}{}{}",
+        touch("many", "for_each = [1, 2, 3]"),
+        touch("wide", "for_each = [1]\nmax_parallel = 3"),
+        touch("outer", "for_each = [[1]]"),
+    ) + &touch(
+        "inner",
+        "needs = [\"outer\"]\nfor_each = \"{{ steps.outer.output }}\"",
+    );
+    let executions = format!(
+        "{}{}{}",
+        touch("one", ""),
+        touch("two", "needs = [\"one\"]"),
+        touch("pair", "needs = [\"two\"]\nfor_each = [1, 2]"),
+    );
+    let config = format!(
+        "{AUTO}[limits]\nloop_items = 2\nloop_parallel = 2\nloop_depth = 1\nloop_executions = 3\n"
+    );
+    let daemon = Daemon::start(
+        &[("limits.toml", &limits), ("executions.toml", &executions)],
+        &config,
+    );
+
+    let run = daemon.run_to_end("limits", &[]);
+    let expected = [
+        (
+            "many",
+            "`for_each` gave 3 items, and a loop may have at most 2 (`[limits] loop_items` in the daemon config)",
+        ),
+        (
+            "wide",
+            "`max_parallel = 3` runs more instances at once than the 2 the daemon allows (`[limits] loop_parallel` in the daemon config)",
+        ),
+        (
+            "inner",
+            "this loop nests 2 deep (its `for_each` reads a loop's output, which reads another's, ...), and loops may nest at most 1 deep (`[limits] loop_depth` in the daemon config)",
+        ),
+    ];
+    for (id, error) in expected {
+        let failed = step(&run, id);
+        assert_eq!(failed["status"], "failed", "{id}: {failed:#}");
+        assert_eq!(failed["error"], error, "{id}");
+        assert_eq!(failed["attempts"], 0, "{id}: no attempt started");
+        assert!(failed.get("instances").is_none(), "{id}: {failed:#}");
+    }
+    assert_eq!(step_status(&run, "outer"), "completed");
+
+    let run = daemon.run_to_end("executions", &[]);
+    let pair = step(&run, "pair");
+    assert_eq!(
+        pair["error"],
+        "running 2 instances would take the run to 4 step executions, and a run may make at most 3 (`[limits] loop_executions` in the daemon config; the run has made 2)",
+        "{pair:#}"
+    );
+    assert_eq!(pair["attempts"], 0);
+    // Only the steps within the limits ran: `outer` once, `one` and `two`.
+    assert_eq!(ledger_lines(&ledger), ["one", "outer", "two"]);
+}
+
+#[test]
+fn a_loop_killed_mid_instance_keeps_its_completed_instances_and_resolve_runs_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let started = dir.path().join("started");
+    let runbook = format!(
+        r#"
+[[steps]]
+id = "roll"
+uses = "shell"
+for_each = ["a", "b", "c"]
+with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; if [ "$1" = b ] && [ ! -e "$3.done" ]; then : > "$3.done"; : > "$3"; sleep 600; fi', "roll", "{{{{ item }}}}", "{}", "{}"] }}
+"#,
+        ledger.display(),
+        started.display()
+    );
+    let mut daemon = Daemon::start_process(&[("roll.toml", &runbook)], AUTO);
+    let run = daemon.start_run("roll", &[]);
+    runbook_e2e::eventually("instance b to start", || started.exists());
+    daemon.kill9();
+    daemon.spawn();
+
+    // The shell plugin is not idempotent: the interrupted instance, and so the step, are
+    // ambiguous; the completed one stays completed.
+    let shown = daemon.wait_for(&run, "the loop to be ambiguous", |shown| {
+        step_status(shown, "roll") == "ambiguous"
+    });
+    assert_eq!(
+        instance_statuses(&shown, "roll"),
+        ["completed", "ambiguous", "pending"]
+    );
+    let resolved = daemon.cli(&["resolve", &run, "roll", "retry"]);
+    assert!(resolved.status.success(), "{resolved:?}");
+    let ended = daemon.wait_for(&run, "the run to end", |shown| {
+        shown["status"] == "completed" || shown["status"] == "failed"
+    });
+    assert_eq!(ended["status"], "completed", "{ended:#}");
+    // `a` ran once; `b` again after the operator's decision; `c` once.
+    assert_eq!(ledger_lines(&ledger), ["a", "b", "b", "c"]);
+    let output = &step(&ended, "roll")["output"];
+    assert_eq!(output.as_array().map(Vec::len), Some(3), "{output:#}");
+    assert_eq!(output[0]["exit_code"], 0, "{output:#}");
+}
