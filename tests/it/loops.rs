@@ -1,5 +1,5 @@
-//! Loop steps (`for_each`): one instance per item of a param split into a list, with `item`
-//! and `index`, the output a list
+//! Loop steps (`for_each`): one instance per item of a `list` param, with `item` and
+//! `index`, the output a list
 //! of the instances' outputs that a later step reads, a failed instance failing the step only
 //! after the others ran (or at once with `fail_fast`), a retry that runs only the instances
 //! that did not complete, one approval showing every instance's plan, and each of the
@@ -10,19 +10,19 @@ use runbook_e2e::{Daemon, step, step_status};
 
 const AUTO: &str = "[approvals]\nshell = \"auto\"\n";
 
-/// A runbook whose `deploy` loop (over the items of param `hosts`, `a,b,c`) appends `<item>`
-/// to the ledger, then fails for item `b`
+/// A runbook whose `deploy` loop (over the `list` param `hosts`, `a,b,c` by default) appends
+/// `<item>` to the ledger, then fails for item `b`
 /// while `flag` exists; `after` reads the loop's output.
 fn deploy_runbook(ledger: &str, flag: &str, fail_fast: bool, max_parallel: usize) -> String {
     format!(
         r#"
 [params]
-hosts = {{ type = "string", default = "a,b,c" }}
+hosts = {{ type = "list", default = ["a", "b", "c"] }}
 
 [[steps]]
 id = "deploy"
 uses = "shell"
-for_each = "{{{{ params.hosts | split(',') }}}}"
+for_each = "{{{{ params.hosts }}}}"
 max_parallel = {max_parallel}
 fail_fast = {fail_fast}
 with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; echo "deployed $1 as $3"; if [ "$1" = b ] && [ -e "$4" ]; then echo "b is broken" >&2; exit 3; fi', "deploy", "{{{{ item }}}}", "{ledger}", "{{{{ index }}}}", "{flag}"] }}
@@ -159,7 +159,8 @@ fn fail_fast_starts_no_instance_after_the_first_failure() {
     let runbook = deploy_runbook(ledger.to_str().unwrap(), flag.to_str().unwrap(), true, 1);
     let daemon = Daemon::start(&[("deploy.toml", &runbook)], AUTO);
 
-    let run = daemon.run_to_end("deploy", &[]);
+    // The list typed on the command line, as an operator gives it.
+    let run = daemon.run_to_end("deploy", &["hosts=a, b,c"]);
     assert_eq!(run["status"], "failed", "{run:#}");
     assert_eq!(
         instance_statuses(&run, "deploy"),

@@ -106,6 +106,8 @@ pub enum ParamType {
     Integer,
     Number,
     Boolean,
+    /// A list of values: what a loop step's `for_each` can read as it is.
+    List,
 }
 
 impl ParamType {
@@ -116,6 +118,7 @@ impl ParamType {
             Self::Integer => "integer",
             Self::Number => "number",
             Self::Boolean => "boolean",
+            Self::List => "list",
         }
     }
 
@@ -126,6 +129,7 @@ impl ParamType {
             Self::Integer => "an integer",
             Self::Number => "a number",
             Self::Boolean => "a boolean",
+            Self::List => "a list",
         }
     }
 
@@ -136,6 +140,7 @@ impl ParamType {
             Self::Integer => value.is_i64() || value.is_u64(),
             Self::Number => value.is_number(),
             Self::Boolean => value.is_boolean(),
+            Self::List => value.is_array(),
         }
     }
 
@@ -157,6 +162,22 @@ impl ParamType {
                 "true" | "yes" | "1" => serde_json::Value::Bool(true),
                 "false" | "no" | "0" => serde_json::Value::Bool(false),
                 _ => return Err(invalid()),
+            },
+            // `a, b,c` is three strings; `[...]` is JSON, for items of other types.
+            Self::List => match text.trim() {
+                json if json.starts_with('[') => match serde_json::from_str(json) {
+                    Ok(list @ serde_json::Value::Array(_)) => list,
+                    _ => return Err(format!("`{text}` is not a JSON list")),
+                },
+                "" => serde_json::Value::Array(Vec::new()),
+                items => serde_json::Value::Array(
+                    items
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(|item| serde_json::Value::String(item.to_owned()))
+                        .collect(),
+                ),
             },
         })
     }

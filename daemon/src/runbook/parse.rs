@@ -842,7 +842,7 @@ fn parse_loop(report: &mut Reporter<'_>, step: &RawStep) -> Option<Loop> {
                 report.error(
                     for_each.span(),
                     "for_each: write one template that evaluates to a list, such as \
-                     \"{{ steps.list.output.hosts }}\" or \"{{ params.hosts | split(',') }}\", \
+                     \"{{ steps.list.output.hosts }}\" or \"{{ params.hosts }}\" (a `list` param), \
                      or a list",
                 );
                 LoopItems::List(Vec::new())

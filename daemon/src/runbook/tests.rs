@@ -909,3 +909,20 @@ async fn a_long_chain_of_loops_gets_its_depth_without_deep_recursion() {
     let last = runbook.steps.last().unwrap().each.as_ref().unwrap();
     assert_eq!(last.depth, steps);
 }
+
+#[test]
+fn a_list_param_is_typed_from_commas_or_json() {
+    let cases = [
+        ("a, b,c", Ok(serde_json::json!(["a", "b", "c"]))),
+        ("web-1", Ok(serde_json::json!(["web-1"]))),
+        ("", Ok(serde_json::json!([]))),
+        (" a,,b ", Ok(serde_json::json!(["a", "b"]))),
+        (r#"[1, {"x": 2}]"#, Ok(serde_json::json!([1, { "x": 2 }]))),
+        ("[1, 2", Err("`[1, 2` is not a JSON list".to_owned())),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(ParamType::List.parse_text(text), expected, "{text}");
+    }
+    assert!(ParamType::List.accepts(&serde_json::json!([])));
+    assert!(!ParamType::List.accepts(&serde_json::json!("a,b")));
+}
