@@ -359,3 +359,162 @@ with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; if [ "$1" = b ] && [ ! -e "
     assert_eq!(output.as_array().map(Vec::len), Some(3), "{output:#}");
     assert_eq!(output[0]["exit_code"], 0, "{output:#}");
 }
+
+#[test]
+fn an_approved_loop_retried_by_its_policy_does_not_ask_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let flaky = dir.path().join("flaky");
+    std::fs::write(&flaky, "").unwrap();
+    // `b` fails its first run (it removes the flag), then passes; shell steps need approval.
+    let runbook = format!(
+        r#"
+[[steps]]
+id = "roll"
+uses = "shell"
+for_each = ["a", "b"]
+max_parallel = 2
+retry = {{ attempts = 2, delay = "100ms" }}
+with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; if [ "$1" = b ] && [ -e "$3" ]; then rm "$3"; exit 3; fi', "roll", "{{{{ item }}}}", "{}", "{}"] }}
+"#,
+        ledger.display(),
+        flaky.display()
+    );
+    let daemon = Daemon::start(&[("roll.toml", &runbook)], "");
+    let run = daemon.start_run("roll", &[]);
+    daemon.wait_for(&run, "the loop's approval", |shown| {
+        step_status(shown, "roll") == "waiting"
+    });
+    assert!(daemon.cli(&["approve", &run, "roll"]).status.success());
+    let ended = daemon.wait_for(&run, "the run to end", |shown| {
+        shown["status"] == "completed" || shown["status"] == "failed"
+    });
+    assert_eq!(ended["status"], "completed", "{ended:#}");
+    assert_eq!(step(&ended, "roll")["attempts"], 2, "{ended:#}");
+    // The second attempt ran only `b`, under the approval already given.
+    assert_eq!(ledger_lines(&ledger), ["a", "b", "b"]);
+    let asked = daemon
+        .events(&run)
+        .iter()
+        .filter(|event| event.contains("ApprovalRequested"))
+        .count();
+    assert_eq!(asked, 1);
+}
+
+#[test]
+fn fail_fast_cancels_running_instances_and_the_retry_policy_runs_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let marks = dir.path();
+    // First attempt: `b` fails once `a` and `c` have started and hang; fail_fast cancels
+    // them. The failure is transient (an exit code), so the policy tries again: everything
+    // passes.
+    let runbook = format!(
+        r#"
+[[steps]]
+id = "roll"
+uses = "shell"
+for_each = ["a", "b", "c"]
+max_parallel = 3
+fail_fast = true
+retry = {{ attempts = 2, delay = "100ms", on = ["transient"] }}
+with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; [ -e "$3/$1" ] && exit 0; : > "$3/$1"; if [ "$1" = b ]; then while [ ! -e "$3/a" ] || [ ! -e "$3/c" ]; do sleep 0.01; done; exit 3; fi; sleep 600', "roll", "{{{{ item }}}}", "{}", "{}"] }}
+"#,
+        ledger.display(),
+        marks.display()
+    );
+    let daemon = Daemon::start(&[("roll.toml", &runbook)], AUTO);
+    let run = daemon.run_to_end("roll", &[]);
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let roll = step(&run, "roll");
+    assert_eq!(roll["attempts"], 2, "{roll:#}");
+    let first = roll["history"][0]["error"].as_str().unwrap();
+    assert!(
+        first.starts_with(
+            "3 of 3 instances did not complete: roll[0]: cancelled: another instance failed"
+        ),
+        "{first}"
+    );
+    assert_eq!(ledger_lines(&ledger), ["a", "a", "b", "b", "c", "c"]);
+}
+
+#[test]
+fn retry_from_a_failed_loop_runs_every_item_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let flag = dir.path().join("broken");
+    std::fs::write(&flag, "").unwrap();
+    let runbook = deploy_runbook(ledger.to_str().unwrap(), flag.to_str().unwrap(), false, 1);
+    let daemon = Daemon::start(&[("deploy.toml", &runbook)], AUTO);
+    let run = daemon.run_to_end("deploy", &[]);
+    let id = run["id"].as_str().unwrap();
+    assert_eq!(run["status"], "failed");
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        daemon
+            .cli(&["retry", id, "--from", "deploy"])
+            .status
+            .success()
+    );
+    let run = daemon.wait_for(id, "the retried run to end", |shown| {
+        shown["status"] == "completed" || shown["status"] == "failed"
+    });
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(ledger_lines(&ledger), ["a", "a", "b", "b", "c", "c"]);
+}
+
+#[test]
+fn an_empty_loop_completes_and_a_dry_run_shows_each_instance_plan() {
+    let runbook = r#"
+[[steps]]
+id = "list"
+uses = "shell"
+with = { command = ["echo", "[]"] }
+
+[[steps]]
+id = "none"
+uses = "shell"
+for_each = []
+with = { command = ["echo", "{{ item }}"] }
+
+[[steps]]
+id = "two"
+uses = "shell"
+for_each = ["x", "y"]
+with = { command = ["echo", "{{ index }}={{ item }}"] }
+
+[[steps]]
+id = "later"
+uses = "shell"
+needs = ["list"]
+for_each = "{{ steps.list.output.stdout | trim | split(',') }}"
+with = { command = ["echo", "{{ item }}"] }
+"#;
+    let daemon = Daemon::start(&[("loops.toml", runbook)], AUTO);
+    let run = daemon.run_to_end("loops", &[]);
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(step(&run, "none")["output"], serde_json::json!([]));
+    assert_eq!(step(&run, "two")["output"][1]["stdout"], "1=y\n");
+
+    let dry = daemon.json(&["run", "loops", "--dry-run", "--wait"]);
+    let id = dry["id"].as_str().unwrap();
+    let shown = daemon.json(&["show", id]);
+    assert_eq!(shown["status"], "completed", "{shown:#}");
+    let plans = &step(&shown, "two")["output"]["instances"];
+    assert_eq!(plans[0]["instance"], "two[0]", "{plans:#}");
+    assert_eq!(
+        plans[1]["plan"]["effects"][0]["process"]["argv"],
+        serde_json::json!(["echo", "1=y"]),
+        "{plans:#}"
+    );
+    // An earlier step only planned in a dry run: what the loop would go over is unknown.
+    let later = &step(&shown, "later")["output"];
+    assert!(
+        later["items_unknown"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("`for_each` must give a list")
+                || why.starts_with("cannot evaluate `for_each`")),
+        "{later:#}"
+    );
+    assert!(step(&shown, "two").get("instances").is_none(), "{shown:#}");
+}

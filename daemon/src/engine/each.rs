@@ -15,17 +15,22 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::step_values;
 use super::step::{
-    Call, CallEnd, Planning, Prepared, approves, plan_call, plan_for_humans, step_context,
+    Call, CallEnd, Planning, Prepared, plan_call, plan_for_humans, plan_hash, step_context,
 };
 use super::transition::Ending;
 use super::{ActiveRun, Engine, EngineError, LoopLimits, lock};
 use crate::plugins::{Plan, SecretScope, SqlGrant, StepContext};
 use crate::runbook::retry::FailureClass;
 use crate::runbook::{Loop, LoopItems, Step};
-use crate::store::{Changes, InstanceRecord, RunRecord, StepStatus, now_ms};
+use crate::store::{ApprovalRecord, Changes, InstanceRecord, RunRecord, StepStatus, now_ms};
 
 /// How much of an item an approval's note about its instance shows.
 const ITEM_PREVIEW_CHARS: usize = 120;
+
+/// The most JSON a loop's items may take together: they are stored in the step's record,
+/// which every instance's start and end writes again, and they travel in every `Run`
+/// message. A loop over large records loops over their ids and reads each in its instance.
+pub const MAX_ITEMS_BYTES: usize = 1024 * 1024;
 
 /// How many failed instances the step's error names.
 const ERRORS_NAMED: usize = 3;
@@ -38,13 +43,18 @@ struct InstanceCall {
     plan: Plan,
     sql: Vec<SqlGrant>,
     ctx: StepContext,
+    /// The attempt number its idempotency key carries.
+    key_attempt: u32,
 }
 
 /// How one instance ended.
 struct InstanceEnd {
     index: usize,
     status: StepStatus,
+    /// Why it failed, for the step's retry policy; `None` for one that completed or was
+    /// cancelled (a cancelled instance says nothing about whether a retry would help).
     class: Option<FailureClass>,
+    retry_after: Option<std::time::Duration>,
     log_omitted: u64,
 }
 
@@ -61,13 +71,12 @@ impl Engine {
         let Some(each) = &definition.each else {
             return Ok(());
         };
-        let (values, attempt, key_attempt, approval, dry_run, version, recorded, executions) = {
+        let (values, attempt, approval, dry_run, version, recorded, executions) = {
             let state = lock(&active.state);
             let record = &state.run.steps[position];
             (
                 step_values(&state, definition),
                 record.attempts + 1,
-                record.key_attempt(record.attempts + 1),
                 record.approval.clone(),
                 state.run.dry_run,
                 state.run.version.clone(),
@@ -78,6 +87,12 @@ impl Engine {
         let instances = if recorded.is_empty() {
             let items = match loop_items(each, &values) {
                 Ok(items) => items,
+                // A dry run's earlier steps have plans for outputs: the items of a loop over
+                // one are known only in a real run.
+                Err(err) if dry_run => {
+                    let output = serde_json::json!({ "dry_run": true, "items_unknown": err });
+                    return self.finish_dry(active, position, output).await;
+                }
                 Err(err) => return self.finish_early(active, position, err).await,
             };
             let instances: Vec<InstanceRecord> =
@@ -128,6 +143,12 @@ impl Engine {
                         .await;
                 }
             };
+            // An instance a daemon stop interrupted sends its key again.
+            let key_attempt = if instance.reuse_key {
+                instance.key_attempt
+            } else {
+                attempt
+            };
             let ctx = step_context(run_id, &name, attempt, key_attempt);
             let plan = match plan_call(plugins, definition, ctx.clone(), &prepared, &scope, planned)
                 .await
@@ -154,6 +175,7 @@ impl Engine {
                 plan,
                 sql,
                 ctx,
+                key_attempt,
             });
         }
         if dry_run {
@@ -171,16 +193,21 @@ impl Engine {
             return self.finish_dry(active, position, output).await;
         }
 
-        let asks = needs_approval
-            || calls
-                .iter()
-                .any(|call| self.plan_needs_approval(&definition.uses, &call.plan));
+        let asks = !calls.is_empty()
+            && (needs_approval
+                || calls
+                    .iter()
+                    .any(|call| self.plan_needs_approval(&definition.uses, &call.plan)));
         if asks {
-            let plan_hash = loop_plan_hash(&version, &calls);
-            if !approves(approval.as_ref(), &plan_hash) {
+            let hashes: Vec<(usize, String)> = calls
+                .iter()
+                .map(|call| (call.index, plan_hash(&version, &call.plan)))
+                .collect();
+            if !approves_every(approval.as_ref(), &hashes) {
                 let (summary, shown) = self.loop_plan_for_humans(definition, &calls);
+                let combined = combined_hash(&hashes);
                 return self
-                    .request_approval(active, position, summary, shown, plan_hash)
+                    .request_approval(active, position, summary, shown, (combined, hashes))
                     .await;
             }
             // A human read these statements and said yes (see `run_step`).
@@ -202,8 +229,9 @@ impl Engine {
         let ends = self
             .run_instances(active, run_id, position, calls, &values, &scope, idempotent)
             .await?;
-        if active.cancel.is_cancelled() {
-            // Cancelling the run already recorded the step as cancelled.
+        if active.cancel.is_cancelled() || self.inner.stopping.is_cancelled() {
+            // Cancelling the run already recorded the step as cancelled; a stopping daemon
+            // leaves the rest of the loop (still `running`) to recovery at its next start.
             return Ok(());
         }
         let log_omitted = ends.iter().map(|end| end.log_omitted).sum();
@@ -242,7 +270,11 @@ impl Engine {
         let mut running = FuturesUnordered::new();
         let mut ends = Vec::new();
         loop {
-            while running.len() < each.max_parallel && !stop.is_cancelled() {
+            // A stopping daemon starts no more instances: those left run after its next start.
+            while running.len() < each.max_parallel
+                && !stop.is_cancelled()
+                && !self.inner.stopping.is_cancelled()
+            {
                 let Some(call) = waiting.next() else {
                     break;
                 };
@@ -266,7 +298,8 @@ impl Engine {
             ends.push(end);
         }
         let unstarted: Vec<usize> = waiting.map(|call| call.index).collect();
-        if !unstarted.is_empty() && !active.cancel.is_cancelled() {
+        let failed_fast = stop.is_cancelled() && !active.cancel.is_cancelled();
+        if !unstarted.is_empty() && failed_fast {
             let failed = ends
                 .iter()
                 .find(|end| end.status.is_failure() && end.status != StepStatus::Cancelled)
@@ -297,7 +330,8 @@ impl Engine {
             ends.extend(unstarted.into_iter().map(|index| InstanceEnd {
                 index,
                 status: StepStatus::Cancelled,
-                class: Some(FailureClass::Permanent),
+                class: None,
+                retry_after: None,
                 log_omitted: 0,
             }));
         }
@@ -320,9 +354,10 @@ impl Engine {
     ) -> Result<InstanceEnd, EngineError> {
         let definition = &active.runbook.steps[position];
         let index = call.index;
+        let key_attempt = call.key_attempt;
         let started = self
             .update_step(active, position, StepStatus::Running, |step| {
-                step.start_instance(index, now_ms())
+                step.start_instance(index, key_attempt, now_ms())
             })
             .await?;
         if !started {
@@ -330,6 +365,7 @@ impl Engine {
                 index,
                 status: StepStatus::Cancelled,
                 class: None,
+                retry_after: None,
                 log_omitted: 0,
             });
         }
@@ -356,6 +392,7 @@ impl Engine {
             .call_execute(active, position, definition, execute, &output, stop)
             .await;
         let summary = output.finish();
+        let mut retry_after = None;
         let (status, result, error, class) = match end {
             CallEnd::Ended(Ending::Completed(result)) => {
                 (StepStatus::Completed, result, None, None)
@@ -364,8 +401,9 @@ impl Engine {
                 error,
                 output,
                 class,
-                ..
+                retry_after: wait,
             }) => {
+                retry_after = wait;
                 let status = if class == FailureClass::Timeout {
                     StepStatus::TimedOut
                 } else {
@@ -383,11 +421,22 @@ impl Engine {
                 ),
                 Some(FailureClass::Permanent),
             ),
+            // The run was cancelled (its step is recorded cancelled already), or a stopping
+            // daemon's grace ran out: the instance stays `running` for recovery to judge.
+            CallEnd::Cancelled if active.cancel.is_cancelled() => {
+                return Ok(InstanceEnd {
+                    index,
+                    status: StepStatus::Cancelled,
+                    class: None,
+                    retry_after: None,
+                    log_omitted: summary.omitted_bytes,
+                });
+            }
             CallEnd::Cancelled => (
                 StepStatus::Cancelled,
                 None,
                 Some("cancelled: another instance failed and the loop has fail_fast".to_owned()),
-                Some(FailureClass::Permanent),
+                None,
             ),
         };
         self.transition(active, |state| {
@@ -406,6 +455,7 @@ impl Engine {
             index,
             status,
             class,
+            retry_after,
             log_omitted: summary.omitted_bytes,
         })
     }
@@ -470,8 +520,10 @@ impl Engine {
                 String::new()
             }
         );
-        // A retry helps only if every failure might pass another time.
+        // A retry helps only if every failure might pass another time; it waits at least as
+        // long as the far end asked any instance to.
         let classes: Vec<FailureClass> = ends.iter().filter_map(|end| end.class).collect();
+        let retry_after = ends.iter().filter_map(|end| end.retry_after).max();
         let class = if classes.contains(&FailureClass::Permanent) || classes.is_empty() {
             FailureClass::Permanent
         } else if classes.contains(&FailureClass::Transient) {
@@ -483,7 +535,7 @@ impl Engine {
             error,
             output: Some(output),
             class,
-            retry_after: None,
+            retry_after,
         })
     }
 
@@ -496,22 +548,17 @@ impl Engine {
     ) -> (String, serde_json::Value) {
         let scope = self.approval_scope();
         let mut effects = Vec::new();
-        let mut instances = Vec::new();
         for call in calls {
             let name = instance_name(&definition.id, call.index);
-            let shown = plan_for_humans(&call.plan, &scope);
             let item = preview(&call.item);
             effects.push(serde_json::json!({
                 "note": format!("{name} (item {item}): {}", call.plan.summary)
             }));
-            if let Some(own) = shown["effects"].as_array() {
-                effects.extend(own.iter().cloned());
+            if let serde_json::Value::Array(own) =
+                plan_for_humans(&call.plan, &scope)["effects"].take()
+            {
+                effects.extend(own);
             }
-            instances.push(serde_json::json!({
-                "instance": name,
-                "item": call.item,
-                "plan": shown,
-            }));
         }
         let first = calls
             .first()
@@ -524,11 +571,7 @@ impl Engine {
                 definition.id
             ),
         };
-        let plan = serde_json::json!({
-            "summary": summary,
-            "effects": effects,
-            "instances": instances,
-        });
+        let plan = serde_json::json!({ "summary": summary, "effects": effects });
         (summary, plan)
     }
 }
@@ -586,6 +629,17 @@ fn check_limits(
             limits.items
         ));
     }
+    let bytes: usize = instances
+        .iter()
+        .map(|instance| crate::store::json_len(&instance.item))
+        .sum();
+    if bytes > MAX_ITEMS_BYTES {
+        return Err(format!(
+            "`for_each` gave {bytes} bytes of items, and a loop's items may take at most \
+             {MAX_ITEMS_BYTES} (1 MiB) of JSON; loop over ids and read each item's details in \
+             its instance"
+        ));
+    }
     if each.max_parallel > limits.parallel {
         return Err(format!(
             "`max_parallel = {}` runs more instances at once than the {} the daemon allows \
@@ -635,14 +689,24 @@ fn executions(run: &RunRecord) -> usize {
         .sum()
 }
 
-/// What a loop's approval is given for: every instance's exact plan, in order, of one
-/// runbook version.
-fn loop_plan_hash(version: &str, calls: &[InstanceCall]) -> String {
+/// Whether an approval covers every instance about to run: given, and for each instance's
+/// exact plan (`hashes`: index and plan hash). Instances that completed since it was given
+/// need no approval; a plan that changed needs a new one.
+fn approves_every(approval: Option<&ApprovalRecord>, hashes: &[(usize, String)]) -> bool {
+    approval.is_some_and(|approval| {
+        approval.decision.as_ref().is_some_and(|d| d.approved)
+            && hashes
+                .iter()
+                .all(|hash| approval.instance_plans.contains(hash))
+    })
+}
+
+/// One hash for a loop's approval as a whole, from its instances' plan hashes in order.
+fn combined_hash(hashes: &[(usize, String)]) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(version.as_bytes());
-    for call in calls {
-        hasher.update((call.index as u64).to_be_bytes());
-        hasher.update(serde_json::to_vec(&call.plan).unwrap_or_default());
+    for (index, hash) in hashes {
+        hasher.update((*index as u64).to_be_bytes());
+        hasher.update(hash.as_bytes());
     }
     hex::encode(hasher.finalize())
 }
@@ -735,6 +799,11 @@ mod tests {
             let err = check_limits(&limits, &each, &instances, executions).unwrap_err();
             assert!(err.contains(&format!("`[limits] {key}`")), "{key}: {err}");
         }
+        let big = vec![InstanceRecord::pending(serde_json::json!(
+            "x".repeat(MAX_ITEMS_BYTES)
+        ))];
+        let err = check_limits(&limits, &fine, &big, 0).unwrap_err();
+        assert!(err.contains("at most 1048576 (1 MiB)"), "{err}");
         // Completed instances run no more: they do not count again.
         let mut done = pending(3);
         done[0].status = StepStatus::Completed;

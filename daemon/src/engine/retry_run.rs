@@ -137,11 +137,16 @@ impl Engine {
         let mut events = vec![EventKind::RunRetried {
             retry: retry.clone(),
         }];
+        // A loop that `--from` runs again (it or a step upstream of it), or whose definition
+        // the new version changed, starts over: its items are evaluated again and every one
+        // runs. Another keeps its completed instances.
+        let forced = from.map_or_else(BTreeSet::new, |from| downstream(&runbook, from));
         for &position in &reopened {
             events.extend(run.steps[position].reopen());
-            // The new version's loop may list other items: it starts over.
-            if moved {
-                run.steps[position].instances.clear();
+            let changed =
+                moved && runbook.steps.get(position) != pinned.step(&run.steps[position].id);
+            if forced.contains(&position) || changed {
+                run.steps[position].restart_loop();
             }
         }
         run.retries.push(retry);
@@ -224,6 +229,20 @@ pub(super) fn steps_to_reopen(
         }
     }
     reopened
+}
+
+/// Step `from` and every step downstream of it.
+fn downstream(runbook: &Runbook, from: usize) -> BTreeSet<usize> {
+    let mut found = BTreeSet::from([from]);
+    let mut queue = vec![from];
+    while let Some(position) = queue.pop() {
+        for &dependent in runbook.dependents(position) {
+            if found.insert(dependent) {
+                queue.push(dependent);
+            }
+        }
+    }
+    found
 }
 
 /// A run moves to another version only when that version has the run's steps at the same

@@ -297,7 +297,13 @@ impl Engine {
             if !approves(approval.as_ref(), &plan_hash) {
                 let shown = plan_for_humans(&plan, &self.approval_scope());
                 return self
-                    .request_approval(active, position, plan.summary.clone(), shown, plan_hash)
+                    .request_approval(
+                        active,
+                        position,
+                        plan.summary.clone(),
+                        shown,
+                        (plan_hash, Vec::new()),
+                    )
                     .await;
             }
             // A human read these statements and said yes: they run as written, even where
@@ -584,14 +590,15 @@ impl Engine {
     }
 
     /// Makes a step wait for a human to approve `plan` (as [`plan_for_humans`] shows it),
-    /// durably.
+    /// durably: given for the plan hashed as `plan_hash` (and, for a loop, its instances'
+    /// plans by index).
     pub(super) async fn request_approval(
         &self,
         active: &Arc<ActiveRun>,
         position: usize,
         summary: String,
         plan: serde_json::Value,
-        plan_hash: String,
+        (plan_hash, instance_plans): (String, Vec<(usize, String)>),
     ) -> Result<(), EngineError> {
         let definition = &active.runbook.steps[position];
         let approval = ApprovalRecord {
@@ -602,6 +609,7 @@ impl Engine {
             decision: None,
             instruction: definition.uses == crate::runbook::INSTRUCTION_KIND,
             inputs: definition.inputs.clone(),
+            instance_plans,
         };
         self.update_step(active, position, StepStatus::Pending, |step| {
             step.ask_approval(approval)

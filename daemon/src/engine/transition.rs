@@ -237,6 +237,9 @@ impl StepRecord {
                 self.status = StepStatus::Pending;
                 self.error = None;
                 self.key_of_attempt = None;
+                for instance in &mut self.instances {
+                    instance.reuse_key = false;
+                }
             }
             Resolution::Skip => {
                 self.status = StepStatus::Skipped;
@@ -251,7 +254,20 @@ impl StepRecord {
                 self.finished_at = now;
             }
         }
-        vec![step_event(self)]
+        let mut events = vec![step_event(self)];
+        if resolution != Resolution::Retry {
+            // Nothing of the loop runs any more.
+            let reason = self.error.clone();
+            events.extend(self.change_instances(
+                |instance| !instance.status.is_terminal(),
+                |instance| {
+                    instance.status = StepStatus::Cancelled;
+                    instance.error = reason.clone();
+                    instance.finished_at = now;
+                },
+            ));
+        }
+        events
     }
 
     /// Makes an ended step pending again for an operator's retry of its run: its next attempt
@@ -271,19 +287,44 @@ impl StepRecord {
         self.process_groups.clear();
         self.attempts_before_retry = self.attempts;
         self.unselected = false;
+        let mut events = vec![step_event(self)];
         // A loop that had failed runs its instances that did not complete, and keeps the
         // others' outputs; one that had completed runs again as a whole, over its items as
-        // they are now.
+        // they are then (as does one the retry forces to run again: see `restart_loop`).
         if was_completed {
             self.instances.clear();
         }
-        for instance in &mut self.instances {
-            if instance.status != StepStatus::Completed {
+        events.extend(self.change_instances(
+            |instance| instance.status != StepStatus::Completed,
+            |instance| {
                 instance.status = StepStatus::Pending;
                 instance.error = None;
+                instance.reuse_key = false;
+            },
+        ));
+        events
+    }
+
+    /// Forgets a loop's items and its instances' results: its next attempt evaluates
+    /// `for_each` again and runs every item.
+    pub(super) fn restart_loop(&mut self) {
+        self.instances.clear();
+    }
+
+    /// Changes the loop instances `which` selects with `change`, and announces each.
+    fn change_instances(
+        &mut self,
+        which: impl Fn(&InstanceRecord) -> bool,
+        mut change: impl FnMut(&mut InstanceRecord),
+    ) -> Vec<EventKind> {
+        let mut events = Vec::new();
+        for (index, instance) in self.instances.iter_mut().enumerate() {
+            if which(instance) {
+                change(instance);
+                events.push(instance_event(&self.id, index, instance));
             }
         }
-        vec![step_event(self)]
+        events
     }
 
     /// Records a loop's items, one pending instance each, before any of them runs: an
@@ -291,17 +332,25 @@ impl StepRecord {
     pub(super) fn set_instances(&mut self, items: Vec<serde_json::Value>) -> Vec<EventKind> {
         let count = items.len();
         self.instances = items.into_iter().map(InstanceRecord::pending).collect();
-        vec![log_line(
+        let mut events = vec![log_line(
             self,
             format!(
                 "info: loop over {count} item{}",
                 if count == 1 { "" } else { "s" }
             ),
-        )]
+        )];
+        events.extend(self.change_instances(|_| true, |_| {}));
+        events
     }
 
-    /// Starts instance `index` of a loop within the step's current attempt.
-    pub(super) fn start_instance(&mut self, index: usize, now: i64) -> Vec<EventKind> {
+    /// Starts instance `index` of a loop within the step's current attempt; its idempotency
+    /// key carries attempt number `key_attempt`.
+    pub(super) fn start_instance(
+        &mut self,
+        index: usize,
+        key_attempt: u32,
+        now: i64,
+    ) -> Vec<EventKind> {
         let attempt = self.attempts;
         let Some(instance) = self.instances.get_mut(index) else {
             return Vec::new();
@@ -309,6 +358,8 @@ impl StepRecord {
         instance.status = StepStatus::Running;
         instance.attempts += 1;
         instance.step_attempt = attempt;
+        instance.key_attempt = key_attempt;
+        instance.reuse_key = false;
         instance.started_at = now;
         instance.finished_at = 0;
         instance.error = None;
@@ -368,13 +419,15 @@ impl StepRecord {
     pub(super) fn cancel(&mut self, now: i64) -> Vec<EventKind> {
         self.status = StepStatus::Cancelled;
         self.finished_at = now;
-        for instance in &mut self.instances {
-            if !instance.status.is_terminal() {
+        let mut events = vec![step_event(self)];
+        events.extend(self.change_instances(
+            |instance| !instance.status.is_terminal(),
+            |instance| {
                 instance.status = StepStatus::Cancelled;
                 instance.finished_at = now;
-            }
-        }
-        vec![step_event(self)]
+            },
+        ));
+        events
     }
 
     /// Ends a step that waits for an async invocation from outside: completed with an
@@ -436,15 +489,26 @@ impl StepRecord {
         self.wait = None;
         // Recovery killed what was left of them before this.
         self.process_groups.clear();
-        for instance in &mut self.instances {
-            if instance.status == StepStatus::Running {
+        // A loop's result is unknown only where an instance was running: one stopped
+        // between its instances (or after the last) just goes on.
+        let idempotent = idempotent
+            || (!self.instances.is_empty()
+                && !self
+                    .instances
+                    .iter()
+                    .any(|instance| instance.status == StepStatus::Running));
+        // An interrupted instance sends its key again, as an interrupted step does.
+        let instance_events = self.change_instances(
+            |instance| instance.status == StepStatus::Running,
+            |instance| {
+                instance.reuse_key = true;
                 instance.status = if idempotent {
                     StepStatus::Pending
                 } else {
                     StepStatus::Ambiguous
                 };
-            }
-        }
+            },
+        );
         if idempotent {
             self.status = StepStatus::Pending;
         } else {
@@ -455,7 +519,9 @@ impl StepRecord {
                 self.attempts, self.id
             ));
         }
-        vec![step_event(self)]
+        let mut events = vec![step_event(self)];
+        events.extend(instance_events);
+        events
     }
 }
 

@@ -146,6 +146,7 @@ fn approvals_are_asked_given_and_refused() {
         decision: None,
         instruction: false,
         inputs: Vec::new(),
+        instance_plans: Vec::new(),
     };
     let mut record = step(StepStatus::Pending);
     let events = record.ask_approval(approval.clone());
@@ -436,11 +437,16 @@ fn loop_instances_start_and_end_within_the_step_attempt_and_announce_it() {
     use StepStatus::{Completed, Failed, Pending, Running};
     let mut record = looping(Running, [Pending; 3]);
     record.attempts = 2;
-    let events = record.start_instance(1, NOW);
+    let events = record.start_instance(1, 2, NOW);
     let instance = &record.instances[1];
     assert_eq!(
-        (instance.status, instance.attempts, instance.step_attempt),
-        (Running, 1, 2)
+        (
+            instance.status,
+            instance.attempts,
+            instance.step_attempt,
+            instance.key_attempt
+        ),
+        (Running, 1, 2, 2)
     );
     assert_eq!(
         events,
@@ -480,7 +486,7 @@ fn loop_instances_start_and_end_within_the_step_attempt_and_announce_it() {
         assert_eq!(record.status, Running);
     }
     // An index past the items changes nothing.
-    assert!(record.start_instance(7, NOW).is_empty());
+    assert!(record.start_instance(7, 2, NOW).is_empty());
     assert!(
         record
             .finish_instance(7, Failed, None, None, NOW)
@@ -543,4 +549,39 @@ fn a_crash_cancel_or_reopen_moves_the_instances_that_had_not_completed() {
         change(&mut record);
         assert_eq!(instance_statuses(&record), expected, "{what}");
     }
+}
+
+#[test]
+fn a_loop_stopped_between_instances_goes_on_and_one_stopped_mid_instance_resends_its_key() {
+    use StepStatus::{Ambiguous, Completed, Pending, Running};
+    let mut between = looping(Running, [Completed, Pending, Pending]);
+    between.interrupt(false, "R", NOW);
+    assert_eq!(between.status, Pending, "nothing ran: nothing is unknown");
+
+    let mut during = looping(Running, [Completed, Running, Pending]);
+    during.instances[1].key_attempt = 1;
+    let events = during.interrupt(false, "R", NOW);
+    assert_eq!(during.status, Ambiguous);
+    assert!(during.instances[1].reuse_key);
+    assert!(!during.instances[2].reuse_key);
+    assert_eq!(
+        events.last(),
+        Some(&EventKind::InstanceStatus {
+            step_id: "deploy".into(),
+            index: 1,
+            status: Ambiguous,
+            attempts: 0,
+            error: None,
+        })
+    );
+    // Retrying is a new decision: a new key. Skipping ends what is left of the loop.
+    let mut retried = during.clone();
+    retried.resolve(Resolution::Retry, "ops", NOW);
+    assert!(!retried.instances[1].reuse_key);
+    let mut skipped = during;
+    skipped.resolve(Resolution::Skip, "ops", NOW);
+    assert_eq!(
+        instance_statuses(&skipped),
+        [Completed, StepStatus::Cancelled, StepStatus::Cancelled]
+    );
 }

@@ -191,6 +191,13 @@ pub struct InstanceRecord {
     pub attempts: u32,
     /// The step attempt its newest run belonged to (0 before it ran).
     pub step_attempt: u32,
+    /// The attempt number its newest run's idempotency key carries (`RUN:id[i]:N`).
+    #[serde(default)]
+    pub key_attempt: u32,
+    /// Set when a daemon stop interrupted its run: the next run sends the same key (the far
+    /// side may have seen it); cleared when it runs again or an operator decides.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_key: bool,
     pub error: Option<String>,
     pub started_at: i64,
     pub finished_at: i64,
@@ -207,6 +214,8 @@ impl InstanceRecord {
             status: StepStatus::Pending,
             attempts: 0,
             step_attempt: 0,
+            key_attempt: 0,
+            reuse_key: false,
             error: None,
             started_at: 0,
             finished_at: 0,
@@ -330,6 +339,11 @@ pub struct ApprovalRecord {
     /// What confirming it asks for: an instruction step's declared `inputs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<crate::runbook::Param>,
+    /// A loop's approval: each instance's index with the hash of its exact plan. A later
+    /// attempt (a retry, after a restart) runs without asking again when every instance it
+    /// runs still has its approved plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_plans: Vec<(usize, String)>,
 }
 
 /// What an operator decided about an approval.
