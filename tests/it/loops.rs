@@ -36,6 +36,43 @@ with = {{ command = ["echo", "{{{{ steps.deploy.output[0].stdout | trim }}}}|{{{
     )
 }
 
+/// A daemon with the deploy runbook, its item `b` broken until `flag` is removed.
+struct Deploy {
+    dir: tempfile::TempDir,
+    ledger: std::path::PathBuf,
+    flag: std::path::PathBuf,
+    daemon: Daemon,
+}
+
+impl Deploy {
+    fn start(fail_fast: bool, max_parallel: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("ledger");
+        let flag = dir.path().join("broken");
+        std::fs::write(&flag, "").unwrap();
+        let runbook = deploy_runbook(
+            ledger.to_str().unwrap(),
+            flag.to_str().unwrap(),
+            fail_fast,
+            max_parallel,
+        );
+        let daemon = Daemon::start(&[("deploy.toml", &runbook)], AUTO);
+        Self {
+            dir,
+            ledger,
+            flag,
+            daemon,
+        }
+    }
+}
+
+/// Waits for run `id` to complete or fail.
+fn ended(daemon: &Daemon, id: &str) -> serde_json::Value {
+    daemon.wait_for(id, "the run to end", |shown| {
+        shown["status"] == "completed" || shown["status"] == "failed"
+    })
+}
+
 fn ledger_lines(path: &std::path::Path) -> Vec<String> {
     let mut lines: Vec<String> = std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -61,12 +98,12 @@ fn instance_statuses(run: &serde_json::Value, id: &str) -> Vec<String> {
 
 #[test]
 fn a_loop_with_one_failing_instance_fails_after_the_others_and_its_retry_runs_only_that_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let flag = dir.path().join("broken");
-    std::fs::write(&flag, "").unwrap();
-    let runbook = deploy_runbook(ledger.to_str().unwrap(), flag.to_str().unwrap(), false, 2);
-    let daemon = Daemon::start(&[("deploy.toml", &runbook)], AUTO);
+    let Deploy {
+        dir: _dir,
+        ledger,
+        flag,
+        daemon,
+    } = Deploy::start(false, 2);
 
     let run = daemon.run_to_end("deploy", &[]);
     let id = run["id"].as_str().unwrap();
@@ -126,9 +163,7 @@ fn a_loop_with_one_failing_instance_fails_after_the_others_and_its_retry_runs_on
     std::fs::remove_file(&flag).unwrap();
     let retried = daemon.cli(&["retry", id]);
     assert!(retried.status.success(), "{retried:?}");
-    let run = daemon.wait_for(id, "the retried run to end", |shown| {
-        shown["status"] == "completed" || shown["status"] == "failed"
-    });
+    let run = ended(&daemon, id);
     assert_eq!(run["status"], "completed", "{run:#}");
     assert_eq!(ledger_lines(&ledger), ["a", "b", "b", "c"]);
     assert_eq!(
@@ -152,12 +187,12 @@ fn a_loop_with_one_failing_instance_fails_after_the_others_and_its_retry_runs_on
 
 #[test]
 fn fail_fast_starts_no_instance_after_the_first_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let flag = dir.path().join("broken");
-    std::fs::write(&flag, "").unwrap();
-    let runbook = deploy_runbook(ledger.to_str().unwrap(), flag.to_str().unwrap(), true, 1);
-    let daemon = Daemon::start(&[("deploy.toml", &runbook)], AUTO);
+    let Deploy {
+        dir: _dir,
+        ledger,
+        flag: _,
+        daemon,
+    } = Deploy::start(true, 1);
 
     // The list typed on the command line, as an operator gives it.
     let run = daemon.run_to_end("deploy", &["hosts=a, b,c"]);
@@ -234,9 +269,7 @@ with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"', "restart", "{{{{ item }}}}
 
     let approved = daemon.cli(&["approve", &run, "restart"]);
     assert!(approved.status.success(), "{approved:?}");
-    let ended = daemon.wait_for(&run, "the run to end", |shown| {
-        shown["status"] == "completed" || shown["status"] == "failed"
-    });
+    let ended = ended(&daemon, &run);
     assert_eq!(ended["status"], "completed", "{ended:#}");
     assert_eq!(ledger_lines(&ledger), ["web-1", "web-2"]);
 }
@@ -349,9 +382,7 @@ with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; if [ "$1" = b ] && [ ! -e "
     );
     let resolved = daemon.cli(&["resolve", &run, "roll", "retry"]);
     assert!(resolved.status.success(), "{resolved:?}");
-    let ended = daemon.wait_for(&run, "the run to end", |shown| {
-        shown["status"] == "completed" || shown["status"] == "failed"
-    });
+    let ended = ended(&daemon, &run);
     assert_eq!(ended["status"], "completed", "{ended:#}");
     // `a` ran once; `b` again after the operator's decision; `c` once.
     assert_eq!(ledger_lines(&ledger), ["a", "b", "b", "c"]);
@@ -386,9 +417,7 @@ with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; if [ "$1" = b ] && [ -e "$3
         step_status(shown, "roll") == "waiting"
     });
     assert!(daemon.cli(&["approve", &run, "roll"]).status.success());
-    let ended = daemon.wait_for(&run, "the run to end", |shown| {
-        shown["status"] == "completed" || shown["status"] == "failed"
-    });
+    let ended = ended(&daemon, &run);
     assert_eq!(ended["status"], "completed", "{ended:#}");
     assert_eq!(step(&ended, "roll")["attempts"], 2, "{ended:#}");
     // The second attempt ran only `b`, under the approval already given.
@@ -440,12 +469,12 @@ with = {{ command = ["sh", "-c", 'echo "$1" >> "$2"; [ -e "$3/$1" ] && exit 0; :
 
 #[test]
 fn retry_from_a_failed_loop_runs_every_item_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let flag = dir.path().join("broken");
-    std::fs::write(&flag, "").unwrap();
-    let runbook = deploy_runbook(ledger.to_str().unwrap(), flag.to_str().unwrap(), false, 1);
-    let daemon = Daemon::start(&[("deploy.toml", &runbook)], AUTO);
+    let Deploy {
+        dir: _dir,
+        ledger,
+        flag,
+        daemon,
+    } = Deploy::start(false, 1);
     let run = daemon.run_to_end("deploy", &[]);
     let id = run["id"].as_str().unwrap();
     assert_eq!(run["status"], "failed");
@@ -456,9 +485,7 @@ fn retry_from_a_failed_loop_runs_every_item_again() {
             .status
             .success()
     );
-    let run = daemon.wait_for(id, "the retried run to end", |shown| {
-        shown["status"] == "completed" || shown["status"] == "failed"
-    });
+    let run = ended(&daemon, id);
     assert_eq!(run["status"], "completed", "{run:#}");
     assert_eq!(ledger_lines(&ledger), ["a", "a", "b", "b", "c", "c"]);
 }
