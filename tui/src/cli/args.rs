@@ -242,7 +242,7 @@ pub enum Command {
 pub struct RunArgs {
     /// The runbook's name
     pub name: String,
-    /// A parameter, repeatable
+    /// A parameter, repeatable; typed by the daemon against the runbook's [params] (a `list` param takes a,b,c or a JSON list)
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
     /// Follow the run until it ends; exit 0 if it completed, 1 otherwise
