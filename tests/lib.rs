@@ -637,6 +637,7 @@ pub async fn builtin_plugins() -> runbookd::plugins::PluginHost {
         config.limits,
         &config.cache_dir,
         config.http,
+        runbookd::plugins::Grants::new(config.plugin_grants),
         runbookd::metrics::Metrics::default(),
     )
     .await

@@ -36,6 +36,7 @@ async fn bench() -> anyhow::Result<()> {
         &dir.path().join("cache"),
         Default::default(),
         Default::default(),
+        Default::default(),
     )
     .await?;
     let probe =

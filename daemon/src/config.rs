@@ -23,6 +23,8 @@ pub struct Config {
     pub policy: Policy,
     pub limits: Limits,
     pub http: HttpSettings,
+    /// What each third-party step kind's plugin is granted (`[plugins.KIND]`).
+    pub plugin_grants: std::collections::BTreeMap<String, crate::plugins::PluginGrant>,
     /// Fuel of one template render (`[limits] template_fuel`).
     pub template_fuel: u64,
     /// How long running steps get to end after SIGTERM or `daemon stop`.
@@ -103,6 +105,12 @@ struct RawHttp {
 struct RawPluginGrant {
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    #[serde(default)]
+    allowed_connections: Vec<String>,
+    #[serde(default)]
+    allow_process: bool,
+    #[serde(default)]
+    allow_jwt: bool,
 }
 
 /// A size in the config: a number of bytes, or text such as `"8MiB"` (B, KiB, MiB, GiB).
@@ -280,16 +288,24 @@ impl Config {
         };
         let http = HttpSettings {
             builtin_hosts: raw.http.allowed_hosts,
-            grants: raw
-                .plugins
-                .into_iter()
-                .map(|(kind, grant)| (kind, grant.allowed_hosts))
-                .collect(),
             max_response_bytes: raw
                 .http
                 .max_response_bytes
                 .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
         };
+        let plugin_grants = raw
+            .plugins
+            .into_iter()
+            .map(|(kind, grant)| {
+                let grant = crate::plugins::PluginGrant {
+                    hosts: grant.allowed_hosts.into_iter().collect(),
+                    connections: grant.allowed_connections.into_iter().collect(),
+                    process: grant.allow_process,
+                    jwt: grant.allow_jwt,
+                };
+                (kind, grant)
+            })
+            .collect();
         let template_fuel = match raw.limits.template_fuel {
             Some(0) => anyhow::bail!("limits.template_fuel: must be at least 1"),
             Some(fuel) => fuel,
@@ -323,6 +339,7 @@ impl Config {
         }
         Ok(Self {
             http,
+            plugin_grants,
             retention,
             audit_retention,
             metrics_listen,

@@ -148,6 +148,7 @@ pub struct Daemon {
     started_at: i64,
     data_dir: std::path::PathBuf,
     runbooks_dir: std::path::PathBuf,
+    plugins_dir: std::path::PathBuf,
     store: store::Store,
     vault: vault::Vault,
     engine: engine::Engine,
@@ -181,10 +182,18 @@ impl Daemon {
         let vault = vault::Vault::open(&store, &config.data_dir)
             .inspect_err(|err| tracing::error!("cannot start: {err}"))?;
         health.starting("loading plugins");
+        let grants = plugins::Grants::new(config.plugin_grants.clone());
+        for (kind, grant) in store
+            .plugin_grants::<plugins::PluginGrant>()
+            .context("cannot read the plugins' grants")?
+        {
+            grants.set_stored(&kind, grant);
+        }
         let plugins = plugins::PluginHost::new(
             config.limits,
             &config.cache_dir,
             config.http.clone(),
+            grants,
             observed.metrics.clone(),
         )
         .await?;
@@ -234,6 +243,7 @@ impl Daemon {
             started_at,
             data_dir: config.data_dir.clone(),
             runbooks_dir: config.runbooks_dir.clone(),
+            plugins_dir: config.plugins_dir.clone(),
             store,
             vault,
             engine,
@@ -253,6 +263,7 @@ impl Daemon {
             started_at,
             data_dir,
             runbooks_dir,
+            plugins_dir,
             store,
             vault,
             engine,
@@ -277,6 +288,7 @@ impl Daemon {
         let info = service::DaemonInfo {
             data_dir,
             runbooks_dir,
+            plugins_dir,
             started_at,
             shutdown_grace,
             metrics_listen: observed.listening_on,

@@ -121,6 +121,26 @@ async fn apply_changes(
     }
 }
 
+/// Loads every component of the plugins directory again (after its grants changed), then
+/// checks the runbooks against the step kinds if any changed.
+pub async fn rescan_plugins(watched: &Watched) {
+    let files: Vec<PathBuf> = std::fs::read_dir(&watched.plugins_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| is_plugin_file(path, &watched.plugins_dir))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut sorted: Vec<&PathBuf> = files.iter().collect();
+    sorted.sort();
+    // A plugin refused now may have provided a kind before: check the runbooks either way.
+    reload_plugins(watched, &sorted).await;
+    if let Err(err) = watched.catalog.reconcile(true).await {
+        tracing::error!(error = %err, "cannot reload the runbooks");
+    }
+}
+
 /// Loads, reloads or unloads each changed component; true when any step kind changed.
 /// Removals go first, so that a renamed file (`mv old.wasm new.wasm`) is not refused for a
 /// kind its old name still held.

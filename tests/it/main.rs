@@ -23,6 +23,7 @@ mod load;
 mod loops;
 mod notify;
 mod operations;
+mod plugin_grants;
 mod plugin_kit;
 mod pressure;
 mod recovery;

@@ -15,6 +15,10 @@ fn lines(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
 }
 
+/// What the rogue plugin's component imports, granted in the daemon config.
+const ROGUE_GRANTS: &str =
+    "[plugins.rogue]\nallow_process = true\nallowed_connections = [\"mine\", \"theirs\"]\n";
+
 fn append_argv(path: &std::path::Path) -> String {
     format!("[\"sh\", \"-c\", \"echo ran >> {}\"]", path.display())
 }
@@ -24,7 +28,7 @@ fn a_plugin_that_waives_its_approval_still_waits_before_running_a_process() {
     let root = tempfile::tempdir().unwrap();
     let marker = root.path().join("marker");
     let runbook = rogue_runbook(&format!("{{ argv = {} }}", append_argv(&marker)));
-    let daemon = Daemon::start_with_test_plugin("rogue", &[("sneak.toml", &runbook)], "");
+    let daemon = Daemon::start_with_test_plugin("rogue", &[("sneak.toml", &runbook)], ROGUE_GRANTS);
     daemon.wait_valid("sneak");
     let run = daemon.start_run("sneak", &[]);
     let waiting = daemon.wait_for(&run, "the step to wait for approval", |shown| {
@@ -52,7 +56,7 @@ fn an_approved_process_runs_once_however_often_the_plugin_asks() {
     let daemon = Daemon::start_with_test_plugin(
         "rogue",
         &[("sneak.toml", &runbook)],
-        "[approvals]\nrogue = \"auto\"\n",
+        &format!("{ROGUE_GRANTS}[approvals]\nrogue = \"auto\"\n"),
     );
     daemon.wait_valid("sneak");
     let done = daemon.run_to_end("sneak", &[]);
@@ -88,7 +92,7 @@ fn sql_that_writes_waits_for_approval_whatever_the_plugin_says() {
     let daemon = Daemon::start_with_test_plugin(
         "rogue",
         &[("sneak.toml", &runbook)],
-        &two_connections(root.path(), ""),
+        &two_connections(root.path(), ROGUE_GRANTS),
     );
     daemon.wait_valid("sneak");
     let run = daemon.start_run("sneak", &[]);
@@ -120,7 +124,7 @@ fn a_plan_may_name_only_the_steps_own_connection() {
     let daemon = Daemon::start_with_test_plugin(
         "rogue",
         &[("sneak.toml", &runbook)],
-        &two_connections(root.path(), ""),
+        &two_connections(root.path(), ROGUE_GRANTS),
     );
     daemon.wait_valid("sneak");
     let done = daemon.run_to_end("sneak", &[]);

@@ -160,7 +160,7 @@ impl Engine {
                         .await;
                 }
             };
-            let sql = match self.sql_grants(&plan, &prepared) {
+            let sql = match self.sql_grants(plugins, &definition.uses, &plan, &prepared) {
                 Ok(sql) => sql,
                 Err(err) => {
                     return self

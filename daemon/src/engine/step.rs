@@ -88,9 +88,13 @@ impl Engine {
     /// is what the step reaches.
     pub(super) fn sql_grants(
         &self,
+        plugins: &PluginHost,
+        kind: &str,
         plan: &Plan,
         prepared: &Prepared,
     ) -> Result<Vec<SqlGrant>, String> {
+        // A user plugin reaches only the connections the operator granted it.
+        let granted = plugins.user_grant(kind).map(|grant| grant.connections);
         plan.effects
             .iter()
             .filter_map(|effect| match effect {
@@ -109,6 +113,14 @@ impl Engine {
                             spec.connection
                         ),
                     });
+                }
+                if let Some(granted) = &granted
+                    && !granted.contains(&spec.connection)
+                {
+                    return Err(format!(
+                        "plugin `{kind}` is not granted connection `{0}`; grant it with `runbook plugin grant {kind} --connection {0}`",
+                        spec.connection
+                    ));
                 }
                 let url = match prepared.connections.get(&spec.connection) {
                     Some(url) => ConnectionUrl::Text(url.clone()),
@@ -288,7 +300,7 @@ impl Engine {
             return self.finish_dry(active, position, output).await;
         }
 
-        let mut sql = match self.sql_grants(&plan, &prepared) {
+        let mut sql = match self.sql_grants(plugins, &definition.uses, &plan, &prepared) {
             Ok(sql) => sql,
             Err(err) => return self.finish_early(active, position, err).await,
         };

@@ -21,8 +21,6 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 10 << 20;
 pub struct HttpSettings {
     /// Hosts the built-in plugins may reach; `None`: any.
     pub builtin_hosts: Option<Vec<String>>,
-    /// Hosts each third-party step kind was granted; a kind not listed reaches none.
-    pub grants: std::collections::HashMap<String, Vec<String>>,
     pub max_response_bytes: usize,
 }
 
@@ -30,7 +28,6 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             builtin_hosts: None,
-            grants: std::collections::HashMap::new(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
@@ -150,9 +147,9 @@ impl HttpClient {
         loop {
             if !scope.allow.allows(&url) {
                 return Err(HttpError::Denied(format!(
-                    "plugin `{}` may not reach {}; the daemon config grants the hosts a plugin may call",
-                    scope.kind,
-                    host_label(&url)
+                    "plugin `{kind}` may not reach {host}: it is not granted that host (`runbook plugin grant {kind} --host {host}`; for a built-in plugin, `[http] allowed_hosts` in the daemon config)",
+                    kind = scope.kind,
+                    host = host_label(&url)
                 )));
             }
             let timeout = remaining(prepared.timeout, scope.deadline).ok_or_else(|| {

@@ -5,6 +5,7 @@
 
 mod bindings;
 mod cache;
+mod grants;
 mod host;
 mod http;
 mod jwt;
@@ -27,6 +28,7 @@ pub use bindings::{
     ConfigError, Descriptor, Effect, Level, Outcome, Plan, ProcessSpec, SqlSpec, StepContext,
     StepError, Waiting,
 };
+pub use grants::{Grants, PluginGrant};
 pub use host::Grant;
 pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
 pub use process::{SpawnHook, boot_id, kill_leftover_group};
@@ -142,6 +144,35 @@ struct LoadedPlugin {
     descriptor: Arc<Descriptor>,
     origin: Origin,
     pre: StepPluginPre<HostState>,
+    /// The SHA-256 of the component file.
+    hash: String,
+    /// The interfaces the component imports, sorted.
+    imports: Vec<String>,
+}
+
+/// A plugins-directory file that is not loaded, and why.
+#[derive(Debug, Clone, Default)]
+struct Refusal {
+    /// The kind it describes itself as, when it got that far.
+    kind: Option<String>,
+    reason: String,
+    hash: Option<String>,
+    imports: Vec<String>,
+}
+
+/// One plugin as `runbook plugin ls` shows it: loaded, or a file that was refused.
+#[derive(Debug, Clone)]
+pub struct PluginListing {
+    /// Empty for a refused file that never said.
+    pub kind: String,
+    pub version: String,
+    pub origin: Origin,
+    /// The SHA-256 of the component, when it could be read.
+    pub hash: String,
+    pub imports: Vec<String>,
+    pub capabilities: Vec<String>,
+    /// Set when the file is not loaded: why.
+    pub refused: Option<String>,
 }
 
 /// A cloneable handle to the plugin host.
@@ -164,6 +195,10 @@ struct Inner {
     /// Slots of `describe`, `validate` and `plan` calls.
     quick_slots: tokio::sync::Semaphore,
     http_settings: HttpSettings,
+    /// What each user plugin may do.
+    grants: Grants,
+    /// Plugins-directory files that are not loaded, and why.
+    refused: RwLock<BTreeMap<PathBuf, Refusal>>,
     http: Arc<http::HttpClient>,
     kv: Arc<kv::KvCache>,
     sql: Arc<sql::SqlPools>,
@@ -193,6 +228,7 @@ impl PluginHost {
         limits: Limits,
         cache_dir: &Path,
         http_settings: HttpSettings,
+        grants: Grants,
         metrics: crate::metrics::Metrics,
     ) -> anyhow::Result<Self> {
         let engine = Engine::new(&engine_config(&limits))
@@ -217,6 +253,8 @@ impl PluginHost {
                         .context("cannot create the HTTP client")?,
                 ),
                 http_settings,
+                grants,
+                refused: RwLock::default(),
                 kv: Arc::default(),
                 sql: Arc::default(),
                 metrics,
@@ -262,27 +300,41 @@ impl PluginHost {
     /// Loads (or reloads) the component in `path`. A broken one is reported and never
     /// registered: what that file provided before stays.
     pub async fn load_file(&self, path: &Path) -> anyhow::Result<String> {
+        let mut refusal = Refusal::default();
         let result = match std::fs::read(path) {
-            Ok(bytes) => self.load(&bytes, Origin::File(path.to_owned())).await,
+            Ok(bytes) => {
+                self.load_checked(&bytes, Origin::File(path.to_owned()), &mut refusal)
+                    .await
+            }
             Err(err) => Err(anyhow::Error::from(err).context("cannot read the file")),
         };
-        if let Err(err) = &result {
-            tracing::error!(path = %path.display(), error = %format!("{err:#}"), "plugin not loaded");
+        let mut refused = self.refused_mut();
+        match &result {
+            Ok(_) => {
+                refused.remove(path);
+            }
+            Err(err) => {
+                tracing::error!(path = %path.display(), error = %format!("{err:#}"), "plugin not loaded");
+                refusal.reason = format!("{err:#}");
+                refused.insert(path.to_owned(), refusal);
+            }
         }
         result
+    }
+
+    fn refused_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<PathBuf, Refusal>> {
+        self.inner
+            .refused
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Unregisters what the component in `path` provided; runs holding a snapshot keep it.
     /// Returns the kinds removed.
     pub fn unload_file(&self, path: &Path) -> Vec<String> {
-        let mut plugins = self.plugins_mut();
-        let removed: Vec<String> = plugins
-            .iter()
-            .filter(|(_, plugin)| matches!(&plugin.origin, Origin::File(from) if from == path))
-            .map(|(kind, _)| kind.clone())
-            .collect();
+        self.refused_mut().remove(path);
+        let removed = self.unload_origin(&Origin::File(path.to_owned()));
         for kind in &removed {
-            plugins.remove(kind);
             tracing::info!(kind = %kind, path = %path.display(), "plugin removed");
         }
         removed
@@ -309,14 +361,30 @@ impl PluginHost {
 
     /// Validates, compiles (or loads from the cache) and registers one component.
     pub async fn load(&self, bytes: &[u8], origin: Origin) -> anyhow::Result<String> {
+        let mut refusal = Refusal::default();
+        self.load_checked(bytes, origin, &mut refusal).await
+    }
+
+    /// [`PluginHost::load`], noting in `refusal` what was learnt about the component before
+    /// it was refused. A user plugin is checked against its grants: one that imports an
+    /// interface it was not granted is refused, and no longer provides what it did.
+    async fn load_checked(
+        &self,
+        bytes: &[u8],
+        origin: Origin,
+        refusal: &mut Refusal,
+    ) -> anyhow::Result<String> {
         let engine = self.inner.engine.clone();
         let cache_dir = self.inner.cache_dir.clone();
         let owned = bytes.to_vec();
         // Compiling is CPU-heavy: keep it off the async workers.
-        let (component, _hash) =
+        let (component, hash) =
             tokio::task::spawn_blocking(move || cache::load(&engine, &owned, &cache_dir))
                 .await
                 .context("the compile task panicked")??;
+        let imports = grants::imports(&component, &self.inner.engine);
+        refusal.hash = Some(hash.clone());
+        refusal.imports.clone_from(&imports);
         let instance_pre = self
             .inner
             .linker
@@ -330,6 +398,8 @@ impl PluginHost {
             descriptor: Arc::new(placeholder_descriptor()),
             origin: origin.clone(),
             pre,
+            hash,
+            imports,
         };
         let Reply::Describe(descriptor) = self
             .invoke(
@@ -343,6 +413,22 @@ impl PluginHost {
             unreachable!("describe replies with a descriptor");
         };
         let kind = descriptor.kind.clone();
+        refusal.kind = Some(kind.clone());
+        if origin != Origin::Builtin
+            && let Err(reason) = grants::check(
+                &kind,
+                &probe.imports,
+                &descriptor.capabilities,
+                &self.inner.grants.of(&kind),
+            )
+        {
+            // Whatever this file provided under grants it no longer has goes too.
+            let removed = self.unload_origin(&origin);
+            if !removed.is_empty() {
+                tracing::info!(kind = %kind, "plugin unloaded: {reason}");
+            }
+            anyhow::bail!("step kind `{kind}` is refused: {reason}");
+        }
         let mut plugins = self.plugins_mut();
         // A file may replace its own earlier load, never another source's kind.
         match plugins.get(&kind).map(|existing| &existing.origin) {
@@ -368,9 +454,73 @@ impl PluginHost {
                 descriptor: Arc::new(descriptor),
                 origin,
                 pre: probe.pre,
+                hash: probe.hash,
+                imports: probe.imports,
             }),
         );
         Ok(kind)
+    }
+
+    /// Unregisters every kind `origin` provides; returns them.
+    fn unload_origin(&self, origin: &Origin) -> Vec<String> {
+        let mut plugins = self.plugins_mut();
+        let removed: Vec<String> = plugins
+            .iter()
+            .filter(|(_, plugin)| &plugin.origin == origin)
+            .map(|(kind, _)| kind.clone())
+            .collect();
+        for kind in &removed {
+            plugins.remove(kind);
+        }
+        removed
+    }
+
+    /// The grants of user plugins.
+    pub fn grants(&self) -> &Grants {
+        &self.inner.grants
+    }
+
+    /// What a user plugin of `kind` is granted; `None` for a built-in one, which keeps its
+    /// documented defaults.
+    pub fn user_grant(&self, kind: &str) -> Option<PluginGrant> {
+        let plugin = self.plugin(kind).ok()?;
+        (plugin.origin != Origin::Builtin).then(|| self.inner.grants.of(kind))
+    }
+
+    /// Every loaded plugin, by kind, then every refused file, by path.
+    pub fn listing(&self) -> Vec<PluginListing> {
+        let loaded: Vec<PluginListing> = self
+            .plugins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|plugin| PluginListing {
+                kind: plugin.descriptor.kind.clone(),
+                version: plugin.descriptor.version.clone(),
+                origin: plugin.origin.clone(),
+                hash: plugin.hash.clone(),
+                imports: plugin.imports.clone(),
+                capabilities: plugin.descriptor.capabilities.clone(),
+                refused: None,
+            })
+            .collect();
+        let refused = self
+            .inner
+            .refused
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(path, refusal)| PluginListing {
+                kind: refusal.kind.clone().unwrap_or_default(),
+                version: String::new(),
+                origin: Origin::File(path.clone()),
+                hash: refusal.hash.clone().unwrap_or_default(),
+                imports: refusal.imports.clone(),
+                capabilities: Vec::new(),
+                refused: Some(refusal.reason.clone()),
+            })
+            .collect::<Vec<_>>();
+        loaded.into_iter().chain(refused).collect()
     }
 
     fn plugin(&self, kind: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
@@ -507,11 +657,12 @@ impl PluginHost {
                 .clone()
                 .map_or_else(HostAllowlist::any, HostAllowlist::only),
             Origin::File(_) => HostAllowlist::only(
-                settings
+                self.inner
                     .grants
-                    .get(&plugin.descriptor.kind)
-                    .cloned()
-                    .unwrap_or_default(),
+                    .of(&plugin.descriptor.kind)
+                    .hosts
+                    .into_iter()
+                    .collect(),
             ),
         }
     }

@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 mod convert;
 mod error;
+mod plugins;
 mod secrets;
 mod watch;
 
@@ -34,6 +35,7 @@ const SETTLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 pub struct DaemonInfo {
     pub data_dir: PathBuf,
     pub runbooks_dir: PathBuf,
+    pub plugins_dir: PathBuf,
     pub started_at: i64,
     pub shutdown_grace: std::time::Duration,
     /// Where the metrics listener listens, if it does.
@@ -53,9 +55,62 @@ pub struct RunbookService {
     /// Cancelled when serving stops (a shutdown, or a restart in place): open streams end
     /// then, as they would hold the server's graceful stop.
     serving_ends: CancellationToken,
+    /// Grant changes one at a time: each reads, changes and stores a kind's grant.
+    grant_changes: tokio::sync::Mutex<()>,
 }
 
 impl RunbookService {
+    /// Changes what `kind` is granted by `change` of its stored grant, durably, then loads the
+    /// plugins directory again under the new grants; audited as `action`.
+    async fn change_plugin_grant(
+        &self,
+        peer: &audit::Peer,
+        action: &str,
+        kind: &str,
+        requested: Result<crate::plugins::PluginGrant, Status>,
+        change: impl FnOnce(
+            &crate::plugins::PluginGrant,
+            &crate::plugins::PluginGrant,
+        ) -> crate::plugins::PluginGrant,
+    ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        let what = requested
+            .as_ref()
+            .map(plugins::describe)
+            .unwrap_or_default();
+        let answer = async {
+            let requested = requested?;
+            let _one_at_a_time = self.grant_changes.lock().await;
+            let host = self.engine.plugins();
+            let next = change(&host.grants().stored(kind), &requested);
+            self.engine
+                .store()
+                .set_plugin_grant(kind, (!next.is_empty()).then_some(&next))
+                .await?;
+            host.grants().set_stored(kind, next);
+            crate::watcher::rescan_plugins(&crate::watcher::Watched {
+                runbooks_dir: self.info.runbooks_dir.clone(),
+                plugins_dir: self.info.plugins_dir.clone(),
+                catalog: self.engine.catalog().clone(),
+                plugins: host.clone(),
+                events: self.daemon_events.clone(),
+                store: self.engine.store().clone(),
+            })
+            .await;
+            Ok(plugins::list(host))
+        }
+        .await;
+        audit::record(
+            self.engine.store(),
+            peer,
+            action,
+            audit::Target::default(),
+            |_, _| format!("plugin `{kind}`: {what}"),
+            answer,
+        )
+        .await
+        .map(Response::new)
+    }
+
     /// Records a change to a secret, by its name, in the audit log, then answers it.
     async fn audited_secret<T>(
         &self,
@@ -115,6 +170,7 @@ impl RunbookService {
             info,
             shutdown,
             serving_ends,
+            grant_changes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -847,6 +903,54 @@ impl RunbookApi for RunbookService {
         let name = request.name.clone();
         let answer = secrets::remove(&self.vault, request, &peer.to_string()).await;
         self.audited_secret(&peer, "secret_rm", name, answer).await
+    }
+
+    async fn list_plugins(
+        &self,
+        _request: Request<pb::ListPluginsRequest>,
+    ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        Ok(Response::new(plugins::list(self.engine.plugins())))
+    }
+
+    async fn grant_plugin(
+        &self,
+        request: Request<pb::GrantPluginRequest>,
+    ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        let peer = audit::peer(&request);
+        let request = request.into_inner();
+        let requested = plugins::requested(self.engine.plugins(), &request.kind, request.grant);
+        self.change_plugin_grant(
+            &peer,
+            "plugin_grant",
+            &request.kind,
+            requested,
+            crate::plugins::PluginGrant::union,
+        )
+        .await
+    }
+
+    async fn revoke_plugin(
+        &self,
+        request: Request<pb::RevokePluginRequest>,
+    ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        let peer = audit::peer(&request);
+        let request = request.into_inner();
+        let all = request.all;
+        let requested = plugins::requested(self.engine.plugins(), &request.kind, request.grant);
+        self.change_plugin_grant(
+            &peer,
+            "plugin_revoke",
+            &request.kind,
+            requested,
+            |stored, taken| {
+                if all {
+                    crate::plugins::PluginGrant::default()
+                } else {
+                    stored.without(taken)
+                }
+            },
+        )
+        .await
     }
 
     async fn list_audit(

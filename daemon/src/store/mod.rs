@@ -11,6 +11,7 @@
 mod audit;
 mod flusher;
 mod migrate;
+mod plugin_grants;
 mod prune;
 mod records;
 mod runs;

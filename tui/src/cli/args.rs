@@ -318,6 +318,45 @@ pub enum PluginCommand {
         #[arg(long, value_name = "REV", requires = "sdk_git")]
         sdk_rev: Option<String>,
     },
+    /// List the plugins: each step kind with its version, source, the host interfaces its
+    /// component imports and its grants; and plugins-directory files that were refused, and why
+    Ls,
+    /// Grant a user plugin what its component imports (stored by the daemon, audited); a plugin
+    /// refused for want of it loads at once
+    Grant {
+        /// The step kind, as its plugin's `describe` names it
+        kind: String,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// Take away grants given with `plugin grant` (the daemon config's stay); a plugin that
+    /// no longer has what its component imports is unloaded
+    Revoke {
+        /// The step kind
+        kind: String,
+        #[command(flatten)]
+        grant: GrantArgs,
+        /// Take away everything `plugin grant` gave it
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// What `plugin grant` gives and `plugin revoke` takes away.
+#[derive(Debug, clap::Args)]
+pub struct GrantArgs {
+    /// A host its `http` calls may reach: `name`, `name:port`, `*.domain` or `*` (repeatable)
+    #[arg(long = "host", value_name = "H")]
+    pub hosts: Vec<String>,
+    /// A database connection its `sql` calls may use, by name (repeatable)
+    #[arg(long = "connection", value_name = "C")]
+    pub connections: Vec<String>,
+    /// It may run processes (still only those its approved plan names)
+    #[arg(long)]
+    pub process: bool,
+    /// It may have the daemon sign JSON Web Tokens with keys from the vault
+    #[arg(long)]
+    pub jwt: bool,
 }
 
 /// `secret ...`. Values are never arguments: they would land in the shell's history and in

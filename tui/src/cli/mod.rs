@@ -8,6 +8,7 @@ mod decide;
 mod follow;
 mod logs;
 mod plugin;
+mod plugin_grants;
 mod prune;
 mod runbooks;
 mod runs;
@@ -150,6 +151,15 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             };
             plugin::new(out, &kind, dir, sdk)
         }
+        Command::Plugin {
+            command: PluginCommand::Ls,
+        } => plugin_grants::ls(ctx, out).await,
+        Command::Plugin {
+            command: PluginCommand::Grant { kind, grant },
+        } => plugin_grants::grant(ctx, out, kind, grant).await,
+        Command::Plugin {
+            command: PluginCommand::Revoke { kind, grant, all },
+        } => plugin_grants::revoke(ctx, out, kind, grant, all).await,
         Command::Complete {
             run,
             step,

@@ -1,0 +1,131 @@
+//! `ListPlugins`, `GrantPlugin` and `RevokePlugin`: what each plugin imports and is granted,
+//! and the operator's grants, stored by the daemon and applied without a restart.
+
+use runbook_protocol::v1 as pb;
+use tonic::Status;
+
+use crate::plugins::{Origin, PluginGrant, PluginHost};
+
+/// Longest step kind name accepted: kinds are short identifiers.
+const MAX_KIND_LEN: usize = 64;
+/// Most hosts or connections one request may name.
+const MAX_GRANT_ENTRIES: usize = 256;
+/// Longest host pattern or connection name.
+const MAX_ENTRY_LEN: usize = 255;
+
+pub fn list(plugins: &PluginHost) -> pb::ListPluginsResponse {
+    let grants = plugins.grants();
+    pb::ListPluginsResponse {
+        plugins: plugins
+            .listing()
+            .into_iter()
+            .map(|plugin| {
+                let builtin = plugin.origin == Origin::Builtin;
+                let (configured, granted) = if builtin || plugin.kind.is_empty() {
+                    (None, None)
+                } else {
+                    (
+                        Some(to_pb(&grants.configured(&plugin.kind))),
+                        Some(to_pb(&grants.stored(&plugin.kind))),
+                    )
+                };
+                pb::Plugin {
+                    kind: plugin.kind,
+                    version: plugin.version,
+                    builtin,
+                    path: match plugin.origin {
+                        Origin::File(path) => path.display().to_string(),
+                        Origin::Builtin => String::new(),
+                    },
+                    sha256: plugin.hash,
+                    imports: plugin.imports,
+                    capabilities: plugin.capabilities,
+                    configured,
+                    granted,
+                    refused: plugin.refused.unwrap_or_default(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The grant a request names, checked: a kind that could be one, and bounded lists.
+pub fn requested(
+    plugins: &PluginHost,
+    kind: &str,
+    grant: Option<pb::PluginGrant>,
+) -> Result<PluginGrant, Status> {
+    if kind.is_empty()
+        || kind.len() > MAX_KIND_LEN
+        || !kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(Status::invalid_argument(format!(
+            "`{kind}` is not a step kind (lowercase letters, digits, `-` and `_`, at most {MAX_KIND_LEN})"
+        )));
+    }
+    if plugins.descriptor(kind).is_ok() && plugins.user_grant(kind).is_none() {
+        return Err(Status::invalid_argument(format!(
+            "`{kind}` is a built-in plugin: its grants are the daemon config's (`[http] allowed_hosts`, `[approvals]`)"
+        )));
+    }
+    let grant = grant.unwrap_or_default();
+    for (field, entries) in [("hosts", &grant.hosts), ("connections", &grant.connections)] {
+        if entries.len() > MAX_GRANT_ENTRIES {
+            return Err(Status::invalid_argument(format!(
+                "{field}: at most {MAX_GRANT_ENTRIES} at once"
+            )));
+        }
+        if let Some(bad) = entries.iter().find(|entry| {
+            entry.is_empty()
+                || entry.len() > MAX_ENTRY_LEN
+                || entry.chars().any(|c| c.is_whitespace() || c.is_control())
+        }) {
+            return Err(Status::invalid_argument(format!(
+                "{field}: `{bad}` is not a name (1 to {MAX_ENTRY_LEN} characters, no spaces)"
+            )));
+        }
+    }
+    Ok(PluginGrant {
+        hosts: grant.hosts.into_iter().collect(),
+        connections: grant.connections.into_iter().collect(),
+        process: grant.process,
+        jwt: grant.jwt,
+    })
+}
+
+/// What an audit entry says about a grant.
+pub fn describe(grant: &PluginGrant) -> String {
+    let mut parts = Vec::new();
+    if !grant.hosts.is_empty() {
+        parts.push(format!("hosts {}", join(&grant.hosts)));
+    }
+    if !grant.connections.is_empty() {
+        parts.push(format!("connections {}", join(&grant.connections)));
+    }
+    if grant.process {
+        parts.push("process".to_owned());
+    }
+    if grant.jwt {
+        parts.push("jwt".to_owned());
+    }
+    if parts.is_empty() {
+        "nothing".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn join(entries: &std::collections::BTreeSet<String>) -> String {
+    entries.iter().cloned().collect::<Vec<_>>().join(" ")
+}
+
+fn to_pb(grant: &PluginGrant) -> pb::PluginGrant {
+    pb::PluginGrant {
+        hosts: grant.hosts.iter().cloned().collect(),
+        connections: grant.connections.iter().cloned().collect(),
+        process: grant.process,
+        jwt: grant.jwt,
+    }
+}

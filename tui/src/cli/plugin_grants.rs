@@ -1,0 +1,213 @@
+//! `plugin ls|grant|revoke`: the daemon's plugins, the host interfaces each imports, and what
+//! the operator granted user plugins.
+
+use std::io::Write;
+
+use runbook_protocol::v1::{
+    GrantPluginRequest, ListPluginsRequest, ListPluginsResponse, Plugin, PluginGrant,
+    RevokePluginRequest,
+};
+use serde::Serialize;
+
+use super::Ctx;
+use super::args::GrantArgs;
+use super::table::Table;
+use crate::error::EXIT_OK;
+use crate::json;
+
+/// The package of the host interfaces, left out where the table has little room.
+const PACKAGE: &str = "runbook:plugin/";
+
+/// `plugin ls`.
+pub async fn ls(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let mut client = ctx.target.client().await?;
+    let listed = client
+        .list_plugins(ListPluginsRequest {})
+        .await?
+        .into_inner();
+    write_listing(ctx, out, &listed)?;
+    Ok(EXIT_OK)
+}
+
+/// `plugin grant KIND ...`: prints the plugins as they are afterwards.
+pub async fn grant(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    kind: String,
+    args: GrantArgs,
+) -> anyhow::Result<u8> {
+    let mut client = ctx.target.client().await?;
+    let listed = client
+        .grant_plugin(GrantPluginRequest {
+            kind,
+            grant: Some(to_pb(args)),
+        })
+        .await?
+        .into_inner();
+    write_listing(ctx, out, &listed)?;
+    Ok(EXIT_OK)
+}
+
+/// `plugin revoke KIND ...`: prints the plugins as they are afterwards.
+pub async fn revoke(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    kind: String,
+    args: GrantArgs,
+    all: bool,
+) -> anyhow::Result<u8> {
+    let mut client = ctx.target.client().await?;
+    let listed = client
+        .revoke_plugin(RevokePluginRequest {
+            kind,
+            grant: Some(to_pb(args)),
+            all,
+        })
+        .await?
+        .into_inner();
+    write_listing(ctx, out, &listed)?;
+    Ok(EXIT_OK)
+}
+
+fn to_pb(args: GrantArgs) -> PluginGrant {
+    PluginGrant {
+        hosts: args.hosts,
+        connections: args.connections,
+        process: args.process,
+        jwt: args.jwt,
+    }
+}
+
+fn write_listing(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    listed: &ListPluginsResponse,
+) -> anyhow::Result<()> {
+    if ctx.json {
+        let view: Vec<PluginJson<'_>> = listed.plugins.iter().map(plugin_json).collect();
+        writeln!(out, "{}", json::to_string(&view)?)?;
+        return Ok(());
+    }
+    let mut table = Table::new(&["KIND", "VERSION", "SOURCE", "IMPORTS", "GRANTS", "STATUS"]);
+    for plugin in &listed.plugins {
+        table.row(vec![
+            if plugin.kind.is_empty() {
+                "-".into()
+            } else {
+                plugin.kind.clone()
+            },
+            plugin.version.clone(),
+            if plugin.builtin {
+                "built in".into()
+            } else {
+                plugin.path.clone()
+            },
+            short_imports(plugin),
+            if plugin.builtin {
+                "defaults".into()
+            } else {
+                grants_text(plugin)
+            },
+            if plugin.refused.is_empty() {
+                "loaded".into()
+            } else {
+                "refused".into()
+            },
+        ]);
+    }
+    table.write(out)?;
+    for plugin in listed.plugins.iter().filter(|p| !p.refused.is_empty()) {
+        writeln!(out, "\n{} refused: {}", plugin.path, plugin.refused)?;
+    }
+    Ok(())
+}
+
+/// The host interfaces a plugin imports, by their short names; `-` for none.
+fn short_imports(plugin: &Plugin) -> String {
+    let names: Vec<&str> = plugin
+        .imports
+        .iter()
+        .filter_map(|import| import.strip_prefix(PACKAGE))
+        .map(|rest| rest.split_once('@').map_or(rest, |(name, _)| name))
+        .filter(|name| *name != "types")
+        .collect();
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(",")
+    }
+}
+
+/// Everything a user plugin is granted, from the config and `plugin grant` alike.
+fn grants_text(plugin: &Plugin) -> String {
+    let mut parts = Vec::new();
+    for grant in [&plugin.configured, &plugin.granted].into_iter().flatten() {
+        parts.extend(grant.hosts.iter().map(|host| format!("host {host}")));
+        parts.extend(grant.connections.iter().map(|c| format!("connection {c}")));
+        if grant.process {
+            parts.push("process".into());
+        }
+        if grant.jwt {
+            parts.push("jwt".into());
+        }
+    }
+    parts.sort();
+    parts.dedup();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A plugin as scripts see it.
+#[derive(Debug, Serialize)]
+struct PluginJson<'a> {
+    kind: &'a str,
+    version: &'a str,
+    builtin: bool,
+    path: &'a str,
+    sha256: &'a str,
+    imports: &'a [String],
+    capabilities: &'a [String],
+    /// From the daemon config's `[plugins.KIND]`; null for a built-in plugin.
+    configured: Option<GrantJson<'a>>,
+    /// From `plugin grant`; null for a built-in plugin.
+    granted: Option<GrantJson<'a>>,
+    loaded: bool,
+    /// Why it is not loaded; null when it is.
+    refused: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct GrantJson<'a> {
+    hosts: &'a [String],
+    connections: &'a [String],
+    process: bool,
+    jwt: bool,
+}
+
+fn grant_json(grant: Option<&PluginGrant>) -> Option<GrantJson<'_>> {
+    grant.map(|grant| GrantJson {
+        hosts: &grant.hosts,
+        connections: &grant.connections,
+        process: grant.process,
+        jwt: grant.jwt,
+    })
+}
+
+fn plugin_json(plugin: &Plugin) -> PluginJson<'_> {
+    PluginJson {
+        kind: &plugin.kind,
+        version: &plugin.version,
+        builtin: plugin.builtin,
+        path: &plugin.path,
+        sha256: &plugin.sha256,
+        imports: &plugin.imports,
+        capabilities: &plugin.capabilities,
+        configured: grant_json(plugin.configured.as_ref()),
+        granted: grant_json(plugin.granted.as_ref()),
+        loaded: plugin.refused.is_empty(),
+        refused: Some(plugin.refused.as_str()).filter(|reason| !reason.is_empty()),
+    }
+}
