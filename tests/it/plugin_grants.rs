@@ -2,7 +2,9 @@
 //! `runbook:plugin/process` and `runbook:plugin/sql`; without grants it is refused at load,
 //! with a message naming the interface and the command that grants it, and `runbook plugin
 //! grant` loads it without a restart. Grants are stored by the daemon (they survive a
-//! restart), audited, and taken away with `runbook plugin revoke`.
+//! restart), audited, and taken away with `runbook plugin revoke`. `runbook plugin install`
+//! checks a component under the grants it is given before anything is written, and `runbook
+//! plugin rm` removes it with its grants.
 
 use runbook_e2e::{Daemon, eventually, step, test_plugin};
 use serde_json::Value;
@@ -174,4 +176,80 @@ fn a_built_in_plugin_is_not_granted_through_the_cli() {
     assert!(stderr.contains("`shell` is a built-in plugin"), "{stderr}");
     let output = daemon.cli(&["plugin", "grant", "Bad Kind"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not a step kind"));
+}
+
+#[test]
+fn a_plugin_is_installed_with_its_grants_only_if_it_would_load_and_removed_with_them() {
+    let daemon = Daemon::start(
+        &[("sneak.toml", RUNBOOK)],
+        "[approvals]\nrogue = \"auto\"\n",
+    );
+    let component = test_plugin("rogue");
+    let file = component.to_str().unwrap();
+
+    // Without the grants it needs: refused, and nothing is written or granted.
+    let output = daemon.cli(&["plugin", "install", file, "--allow-process"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("imports `runbook:plugin/sql`, which it is not granted"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(daemon.plugins_dir()).unwrap().count(), 0);
+    let listed = daemon.json(&["plugin", "ls"]);
+    assert!(
+        !listed.to_string().contains("rogue"),
+        "nothing was granted: {listed:#}"
+    );
+
+    // With them: in place as <kind>.wasm, loaded, and its step runs.
+    daemon.json(&[
+        "plugin",
+        "install",
+        file,
+        "--allow-process",
+        "--allow-connection",
+        "mine",
+    ]);
+    let installed = rogue(&daemon);
+    assert_eq!(installed["loaded"], true, "{installed:#}");
+    assert_eq!(installed["wit_version"], "0.1.0", "{installed:#}");
+    assert_eq!(
+        std::fs::read(daemon.plugins_dir().join("rogue.wasm")).unwrap(),
+        std::fs::read(&component).unwrap()
+    );
+    daemon.wait_valid("sneak");
+    assert_eq!(daemon.run_to_end("sneak", &[])["status"], "completed");
+
+    // Removed: the file, the step kind and the grants.
+    daemon.json(&["plugin", "rm", "rogue"]);
+    assert!(!daemon.plugins_dir().join("rogue.wasm").exists());
+    eventually("the runbook to be invalid without its step kind", || {
+        !valid(&daemon, "sneak")
+    });
+    let output = daemon.cli(&["plugin", "rm", "rogue"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("no plugin file provides step kind `rogue`")
+    );
+    // Installed again without grants: the ones it had are gone with it.
+    let output = daemon.cli(&["plugin", "install", file]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+
+    let audit = daemon.json(&["audit", "--action", "plugin_install"]);
+    let results: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["FAILURE", "SUCCESS", "FAILURE"], "{audit:#}");
+    assert!(
+        audit[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("granted connections mine, process"),
+        "{audit:#}"
+    );
 }

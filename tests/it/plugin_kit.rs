@@ -145,7 +145,21 @@ id = "say"
 uses = "ping-pong"
 with = { message = "pong", times = 2 }
 "#;
-    let daemon = Daemon::start_with_plugin(&component, "ping-pong", &[("ping.toml", runbook)], "");
+    // Installed into a running daemon, which loads it without a restart.
+    let daemon = Daemon::start(&[("ping.toml", runbook)], "");
+    let installed = daemon.json(&["plugin", "install", component.to_str().unwrap()]);
+    let listed = installed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|plugin| plugin["kind"] == "ping-pong")
+        .unwrap_or_else(|| panic!("not installed: {installed:#}"));
+    assert_eq!(listed["loaded"], true, "{listed:#}");
+    assert!(
+        listed["path"].as_str().unwrap().ends_with("ping-pong.wasm"),
+        "{listed:#}"
+    );
+    daemon.wait_valid("ping");
     let run = daemon.run_to_end("ping", &[]);
     assert_eq!(run["status"], "completed", "{run:#}");
     assert_eq!(

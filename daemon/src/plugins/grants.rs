@@ -202,6 +202,38 @@ pub fn imports(
     names
 }
 
+/// The versions of the `runbook:plugin` package this daemon runs components of.
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1.0"];
+
+/// The version of the `runbook:plugin` package a component was built against, read from its
+/// `step` export; refused, naming both versions, when this daemon does not support it.
+pub fn contract_version(
+    component: &wasmtime::component::Component,
+    engine: &wasmtime::Engine,
+) -> anyhow::Result<String> {
+    let export = format!("{PACKAGE}step@");
+    let supported = SUPPORTED_CONTRACTS
+        .iter()
+        .map(|version| format!("`runbook:plugin@{version}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let component_type = component.component_type();
+    let Some(version) = component_type
+        .exports(engine)
+        .find_map(|(name, _)| name.strip_prefix(&export).map(str::to_owned))
+    else {
+        anyhow::bail!(
+            "the component does not export `{PACKAGE}step`: it is not a step plugin (this daemon runs {supported})"
+        );
+    };
+    if !SUPPORTED_CONTRACTS.contains(&version.as_str()) {
+        anyhow::bail!(
+            "the component is built against `runbook:plugin@{version}`; this daemon runs {supported}"
+        );
+    }
+    Ok(version)
+}
+
 /// Checks a user plugin's imports against its declared `capabilities` and its grant. The
 /// first problem found, worded for the operator who must act on it.
 pub fn check(
@@ -395,6 +427,32 @@ mod tests {
             unknown.starts_with("its `capabilities` name `network`"),
             "{unknown}"
         );
+    }
+
+    fn component(wat: &str) -> (wasmtime::component::Component, wasmtime::Engine) {
+        let engine = wasmtime::Engine::default();
+        let bytes = wat::parse_str(wat).unwrap();
+        let component = wasmtime::component::Component::new(&engine, bytes).unwrap();
+        (component, engine)
+    }
+
+    #[test]
+    fn a_component_built_against_another_contract_is_refused_naming_both_versions() {
+        let (newer, engine) = component(
+            r#"(component (instance $step) (export "runbook:plugin/step@0.2.0" (instance $step)))"#,
+        );
+        let err = contract_version(&newer, &engine).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the component is built against `runbook:plugin@0.2.0`; this daemon runs `runbook:plugin@0.1.0`"
+        );
+        let (current, engine) = component(
+            r#"(component (instance $step) (export "runbook:plugin/step@0.1.0" (instance $step)))"#,
+        );
+        assert_eq!(contract_version(&current, &engine).unwrap(), "0.1.0");
+        let (other, engine) = component("(component)");
+        let err = contract_version(&other, &engine).unwrap_err().to_string();
+        assert!(err.contains("it is not a step plugin"), "{err}");
     }
 
     #[test]

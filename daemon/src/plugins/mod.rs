@@ -148,6 +148,8 @@ struct LoadedPlugin {
     hash: String,
     /// The interfaces the component imports, sorted.
     imports: Vec<String>,
+    /// The version of the `runbook:plugin` package it was built against.
+    wit_version: String,
 }
 
 /// A plugins-directory file that is not loaded, and why.
@@ -171,6 +173,8 @@ pub struct PluginListing {
     pub hash: String,
     pub imports: Vec<String>,
     pub capabilities: Vec<String>,
+    /// The version of the `runbook:plugin` package it was built against.
+    pub wit_version: String,
     /// Set when the file is not loaded: why.
     pub refused: Option<String>,
 }
@@ -374,44 +378,7 @@ impl PluginHost {
         origin: Origin,
         refusal: &mut Refusal,
     ) -> anyhow::Result<String> {
-        let engine = self.inner.engine.clone();
-        let cache_dir = self.inner.cache_dir.clone();
-        let owned = bytes.to_vec();
-        // Compiling is CPU-heavy: keep it off the async workers.
-        let (component, hash) =
-            tokio::task::spawn_blocking(move || cache::load(&engine, &owned, &cache_dir))
-                .await
-                .context("the compile task panicked")??;
-        let imports = grants::imports(&component, &self.inner.engine);
-        refusal.hash = Some(hash.clone());
-        refusal.imports.clone_from(&imports);
-        let instance_pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|err| anyhow::anyhow!("{err:#}"))
-            .context("the component imports something the daemon does not provide")?;
-        let pre = StepPluginPre::new(instance_pre)
-            .map_err(|err| anyhow::anyhow!("{err:#}"))
-            .context("the component does not export `runbook:plugin/step@0.1.0`")?;
-        let probe = LoadedPlugin {
-            descriptor: Arc::new(placeholder_descriptor()),
-            origin: origin.clone(),
-            pre,
-            hash,
-            imports,
-        };
-        let Reply::Describe(descriptor) = self
-            .invoke(
-                &probe,
-                Call::Describe,
-                Grant::none(),
-                self.inner.limits.call_timeout,
-            )
-            .await?
-        else {
-            unreachable!("describe replies with a descriptor");
-        };
+        let (probe, descriptor) = self.examine(bytes, &origin, refusal).await?;
         let kind = descriptor.kind.clone();
         refusal.kind = Some(kind.clone());
         if origin != Origin::Builtin
@@ -456,9 +423,96 @@ impl PluginHost {
                 pre: probe.pre,
                 hash: probe.hash,
                 imports: probe.imports,
+                wit_version: probe.wit_version,
             }),
         );
         Ok(kind)
+    }
+
+    /// Compiles (or loads from the cache) a component, checks the contract version it was
+    /// built against, and asks it to describe itself; registers nothing.
+    async fn examine(
+        &self,
+        bytes: &[u8],
+        origin: &Origin,
+        refusal: &mut Refusal,
+    ) -> anyhow::Result<(LoadedPlugin, Descriptor)> {
+        let engine = self.inner.engine.clone();
+        let cache_dir = self.inner.cache_dir.clone();
+        let owned = bytes.to_vec();
+        // Compiling is CPU-heavy: keep it off the async workers.
+        let (component, hash) =
+            tokio::task::spawn_blocking(move || cache::load(&engine, &owned, &cache_dir))
+                .await
+                .context("the compile task panicked")??;
+        let imports = grants::imports(&component, &self.inner.engine);
+        refusal.hash = Some(hash.clone());
+        refusal.imports.clone_from(&imports);
+        let wit_version = grants::contract_version(&component, &self.inner.engine)?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .context("the component imports something the daemon does not provide")?;
+        let pre = StepPluginPre::new(instance_pre)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .with_context(|| {
+                format!("the component does not export `runbook:plugin/step@{wit_version}`")
+            })?;
+        let probe = LoadedPlugin {
+            descriptor: Arc::new(placeholder_descriptor()),
+            origin: origin.clone(),
+            pre,
+            hash,
+            imports,
+            wit_version,
+        };
+        let Reply::Describe(descriptor) = self
+            .invoke(
+                &probe,
+                Call::Describe,
+                Grant::none(),
+                self.inner.limits.call_timeout,
+            )
+            .await?
+        else {
+            unreachable!("describe replies with a descriptor");
+        };
+        Ok((probe, descriptor))
+    }
+
+    /// What a component would provide, checked as a load from the plugins directory checks
+    /// it (with `extra` granted on top of what its kind has), without registering it.
+    pub async fn inspect(
+        &self,
+        bytes: &[u8],
+        extra: &PluginGrant,
+    ) -> anyhow::Result<PluginListing> {
+        let origin = Origin::File(PathBuf::new());
+        let (probe, descriptor) = self
+            .examine(bytes, &origin, &mut Refusal::default())
+            .await?;
+        let kind = descriptor.kind.clone();
+        if self
+            .plugin(&kind)
+            .is_ok_and(|plugin| plugin.origin == Origin::Builtin)
+        {
+            anyhow::bail!("step kind `{kind}` is built in and cannot be replaced");
+        }
+        let granted = self.inner.grants.of(&kind).union(extra);
+        grants::check(&kind, &probe.imports, &descriptor.capabilities, &granted)
+            .map_err(|reason| anyhow::anyhow!("step kind `{kind}` is refused: {reason}"))?;
+        Ok(PluginListing {
+            kind,
+            version: descriptor.version.clone(),
+            origin,
+            hash: probe.hash,
+            imports: probe.imports,
+            capabilities: descriptor.capabilities,
+            wit_version: probe.wit_version,
+            refused: None,
+        })
     }
 
     /// Unregisters every kind `origin` provides; returns them.
@@ -473,6 +527,23 @@ impl PluginHost {
             plugins.remove(kind);
         }
         removed
+    }
+
+    /// The plugins-directory file that provides `kind`, loaded or refused.
+    pub fn file_of(&self, kind: &str) -> Option<PathBuf> {
+        if let Ok(plugin) = self.plugin(kind) {
+            return match &plugin.origin {
+                Origin::File(path) => Some(path.clone()),
+                Origin::Builtin => None,
+            };
+        }
+        self.inner
+            .refused
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(_, refusal)| refusal.kind.as_deref() == Some(kind))
+            .map(|(path, _)| path.clone())
     }
 
     /// The grants of user plugins.
@@ -501,6 +572,7 @@ impl PluginHost {
                 hash: plugin.hash.clone(),
                 imports: plugin.imports.clone(),
                 capabilities: plugin.descriptor.capabilities.clone(),
+                wit_version: plugin.wit_version.clone(),
                 refused: None,
             })
             .collect();
@@ -517,6 +589,7 @@ impl PluginHost {
                 hash: refusal.hash.clone().unwrap_or_default(),
                 imports: refusal.imports.clone(),
                 capabilities: Vec::new(),
+                wit_version: String::new(),
                 refused: Some(refusal.reason.clone()),
             })
             .collect::<Vec<_>>();

@@ -60,6 +60,19 @@ pub struct RunbookService {
 }
 
 impl RunbookService {
+    /// Loads the plugins directory again, as the watcher would, and checks the runbooks.
+    async fn rescan_plugins(&self) {
+        crate::watcher::rescan_plugins(&crate::watcher::Watched {
+            runbooks_dir: self.info.runbooks_dir.clone(),
+            plugins_dir: self.info.plugins_dir.clone(),
+            catalog: self.engine.catalog().clone(),
+            plugins: self.engine.plugins().clone(),
+            events: self.daemon_events.clone(),
+            store: self.engine.store().clone(),
+        })
+        .await;
+    }
+
     /// Changes what `kind` is granted by `change` of its stored grant, durably, then loads the
     /// plugins directory again under the new grants; audited as `action`.
     async fn change_plugin_grant(
@@ -87,15 +100,7 @@ impl RunbookService {
                 .set_plugin_grant(kind, (!next.is_empty()).then_some(&next))
                 .await?;
             host.grants().set_stored(kind, next);
-            crate::watcher::rescan_plugins(&crate::watcher::Watched {
-                runbooks_dir: self.info.runbooks_dir.clone(),
-                plugins_dir: self.info.plugins_dir.clone(),
-                catalog: self.engine.catalog().clone(),
-                plugins: host.clone(),
-                events: self.daemon_events.clone(),
-                store: self.engine.store().clone(),
-            })
-            .await;
+            self.rescan_plugins().await;
             Ok(plugins::list(host))
         }
         .await;
@@ -951,6 +956,100 @@ impl RunbookApi for RunbookService {
             },
         )
         .await
+    }
+
+    async fn install_plugin(
+        &self,
+        request: Request<tonic::Streaming<pb::InstallPluginChunk>>,
+    ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        let peer = audit::peer(&request);
+        let answer = async {
+            let (bytes, grant) = plugins::receive(request.into_inner()).await?;
+            let extra = plugins::grant_of(grant)?;
+            let host = self.engine.plugins();
+            let inspected = host
+                .inspect(&bytes, &extra)
+                .await
+                .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
+            let kind = inspected.kind;
+            let target = self.info.plugins_dir.join(format!("{kind}.wasm"));
+            if let Some(other) = host.file_of(&kind).filter(|other| *other != target) {
+                return Err(Status::already_exists(format!(
+                    "step kind `{kind}` is provided by {}; remove it first with `runbook plugin rm {kind}`",
+                    other.display()
+                )));
+            }
+            let _one_at_a_time = self.grant_changes.lock().await;
+            // The grants first: the file is loaded under them the moment it is in place.
+            let next = host.grants().stored(&kind).union(&extra);
+            self.engine
+                .store()
+                .set_plugin_grant(&kind, (!next.is_empty()).then_some(&next))
+                .await?;
+            host.grants().set_stored(&kind, next);
+            plugins::write_atomically(&target, &bytes).map_err(|err| {
+                Status::internal(format!("cannot write {}: {err}", target.display()))
+            })?;
+            self.rescan_plugins().await;
+            let detail = format!(
+                "plugin `{kind}` installed as {} (sha256 {}), granted {}",
+                target.display(),
+                inspected.hash,
+                plugins::describe(&extra)
+            );
+            Ok((plugins::list(host), detail))
+        }
+        .await;
+        audit::record(
+            self.engine.store(),
+            &peer,
+            "plugin_install",
+            audit::Target::default(),
+            |(_, detail), _| detail.clone(),
+            answer,
+        )
+        .await
+        .map(|(listed, _)| Response::new(listed))
+    }
+
+    async fn remove_plugin(
+        &self,
+        request: Request<pb::RemovePluginRequest>,
+    ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        let peer = audit::peer(&request);
+        let kind = request.into_inner().kind;
+        let answer = async {
+            let host = self.engine.plugins();
+            plugins::user_kind(host, &kind)?;
+            let path = host.file_of(&kind).ok_or_else(|| {
+                Status::not_found(format!("no plugin file provides step kind `{kind}`"))
+            })?;
+            let _one_at_a_time = self.grant_changes.lock().await;
+            std::fs::remove_file(&path).map_err(|err| {
+                Status::internal(format!("cannot remove {}: {err}", path.display()))
+            })?;
+            host.unload_file(&path);
+            // A later file of the same kind earns its grants again.
+            self.engine
+                .store()
+                .set_plugin_grant::<crate::plugins::PluginGrant>(&kind, None)
+                .await?;
+            host.grants()
+                .set_stored(&kind, crate::plugins::PluginGrant::default());
+            self.rescan_plugins().await;
+            Ok((plugins::list(host), path.display().to_string()))
+        }
+        .await;
+        audit::record(
+            self.engine.store(),
+            &peer,
+            "plugin_rm",
+            audit::Target::default(),
+            |(_, path), _| format!("plugin `{kind}` removed ({path}) with its grants"),
+            answer,
+        )
+        .await
+        .map(|(listed, _)| Response::new(listed))
     }
 
     async fn list_audit(

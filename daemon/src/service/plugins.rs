@@ -43,6 +43,7 @@ pub fn list(plugins: &PluginHost) -> pb::ListPluginsResponse {
                     configured,
                     granted,
                     refused: plugin.refused.unwrap_or_default(),
+                    wit_version: plugin.wit_version,
                 }
             })
             .collect(),
@@ -55,6 +56,12 @@ pub fn requested(
     kind: &str,
     grant: Option<pb::PluginGrant>,
 ) -> Result<PluginGrant, Status> {
+    user_kind(plugins, kind)?;
+    grant_of(grant)
+}
+
+/// Checks that `kind` could name a user plugin: a well-formed kind, not a built-in one.
+pub fn user_kind(plugins: &PluginHost, kind: &str) -> Result<(), Status> {
     if kind.is_empty()
         || kind.len() > MAX_KIND_LEN
         || !kind
@@ -67,9 +74,14 @@ pub fn requested(
     }
     if plugins.descriptor(kind).is_ok() && plugins.user_grant(kind).is_none() {
         return Err(Status::invalid_argument(format!(
-            "`{kind}` is a built-in plugin: its grants are the daemon config's (`[http] allowed_hosts`, `[approvals]`)"
+            "`{kind}` is a built-in plugin: it is not granted, installed or removed; the daemon config's `[http] allowed_hosts` and `[approvals]` govern it"
         )));
     }
+    Ok(())
+}
+
+/// A grant from a request, with bounded lists of well-formed entries.
+pub fn grant_of(grant: Option<pb::PluginGrant>) -> Result<PluginGrant, Status> {
     let grant = grant.unwrap_or_default();
     for (field, entries) in [("hosts", &grant.hosts), ("connections", &grant.connections)] {
         if entries.len() > MAX_GRANT_ENTRIES {
@@ -128,4 +140,51 @@ fn to_pb(grant: &PluginGrant) -> pb::PluginGrant {
         process: grant.process,
         jwt: grant.jwt,
     }
+}
+
+/// Largest component `InstallPlugin` accepts: far above a Rust plugin (the built-in ones are
+/// under 4 MiB), with room for a Python one, which carries its interpreter.
+pub const MAX_PLUGIN_BYTES: usize = 128 * 1024 * 1024;
+
+/// An `InstallPlugin` upload: the component's bytes (at most [`MAX_PLUGIN_BYTES`]) and the
+/// grant its first chunk names.
+pub async fn receive(
+    mut upload: tonic::Streaming<pb::InstallPluginChunk>,
+) -> Result<(Vec<u8>, Option<pb::PluginGrant>), Status> {
+    let mut bytes = Vec::new();
+    let mut grant = None;
+    let mut first = true;
+    while let Some(chunk) = upload.message().await? {
+        if std::mem::take(&mut first) {
+            grant = chunk.grant;
+        }
+        if bytes.len() + chunk.data.len() > MAX_PLUGIN_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "the component is larger than {} MiB",
+                MAX_PLUGIN_BYTES >> 20
+            )));
+        }
+        bytes.extend_from_slice(&chunk.data);
+    }
+    if bytes.is_empty() {
+        return Err(Status::invalid_argument("no component was sent"));
+    }
+    Ok((bytes, grant))
+}
+
+/// Writes `bytes` as `target` in its directory all at once: into a hidden file beside it
+/// (which the plugins watcher ignores), synced, then renamed over `target`, so that the daemon
+/// never loads half a file and a crash leaves the old one or the new one.
+pub fn write_atomically(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = target.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".install-")
+        .suffix(".part")
+        .tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(target).map_err(|err| err.error)?;
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -340,22 +340,40 @@ pub enum PluginCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Install a component (a `.wasm` built for wasm32-wasip2) into the daemon's plugins
+    /// directory with the grants it needs: checked first, then put in place atomically and
+    /// loaded at once. Replaces an earlier install of the same step kind
+    Install {
+        /// The component file
+        file: PathBuf,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// Remove a user plugin's file, and the grants given to it
+    Rm {
+        /// The step kind
+        kind: String,
+    },
 }
 
 /// What `plugin grant` gives and `plugin revoke` takes away.
 #[derive(Debug, clap::Args)]
 pub struct GrantArgs {
     /// A host its `http` calls may reach: `name`, `name:port`, `*.domain` or `*` (repeatable)
-    #[arg(long = "host", value_name = "H")]
+    #[arg(long = "host", visible_alias = "allow-host", value_name = "H")]
     pub hosts: Vec<String>,
     /// A database connection its `sql` calls may use, by name (repeatable)
-    #[arg(long = "connection", value_name = "C")]
+    #[arg(
+        long = "connection",
+        visible_alias = "allow-connection",
+        value_name = "C"
+    )]
     pub connections: Vec<String>,
     /// It may run processes (still only those its approved plan names)
-    #[arg(long)]
+    #[arg(long, visible_alias = "allow-process")]
     pub process: bool,
     /// It may have the daemon sign JSON Web Tokens with keys from the vault
-    #[arg(long)]
+    #[arg(long, visible_alias = "allow-jwt")]
     pub jwt: bool,
 }
 

@@ -160,6 +160,12 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
         Command::Plugin {
             command: PluginCommand::Revoke { kind, grant, all },
         } => plugin_grants::revoke(ctx, out, kind, grant, all).await,
+        Command::Plugin {
+            command: PluginCommand::Install { file, grant },
+        } => plugin_grants::install(ctx, out, &file, grant).await,
+        Command::Plugin {
+            command: PluginCommand::Rm { kind },
+        } => plugin_grants::rm(ctx, out, kind).await,
         Command::Complete {
             run,
             step,

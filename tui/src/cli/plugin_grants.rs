@@ -1,18 +1,19 @@
-//! `plugin ls|grant|revoke`: the daemon's plugins, the host interfaces each imports, and what
-//! the operator granted user plugins.
+//! `plugin ls|grant|revoke|install|rm`: the daemon's plugins, the host interfaces each imports,
+//! what the operator granted user plugins, and installing and removing them.
 
 use std::io::Write;
 
+use anyhow::Context as _;
 use runbook_protocol::v1::{
-    GrantPluginRequest, ListPluginsRequest, ListPluginsResponse, Plugin, PluginGrant,
-    RevokePluginRequest,
+    GrantPluginRequest, InstallPluginChunk, ListPluginsRequest, ListPluginsResponse, Plugin,
+    PluginGrant, RemovePluginRequest, RevokePluginRequest,
 };
 use serde::Serialize;
 
 use super::Ctx;
 use super::args::GrantArgs;
 use super::table::Table;
-use crate::error::EXIT_OK;
+use crate::error::{EXIT_OK, Failure};
 use crate::json;
 
 /// The package of the host interfaces, left out where the table has little room.
@@ -69,6 +70,59 @@ pub async fn revoke(
     Ok(EXIT_OK)
 }
 
+/// Largest component the daemon accepts (its `MAX_PLUGIN_BYTES`); checked here first so
+/// that nothing that large is sent for nothing.
+const MAX_PLUGIN_BYTES: u64 = 128 * 1024 * 1024;
+/// Bytes per upload message, far below the protocol's message cap.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// `plugin install FILE ...`: prints the plugins as they are afterwards.
+pub async fn install(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    file: &std::path::Path,
+    args: GrantArgs,
+) -> anyhow::Result<u8> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    if size > MAX_PLUGIN_BYTES {
+        return Err(Failure::Input(format!(
+            "{} is larger than {} MiB, the largest component the daemon accepts",
+            file.display(),
+            MAX_PLUGIN_BYTES >> 20
+        ))
+        .into());
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut grant = Some(to_pb(args));
+    let chunks: Vec<InstallPluginChunk> = bytes
+        .chunks(CHUNK_BYTES)
+        .map(|data| InstallPluginChunk {
+            grant: grant.take(),
+            data: data.to_vec(),
+        })
+        .collect();
+    let mut client = ctx.target.client().await?;
+    let listed = client
+        .install_plugin(tokio_stream::iter(chunks))
+        .await?
+        .into_inner();
+    write_listing(ctx, out, &listed)?;
+    Ok(EXIT_OK)
+}
+
+/// `plugin rm KIND`: prints the plugins as they are afterwards.
+pub async fn rm(ctx: &Ctx, out: &mut dyn Write, kind: String) -> anyhow::Result<u8> {
+    let mut client = ctx.target.client().await?;
+    let listed = client
+        .remove_plugin(RemovePluginRequest { kind })
+        .await?
+        .into_inner();
+    write_listing(ctx, out, &listed)?;
+    Ok(EXIT_OK)
+}
+
 fn to_pb(args: GrantArgs) -> PluginGrant {
     PluginGrant {
         hosts: args.hosts,
@@ -88,7 +142,9 @@ fn write_listing(
         writeln!(out, "{}", json::to_string(&view)?)?;
         return Ok(());
     }
-    let mut table = Table::new(&["KIND", "VERSION", "SOURCE", "IMPORTS", "GRANTS", "STATUS"]);
+    let mut table = Table::new(&[
+        "KIND", "VERSION", "WIT", "SOURCE", "IMPORTS", "GRANTS", "STATUS",
+    ]);
     for plugin in &listed.plugins {
         table.row(vec![
             if plugin.kind.is_empty() {
@@ -97,6 +153,7 @@ fn write_listing(
                 plugin.kind.clone()
             },
             plugin.version.clone(),
+            plugin.wit_version.clone(),
             if plugin.builtin {
                 "built in".into()
             } else {
@@ -168,6 +225,8 @@ struct PluginJson<'a> {
     builtin: bool,
     path: &'a str,
     sha256: &'a str,
+    /// The `runbook:plugin` WIT package version it was built against.
+    wit_version: &'a str,
     imports: &'a [String],
     capabilities: &'a [String],
     /// From the daemon config's `[plugins.KIND]`; null for a built-in plugin.
@@ -203,6 +262,7 @@ fn plugin_json(plugin: &Plugin) -> PluginJson<'_> {
         builtin: plugin.builtin,
         path: &plugin.path,
         sha256: &plugin.sha256,
+        wit_version: &plugin.wit_version,
         imports: &plugin.imports,
         capabilities: &plugin.capabilities,
         configured: grant_json(plugin.configured.as_ref()),
