@@ -2,7 +2,7 @@
 
 use crossterm::event::KeyEvent;
 use runbook_protocol::v1::{
-    AuditLogEntry, Run, RunEvent, RunbookDetail, RunbookSummary, RunbookVersion,
+    AuditLogEntry, Plugin, Run, RunEvent, RunbookDetail, RunbookSummary, RunbookVersion,
     SaveRunbookResponse, ValidateRunbookResponse,
 };
 
@@ -55,6 +55,8 @@ pub enum Action {
         /// The entries, or the error.
         result: Result<Vec<AuditLogEntry>, String>,
     },
+    /// The daemon's plugins, or why they could not be listed.
+    Plugins(Result<Vec<Plugin>, String>),
     /// A runbook changed on the daemon (new version, invalid save, removal).
     RunbookChanged(String),
     /// A runbook's detail, or why it could not be loaded.

@@ -102,6 +102,8 @@ pub enum Command {
     SetRunsFilter(RunsFilter),
     /// Fetch the audit log's newest entries with this filter (`ListAudit`).
     LoadAudit(AuditFilter),
+    /// List the daemon's plugins.
+    LoadPlugins,
     /// Refresh the lists now rather than at the next poll.
     Refresh,
     /// Suspend the TUI and run `$EDITOR` on a runbook's file.

@@ -1,5 +1,5 @@
-//! Human-readable times, durations and hashes, shared by the CLI tables and the TUI, and the
-//! escaping that keeps text from runs from driving the terminal. All times are UTC: the client
+//! Human-readable times, durations, hashes and plugin grants, shared by the CLI tables and the
+//! TUI, and the escaping that keeps text from runs from driving the terminal. All times are UTC: the client
 //! has no time-zone database, and UTC keeps output identical across machines.
 
 use std::borrow::Cow;
@@ -156,6 +156,44 @@ pub fn audit_target(entry: &runbook_protocol::v1::AuditLogEntry) -> String {
         "-".to_owned()
     } else {
         parts.join(" ")
+    }
+}
+
+/// The `runbook:plugin` host interfaces a plugin's component imports, by short name
+/// (`process`, `sql`), without the shared `types`.
+pub fn plugin_interfaces(plugin: &runbook_protocol::v1::Plugin) -> Vec<&str> {
+    plugin
+        .imports
+        .iter()
+        .filter_map(|import| import.strip_prefix("runbook:plugin/"))
+        .map(|rest| rest.split_once('@').map_or(rest, |(name, _)| name))
+        .filter(|name| *name != "types")
+        .collect()
+}
+
+/// Everything a plugin is granted, from the daemon config and `plugin grant` alike: `host
+/// api.example.com, process`; `defaults` for a built-in one, `-` for none.
+pub fn plugin_grants(plugin: &runbook_protocol::v1::Plugin) -> String {
+    if plugin.builtin {
+        return "defaults".to_owned();
+    }
+    let mut parts = Vec::new();
+    for grant in [&plugin.configured, &plugin.granted].into_iter().flatten() {
+        parts.extend(grant.hosts.iter().map(|host| format!("host {host}")));
+        parts.extend(grant.connections.iter().map(|c| format!("connection {c}")));
+        if grant.process {
+            parts.push("process".to_owned());
+        }
+        if grant.jwt {
+            parts.push("jwt".to_owned());
+        }
+    }
+    parts.sort();
+    parts.dedup();
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(", ")
     }
 }
 

@@ -16,6 +16,8 @@ pub enum Intent {
     Approvals,
     /// Open the audit log.
     AuditLog,
+    /// Open the plugins screen.
+    PluginList,
     /// The next top-level tab.
     NextTab,
     /// The previous top-level tab.
@@ -176,6 +178,13 @@ pub const GLOBAL: &[Binding] = &[
         Intent::AuditLog,
     ),
     bind(
+        &[Char('P'), Code(KeyCode::F(5))],
+        "P F5",
+        "open the plugins: imports, grants, refusals (from any screen)",
+        "",
+        Intent::PluginList,
+    ),
+    bind(
         &[Code(KeyCode::Tab)],
         "Tab",
         "next tab: Runbooks, Runs, Approvals",
@@ -222,6 +231,13 @@ pub const GLOBAL_TEXT: &[Binding] = &[
         "open the audit log",
         "",
         Intent::AuditLog,
+    ),
+    bind(
+        &[Code(KeyCode::F(5))],
+        "F5",
+        "open the plugins",
+        "",
+        Intent::PluginList,
     ),
     bind(&[Code(KeyCode::Esc)], "Esc", "back", "back", Intent::Back),
     bind(&[Ctrl('c')], "Ctrl-C", "quit", "", Intent::Quit),
@@ -676,6 +692,22 @@ pub const AUDIT: &[Binding] = &[
     ),
 ];
 
+pub const PLUGINS: &[Binding] = &[
+    UP,
+    DOWN,
+    PAGE_UP,
+    PAGE_DOWN,
+    TOP,
+    BOTTOM,
+    bind(
+        &[Char('r')],
+        "r",
+        "list the plugins again (after `runbook plugin grant`)",
+        "reload",
+        Intent::Reload,
+    ),
+];
+
 /// Keys of a prompt (filter, search, deny reason) and of the help overlay, for help only.
 pub const PROMPT_NOTES: &[(&str, &str)] = &[
     ("Enter", "confirm (a filter stays applied)"),
@@ -705,6 +737,8 @@ pub enum Context {
     Runs,
     /// The audit log.
     Audit,
+    /// The plugins.
+    Plugins,
 }
 
 impl Context {
@@ -720,6 +754,7 @@ impl Context {
             Self::Approvals => APPROVALS,
             Self::Runs => RUNS,
             Self::Audit => AUDIT,
+            Self::Plugins => PLUGINS,
         }
     }
 
@@ -745,11 +780,12 @@ impl Context {
             Self::Approvals => "Approvals",
             Self::Runs => "Runs",
             Self::Audit => "Audit log",
+            Self::Plugins => "Plugins",
         }
     }
 
     /// Every context, in the order help lists them.
-    pub const ALL: [Context; 9] = [
+    pub const ALL: [Context; 10] = [
         Self::Runbooks,
         Self::Detail,
         Self::Editor,
@@ -759,6 +795,7 @@ impl Context {
         Self::Approvals,
         Self::Runs,
         Self::Audit,
+        Self::Plugins,
     ];
 }
 

@@ -16,9 +16,6 @@ use super::table::Table;
 use crate::error::{EXIT_OK, Failure};
 use crate::json;
 
-/// The package of the host interfaces, left out where the table has little room.
-const PACKAGE: &str = "runbook:plugin/";
-
 /// `plugin ls`.
 pub async fn ls(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<u8> {
     let mut client = ctx.target.client().await?;
@@ -159,12 +156,10 @@ fn write_listing(
             } else {
                 plugin.path.clone()
             },
-            short_imports(plugin),
-            if plugin.builtin {
-                "defaults".into()
-            } else {
-                grants_text(plugin)
-            },
+            Some(crate::format::plugin_interfaces(plugin).join(","))
+                .filter(|names| !names.is_empty())
+                .unwrap_or_else(|| "-".into()),
+            crate::format::plugin_grants(plugin),
             if plugin.refused.is_empty() {
                 "loaded".into()
             } else {
@@ -177,44 +172,6 @@ fn write_listing(
         writeln!(out, "\n{} refused: {}", plugin.path, plugin.refused)?;
     }
     Ok(())
-}
-
-/// The host interfaces a plugin imports, by their short names; `-` for none.
-fn short_imports(plugin: &Plugin) -> String {
-    let names: Vec<&str> = plugin
-        .imports
-        .iter()
-        .filter_map(|import| import.strip_prefix(PACKAGE))
-        .map(|rest| rest.split_once('@').map_or(rest, |(name, _)| name))
-        .filter(|name| *name != "types")
-        .collect();
-    if names.is_empty() {
-        "-".into()
-    } else {
-        names.join(",")
-    }
-}
-
-/// Everything a user plugin is granted, from the config and `plugin grant` alike.
-fn grants_text(plugin: &Plugin) -> String {
-    let mut parts = Vec::new();
-    for grant in [&plugin.configured, &plugin.granted].into_iter().flatten() {
-        parts.extend(grant.hosts.iter().map(|host| format!("host {host}")));
-        parts.extend(grant.connections.iter().map(|c| format!("connection {c}")));
-        if grant.process {
-            parts.push("process".into());
-        }
-        if grant.jwt {
-            parts.push("jwt".into());
-        }
-    }
-    parts.sort();
-    parts.dedup();
-    if parts.is_empty() {
-        "-".into()
-    } else {
-        parts.join(", ")
-    }
 }
 
 /// A plugin as scripts see it.

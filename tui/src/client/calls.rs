@@ -60,6 +60,14 @@ async fn outcome(link: &Link, command: Command) -> Option<Action> {
                 .map(|r| r.entries);
             Action::Audit { filter, result }
         }
+        Command::LoadPlugins => Action::Plugins(
+            with(link, |mut c| async move {
+                c.list_plugins(runbook_protocol::v1::ListPluginsRequest {})
+                    .await
+            })
+            .await
+            .map(|r| r.plugins),
+        ),
         Command::LoadRunbook(name) => {
             let request = GetRunbookRequest { name: name.clone() };
             let result = with(link, |mut c| async move { c.get_runbook(request).await }).await;

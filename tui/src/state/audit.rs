@@ -4,7 +4,7 @@
 use runbook_protocol::v1::AuditLogEntry;
 
 /// The actions the filter cycles through, after "any": the daemon's audited actions.
-pub const ACTION_CYCLE: [&str; 21] = [
+pub const ACTION_CYCLE: [&str; 25] = [
     "start",
     "approve",
     "confirm",
@@ -22,6 +22,10 @@ pub const ACTION_CYCLE: [&str; 21] = [
     "secret_rm",
     "plugin_load",
     "plugin_unload",
+    "plugin_install",
+    "plugin_rm",
+    "plugin_grant",
+    "plugin_revoke",
     "prune",
     "prune_dry_run",
     "shutdown",

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod editor;
 pub mod input;
 pub mod launch;
+pub mod plugins;
 pub mod run_view;
 pub mod runbooks;
 pub mod runs;
@@ -18,6 +19,7 @@ pub use audit::{AuditFilter, AuditLog};
 pub use editor::EditorState;
 pub use input::LineInput;
 pub use launch::LaunchForm;
+pub use plugins::PluginsView;
 pub use run_view::RunView;
 pub use runbooks::{DetailState, Health, RunbookList};
 pub use runs::{History, RunsFilter};
@@ -68,6 +70,8 @@ pub enum Screen {
     Run(Box<RunView>),
     /// The daemon's audit log.
     Audit,
+    /// The daemon's plugins.
+    Plugins,
 }
 
 impl Screen {
@@ -183,6 +187,8 @@ pub struct State {
     pub approvals: ApprovalsState,
     /// The audit log screen.
     pub audit: AuditLog,
+    /// The plugins screen.
+    pub plugins: PluginsView,
     /// The open screens, bottom first; never empty, and the bottom one is a tab.
     pub stack: Vec<Screen>,
     /// The prompt being answered, if any; it has the keyboard.
@@ -218,6 +224,7 @@ impl State {
             history: History::default(),
             approvals: ApprovalsState::default(),
             audit: AuditLog::default(),
+            plugins: PluginsView::default(),
             stack: vec![Screen::Runbooks],
             prompt: None,
             help: None,

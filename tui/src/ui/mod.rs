@@ -9,6 +9,7 @@ mod editor;
 mod help;
 mod launch;
 mod markdown;
+mod plugins;
 mod run_view;
 mod runbook_detail;
 mod runbooks;
@@ -53,6 +54,7 @@ pub fn render(frame: &mut Frame, state: &State) {
         Screen::Launch(form) => launch::render(frame, body, state, form),
         Screen::Run(view) => run_view::render(frame, body, state, view),
         Screen::Audit => audit::render(frame, body, state),
+        Screen::Plugins => plugins::render(frame, body, state),
     }
     bars::footer(frame, footer, state);
     if let Some(scroll) = state.help {

@@ -1012,3 +1012,63 @@ fn audit_log_filtered_to_nothing() {
     state.stack.push(Screen::Audit);
     insta::assert_snapshot!(draw_at(&state, 80, 24));
 }
+
+fn plugins_state() -> State {
+    use runbook_protocol::v1::{Plugin, PluginGrant};
+    let mut state = populated();
+    state.plugins = crate::state::PluginsView {
+        plugins: Some(vec![
+            Plugin {
+                kind: "http".into(),
+                version: "0.1.0".into(),
+                builtin: true,
+                sha256: "ab".repeat(32),
+                imports: vec![
+                    "runbook:plugin/events@0.1.0".into(),
+                    "runbook:plugin/http@0.1.0".into(),
+                ],
+                wit_version: "0.1.0".into(),
+                ..Plugin::default()
+            },
+            Plugin {
+                kind: "deploy".into(),
+                version: "1.2.0".into(),
+                path: "/home/ana/.local/share/runbook/plugins/deploy.wasm".into(),
+                sha256: "cd".repeat(32),
+                imports: vec![
+                    "runbook:plugin/http@0.1.0".into(),
+                    "runbook:plugin/process@0.1.0".into(),
+                ],
+                configured: Some(PluginGrant {
+                    hosts: vec!["api.example.com".into()],
+                    ..PluginGrant::default()
+                }),
+                granted: Some(PluginGrant {
+                    process: true,
+                    ..PluginGrant::default()
+                }),
+                wit_version: "0.1.0".into(),
+                ..Plugin::default()
+            },
+            Plugin {
+                kind: "rogue".into(),
+                path: "/home/ana/.local/share/runbook/plugins/rogue.wasm".into(),
+                sha256: "ef".repeat(32),
+                imports: vec!["runbook:plugin/sql@0.1.0".into()],
+                configured: Some(PluginGrant::default()),
+                granted: Some(PluginGrant::default()),
+                refused: "step kind `rogue` is refused: it imports `runbook:plugin/sql`, which it is not granted; grant it with `runbook plugin grant rogue --connection NAME`".into(),
+                ..Plugin::default()
+            },
+        ]),
+        selected: 2,
+        error: None,
+    };
+    state.stack.push(Screen::Plugins);
+    state
+}
+
+#[test]
+fn plugins_with_grants_and_a_refusal() {
+    insta::assert_snapshot!(draw(&plugins_state()));
+}

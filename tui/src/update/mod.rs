@@ -7,6 +7,7 @@ mod approvals;
 mod audit;
 mod editor;
 mod launch;
+mod plugins;
 mod prompt;
 mod run_view;
 mod runbooks;
@@ -54,6 +55,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::Waiting(runs) => approvals::listed(state, runs),
         Action::History { filter, result } => runs::listed(state, filter, result),
         Action::Audit { filter, result } => audit::listed(state, filter, result),
+        Action::Plugins(result) => plugins::listed(state, result),
         Action::RunbookChanged(name) => runbooks::changed(state, &name, &mut out),
         Action::RunbookLoaded { name, result } => runbooks::loaded(state, &name, result),
         Action::Versions { name, result } => runbooks::versions(state, &name, result),
@@ -92,6 +94,7 @@ pub fn context(state: &State) -> Context {
         Screen::Launch(_) => Context::Launch,
         Screen::Run(_) => Context::Run,
         Screen::Audit => Context::Audit,
+        Screen::Plugins => Context::Plugins,
     }
 }
 
@@ -136,6 +139,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
         Intent::Help => state.help = Some(0),
         Intent::Approvals => open_approvals(state),
         Intent::AuditLog => audit::open(state, out),
+        Intent::PluginList => plugins::open(state, out),
         Intent::NextTab => switch_tab(state, 1),
         Intent::PrevTab => switch_tab(state, -1),
         intent => match context {
@@ -147,6 +151,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
             Context::Approvals => approvals::on_intent(state, intent, out),
             Context::Runs => runs::on_intent(state, intent, out),
             Context::Audit => audit::on_intent(state, intent, out),
+            Context::Plugins => plugins::on_intent(state, intent, out),
         },
     }
 }
@@ -270,6 +275,7 @@ fn on_scroll(state: &mut State, lines: i16) {
                     Context::Approvals => approvals::on_intent(state, intent, &mut ignored),
                     Context::Runs => runs::on_intent(state, intent, &mut ignored),
                     Context::Audit => audit::on_intent(state, intent, &mut ignored),
+                    Context::Plugins => plugins::on_intent(state, intent, &mut ignored),
                     _ => {}
                 }
             }

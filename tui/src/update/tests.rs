@@ -1159,3 +1159,32 @@ fn the_mouse_wheel_moves_lists() {
     update(&mut state, Action::Scroll(-3));
     assert_eq!(state.list.selected, 0);
 }
+
+#[test]
+fn the_plugins_screen_opens_from_any_screen_asks_the_daemon_and_reloads() {
+    let mut state = with_runbooks(&["a"]);
+    let commands = apply(&mut state, [ch('P')]);
+    assert!(matches!(state.screen(), Screen::Plugins));
+    assert_eq!(commands, [Command::LoadPlugins]);
+    let plugin = |kind: &str| runbook_protocol::v1::Plugin {
+        kind: kind.into(),
+        ..Default::default()
+    };
+    update(
+        &mut state,
+        Action::Plugins(Ok(vec![plugin("http"), plugin("deploy")])),
+    );
+    apply(&mut state, [key(KeyCode::Down)]);
+    assert_eq!(state.plugins.selected, 1);
+    assert_eq!(apply(&mut state, [ch('r')]), [Command::LoadPlugins]);
+    update(
+        &mut state,
+        Action::Plugins(Err("runbookd did not answer".into())),
+    );
+    assert_eq!(
+        state.plugins.error.as_deref(),
+        Some("runbookd did not answer")
+    );
+    // The listing is kept: a failed reload shows the error, not an empty table.
+    assert_eq!(state.plugins.plugins.as_ref().map(Vec::len), Some(2));
+}
