@@ -26,6 +26,7 @@ mod operations;
 mod plugin_grants;
 mod plugin_kit;
 mod pressure;
+mod python_plugin;
 mod recovery;
 mod reload;
 mod resilience;
