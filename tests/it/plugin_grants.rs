@@ -120,6 +120,13 @@ fn a_plugin_is_refused_until_granted_what_it_imports_and_the_grant_survives_a_re
     eventually("the runbook to be invalid without its step kind", || {
         !valid(&daemon, "sneak")
     });
+    daemon.json(&["plugin", "revoke", "rogue", "--all"]);
+    let after = rogue(&daemon);
+    assert_eq!(
+        after["granted"]["connections"],
+        serde_json::json!([]),
+        "{after:#}"
+    );
 
     // Every change is in the audit log.
     let audit = daemon.json(&["audit"]);
@@ -142,6 +149,7 @@ fn a_plugin_is_refused_until_granted_what_it_imports_and_the_grant_survives_a_re
             ("plugin_grant", "plugin `rogue`: process"),
             ("plugin_grant", "plugin `rogue`: connections mine"),
             ("plugin_revoke", "plugin `rogue`: process"),
+            ("plugin_revoke", "plugin `rogue`: connections mine"),
         ],
         "{audit:#}"
     );

@@ -100,6 +100,19 @@ const KEEP_RESIDENT_BYTES: usize = 4 << 20;
 /// The same for an instance's tables.
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 
+/// The longest step kind a plugin may describe itself as.
+pub const MAX_KIND_LEN: usize = 64;
+
+/// Whether `kind` is a step kind: 1 to [`MAX_KIND_LEN`] lowercase letters, digits, `-` and
+/// `_`. What a plugin calls itself names files and shows in terminals, so it is checked.
+pub fn is_step_kind(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= MAX_KIND_LEN
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 /// Which stream an output line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamKind {
@@ -479,6 +492,16 @@ impl PluginHost {
         else {
             unreachable!("describe replies with a descriptor");
         };
+        if !is_step_kind(&descriptor.kind) {
+            anyhow::bail!(
+                "its describe names the step kind {:?}, which is not one (1 to {MAX_KIND_LEN} lowercase letters, digits, `-` and `_`)",
+                descriptor
+                    .kind
+                    .chars()
+                    .take(MAX_KIND_LEN + 1)
+                    .collect::<String>()
+            );
+        }
         Ok((probe, descriptor))
     }
 
@@ -905,4 +928,33 @@ fn start_epoch_ticker(engine: &Engine) {
         })
         .map(drop)
         .unwrap_or_else(|err| tracing::error!(error = %err, "cannot start the epoch ticker"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_kind_is_a_short_lowercase_name_and_never_a_path() {
+        for kind in [
+            "http",
+            "ping-pong",
+            "word_count",
+            "k8s",
+            &"a".repeat(MAX_KIND_LEN),
+        ] {
+            assert!(is_step_kind(kind), "{kind}");
+        }
+        for kind in [
+            "",
+            "../evil",
+            "a/b",
+            "Shell",
+            "with space",
+            "bell\u{7}",
+            &"a".repeat(MAX_KIND_LEN + 1),
+        ] {
+            assert!(!is_step_kind(kind), "{kind:?}");
+        }
+    }
 }

@@ -940,20 +940,18 @@ impl RunbookApi for RunbookService {
     ) -> Result<Response<pb::ListPluginsResponse>, Status> {
         let peer = audit::peer(&request);
         let request = request.into_inner();
-        let all = request.all;
-        let requested = plugins::requested(self.engine.plugins(), &request.kind, request.grant);
+        let host = self.engine.plugins();
+        let mut requested = plugins::requested(host, &request.kind, request.grant);
+        if request.all {
+            // Everything `grant` gave, named as such in the audit log.
+            requested = requested.map(|_| host.grants().stored(&request.kind));
+        }
         self.change_plugin_grant(
             &peer,
             "plugin_revoke",
             &request.kind,
             requested,
-            |stored, taken| {
-                if all {
-                    crate::plugins::PluginGrant::default()
-                } else {
-                    stored.without(taken)
-                }
-            },
+            crate::plugins::PluginGrant::without,
         )
         .await
     }

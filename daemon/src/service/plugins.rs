@@ -4,10 +4,8 @@
 use runbook_protocol::v1 as pb;
 use tonic::Status;
 
-use crate::plugins::{Origin, PluginGrant, PluginHost};
+use crate::plugins::{MAX_KIND_LEN, Origin, PluginGrant, PluginHost, is_step_kind};
 
-/// Longest step kind name accepted: kinds are short identifiers.
-const MAX_KIND_LEN: usize = 64;
 /// Most hosts or connections one request may name.
 const MAX_GRANT_ENTRIES: usize = 256;
 /// Longest host pattern or connection name.
@@ -62,12 +60,7 @@ pub fn requested(
 
 /// Checks that `kind` could name a user plugin: a well-formed kind, not a built-in one.
 pub fn user_kind(plugins: &PluginHost, kind: &str) -> Result<(), Status> {
-    if kind.is_empty()
-        || kind.len() > MAX_KIND_LEN
-        || !kind
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
+    if !is_step_kind(kind) {
         return Err(Status::invalid_argument(format!(
             "`{kind}` is not a step kind (lowercase letters, digits, `-` and `_`, at most {MAX_KIND_LEN})"
         )));
