@@ -315,7 +315,8 @@ impl PluginHost {
     }
 
     /// Loads (or reloads) the component in `path`. A broken one is reported and never
-    /// registered: what that file provided before stays.
+    /// registered: what that file provided before stays, unless it is refused for want of a
+    /// grant (see [`PluginHost::load_checked`]).
     pub async fn load_file(&self, path: &Path) -> anyhow::Result<String> {
         let mut refusal = Refusal::default();
         let result = match std::fs::read(path) {
@@ -394,6 +395,13 @@ impl PluginHost {
         let (probe, descriptor) = self.examine(bytes, &origin, refusal).await?;
         let kind = descriptor.kind.clone();
         refusal.kind = Some(kind.clone());
+        if origin != Origin::Builtin
+            && self
+                .plugin(&kind)
+                .is_ok_and(|plugin| plugin.origin == Origin::Builtin)
+        {
+            anyhow::bail!("step kind `{kind}` is built in and cannot be replaced");
+        }
         if origin != Origin::Builtin
             && let Err(reason) = grants::check(
                 &kind,
