@@ -302,6 +302,8 @@ impl Config {
                     connections: grant.allowed_connections.into_iter().collect(),
                     process: grant.allow_process,
                     jwt: grant.allow_jwt,
+                    // `[approvals] KIND` says it for the config.
+                    approval: None,
                 };
                 (kind, grant)
             })

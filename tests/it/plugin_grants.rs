@@ -188,10 +188,7 @@ fn a_built_in_plugin_is_not_granted_through_the_cli() {
 
 #[test]
 fn a_plugin_is_installed_with_its_grants_only_if_it_would_load_and_removed_with_them() {
-    let daemon = Daemon::start(
-        &[("sneak.toml", RUNBOOK)],
-        "[approvals]\nrogue = \"auto\"\n",
-    );
+    let daemon = Daemon::start(&[("sneak.toml", RUNBOOK)], "");
     let component = test_plugin("rogue");
     let file = component.to_str().unwrap();
 
@@ -218,6 +215,8 @@ fn a_plugin_is_installed_with_its_grants_only_if_it_would_load_and_removed_with_
         "--allow-process",
         "--allow-connection",
         "mine",
+        "--approval",
+        "auto",
     ]);
     let installed = rogue(&daemon);
     assert_eq!(installed["loaded"], true, "{installed:#}");
@@ -227,7 +226,14 @@ fn a_plugin_is_installed_with_its_grants_only_if_it_would_load_and_removed_with_
         std::fs::read(&component).unwrap()
     );
     daemon.wait_valid("sneak");
+    // `--approval auto`: its process runs without waiting for a human.
     assert_eq!(daemon.run_to_end("sneak", &[])["status"], "completed");
+    daemon.json(&["plugin", "grant", "rogue", "--approval", "required"]);
+    let run = daemon.start_run("sneak", &[]);
+    daemon.wait_for(&run, "the step to wait for approval", |shown| {
+        step(shown, "sneak")["status"] == "waiting"
+    });
+    daemon.cli(&["cancel", &run]);
 
     // Removed: the file, the step kind and the grants.
     daemon.json(&["plugin", "rm", "rogue"]);
@@ -257,7 +263,7 @@ fn a_plugin_is_installed_with_its_grants_only_if_it_would_load_and_removed_with_
         audit[1]["detail"]
             .as_str()
             .unwrap()
-            .contains("granted connections mine, process"),
+            .contains("granted connections mine, process, approval auto"),
         "{audit:#}"
     );
 }

@@ -187,6 +187,9 @@ pub fn plugin_grants(plugin: &runbook_protocol::v1::Plugin) -> String {
         if grant.jwt {
             parts.push("jwt".to_owned());
         }
+        if !grant.approval.is_empty() {
+            parts.push(format!("approval {}", grant.approval));
+        }
     }
     parts.sort();
     parts.dedup();

@@ -197,7 +197,7 @@ impl Engine {
             && (needs_approval
                 || calls
                     .iter()
-                    .any(|call| self.plan_needs_approval(&definition.uses, &call.plan)));
+                    .any(|call| self.plan_needs_approval(plugins, &definition.uses, &call.plan)));
         if asks {
             let hashes: Vec<(usize, String)> = calls
                 .iter()

@@ -57,6 +57,15 @@ pub enum ApprovalPolicy {
     Auto,
 }
 
+impl From<crate::plugins::Approval> for ApprovalPolicy {
+    fn from(approval: crate::plugins::Approval) -> Self {
+        match approval {
+            crate::plugins::Approval::Required => Self::Required,
+            crate::plugins::Approval::Auto => Self::Auto,
+        }
+    }
+}
+
 /// The engine's settings.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -105,14 +114,30 @@ impl Policy {
     /// Whether the operator's policy makes steps of `kind` wait for approval; a kind the
     /// policy does not list follows its plugin's own default.
     /// An instruction step always waits: it is done by a human, so only one can say it is.
-    pub fn requires_approval(&self, kind: &str, plugin_default: impl FnOnce(&str) -> bool) -> bool {
+    /// `granted` is what `runbook plugin grant --approval` set for a user plugin's kind; the
+    /// config's `[approvals]` entry wins over it.
+    pub fn requires_approval(
+        &self,
+        kind: &str,
+        granted: Option<ApprovalPolicy>,
+        plugin_default: impl FnOnce(&str) -> bool,
+    ) -> bool {
         if kind == crate::runbook::INSTRUCTION_KIND {
             return true;
         }
-        match self.approvals.get(kind) {
-            Some(policy) => *policy == ApprovalPolicy::Required,
+        match self.approval_of(kind, granted) {
+            Some(policy) => policy == ApprovalPolicy::Required,
             None => plugin_default(kind),
         }
+    }
+
+    /// The operator's word on `kind`: the config's `[approvals]` entry, else `granted`.
+    pub fn approval_of(
+        &self,
+        kind: &str,
+        granted: Option<ApprovalPolicy>,
+    ) -> Option<ApprovalPolicy> {
+        self.approvals.get(kind).copied().or(granted)
     }
 }
 

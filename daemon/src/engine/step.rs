@@ -152,10 +152,19 @@ impl Engine {
     /// `writes` flag can only add to that), waits for a human unless the operator's policy
     /// says `auto` for the step's kind (for SQL writes, `database_writes = "auto"` too;
     /// `database_writes = "required"` holds whatever the kind's entry says).
-    pub(super) fn plan_needs_approval(&self, kind: &str, plan: &Plan) -> bool {
+    pub(super) fn plan_needs_approval(
+        &self,
+        plugins: &PluginHost,
+        kind: &str,
+        plan: &Plan,
+    ) -> bool {
         use super::ApprovalPolicy::{Auto, Required};
         let approvals = &self.inner.policy.approvals;
-        let kind_auto = approvals.get(kind) == Some(&Auto);
+        let kind_auto = self
+            .inner
+            .policy
+            .approval_of(kind, granted_approval(plugins, kind))
+            == Some(Auto);
         let runs_process = plan
             .effects
             .iter()
@@ -304,7 +313,7 @@ impl Engine {
             Ok(sql) => sql,
             Err(err) => return self.finish_early(active, position, err).await,
         };
-        if needs_approval || self.plan_needs_approval(&definition.uses, &plan) {
+        if needs_approval || self.plan_needs_approval(plugins, &definition.uses, &plan) {
             let plan_hash = plan_hash(&version, &plan);
             if !approves(approval.as_ref(), &plan_hash) {
                 let shown = plan_for_humans(&plan, &self.approval_scope());
@@ -591,14 +600,15 @@ impl Engine {
         definition: &crate::runbook::Step,
     ) -> bool {
         definition.approval == Some(true)
-            || self
-                .inner
-                .policy
-                .requires_approval(&definition.uses, |kind| {
+            || self.inner.policy.requires_approval(
+                &definition.uses,
+                granted_approval(plugins, &definition.uses),
+                |kind| {
                     plugins
                         .descriptor(kind)
                         .map_or(true, |descriptor| descriptor.needs_approval)
-                })
+                },
+            )
     }
 
     /// Makes a step wait for a human to approve `plan` (as [`plan_for_humans`] shows it),
@@ -769,6 +779,14 @@ pub(super) struct Planning {
     pub planned: bool,
     /// Its plugin may run twice: its start need not be on disk before its side effect.
     pub idempotent: bool,
+}
+
+/// What `runbook plugin grant --approval` set for a user plugin's kind.
+fn granted_approval(plugins: &PluginHost, kind: &str) -> Option<super::ApprovalPolicy> {
+    plugins
+        .user_grant(kind)
+        .and_then(|grant| grant.approval)
+        .map(Into::into)
 }
 
 /// Whether an approval given earlier is for exactly the plan hashed as `plan_hash`, and

@@ -77,6 +77,32 @@ impl Interface {
     }
 }
 
+/// Whether a user plugin's steps wait for a human, as `runbook plugin grant --approval` set
+/// it (the daemon config's `[approvals]` entry for the kind, when there is one, wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    Required,
+    Auto,
+}
+
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Required => "required",
+            Self::Auto => "auto",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "required" => Some(Self::Required),
+            "auto" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+}
+
 /// What one step kind's plugin is granted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginGrant {
@@ -92,6 +118,9 @@ pub struct PluginGrant {
     /// It may have the host sign JSON Web Tokens with keys from the vault.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub jwt: bool,
+    /// Whether its steps wait for an approval; `None`: its plugin's own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
 }
 
 impl PluginGrant {
@@ -110,6 +139,8 @@ impl PluginGrant {
                 .collect(),
             process: self.process || other.process,
             jwt: self.jwt || other.jwt,
+            // The newer word on approvals replaces the older.
+            approval: other.approval.or(self.approval),
         }
     }
 
@@ -124,6 +155,7 @@ impl PluginGrant {
                 .collect(),
             process: self.process && !other.process,
             jwt: self.jwt && !other.jwt,
+            approval: self.approval.filter(|_| other.approval.is_none()),
         }
     }
 
@@ -355,6 +387,7 @@ mod tests {
             connections: ["main".to_owned()].into(),
             process: true,
             jwt: true,
+            approval: None,
         };
         let every = names(&[
             "runbook:plugin/http@0.1.0",
@@ -453,6 +486,25 @@ mod tests {
         let (other, engine) = component("(component)");
         let err = contract_version(&other, &engine).unwrap_err().to_string();
         assert!(err.contains("it is not a step plugin"), "{err}");
+    }
+
+    #[test]
+    fn the_newer_approval_replaces_the_older_and_revoking_any_approval_drops_it() {
+        let auto = PluginGrant {
+            approval: Some(Approval::Auto),
+            ..PluginGrant::default()
+        };
+        let required = PluginGrant {
+            approval: Some(Approval::Required),
+            ..PluginGrant::default()
+        };
+        assert_eq!(auto.union(&required).approval, Some(Approval::Required));
+        assert_eq!(
+            auto.union(&PluginGrant::default()).approval,
+            Some(Approval::Auto)
+        );
+        assert_eq!(auto.without(&required).approval, None);
+        assert!(auto.without(&required).is_empty());
     }
 
     #[test]

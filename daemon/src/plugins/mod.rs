@@ -28,7 +28,7 @@ pub use bindings::{
     ConfigError, Descriptor, Effect, Level, Outcome, Plan, ProcessSpec, SqlSpec, StepContext,
     StepError, Waiting,
 };
-pub use grants::{Grants, PluginGrant};
+pub use grants::{Approval, Grants, PluginGrant};
 pub use host::Grant;
 pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
 pub use process::{SpawnHook, boot_id, kill_leftover_group};

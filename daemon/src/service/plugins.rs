@@ -4,7 +4,7 @@
 use runbook_protocol::v1 as pb;
 use tonic::Status;
 
-use crate::plugins::{MAX_KIND_LEN, Origin, PluginGrant, PluginHost, is_step_kind};
+use crate::plugins::{Approval, MAX_KIND_LEN, Origin, PluginGrant, PluginHost, is_step_kind};
 
 /// Most hosts or connections one request may name.
 const MAX_GRANT_ENTRIES: usize = 256;
@@ -92,11 +92,20 @@ pub fn grant_of(grant: Option<pb::PluginGrant>) -> Result<PluginGrant, Status> {
             )));
         }
     }
+    let approval = match grant.approval.as_str() {
+        "" => None,
+        text => Some(Approval::parse(text).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "approval: `{text}` is neither `required` nor `auto`"
+            ))
+        })?),
+    };
     Ok(PluginGrant {
         hosts: grant.hosts.into_iter().collect(),
         connections: grant.connections.into_iter().collect(),
         process: grant.process,
         jwt: grant.jwt,
+        approval,
     })
 }
 
@@ -115,6 +124,9 @@ pub fn describe(grant: &PluginGrant) -> String {
     if grant.jwt {
         parts.push("jwt".to_owned());
     }
+    if let Some(approval) = grant.approval {
+        parts.push(format!("approval {}", approval.as_str()));
+    }
     if parts.is_empty() {
         "nothing".to_owned()
     } else {
@@ -132,6 +144,10 @@ fn to_pb(grant: &PluginGrant) -> pb::PluginGrant {
         connections: grant.connections.iter().cloned().collect(),
         process: grant.process,
         jwt: grant.jwt,
+        approval: grant
+            .approval
+            .map(|approval| approval.as_str().to_owned())
+            .unwrap_or_default(),
     }
 }
 

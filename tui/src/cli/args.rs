@@ -375,6 +375,10 @@ pub struct GrantArgs {
     /// It may have the daemon sign JSON Web Tokens with keys from the vault
     #[arg(long, visible_alias = "allow-jwt")]
     pub jwt: bool,
+    /// Whether its steps wait for an approval (the daemon config's `[approvals]` entry for
+    /// the kind wins); with `revoke`, either value takes the setting away
+    #[arg(long, value_name = "required|auto", value_parser = ["required", "auto"])]
+    pub approval: Option<String>,
 }
 
 /// `secret ...`. Values are never arguments: they would land in the shell's history and in

@@ -126,6 +126,7 @@ fn to_pb(args: GrantArgs) -> PluginGrant {
         connections: args.connections,
         process: args.process,
         jwt: args.jwt,
+        approval: args.approval.unwrap_or_default(),
     }
 }
 
@@ -201,6 +202,8 @@ struct GrantJson<'a> {
     connections: &'a [String],
     process: bool,
     jwt: bool,
+    /// `required` or `auto`; null: the plugin's own default.
+    approval: Option<&'a str>,
 }
 
 fn grant_json(grant: Option<&PluginGrant>) -> Option<GrantJson<'_>> {
@@ -209,6 +212,7 @@ fn grant_json(grant: Option<&PluginGrant>) -> Option<GrantJson<'_>> {
         connections: &grant.connections,
         process: grant.process,
         jwt: grant.jwt,
+        approval: Some(grant.approval.as_str()).filter(|approval| !approval.is_empty()),
     })
 }
 
