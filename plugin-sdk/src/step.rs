@@ -30,7 +30,10 @@ pub trait Step {
     const KIND: &'static str;
     /// One line for humans.
     const DESCRIPTION: &'static str;
-    /// The host interfaces it calls: `events`, `process`, `http`, `cache`, `sql`, `jwt`.
+    /// The host interfaces it calls: `events`, `process`, `http`, `cache`, `sql`, `jwt`. The
+    /// daemon checks them at load against what the built component imports: every imported
+    /// interface must be declared, and each of `http`, `sql`, `process` and `jwt` declared
+    /// must be imported (and granted, for a plugin from the plugins directory).
     const CAPABILITIES: &'static [&'static str] = &["events"];
     /// Whether running a step twice is harmless: after a crash the daemon runs an interrupted
     /// step again only then, and marks it `ambiguous` otherwise.
