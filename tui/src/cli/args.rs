@@ -223,7 +223,7 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
-    /// Write a new step plugin crate (needs no daemon)
+    /// Step plugins: write a new one (needs no daemon), install, list, grant, revoke, remove
     Plugin {
         /// What to do.
         #[command(subcommand)]
