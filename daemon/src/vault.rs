@@ -102,7 +102,7 @@ struct Inner {
     /// Ties placeholders to this key: stable across restarts, unguessable without the key.
     nonce: String,
     records: SecretRecords,
-    /// For flushes, which go through the store's one flusher.
+    /// For flushes, which go through the store's one writer thread.
     store: Store,
     /// Held while a change and its audit entry are written, so that audit sequence numbers are
     /// gap-free and a removal cannot race a set of the same name.

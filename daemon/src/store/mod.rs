@@ -1,6 +1,6 @@
 //! The only module that touches sled: typed trees for runbook versions, runs, their steps
 //! and outputs, events and metadata; key encoding; the schema version and its migrations; and
-//! when data is flushed to disk (through one flusher thread).
+//! when data is flushed to disk (the writes of runs and the flushes through one writer thread).
 //!
 //! Every state change is committed here before it is published or acted on. A transition
 //! writes only the records it changes (a run's header, one record per step, one output per
@@ -9,13 +9,13 @@
 //! transition does not grow with the run.
 
 mod audit;
-mod flusher;
 mod migrate;
 mod plugin_grants;
 mod prune;
 mod records;
 mod runs;
 mod secrets;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -177,7 +177,7 @@ pub struct RunFilter {
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens sled in `dir`, waiting up to [`LOCK_PATIENCE`] while another holds its lock. Sled's own
-/// periodic flusher is off: the store's flusher thread is the only one.
+/// periodic flusher is off: the store's writer thread is the only flusher.
 fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + LOCK_PATIENCE;
     loop {
@@ -224,10 +224,11 @@ struct Inner {
     durable_seq: Mutex<HashMap<String, u64>>,
     /// Bumped whenever `durable_seq` grows, to wake readers waiting for an event to settle.
     durable_changed: tokio::sync::watch::Sender<u64>,
-    /// Whether sled still writes; shared with the flusher, which sees most failures first.
+    /// Whether sled still writes; shared with the writer, which sees most failures first.
     health: Arc<StoreHealth>,
-    /// Declared last so that it is dropped last: it flushes once more when it goes.
-    flusher: flusher::Flusher,
+    /// Declared last so that it is dropped last: it applies what is queued and flushes once
+    /// more when it goes.
+    writer: writer::Writer,
 }
 
 impl Store {
@@ -251,24 +252,30 @@ impl Store {
             }
         }
         let health = Arc::new(StoreHealth::default());
-        let flusher = flusher::Flusher::start(db.clone(), Arc::clone(&health))
+        let trees = writer::RunTrees {
+            runs: db.open_tree("runs")?,
+            steps: db.open_tree("steps")?,
+            outputs: db.open_tree("outputs")?,
+            events: db.open_tree("events")?,
+        };
+        let writer = writer::Writer::start(db.clone(), trees.clone(), Arc::clone(&health))
             .map_err(|err| StoreError::Flush(err.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 versions: db.open_tree("runbook_versions")?,
                 history: db.open_tree("runbook_history")?,
                 history_lock: Mutex::new(()),
-                runs: db.open_tree("runs")?,
-                steps: db.open_tree("steps")?,
-                outputs: db.open_tree("outputs")?,
-                events: db.open_tree("events")?,
+                runs: trees.runs,
+                steps: trees.steps,
+                outputs: trees.outputs,
+                events: trees.events,
                 quarantine: db.open_tree("quarantine")?,
                 db,
                 last_seq: Mutex::new(HashMap::new()),
                 durable_seq: Mutex::new(HashMap::new()),
                 durable_changed: tokio::sync::watch::Sender::new(0),
                 health,
-                flusher,
+                writer,
             }),
         })
     }
@@ -279,8 +286,14 @@ impl Store {
         if let Some(refusal) = self.inner.health.refusal() {
             return Err(refusal);
         }
-        self.inner.flusher.flush().await?;
+        self.inner.writer.flush().await?;
         Ok(())
+    }
+
+    /// Waits until the writes of runs handed to the writer thread are applied, so that what
+    /// is read next includes them. Every reader of run, step and output records calls it.
+    fn settle(&self) {
+        self.inner.writer.settle();
     }
 
     /// The size of the database's files on disk, in bytes.
@@ -480,6 +493,8 @@ pub(crate) mod tests {
             3,
             "not yet marked durable"
         );
+        // Events are marked durable after a flush, which follows their write (see `writer`).
+        store.settle();
         store.mark_durable(&more);
         let seqs: Vec<u64> = store
             .events_after("r1", 1)
@@ -488,6 +503,55 @@ pub(crate) mod tests {
             .map(|e| e.seq)
             .collect();
         assert_eq!(seqs, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn a_read_sees_every_write_made_before_it_and_a_close_keeps_them_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut record = run("r");
+        record.steps = (0..300)
+            .map(|index| StepRecord::pending(&format!("s{index}"), "http"))
+            .collect();
+        store
+            .commit(&record, &Changes::all(&record), Vec::new())
+            .expect("commit");
+        for index in 0..record.steps.len() {
+            record.steps[index].status = StepStatus::Completed;
+            record.steps[index].output = Some(serde_json::json!({ "n": index }));
+            let changes = Changes {
+                steps: vec![index],
+                outputs: vec![index],
+                ..Changes::default()
+            };
+            store
+                .commit(&record, &changes, vec![log("done")])
+                .expect("commit");
+            // Read at once, with no flush in between: the write is seen all the same.
+            let read = store.run("r").expect("reads").expect("stored");
+            assert_eq!(
+                read.steps[index].status,
+                StepStatus::Completed,
+                "step {index}"
+            );
+            assert_eq!(read.steps[index].output, record.steps[index].output);
+            let (_, raw) = store
+                .step_output("r", &format!("s{index}"), None, None)
+                .expect("reads")
+                .expect("stored");
+            assert_eq!(raw, format!("{{\"n\":{index}}}").into_bytes());
+        }
+        // Closing applies and flushes what is still queued.
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        let read = store.run("r").expect("reads").expect("stored");
+        assert!(
+            read.steps
+                .iter()
+                .all(|step| step.status == StepStatus::Completed),
+            "every step's last write survived the close"
+        );
+        assert_eq!(store.last_seq("r").expect("seq"), 300);
     }
 
     #[test]

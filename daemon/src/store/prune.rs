@@ -36,6 +36,7 @@ pub struct Prunable {
 impl Store {
     /// The ended runs `rule` selects, newest first.
     pub fn prunable(&self, rule: Retention) -> Result<Vec<Prunable>, StoreError> {
+        self.settle();
         let mut selected = Vec::new();
         if rule.is_empty() {
             return Ok(selected);
@@ -68,6 +69,7 @@ impl Store {
     /// Removes an ended run and everything stored of it, atomically. Returns false when there
     /// was no such run, or when it has not ended (it is then left alone).
     pub fn remove_run(&self, run_id: &str) -> Result<bool, StoreError> {
+        self.settle();
         let inner = &self.inner;
         let Some(raw) = inner.runs.get(run_id.as_bytes())? else {
             return Ok(false);

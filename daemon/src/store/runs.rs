@@ -3,8 +3,7 @@
 //! changed ([`Changes`]); reading a whole run assembles it from its records. A run whose
 //! records cannot be read at start-up is quarantined, not fatal.
 
-use sled::Transactional;
-
+use super::writer::{Entry, Write};
 use super::{
     EventKind, EventRecord, Quarantined, RunFilter, RunRecord, StepRecord, Store, StoreError,
     guard, now_ms,
@@ -60,9 +59,6 @@ enum Outputs {
     /// Only those whose JSON is at most this many bytes.
     Inline(usize),
 }
-
-/// One encoded record to insert.
-type Entry = (Vec<u8>, Vec<u8>);
 
 impl Store {
     /// Writes what `changes` names of `run` and appends `events` to its log: atomically when
@@ -127,9 +123,11 @@ impl Store {
         self.write(run_id, Default::default(), events)
     }
 
-    /// Writes records of the runs, steps and outputs trees (in that order in `records`) and
-    /// events: in one transaction when more than one run or step record changes, else key by
-    /// key in an order that a crash can only cut harmlessly.
+    /// Hands records of the runs, steps and outputs trees (in that order in `records`) and
+    /// events to the writer thread, which writes them in one transaction when more than one
+    /// run or step record changes, else key by key in an order that a crash can only cut
+    /// harmlessly. Readers see them from then on (see `Store::settle`); a flush makes them
+    /// durable.
     fn write(
         &self,
         run_id: &str,
@@ -162,67 +160,19 @@ impl Store {
                 kind,
             })
             .collect();
-        let encoded: Vec<Entry> = stored
+        let events = stored
             .iter()
             .map(|event| Ok((event_key(run_id, event.seq), serde_json::to_vec(event)?)))
             .collect::<Result<_, serde_json::Error>>()?;
-        let [headers, steps, outputs] = &records;
-        if headers.len() + steps.len() <= 1 {
-            // A transition of one record (a step starting or ending, a run's status): written
-            // key by key, in an order whose every prefix is harmless, instead of as a sled
-            // batch or transaction, each of which makes sled write its log buffer out twice
-            // (4 disk writes a step, where a step otherwise costs none). Sled recovers a
-            // prefix of its log after a crash, so a torn write leaves at worst an output
-            // that no record names yet, or a record whose trailing events are missing; those
-            // events were never published, as events are published only once flushed.
-            for (key, value) in outputs {
-                self.inner
-                    .outputs
-                    .insert(key.as_slice(), value.as_slice())
-                    .map_err(|err| self.write_failed(err))?;
-            }
-            for (key, value) in steps {
-                self.inner
-                    .steps
-                    .insert(key.as_slice(), value.as_slice())
-                    .map_err(|err| self.write_failed(err))?;
-            }
-            for (key, value) in headers {
-                self.inner
-                    .runs
-                    .insert(key.as_slice(), value.as_slice())
-                    .map_err(|err| self.write_failed(err))?;
-            }
-            for (key, value) in &encoded {
-                self.inner
-                    .events
-                    .insert(key.as_slice(), value.as_slice())
-                    .map_err(|err| self.write_failed(err))?;
-            }
-            counters.insert(run_id.to_owned(), last + stored.len() as u64);
-            return Ok(stored);
-        }
-        // No I/O in here: sled may run the closure more than once.
-        (
-            &self.inner.runs,
-            &self.inner.steps,
-            &self.inner.outputs,
-            &self.inner.events,
-        )
-            .transaction(|(runs_tree, steps_tree, outputs_tree, events_tree)| {
-                for (tree, entries) in [
-                    (runs_tree, headers),
-                    (steps_tree, steps),
-                    (outputs_tree, outputs),
-                    (events_tree, &encoded),
-                ] {
-                    for (key, value) in entries {
-                        tree.insert(key.as_slice(), value.as_slice())?;
-                    }
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|err| self.transaction_failed(err))?;
+        let [runs, steps, outputs] = records;
+        // Applied by the writer thread, in the order written (see `writer`); the sequence
+        // numbers are taken here, so they are gap-free and in order all the same.
+        self.inner.writer.write(Write {
+            runs,
+            steps,
+            outputs,
+            events,
+        })?;
         counters.insert(run_id.to_owned(), last + stored.len() as u64);
         Ok(stored)
     }
@@ -311,6 +261,7 @@ impl Store {
     }
 
     fn assemble(&self, id: &str, outputs: Outputs) -> Result<Option<RunRecord>, StoreError> {
+        self.settle();
         let Some(raw) = self.inner.runs.get(id.as_bytes())? else {
             return Ok(None);
         };
@@ -336,6 +287,7 @@ impl Store {
     }
 
     fn steps_of(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        self.settle();
         self.inner
             .steps
             .scan_prefix(run_prefix(run_id))
@@ -375,6 +327,7 @@ impl Store {
         step_attempt: u32,
         instance: usize,
     ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.settle();
         self.inner
             .outputs
             .get(instance_output_key(run_id, index, step_attempt, instance))?
@@ -391,6 +344,7 @@ impl Store {
         step_id: &str,
         hint: Option<usize>,
     ) -> Result<Option<(usize, u32)>, StoreError> {
+        self.settle();
         /// The part of a step record a search needs.
         #[derive(serde::Deserialize)]
         struct Identity {
@@ -423,6 +377,7 @@ impl Store {
 
     /// The full id of the one run whose id starts with `prefix`.
     pub fn resolve_run_id(&self, prefix: &str) -> Result<String, StoreError> {
+        self.settle();
         let not_found = || StoreError::RunNotFound(prefix.to_owned());
         if prefix.is_empty() {
             return Err(not_found());
@@ -452,6 +407,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError> {
+        self.settle();
         let range = match after {
             Some(after) => self.inner.runs.range(..after.as_bytes()),
             None => self.inner.runs.iter(),
@@ -480,6 +436,7 @@ impl Store {
     /// cannot be read is quarantined instead (see [`Store::quarantine`]) and listed second:
     /// one corrupt record never stops the other runs from recovering.
     pub fn unfinished_runs(&self) -> Result<(Vec<RunRecord>, Vec<Quarantined>), StoreError> {
+        self.settle();
         let mut runs = Vec::new();
         let mut quarantined = Vec::new();
         let ids: Vec<String> = self
@@ -522,6 +479,7 @@ impl Store {
     /// lists, resumes or reads it again. Idempotent: a crash halfway quarantines it again at
     /// the next start.
     pub fn quarantine(&self, run_id: &str, reason: &str) -> Result<Quarantined, StoreError> {
+        self.settle();
         let header = self.inner.runs.get(run_id.as_bytes())?;
         let record = Quarantined {
             run_id: run_id.to_owned(),

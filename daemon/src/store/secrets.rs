@@ -53,8 +53,8 @@ pub struct AuditEntry {
     pub by: String,
 }
 
-/// The vault's trees in the daemon's database; writes share its log, its flusher and its
-/// health (a database that refuses writes refuses these too, with the same message).
+/// The vault's trees in the daemon's database; writes share its log, its writer thread's
+/// flushes and its health (a database that refuses writes refuses these too, with the same message).
 #[derive(Clone)]
 pub struct SecretRecords {
     store: Store,
