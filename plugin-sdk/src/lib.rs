@@ -70,6 +70,11 @@ use serde::de::DeserializeOwned;
 /// can point at that field in the author's TOML; serde's position in the JSON text is
 /// dropped, as authors never see that JSON.
 pub fn parse_config<T: DeserializeOwned>(config: &str) -> Result<T, ConfigError> {
+    // Tracking the path costs on every field; it is only needed for the error, so a table
+    // that decodes is decoded without it, and one that does not is decoded again with it.
+    if let Ok(decoded) = serde_json::from_str(config) {
+        return Ok(decoded);
+    }
     let mut json = serde_json::Deserializer::from_str(config);
     serde_path_to_error::deserialize(&mut json).map_err(|err| {
         let path = err.path().to_string();
