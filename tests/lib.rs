@@ -638,7 +638,8 @@ pub async fn builtin_plugins() -> runbookd::plugins::PluginHost {
         &config.cache_dir,
         config.http,
         runbookd::plugins::Grants::new(config.plugin_grants),
-        runbookd::metrics::Metrics::default(),
+        runbookd::plugins::BUILTIN_PLUGINS,
+        runbookd::plugins::call_metrics(runbookd::metrics::Metrics::default()),
     )
     .await
     .unwrap()

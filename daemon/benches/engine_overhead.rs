@@ -36,7 +36,8 @@ async fn bench() -> anyhow::Result<()> {
         &dir.path().join("cache"),
         Default::default(),
         Default::default(),
-        Default::default(),
+        runbookd::plugins::BUILTIN_PLUGINS,
+        runbookd::plugins::call_metrics(Default::default()),
     )
     .await?;
     let probe =

@@ -194,7 +194,8 @@ impl Daemon {
             &config.cache_dir,
             config.http.clone(),
             grants,
-            observed.metrics.clone(),
+            plugins::BUILTIN_PLUGINS,
+            plugins::call_metrics(observed.metrics.clone()),
         )
         .await?;
         for (path, err) in plugins.load_dir(&config.plugins_dir).await {

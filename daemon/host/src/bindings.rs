@@ -1,7 +1,7 @@
 //! Host-side bindings of the plugin contract in `plugin-sdk/wit` (the one source of truth).
 
 wasmtime::component::bindgen!({
-    path: "../plugin-sdk/wit",
+    path: "../../plugin-sdk/wit",
     world: "step-plugin",
     imports: {
         "runbook:plugin/process.run": async,

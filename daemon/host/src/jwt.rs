@@ -127,7 +127,7 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::plugins::secrets::SecretSource;
+    use crate::secrets::SecretSource;
 
     /// Test keys, generated for these tests only.
     const RSA_PRIVATE: &str = include_str!("../../../tests/fixtures/jwt/rsa-private.pem");

@@ -1,7 +1,11 @@
 //! The WebAssembly plugin host: one wasmtime engine with the pooling allocator, the linker,
 //! the registry of loaded step kinds, and bounded calls into them (a fresh instance per call,
 //! a memory cap, a CPU budget and a wall clock). A misbehaving plugin fails its call, never
-//! the daemon.
+//! its caller.
+//!
+//! Its own crate so that everything that runs plugins runs them the same way: the daemon,
+//! and `runbook-plugin-test`, which runs a plugin's built component in tests. The client
+//! never links it (nor wasmtime).
 
 mod bindings;
 mod cache;
@@ -39,51 +43,12 @@ pub use sql::{ConnectionUrl, SqlGrant};
 use bindings::{StepPlugin, StepPluginPre};
 use host::{CallServices, HostState};
 
-/// The built-in plugins, compiled for wasm32-wasip2 by the build script.
-const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
-    (
-        "shell",
-        include_bytes!(concat!(
-            env!("RUNBOOKD_GUEST_DIR"),
-            "/runbook_plugin_shell.wasm"
-        )),
-    ),
-    (
-        "http",
-        include_bytes!(concat!(
-            env!("RUNBOOKD_GUEST_DIR"),
-            "/runbook_plugin_http.wasm"
-        )),
-    ),
-    (
-        "graphql",
-        include_bytes!(concat!(
-            env!("RUNBOOKD_GUEST_DIR"),
-            "/runbook_plugin_graphql.wasm"
-        )),
-    ),
-    (
-        "database",
-        include_bytes!(concat!(
-            env!("RUNBOOKD_GUEST_DIR"),
-            "/runbook_plugin_database.wasm"
-        )),
-    ),
-    (
-        "wait",
-        include_bytes!(concat!(
-            env!("RUNBOOKD_GUEST_DIR"),
-            "/runbook_plugin_wait.wasm"
-        )),
-    ),
-    (
-        "instruction",
-        include_bytes!(concat!(
-            env!("RUNBOOKD_GUEST_DIR"),
-            "/runbook_plugin_instruction.wasm"
-        )),
-    ),
-];
+/// Plugins built into the caller, by name: loaded by [`PluginHost::new`] as built-ins.
+pub type Builtins = &'static [(&'static str, &'static [u8])];
+
+/// Told of every call into a plugin once it ends: its kind, its function (`execute`, ...) and
+/// how long it took (the daemon's metrics).
+pub type CallObserver = Arc<dyn Fn(&str, &str, Duration) + Send + Sync>;
 
 /// `execute` and `resume` calls that may be in flight at once; further steps wait for a slot
 /// (at most until their deadline).
@@ -219,7 +184,7 @@ struct Inner {
     http: Arc<http::HttpClient>,
     kv: Arc<kv::KvCache>,
     sql: Arc<sql::SqlPools>,
-    metrics: crate::metrics::Metrics,
+    observe_call: CallObserver,
 }
 
 /// One call into a plugin.
@@ -239,14 +204,15 @@ enum Reply {
 }
 
 impl PluginHost {
-    /// Creates the engine and loads the built-in plugins, compiling them into `cache_dir` the
-    /// first time.
+    /// Creates the engine and loads `builtins`, compiling them into `cache_dir` the first
+    /// time.
     pub async fn new(
         limits: Limits,
         cache_dir: &Path,
         http_settings: HttpSettings,
         grants: Grants,
-        metrics: crate::metrics::Metrics,
+        builtins: Builtins,
+        observe_call: CallObserver,
     ) -> anyhow::Result<Self> {
         let engine = Engine::new(&engine_config(&limits))
             .map_err(|err| anyhow::anyhow!("{err:#}"))
@@ -274,13 +240,13 @@ impl PluginHost {
                 refused: RwLock::default(),
                 kv: Arc::default(),
                 sql: Arc::default(),
-                metrics,
+                observe_call,
             }),
             plugins: Arc::default(),
         };
         cache::prepare_dir(cache_dir)?;
         // Compiled side by side: a cold cache costs the slowest plugin, not their sum.
-        let loads = BUILTIN_PLUGINS.iter().map(|(name, bytes)| {
+        let loads = builtins.iter().map(|(name, bytes)| {
             let host = host.clone();
             async move {
                 host.load(bytes, Origin::Builtin)
@@ -837,9 +803,7 @@ impl PluginHost {
             })
         };
         let result = tokio::time::timeout_at(deadline, run).await;
-        self.inner
-            .metrics
-            .plugin_call(&kind, function, started.elapsed());
+        (self.inner.observe_call)(&kind, function, started.elapsed());
         match result {
             Err(_) => Err(PluginError::Timeout { kind, timeout }),
             Ok(Ok(reply)) => Ok(reply),
@@ -854,31 +818,6 @@ impl PluginHost {
                     message: format!("{err:#}"),
                 },
             }),
-        }
-    }
-}
-
-impl crate::runbook::StepKinds for PluginHost {
-    fn kinds(&self) -> Vec<String> {
-        PluginHost::kinds(self)
-    }
-
-    async fn validate(
-        &self,
-        kind: &str,
-        config: &serde_json::Value,
-    ) -> Result<Vec<crate::runbook::ConfigProblem>, String> {
-        match PluginHost::validate(self, kind, &config.to_string()).await {
-            Ok(Ok(())) => Ok(Vec::new()),
-            Ok(Err(errors)) => Ok(errors
-                .into_iter()
-                .map(|err| crate::runbook::ConfigProblem {
-                    path: err.path,
-                    message: err.message,
-                    position: err.position.map(|at| (at.line, at.column)),
-                })
-                .collect()),
-            Err(err) => Err(err.to_string()),
         }
     }
 }
