@@ -24,6 +24,7 @@ mod loops;
 mod notify;
 mod operations;
 mod plugin_grants;
+mod plugin_harness;
 mod plugin_kit;
 mod pressure;
 mod python_plugin;

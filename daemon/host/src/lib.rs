@@ -14,6 +14,7 @@ mod host;
 mod http;
 mod jwt;
 mod kv;
+mod planned;
 mod process;
 mod sandbox;
 mod secrets;
@@ -35,6 +36,7 @@ pub use bindings::{
 pub use grants::{Approval, Grants, PluginGrant};
 pub use host::Grant;
 pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
+pub use planned::{host_judges_writes, planned_processes, planned_sql};
 pub use process::{SpawnHook, boot_id, kill_leftover_group};
 pub use sandbox::{LimitHit, Limits};
 pub use secrets::{MASK, SecretScope, SecretSource};

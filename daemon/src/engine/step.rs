@@ -95,12 +95,7 @@ impl Engine {
     ) -> Result<Vec<SqlGrant>, String> {
         // A user plugin reaches only the connections the operator granted it.
         let granted = plugins.user_grant(kind).map(|grant| grant.connections);
-        plan.effects
-            .iter()
-            .filter_map(|effect| match effect {
-                Effect::Sql(spec) => Some(spec),
-                _ => None,
-            })
+        crate::plugins::planned_sql(plan)
             .map(|spec| {
                 if prepared.connection.as_deref() != Some(spec.connection.as_str()) {
                     return Err(match &prepared.connection {
@@ -141,7 +136,7 @@ impl Engine {
                     connection: spec.connection.clone(),
                     url,
                     statements: spec.statements.clone(),
-                    read_only: !host_judges_writes(spec),
+                    read_only: !crate::plugins::host_judges_writes(spec),
                 })
             })
             .collect()
@@ -170,7 +165,7 @@ impl Engine {
             .iter()
             .any(|effect| matches!(effect, Effect::Process(_)));
         let writes = plan.effects.iter().any(
-            |effect| matches!(effect, Effect::Sql(spec) if spec.writes || host_judges_writes(spec)),
+            |effect| matches!(effect, Effect::Sql(spec) if spec.writes || crate::plugins::host_judges_writes(spec)),
         );
         let writes_policy = approvals.get("database_writes");
         (runs_process && !kind_auto)
@@ -433,14 +428,7 @@ impl Engine {
         };
         let deadline = tokio::time::Instant::now() + prepared.timeout;
         let grant = Grant {
-            processes: plan
-                .effects
-                .iter()
-                .filter_map(|effect| match effect {
-                    Effect::Process(spec) => Some(spec.clone()),
-                    Effect::Sql(_) | Effect::Note(_) => None,
-                })
-                .collect(),
+            processes: crate::plugins::planned_processes(plan),
             sql,
             sink: output.sink(),
             network: true,
@@ -840,13 +828,6 @@ pub(super) async fn plan_call(
 
 /// How much of a process's stdin an approval shows.
 const STDIN_PREVIEW: usize = 64 * 1024;
-
-/// Whether the daemon judges any of a SQL effect's statements to write.
-fn host_judges_writes(spec: &crate::plugins::SqlSpec) -> bool {
-    spec.statements
-        .iter()
-        .any(|statement| runbook_sql_classify::writes(statement))
-}
 
 /// What an approval is given for: the exact plan (env values and stdin included) of one
 /// runbook version.
