@@ -308,6 +308,15 @@ impl PluginHost {
         result
     }
 
+    /// Refuses a file that claims a built-in kind: checked before its grants, so that its
+    /// author reads why it can never load rather than what to grant it.
+    fn refuse_builtin_kind(&self, kind: &str) -> anyhow::Result<()> {
+        match self.plugin(kind) {
+            Ok(plugin) if plugin.origin == Origin::Builtin => Err(builtin_kind(kind)),
+            _ => Ok(()),
+        }
+    }
+
     fn refused_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<PathBuf, Refusal>> {
         self.inner
             .refused
@@ -363,12 +372,8 @@ impl PluginHost {
         let (probe, descriptor) = self.examine(bytes, &origin, refusal).await?;
         let kind = descriptor.kind.clone();
         refusal.kind = Some(kind.clone());
-        if origin != Origin::Builtin
-            && self
-                .plugin(&kind)
-                .is_ok_and(|plugin| plugin.origin == Origin::Builtin)
-        {
-            anyhow::bail!("step kind `{kind}` is built in and cannot be replaced");
+        if origin != Origin::Builtin {
+            self.refuse_builtin_kind(&kind)?;
         }
         if origin != Origin::Builtin
             && let Err(reason) = grants::check(
@@ -389,7 +394,7 @@ impl PluginHost {
         // A file may replace its own earlier load, never another source's kind.
         match plugins.get(&kind).map(|existing| &existing.origin) {
             Some(Origin::Builtin) if origin != Origin::Builtin => {
-                anyhow::bail!("step kind `{kind}` is built in and cannot be replaced");
+                return Err(builtin_kind(&kind));
             }
             Some(Origin::File(other)) if origin != Origin::File(other.clone()) => {
                 anyhow::bail!(
@@ -493,12 +498,7 @@ impl PluginHost {
             .examine(bytes, &origin, &mut Refusal::default())
             .await?;
         let kind = descriptor.kind.clone();
-        if self
-            .plugin(&kind)
-            .is_ok_and(|plugin| plugin.origin == Origin::Builtin)
-        {
-            anyhow::bail!("step kind `{kind}` is built in and cannot be replaced");
-        }
+        self.refuse_builtin_kind(&kind)?;
         let granted = self.inner.grants.of(&kind).union(extra);
         grants::check(&kind, &probe.imports, &descriptor.capabilities, &granted)
             .map_err(|reason| anyhow::anyhow!("step kind `{kind}` is refused: {reason}"))?;
@@ -822,6 +822,11 @@ impl PluginHost {
             }),
         }
     }
+}
+
+/// Why a file may not provide `kind`.
+fn builtin_kind(kind: &str) -> anyhow::Error {
+    anyhow::anyhow!("step kind `{kind}` is built in and cannot be replaced")
 }
 
 fn placeholder_descriptor() -> Descriptor {
