@@ -1,5 +1,6 @@
 //! `plugin new KIND`: writes a standalone crate for a new step kind from the template kept in
-//! `plugin-sdk/template`, ready to `cargo test` and to build for wasm32-wasip2. Needs no daemon.
+//! `plugin-sdk/template`, ready to build for wasm32-wasip2 and to `cargo test` (its step's
+//! tests, and its built component's in runbookd's host). Needs no daemon.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use crate::error::{EXIT_OK, Failure};
 const CARGO_TOML: &str = include_str!("../../../plugin-sdk/template/Cargo.toml.tmpl");
 const LIB_RS: &str = include_str!("../../../plugin-sdk/template/lib.rs.tmpl");
 const README: &str = include_str!("../../../plugin-sdk/template/README.md.tmpl");
+const COMPONENT_TEST: &str = include_str!("../../../plugin-sdk/template/component.rs.tmpl");
 
 /// The longest step kind name.
 const MAX_KIND_LEN: usize = 64;
@@ -25,10 +27,22 @@ pub enum SdkSource {
 }
 
 impl SdkSource {
-    /// The dependency as written in the new crate's Cargo.toml.
+    /// The SDK dependency as written in the new crate's Cargo.toml.
     fn dependency(&self) -> String {
+        self.source_of(None)
+    }
+
+    /// The test harness (`runbook-plugin-test`, beside the SDK) as a dependency.
+    fn harness_dependency(&self) -> String {
+        self.source_of(Some("test"))
+    }
+
+    /// This source, or the directory `below` the SDK for a path (a git source holds every
+    /// crate of the repository, so cargo finds either by name).
+    fn source_of(&self, below: Option<&str>) -> String {
         match self {
             Self::Path(path) => {
+                let path = below.map_or_else(|| path.clone(), |below| path.join(below));
                 format!("{{ path = {} }}", toml_string(&path.display().to_string()))
             }
             Self::Git { url, rev: None } => format!("{{ git = {} }}", toml_string(url)),
@@ -88,13 +102,18 @@ pub fn new(
             .replace("__KIND__", kind)
             .replace("__TYPE__", &type_name(kind))
             .replace("__SDK__", &sdk.dependency())
+            .replace("__HARNESS__", &sdk.harness_dependency())
     };
     write(&dir.join("Cargo.toml"), &fill(CARGO_TOML))?;
     write(&dir.join("src").join("lib.rs"), &fill(LIB_RS))?;
     write(&dir.join("README.md"), &fill(README))?;
+    write(
+        &dir.join("tests").join("component.rs"),
+        &fill(COMPONENT_TEST),
+    )?;
     writeln!(
         out,
-        "wrote {} (step kind `{kind}`): cd {0} && cargo test && cargo build --release --target wasm32-wasip2",
+        "wrote {} (step kind `{kind}`): cd {0} && cargo build --release --target wasm32-wasip2 && cargo test",
         dir.display()
     )?;
     Ok(EXIT_OK)
