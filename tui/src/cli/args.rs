@@ -295,8 +295,9 @@ pub enum DaemonCommand {
 /// `plugin ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Write a standalone crate for a new step kind, from the SDK's template: `cargo test`
-    /// passes in it out of the box, and it builds for wasm32-wasip2
+    /// Write a standalone crate for a new step kind, from the SDK's template: it builds for
+    /// wasm32-wasip2 out of the box, and `cargo test` then passes in it (the step's own tests
+    /// and the built component's in runbookd's host)
     New {
         /// The step kind runbooks will name in `uses` (lowercase letters, digits, `-`, `_`)
         kind: String,
