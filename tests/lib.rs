@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod graphql_server;
 pub mod http_server;
+pub mod nats;
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
@@ -593,6 +594,26 @@ fn without_shutdown_grace(config: &str) -> String {
         }
         None => format!("{config}\n[limits]\n{ZERO}"),
     }
+}
+
+/// Starts the real `runbookd` with `config` as its config file, in a fresh data directory,
+/// and asserts that it refuses to start (and never opens its socket); returns its stderr.
+pub fn refused_config(config: &str) -> String {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("config.toml");
+    std::fs::write(&file, config).unwrap();
+    let output = Command::new(binary("runbookd"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--socket")
+        .arg(root.path().join("runbookd.sock"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "it started with {config}");
+    assert!(!root.path().join("runbookd.sock").exists());
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Whether something a test needs from the machine (a database server, tmux) is here: `found`

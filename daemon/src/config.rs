@@ -36,6 +36,8 @@ pub struct Config {
     pub retention: crate::engine::RetentionPolicy,
     /// How long audit entries are kept (`[retention] audit`).
     pub audit_retention: std::time::Duration,
+    /// NATS with JetStream (`[cluster]`); none: one machine, nothing changes.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// How long running steps get to end after SIGTERM when the config sets no `shutdown_grace`.
@@ -64,6 +66,20 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     retention: RawRetention,
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    /// `nats://HOST:PORT` (or `tls://`), or several separated by commas.
+    nats: String,
+    /// A NATS credentials file (JWT and nkey seed), as `nsc` writes it.
+    credentials: Option<PathBuf>,
+    /// The JetStream stream of completion messages.
+    completions_stream: Option<String>,
+    /// How long a completion for an invocation no step waits for is kept, e.g. "10m".
+    hold_unknown: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +350,7 @@ impl Config {
         if audit_retention.is_zero() {
             anyhow::bail!("retention.audit: must be longer than 0s");
         }
+        let cluster = raw.cluster.map(cluster_config).transpose()?;
         if retention.max_runs == Some(0) {
             anyhow::bail!(
                 "retention.max_runs: must be at least 1 (leave it out to keep every run)"
@@ -345,6 +362,7 @@ impl Config {
             retention,
             audit_retention,
             metrics_listen,
+            cluster,
             template_fuel,
             shutdown_grace,
             data_dir: absolute(data_dir)?,
@@ -356,6 +374,40 @@ impl Config {
             limits,
         })
     }
+}
+
+/// `[cluster]`, checked.
+fn cluster_config(raw: RawCluster) -> anyhow::Result<crate::cluster::ClusterConfig> {
+    let servers = raw
+        .nats
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(|server| {
+            server.parse::<async_nats::ServerAddr>().map_err(|err| {
+                anyhow::anyhow!("cluster.nats: `{server}` is not a NATS address: {err}")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if servers.is_empty() {
+        anyhow::bail!("cluster.nats: give at least one server, e.g. \"nats://127.0.0.1:4222\"");
+    }
+    let completions_stream = raw
+        .completions_stream
+        .unwrap_or_else(|| crate::cluster::DEFAULT_COMPLETIONS_STREAM.to_owned());
+    if !crate::cluster::is_stream_name(&completions_stream) {
+        anyhow::bail!(
+            "cluster.completions_stream: `{completions_stream}` is not a JetStream stream name (letters, digits, `-` and `_`)"
+        );
+    }
+    let hold_unknown = duration("cluster.hold_unknown", raw.hold_unknown.as_deref())?
+        .unwrap_or(crate::cluster::DEFAULT_HOLD_UNKNOWN);
+    Ok(crate::cluster::ClusterConfig {
+        servers,
+        credentials: raw.credentials.map(absolute).transpose()?,
+        completions_stream,
+        hold_unknown,
+    })
 }
 
 impl Config {

@@ -5,6 +5,7 @@
 //! [`run_on`]. Both learn when the daemon is ready through the `ready` callback.
 
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod events;
@@ -159,6 +160,7 @@ pub struct Daemon {
     observed: Observed,
     retention: engine::RetentionPolicy,
     audit_retention: std::time::Duration,
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Daemon {
@@ -234,6 +236,13 @@ impl Daemon {
         );
         health.starting("resuming interrupted runs");
         let resumed = engine.recover().await?;
+        // After recovery, so that completions find the steps that were waiting.
+        let cluster = match config.cluster.clone() {
+            Some(cluster) => {
+                Some(cluster::Cluster::start(cluster, engine.clone(), shutdown.clone()).await?)
+            }
+            None => None,
+        };
         tracing::info!(
             socket = %config.socket.display(),
             runbooks = %config.runbooks_dir.display(),
@@ -254,6 +263,7 @@ impl Daemon {
             observed,
             retention: config.retention,
             audit_retention: config.audit_retention,
+            cluster,
         })
     }
 
@@ -274,6 +284,7 @@ impl Daemon {
             observed,
             retention,
             audit_retention,
+            cluster,
         } = self;
         // Reflection in both versions clients speak: v1, and v1alpha (grpcio-reflection,
         // grpcurl before 1.9, several GUI clients).
@@ -293,6 +304,7 @@ impl Daemon {
             started_at,
             shutdown_grace,
             metrics_listen: observed.listening_on,
+            cluster,
             retention,
         };
         // Serving stops when asked to, or when the store is to be reopened.

@@ -160,23 +160,9 @@ with = { command = ["true"] }
 
 #[test]
 fn a_policy_that_would_confirm_instructions_by_itself_is_refused() {
-    let root = tempfile::tempdir().unwrap();
-    let config = root.path().join("config.toml");
-    std::fs::write(&config, "[approvals]\ninstruction = \"auto\"\n").unwrap();
-    let output = std::process::Command::new(runbook_e2e::binary("runbookd"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(root.path().join("data"))
-        .arg("--socket")
-        .arg(root.path().join("runbookd.sock"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = runbook_e2e::refused_config("[approvals]\ninstruction = \"auto\"\n");
     assert!(
         stderr.contains("approvals.instruction: an instruction step always waits for an operator"),
         "{stderr}"
     );
-    assert!(!root.path().join("runbookd.sock").exists());
 }

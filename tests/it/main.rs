@@ -6,6 +6,7 @@
 mod audit;
 mod cli;
 mod clients;
+mod completion_queue;
 mod convert;
 mod database;
 mod disk;

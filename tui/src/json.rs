@@ -366,6 +366,7 @@ pub struct StatusJson<'a> {
     counters: Value,
     /// Where `/metrics` is served, or null.
     metrics_listen: Option<&'a str>,
+    cluster: Option<&'a str>,
 }
 
 /// The JSON view of the daemon's status; `socket` is the one the client used.
@@ -404,6 +405,7 @@ pub fn status<'a>(s: &'a StatusResponse, socket: &std::path::Path) -> StatusJson
         approvals_waiting: s.approvals_waiting,
         counters: counters(s.counters.clone().unwrap_or_default()),
         metrics_listen: Some(s.metrics_listen.as_str()).filter(|addr| !addr.is_empty()),
+        cluster: Some(s.cluster.as_str()).filter(|cluster| !cluster.is_empty()),
     }
 }
 

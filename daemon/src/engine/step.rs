@@ -522,27 +522,53 @@ impl Engine {
         let limit = waiting
             .wait_timeout_ms
             .map_or(prepared.timeout, Duration::from_millis);
-        let poll = Duration::from_millis(waiting.poll_after_ms);
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let queue = active.runbook.steps[position].wait_queue.as_deref();
+        // A step that waits on a queue is told, not asked: it is only looked at when its
+        // time is up.
+        let poll_ms = if queue.is_some() {
+            limit_ms
+        } else {
+            waiting.poll_after_ms
+        };
         let invocation = waiting.invocation_id.clone();
-        let message = scope.mask(&format!(
-            "waiting for {}; checking every {}, for at most {}",
-            invocation.as_deref().map_or_else(
-                || "the async invocation".to_owned(),
-                |id| format!("invocation {id}")
+        if let (Some(queue), None) = (queue, &invocation) {
+            let ending = Ending::Failed {
+                error: format!(
+                    "the step waits on queue {queue}, but its plugin gave no invocation id to match completions with"
+                ),
+                output: None,
+                class: FailureClass::Permanent,
+                retry_after: None,
+            };
+            return self
+                .finish_attempt(active, position, StepStatus::Running, ending, None, 0)
+                .await;
+        }
+        let what = invocation.as_deref().map_or_else(
+            || "the async invocation".to_owned(),
+            |id| format!("invocation {id}"),
+        );
+        let message = scope.mask(&match queue {
+            Some(queue) => format!(
+                "waiting for the completion of {what} on queue {queue}, for at most {}",
+                humantime::format_duration(limit)
             ),
-            humantime::format_duration(poll),
-            humantime::format_duration(limit)
-        ));
+            None => format!(
+                "waiting for {what}; checking every {}, for at most {}",
+                humantime::format_duration(Duration::from_millis(poll_ms)),
+                humantime::format_duration(limit)
+            ),
+        });
         let changed = self
             .update_step(active, position, StepStatus::Running, |step| {
                 let wait = AsyncWait {
                     token: waiting.resume_token,
                     invocation_id: waiting.invocation_id,
-                    resume_at: now.saturating_add_unsigned(waiting.poll_after_ms),
-                    deadline: now
-                        .saturating_add_unsigned(u64::try_from(limit.as_millis()).unwrap_or(0)),
+                    resume_at: now.saturating_add_unsigned(poll_ms),
+                    deadline: now.saturating_add_unsigned(limit_ms),
                     since: now,
-                    poll_ms: waiting.poll_after_ms,
+                    poll_ms,
                 };
                 step.wait_for(wait, &message)
             })

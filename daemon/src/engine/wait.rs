@@ -189,6 +189,31 @@ impl Engine {
         Ok(())
     }
 
+    /// The active run with a step waiting on queue `stream` for `invocation_id` (a step whose
+    /// runbook says `wait = { queue = stream }`), if any. Looks through the active runs'
+    /// top-level steps.
+    pub fn run_waiting_on(&self, stream: &str, invocation_id: &str) -> Option<String> {
+        let runs: Vec<Arc<ActiveRun>> = lock(&self.inner.active).values().cloned().collect();
+        runs.iter().find_map(|active| {
+            let state = lock(&active.state);
+            let waits = state
+                .run
+                .steps
+                .iter()
+                .zip(&active.runbook.steps)
+                .any(|(record, step)| {
+                    step.wait_queue.as_deref() == Some(stream)
+                        && record.status == StepStatus::Waiting
+                        && record
+                            .wait
+                            .as_ref()
+                            .and_then(|wait| wait.invocation_id.as_deref())
+                            == Some(invocation_id)
+                });
+            waits.then(|| state.run.id.clone())
+        })
+    }
+
     /// Ends a step that waits for an async invocation, from outside. `step` is the step's
     /// id or the invocation id it waits for.
     pub async fn complete_step(

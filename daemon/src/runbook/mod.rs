@@ -203,6 +203,9 @@ pub struct Step {
     pub approval: Option<bool>,
     /// Whether the step's requests may follow a redirect from https to http.
     pub allow_insecure_redirects: bool,
+    /// `wait = { queue = "STREAM" }`: an async step waits for its completion message on this
+    /// JetStream stream (the daemon's `[cluster] completions_stream`) instead of polling.
+    pub wait_queue: Option<String>,
     pub description: String,
     /// What an operator types when confirming an `instruction` step (none for other kinds);
     /// typed and checked like params, they become the step's output.

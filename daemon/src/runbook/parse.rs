@@ -169,6 +169,15 @@ pub(super) struct RawStep {
     max_parallel: Option<Spanned<i64>>,
     /// Whether a loop's first failed instance cancels the others.
     fail_fast: Option<Spanned<bool>>,
+    /// How an async step learns that its invocation ended.
+    wait: Option<RawWait>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWait {
+    /// The JetStream stream its completion message arrives on.
+    queue: Spanned<String>,
 }
 
 /// A runbook parsed from TOML, with the spans `check` needs to point at its problems.
@@ -756,6 +765,18 @@ fn parse_step(
             .and_then(|target| target.retry.clone())
             .or_else(|| defaults.retry.clone()),
     };
+    let wait_queue = step.wait.as_ref().map(|wait| {
+        if !crate::cluster::is_stream_name(wait.queue.get_ref()) {
+            report.error(
+                wait.queue.span(),
+                format!(
+                    "`{}` is not a JetStream stream name (letters, digits, `-` and `_`)",
+                    wait.queue.get_ref()
+                ),
+            );
+        }
+        wait.queue.get_ref().clone()
+    });
     let read_as = format!("steps.{}.output.", step.id.get_ref());
     let inputs = in_written_order(&step.inputs)
         .map(|(name, input)| parse_param(report, name, input, "input", &read_as))
@@ -796,6 +817,7 @@ fn parse_step(
         retry,
         approval: step.approval,
         allow_insecure_redirects: step.allow_insecure_redirects,
+        wait_queue,
         description: step.description.clone(),
         inputs,
         each,

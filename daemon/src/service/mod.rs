@@ -40,6 +40,8 @@ pub struct DaemonInfo {
     pub shutdown_grace: std::time::Duration,
     /// Where the metrics listener listens, if it does.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The NATS side, with `[cluster]`.
+    pub cluster: Option<crate::cluster::Cluster>,
     /// The `[retention]` policy, for a `PruneRuns` that names no rule.
     pub retention: crate::engine::RetentionPolicy,
 }
@@ -240,6 +242,12 @@ impl RunbookApi for RunbookService {
                 .info
                 .metrics_listen
                 .map(|addr| addr.to_string())
+                .unwrap_or_default(),
+            cluster: self
+                .info
+                .cluster
+                .as_ref()
+                .map(crate::cluster::Cluster::describe)
                 .unwrap_or_default(),
             store_error: store_failure
                 .as_ref()

@@ -76,6 +76,9 @@ pub async fn status(ctx: &Ctx, out: &mut dyn Write, never_start: bool) -> anyhow
             status.metrics_listen
         )?;
     }
+    if !status.cluster.is_empty() {
+        writeln!(out, "cluster      {}", status.cluster)?;
+    }
     if status.not_ready.is_empty() {
         writeln!(out, "ready        yes")?;
     } else {

@@ -1,0 +1,155 @@
+//! Beyond one machine, on NATS with JetStream (`[cluster]` in the daemon config): the
+//! connection (async-nats reconnects by itself; losing it never stops local runs) and what
+//! the daemon does with it. Without `[cluster]` none of this runs.
+//!
+//! Today that is queue-driven async completion (`completions`): a step with
+//! `wait = { queue = "STREAM" }` ends when a completion message for its invocation arrives on
+//! that JetStream stream.
+
+mod completions;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+
+pub use completions::{CompletionMessage, CompletionStatus, MAX_COMPLETION_BYTES};
+
+/// The stream completion messages arrive on unless `completions_stream` says otherwise (the
+/// name the seed documents give the queue).
+pub const DEFAULT_COMPLETIONS_STREAM: &str = "INVOCATION_COMPLETED_TASKS";
+/// How long a completion for an invocation no step waits for (yet) is kept for the step that
+/// may still come, unless `hold_unknown` says otherwise.
+pub const DEFAULT_HOLD_UNKNOWN: Duration = Duration::from_secs(10 * 60);
+/// The longest stream name the config or a runbook may give.
+const MAX_STREAM_NAME: usize = 64;
+
+/// `[cluster]`, checked.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub servers: Vec<async_nats::ServerAddr>,
+    /// A NATS credentials file (JWT and nkey seed).
+    pub credentials: Option<PathBuf>,
+    pub completions_stream: String,
+    pub hold_unknown: Duration,
+}
+
+/// Whether `name` may name a JetStream stream here: 1 to 64 ASCII letters, digits, `-` and
+/// `_` (JetStream refuses spaces, `.`, `*`, `>` and path separators; the rest is kept plain).
+pub fn is_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_STREAM_NAME
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
+/// The running cluster side: what `runbook status` shows of it.
+#[derive(Clone)]
+pub struct Cluster {
+    client: async_nats::Client,
+    config: Arc<ClusterConfig>,
+    counts: Arc<Counts>,
+}
+
+/// What the completion consumer did since the daemon started.
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub(crate) completed: AtomicU64,
+    /// Completions dropped: unreadable, or for an invocation no step waited for in time.
+    pub(crate) dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Cluster {
+    /// Connects in the background (retrying until NATS answers) and starts the completion
+    /// consumer; both stop with `stopping`.
+    pub async fn start(
+        config: ClusterConfig,
+        engine: Engine,
+        stopping: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let mut options = async_nats::ConnectOptions::new()
+            .name(concat!("runbookd/", env!("CARGO_PKG_VERSION")))
+            .retry_on_initial_connect()
+            .event_callback(|event| async move {
+                tracing::info!(%event, "NATS connection");
+            });
+        if let Some(file) = &config.credentials {
+            options = options
+                .credentials_file(file)
+                .await
+                .with_context(|| format!("cluster.credentials: cannot read {}", file.display()))?;
+        }
+        let client = options
+            .connect(config.servers.clone())
+            .await
+            .context("cannot connect to NATS")?;
+        let cluster = Self {
+            client,
+            config: Arc::new(config),
+            counts: Arc::default(),
+        };
+        let consumer = completions::Consumer {
+            jetstream: async_nats::jetstream::new(cluster.client.clone()),
+            config: cluster.config.clone(),
+            counts: cluster.counts.clone(),
+            engine,
+        };
+        tokio::spawn(consumer.run(stopping));
+        Ok(cluster)
+    }
+
+    /// One line for `runbook status`: the servers, the connection's state, the stream.
+    pub fn describe(&self) -> String {
+        let state = match self.client.connection_state() {
+            async_nats::connection::State::Connected => "connected",
+            async_nats::connection::State::Pending => "connecting",
+            async_nats::connection::State::Disconnected => "disconnected (reconnecting)",
+        };
+        let servers = self
+            .config
+            .servers
+            .iter()
+            // Never the user and password a URL may carry.
+            .map(|server| format!("{}://{}:{}", server.scheme(), server.host(), server.port()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{servers}: {state}; completions on {} ({} completed, {} dropped)",
+            self.config.completions_stream,
+            self.counts.completed.load(Ordering::Relaxed),
+            self.counts.dropped.load(Ordering::Relaxed)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_are_plain() {
+        for good in [
+            "INVOCATION_COMPLETED_TASKS",
+            "jobs-done",
+            "a",
+            &"x".repeat(64),
+        ] {
+            assert!(is_stream_name(good), "{good}");
+        }
+        for bad in ["", "a.b", "a b", "a*", "a>", "../x", &"x".repeat(65), "é"] {
+            assert!(!is_stream_name(bad), "{bad}");
+        }
+    }
+}
