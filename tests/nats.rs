@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
+    /// Further arguments of every start (TLS, say).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -31,6 +33,11 @@ fn binary() -> Result<PathBuf, String> {
 impl NatsServer {
     /// Starts one, or says why it cannot (for [`crate::required_here`]).
     pub fn start() -> Result<Self, String> {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with further command-line arguments.
+    pub fn start_with(extra: &[&str]) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map_err(|err| err.to_string())?
@@ -38,6 +45,7 @@ impl NatsServer {
         let mut server = Self {
             port,
             store: tempfile::tempdir().map_err(|err| err.to_string())?,
+            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
             child: None,
         };
         server.resume()?;
@@ -69,6 +77,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(store_dir(self.store.path()))
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

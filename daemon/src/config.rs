@@ -76,6 +76,12 @@ struct RawCluster {
     nats: String,
     /// A NATS credentials file (JWT and nkey seed), as `nsc` writes it.
     credentials: Option<PathBuf>,
+    /// PEM file of the certificate authorities the servers' certificates must chain to; set,
+    /// the connection must be TLS.
+    tls_ca: Option<PathBuf>,
+    /// PEM files of the daemon's client certificate and key, for servers that verify clients.
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     /// The JetStream stream of completion messages.
     completions_stream: Option<String>,
     /// How long a completion for an invocation no step waits for is kept, e.g. "10m".
@@ -402,9 +408,25 @@ fn cluster_config(raw: RawCluster) -> anyhow::Result<crate::cluster::ClusterConf
     }
     let hold_unknown = duration("cluster.hold_unknown", raw.hold_unknown.as_deref())?
         .unwrap_or(crate::cluster::DEFAULT_HOLD_UNKNOWN);
+    let client_cert = match (raw.tls_cert, raw.tls_key) {
+        (Some(cert), Some(key)) => Some((absolute(cert)?, absolute(key)?)),
+        (None, None) => None,
+        _ => anyhow::bail!("cluster.tls_cert and cluster.tls_key: give both or neither"),
+    };
+    for path in raw
+        .tls_ca
+        .iter()
+        .chain(client_cert.iter().flat_map(|(cert, key)| [cert, key]))
+    {
+        if !path.is_file() {
+            anyhow::bail!("cluster: TLS file {} does not exist", path.display());
+        }
+    }
     Ok(crate::cluster::ClusterConfig {
         servers,
         credentials: raw.credentials.map(absolute).transpose()?,
+        tls_ca: raw.tls_ca.map(absolute).transpose()?,
+        client_cert,
         completions_stream,
         hold_unknown,
     })

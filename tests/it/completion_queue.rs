@@ -13,7 +13,11 @@ const STREAM: &str = "INVOCATION_COMPLETED_TASKS";
 
 /// `nats-server` of the test's own, or `None` (skipped) where the machine has none.
 fn nats() -> Option<NatsServer> {
-    let server = NatsServer::start();
+    nats_with(&[])
+}
+
+fn nats_with(extra: &[&str]) -> Option<NatsServer> {
+    let server = NatsServer::start_with(extra);
     let found = server.as_ref().map(drop).map_err(Clone::clone);
     required_here("nats-server", found).then(|| server.unwrap())
 }
@@ -231,6 +235,140 @@ fn a_bad_cluster_config_or_queue_name_is_refused_where_it_is_written() {
     assert!(
         stderr.contains(&format!("{}:5:18", file.display()))
             && stderr.contains("`jobs > done` is not a JetStream stream name"),
+        "{stderr}"
+    );
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A new P-256 key in `key` and, for `subject`, a request for its certificate in `out` (or,
+/// with `-x509` in `extra`, a self-signed certificate).
+fn new_key(dir: &std::path::Path, extra: &[&str], key: &str, out: &str, subject: &str) {
+    let mut args = vec!["req"];
+    args.extend_from_slice(extra);
+    args.extend([
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        out,
+        "-subj",
+        subject,
+    ]);
+    openssl(dir, &args);
+}
+
+/// A certificate for `name` with `extensions`, signed by the test's certificate authority.
+fn certificate(dir: &std::path::Path, name: &str, extensions: &str) {
+    let ext = format!("{name}.ext");
+    let csr = format!("{name}.csr");
+    std::fs::write(dir.join(&ext), extensions).unwrap();
+    new_key(
+        dir,
+        &[],
+        &format!("{name}.key"),
+        &csr,
+        &format!("/CN={name}"),
+    );
+    let pem = format!("{name}.pem");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+#[test]
+fn the_daemon_reaches_a_nats_that_requires_tls_and_client_certificates() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    new_key(
+        dir,
+        &["-x509", "-days", "1"],
+        "ca.key",
+        "ca.pem",
+        "/CN=test-ca",
+    );
+    certificate(
+        dir,
+        "server",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    certificate(dir, "client", "extendedKeyUsage=clientAuth\n");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let (server_pem, server_key, ca) = (path("server.pem"), path("server.key"), path("ca.pem"));
+    let Some(nats) = nats_with(&[
+        "--tls",
+        "--tlscert",
+        &server_pem,
+        "--tlskey",
+        &server_key,
+        "--tlscacert",
+        &ca,
+        "--tlsverify",
+    ]) else {
+        return;
+    };
+    let tls = format!("tls_ca = \"{ca}\"\n");
+    let with_cert = format!(
+        "{tls}tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        path("client.pem"),
+        path("client.key")
+    );
+    let daemon = Daemon::start(&[], &cluster_config(&nats, &with_cert));
+    eventually("the daemon to connect over TLS", || {
+        status_cluster(&daemon).contains(": connected")
+    });
+
+    // Without a client certificate the server turns it away; the daemon keeps trying and
+    // says so, and runs nothing less.
+    let refused = Daemon::start(&[], &cluster_config(&nats, &tls));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let cluster = status_cluster(&refused);
+    assert!(!cluster.contains(": connected"), "{cluster}");
+    assert_eq!(
+        refused.json(&["status"])["not_ready"],
+        serde_json::Value::Null
+    );
+
+    let stderr = runbook_e2e::refused_config(&format!(
+        "[cluster]\nnats = \"{}\"\ntls_cert = \"{}\"\n",
+        nats.url(),
+        path("client.pem")
+    ));
+    assert!(
+        stderr.contains("cluster.tls_cert and cluster.tls_key: give both or neither"),
         "{stderr}"
     );
 }

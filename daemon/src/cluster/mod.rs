@@ -34,6 +34,10 @@ pub struct ClusterConfig {
     pub servers: Vec<async_nats::ServerAddr>,
     /// A NATS credentials file (JWT and nkey seed).
     pub credentials: Option<PathBuf>,
+    /// Certificate authorities of the servers (PEM); set, TLS is required.
+    pub tls_ca: Option<PathBuf>,
+    /// The daemon's client certificate and key (PEM).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub completions_stream: String,
     pub hold_unknown: Duration,
 }
@@ -85,6 +89,12 @@ impl Cluster {
             .event_callback(|event| async move {
                 tracing::info!(%event, "NATS connection");
             });
+        if let Some(ca) = &config.tls_ca {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &config.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
         if let Some(file) = &config.credentials {
             options = options
                 .credentials_file(file)
