@@ -76,6 +76,8 @@ struct RawCluster {
     nats: String,
     /// A NATS credentials file (JWT and nkey seed), as `nsc` writes it.
     credentials: Option<PathBuf>,
+    /// A file holding the daemon's NATS user nkey seed (`SU…`), private to its owner.
+    nkey_file: Option<PathBuf>,
     /// PEM file of the certificate authorities the servers' certificates must chain to; set,
     /// the connection must be TLS.
     tls_ca: Option<PathBuf>,
@@ -425,6 +427,12 @@ fn cluster_config(raw: RawCluster) -> anyhow::Result<crate::cluster::ClusterConf
     Ok(crate::cluster::ClusterConfig {
         servers,
         credentials: raw.credentials.map(absolute).transpose()?,
+        nkey_file: match raw.nkey_file.map(absolute).transpose()? {
+            // Checked now, so that a bad file stops the start before anything listens; read
+            // again when connecting.
+            Some(file) => crate::cluster::read_nkey_seed(&file).map(|_| Some(file))?,
+            None => None,
+        },
         tls_ca: raw.tls_ca.map(absolute).transpose()?,
         client_cert,
         completions_stream,

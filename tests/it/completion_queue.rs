@@ -8,6 +8,7 @@ use runbook_e2e::http_server::TestServer;
 use runbook_e2e::nats::NatsServer;
 use runbook_e2e::{Daemon, eventually, required_here, step, step_status};
 use serde_json::json;
+use std::os::unix::fs::PermissionsExt as _;
 
 const STREAM: &str = "INVOCATION_COMPLETED_TASKS";
 
@@ -371,4 +372,45 @@ fn the_daemon_reaches_a_nats_that_requires_tls_and_client_certificates() {
         stderr.contains("cluster.tls_cert and cluster.tls_key: give both or neither"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_daemon_authenticates_to_nats_with_an_nkey_from_a_private_file() {
+    let user = nkeys::KeyPair::new_user();
+    let dir = tempfile::tempdir().unwrap();
+    let server_config = dir.path().join("nats.conf");
+    std::fs::write(
+        &server_config,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let Some(nats) = nats_with(&["-c", server_config.to_str().unwrap()]) else {
+        return;
+    };
+    let seed_file = dir.path().join("runbookd.nk");
+    std::fs::write(&seed_file, format!("{}\n", user.seed().unwrap())).unwrap();
+    let nkey = format!("nkey_file = \"{}\"\n", seed_file.display());
+
+    // Readable by others: refused before anything connects, without showing the seed.
+    std::fs::set_permissions(&seed_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let stderr = runbook_e2e::refused_config(&cluster_config(&nats, &nkey));
+    assert!(
+        stderr.contains("may be read by others (mode 644)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&user.seed().unwrap()), "{stderr}");
+
+    std::fs::set_permissions(&seed_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let daemon = Daemon::start(&[], &cluster_config(&nats, &nkey));
+    eventually("the daemon to authenticate with its nkey", || {
+        status_cluster(&daemon).contains(": connected")
+    });
+    // The server refuses anyone else.
+    let anonymous = Daemon::start(&[], &cluster_config(&nats, ""));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let cluster = status_cluster(&anonymous);
+    assert!(!cluster.contains(": connected"), "{cluster}");
 }

@@ -34,6 +34,8 @@ pub struct ClusterConfig {
     pub servers: Vec<async_nats::ServerAddr>,
     /// A NATS credentials file (JWT and nkey seed).
     pub credentials: Option<PathBuf>,
+    /// A file holding a user nkey seed.
+    pub nkey_file: Option<PathBuf>,
     /// Certificate authorities of the servers (PEM); set, TLS is required.
     pub tls_ca: Option<PathBuf>,
     /// The daemon's client certificate and key (PEM).
@@ -95,6 +97,9 @@ impl Cluster {
         if let Some((cert, key)) = &config.client_cert {
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
+        if let Some(file) = &config.nkey_file {
+            options = options.nkey(read_nkey_seed(file)?);
+        }
         if let Some(file) = &config.credentials {
             options = options
                 .credentials_file(file)
@@ -142,6 +147,31 @@ impl Cluster {
             self.counts.dropped.load(Ordering::Relaxed)
         )
     }
+}
+
+/// The user nkey seed in `file`: one `SU…` line, in a file no one else may read (it
+/// authenticates the daemon as the credentials file does).
+pub(crate) fn read_nkey_seed(file: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = file.display();
+    let meta = std::fs::metadata(file)
+        .map_err(|err| anyhow::anyhow!("cluster.nkey_file: cannot read {shown}: {err}"))?;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "cluster.nkey_file: {shown} may be read by others (mode {mode:o}); `chmod 600` it"
+        );
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|err| anyhow::anyhow!("cluster.nkey_file: cannot read {shown}: {err}"))?;
+    let seed = text.trim();
+    // Never the seed itself in the message.
+    if !seed.starts_with("SU") || seed.lines().count() != 1 {
+        anyhow::bail!(
+            "cluster.nkey_file: {shown} does not hold one user nkey seed (a line starting `SU`)"
+        );
+    }
+    Ok(seed.to_owned())
 }
 
 #[cfg(test)]
