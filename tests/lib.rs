@@ -293,6 +293,18 @@ impl Daemon {
         self.cli_command(args).output().unwrap()
     }
 
+    /// Stores secret `name` with `value` as an operator would (`runbook secret set`, the
+    /// value on stdin).
+    pub fn set_secret(&self, name: &str, value: &str) {
+        let mut set = self
+            .cli_command(&["secret", "set", name])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut set.stdin.take().unwrap(), value.as_bytes()).unwrap();
+        assert!(set.wait().unwrap().success());
+    }
+
     /// The `runbook` command for this daemon, to spawn in the background.
     pub fn cli_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(binary("runbook"));

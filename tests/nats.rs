@@ -57,6 +57,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Where the server keeps its JetStream data: every stream's messages, on disk.
+    pub fn store_dir(&self) -> &std::path::Path {
+        self.store.path()
+    }
+
     /// Stops it at once (kill -9); its streams stay in its store.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

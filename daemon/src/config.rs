@@ -386,20 +386,7 @@ impl Config {
 
 /// `[cluster]`, checked.
 fn cluster_config(raw: RawCluster) -> anyhow::Result<crate::cluster::ClusterConfig> {
-    let servers = raw
-        .nats
-        .split(',')
-        .map(str::trim)
-        .filter(|server| !server.is_empty())
-        .map(|server| {
-            server.parse::<async_nats::ServerAddr>().map_err(|err| {
-                anyhow::anyhow!("cluster.nats: `{server}` is not a NATS address: {err}")
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if servers.is_empty() {
-        anyhow::bail!("cluster.nats: give at least one server, e.g. \"nats://127.0.0.1:4222\"");
-    }
+    let servers = crate::cluster::parse_servers(&raw.nats)?;
     let completions_stream = raw
         .completions_stream
         .unwrap_or_else(|| crate::cluster::DEFAULT_COMPLETIONS_STREAM.to_owned());

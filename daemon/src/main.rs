@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 #[command(version, about)]
 struct Args {
     /// Where runs, versions, logs and the plugin cache live [default: $XDG_DATA_HOME/runbook]
-    #[arg(long, env = "RUNBOOK_DATA_DIR")]
+    #[arg(long, env = "RUNBOOK_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Directory of runbook files [default: <data dir>/runbooks]
     #[arg(long, env = "RUNBOOK_RUNBOOKS")]
@@ -22,12 +22,41 @@ struct Args {
     #[arg(long, env = "RUNBOOK_SOCKET")]
     socket: Option<PathBuf>,
     /// TOML configuration file (approvals, limits, directories)
-    #[arg(long, env = "RUNBOOK_CONFIG")]
+    #[arg(long, env = "RUNBOOK_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Where compiled plugins are cached; several daemons of one user may share it
     /// [default: <data dir>/cache/plugins]
-    #[arg(long, env = "RUNBOOK_CACHE_DIR")]
+    #[arg(long, env = "RUNBOOK_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// Run steps for daemons on other machines: registers with NATS under a name and labels,
+    /// and runs the steps whose `runs_on` its labels match. Keeps no runs; its data dir holds
+    /// its identity (an age key) and plugin cache.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// NATS server(s), comma-separated [default: `[cluster] nats` of the config]
+    #[arg(long)]
+    nats: Option<String>,
+    /// The agent's name, unique among the daemon's agents (letters, digits, `-`, `_`)
+    #[arg(long)]
+    name: String,
+    /// Labels that steps' `runs_on` select it by, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// How often it tells NATS it is alive; three missed heartbeats and it counts as gone
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    heartbeat: std::time::Duration,
+    /// Steps it runs at once; more wait in the queue
+    #[arg(long, default_value_t = runbookd::cluster::agent::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
 }
 
 /// Every step allocates its records, events and plugin buffers from several threads at once;
@@ -47,6 +76,9 @@ fn main() -> anyhow::Result<()> {
     }
     let notifier = Notifier::from_env();
     let args = Args::parse();
+    if let Some(Mode::Agent(agent)) = args.mode {
+        return run_agent(args.data_dir, args.config, args.cache_dir, agent, &notifier);
+    }
     let config = runbookd::Config::load(runbookd::config::Overrides {
         data_dir: args.data_dir,
         runbooks_dir: args.runbooks,
@@ -89,6 +121,53 @@ fn main() -> anyhow::Result<()> {
         return Err(restart_in_place(&notifier));
     }
     Ok(())
+}
+
+/// `runbookd agent`: connects, registers, and runs dispatched steps until a signal.
+fn run_agent(
+    data_dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    agent: AgentArgs,
+    notifier: &Notifier,
+) -> anyhow::Result<()> {
+    let config = runbookd::Config::load(runbookd::config::Overrides {
+        data_dir,
+        runbooks_dir: None,
+        socket: None,
+        config_file,
+        cache_dir,
+    })?;
+    let options = runbookd::cluster::agent::AgentOptions {
+        name: agent.name,
+        labels: agent.labels,
+        heartbeat: agent.heartbeat,
+        concurrency: agent.concurrency,
+    };
+    options.check()?;
+    let cluster =
+        runbookd::cluster::ClusterConfig::for_agent(agent.nats.as_deref(), config.cluster.clone())?;
+    config.create_data_dir()?;
+    let _log_guard = runbookd::telemetry::init(&config.data_dir)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        let plugins = runbookd::plugins::PluginHost::new(
+            config.limits,
+            &config.cache_dir,
+            config.http.clone(),
+            runbookd::plugins::Grants::new(config.plugin_grants.clone()),
+            runbookd::plugins::BUILTIN_PLUGINS,
+            std::sync::Arc::new(|_: &str, _: &str, _: std::time::Duration| {}),
+        )
+        .await?;
+        for (path, err) in plugins.load_dir(&config.plugins_dir).await {
+            tracing::error!(path = %path.display(), "plugin not loaded: {err:#}");
+        }
+        notifier.notify("READY=1");
+        runbookd::cluster::agent::run(cluster, options, &config.data_dir, plugins, shutdown).await
+    })
 }
 
 /// Executes this binary again in this process, with the same arguments and environment

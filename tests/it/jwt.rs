@@ -5,16 +5,6 @@
 use runbook_e2e::http_server::{JWT_HMAC_SECRET, TestServer};
 use runbook_e2e::{Daemon, step, workspace_root};
 
-fn set_secret(daemon: &Daemon, name: &str, value: &str) {
-    let mut set = daemon
-        .cli_command(&["secret", "set", name])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut set.stdin.take().unwrap(), value.as_bytes()).unwrap();
-    assert!(set.wait().unwrap().success());
-}
-
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(workspace_root().join("tests/fixtures/jwt").join(name)).unwrap()
 }
@@ -52,9 +42,9 @@ with = { url = "{url}/oauth/protected", auth = { type = "oauth2", grant = "jwt_b
     let daemon = Daemon::start(&[("jwt.toml", &runbook)], "");
     let rsa = fixture("rsa-private.pem");
     let ec = fixture("ec-private.pem");
-    set_secret(&daemon, "rsa_key", &rsa);
-    set_secret(&daemon, "ec_key", &ec);
-    set_secret(&daemon, "hmac_key", JWT_HMAC_SECRET);
+    daemon.set_secret("rsa_key", &rsa);
+    daemon.set_secret("ec_key", &ec);
+    daemon.set_secret("hmac_key", JWT_HMAC_SECRET);
 
     let run = daemon.run_to_end("jwt", &[]);
     assert_eq!(run["status"], "completed", "{run:#}");
@@ -117,7 +107,7 @@ with = { url = "{url}/jwt/protected", auth = { type = "jwt", key = "{{ secrets.h
 "#
     .replace("{url}", &server.url());
     let daemon = Daemon::start(&[("wrong.toml", &runbook)], "");
-    set_secret(&daemon, "hmac", "an HMAC secret, not a PEM key");
+    daemon.set_secret("hmac", "an HMAC secret, not a PEM key");
     let run = daemon.run_to_end("wrong", &[]);
     assert_eq!(run["status"], "failed", "{run:#}");
     let error = step(&run, "call")["error"].as_str().unwrap().to_owned();

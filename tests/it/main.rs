@@ -3,6 +3,7 @@
 //! golden diagnostics of the runbook loader with the real plugins (`golden`).
 #![allow(clippy::unwrap_used)]
 
+mod agents;
 mod audit;
 mod cli;
 mod clients;

@@ -62,6 +62,13 @@ pub fn elapsed(start: i64, end: i64, now: i64) -> String {
     duration(end - start)
 }
 
+/// A heartbeat's age to a tenth of a second, as `runbook agents` shows it: `0.4s ago`,
+/// `41.0s ago`. Fine-grained on purpose: a live agent heartbeats every few seconds.
+pub fn heartbeat(age_ms: u64) -> String {
+    // Rounded as the CLI's table rounds it; an f64 holds any real age exactly enough.
+    format!("{:.1}s ago", age_ms as f64 / 1000.0)
+}
+
 /// How long ago `ms` was, coarsely: `12s ago`, `5m ago`, `3h ago`, `2d ago`; `-` when unset.
 pub fn ago(ms: i64, now: i64) -> String {
     if ms <= 0 {
@@ -224,6 +231,8 @@ mod tests {
         assert_eq!(elapsed(0, 0, T), "");
         assert_eq!(elapsed(T, 0, T + 1_500), "1.5s");
         assert_eq!(ago(T, T + 125_000), "2m ago");
+        assert_eq!(heartbeat(400), "0.4s ago");
+        assert_eq!(heartbeat(41_000), "41.0s ago");
     }
 
     #[test]

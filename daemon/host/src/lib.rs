@@ -39,7 +39,7 @@ pub use http::{DEFAULT_MAX_RESPONSE_BYTES, HostAllowlist, HttpSettings};
 pub use planned::{host_judges_writes, planned_processes, planned_sql};
 pub use process::{SpawnHook, boot_id, kill_leftover_group};
 pub use sandbox::{LimitHit, Limits};
-pub use secrets::{MASK, SecretScope, SecretSource};
+pub use secrets::{GivenSecrets, MASK, SecretScope, SecretSource};
 pub use sql::{ConnectionUrl, SqlGrant};
 
 use bindings::{StepPlugin, StepPluginPre};
@@ -526,6 +526,11 @@ impl PluginHost {
             plugins.remove(kind);
         }
         removed
+    }
+
+    /// The SHA-256 (hex) of the component that provides `kind` to this handle.
+    pub fn hash_of(&self, kind: &str) -> Option<String> {
+        self.plugin(kind).ok().map(|plugin| plugin.hash.clone())
     }
 
     /// The plugins-directory file that provides `kind`, loaded or refused.

@@ -24,6 +24,26 @@ pub trait SecretSource: Send + Sync {
     fn reveal(&self, name: &str) -> Result<Option<SecretString>, String>;
 }
 
+/// Secrets handed over with a call (an agent's, decrypted): name, placeholder and value.
+pub struct GivenSecrets(pub Vec<(String, String, SecretString)>);
+
+impl SecretSource for GivenSecrets {
+    fn placeholders(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(name, placeholder, _)| (name.clone(), placeholder.clone()))
+            .collect()
+    }
+
+    fn reveal(&self, name: &str) -> Result<Option<SecretString>, String> {
+        Ok(self
+            .0
+            .iter()
+            .find(|(given, _, _)| given == name)
+            .map(|(_, _, value)| value.clone()))
+    }
+}
+
 /// How a value is written where its placeholder stood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -93,6 +113,26 @@ impl SecretScope {
             Ok(text) => Ok(self.substitute(&text, encoding)?.into_bytes()),
             Err(err) => Ok(err.into_bytes()),
         }
+    }
+
+    /// Every secret this scope may put in, with its placeholder and value, for a host that
+    /// hands the call to another (a remote agent); remembered, so that anything coming back
+    /// has them masked. Secrets no longer in the source are left out.
+    pub fn reveal_allowed(&self) -> Result<Vec<(String, String, SecretString)>, String> {
+        let Some(source) = &self.source else {
+            return Ok(Vec::new());
+        };
+        let mut revealed = Vec::new();
+        for (name, placeholder) in source.placeholders() {
+            if !self.allowed.contains(&name) {
+                continue;
+            }
+            if let Some(value) = source.reveal(&name)? {
+                self.remember(value.expose_secret());
+                revealed.push((name, placeholder, value));
+            }
+        }
+        Ok(revealed)
     }
 
     /// A secret's value for the host's own use (a connection URL kept in the vault), whether

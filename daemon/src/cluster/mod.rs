@@ -6,7 +6,11 @@
 //! `wait = { queue = "STREAM" }` ends when a completion message for its invocation arrives on
 //! that JetStream stream.
 
+pub mod agent;
 mod completions;
+mod dispatch;
+mod fleet;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::Engine;
 
 pub use completions::{CompletionMessage, CompletionStatus, MAX_COMPLETION_BYTES};
+pub use dispatch::{Dispatcher, KnownAgent, RemoteAnswer, RemoteCall, RemotePlugin};
+pub use wire::is_agent_name;
 
 /// The stream completion messages arrive on unless `completions_stream` says otherwise (the
 /// name the seed documents give the queue).
@@ -44,6 +50,52 @@ pub struct ClusterConfig {
     pub hold_unknown: Duration,
 }
 
+/// The servers of `cluster.nats` (or `--nats`): one or several addresses separated by
+/// commas.
+pub fn parse_servers(text: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    let servers = text
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(|server| {
+            server.parse::<async_nats::ServerAddr>().map_err(|err| {
+                anyhow::anyhow!("cluster.nats: `{server}` is not a NATS address: {err}")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if servers.is_empty() {
+        anyhow::bail!("cluster.nats: give at least one server, e.g. \"nats://127.0.0.1:4222\"");
+    }
+    Ok(servers)
+}
+
+impl ClusterConfig {
+    /// An agent's connection: `[cluster]` of its config (credentials, TLS) with `nats`, the
+    /// `--nats` flag, in place of its servers when given.
+    pub fn for_agent(nats: Option<&str>, configured: Option<Self>) -> anyhow::Result<Self> {
+        let servers = nats.map(parse_servers).transpose()?;
+        match (servers, configured) {
+            (Some(servers), Some(configured)) => Ok(Self {
+                servers,
+                ..configured
+            }),
+            (None, Some(configured)) => Ok(configured),
+            (Some(servers), None) => Ok(Self {
+                servers,
+                credentials: None,
+                nkey_file: None,
+                tls_ca: None,
+                client_cert: None,
+                completions_stream: DEFAULT_COMPLETIONS_STREAM.to_owned(),
+                hold_unknown: DEFAULT_HOLD_UNKNOWN,
+            }),
+            (None, None) => anyhow::bail!(
+                "an agent needs NATS: give --nats URL, or `[cluster] nats` in the config"
+            ),
+        }
+    }
+}
+
 /// Whether `name` may name a JetStream stream here: 1 to 64 ASCII letters, digits, `-` and
 /// `_` (JetStream refuses spaces, `.`, `*`, `>` and path separators; the rest is kept plain).
 pub fn is_stream_name(name: &str) -> bool {
@@ -58,6 +110,7 @@ pub fn is_stream_name(name: &str) -> bool {
 #[derive(Clone)]
 pub struct Cluster {
     client: async_nats::Client,
+    dispatcher: Dispatcher,
     config: Arc<ClusterConfig>,
     counts: Arc<Counts>,
 }
@@ -84,34 +137,12 @@ impl Cluster {
         engine: Engine,
         stopping: CancellationToken,
     ) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let mut options = async_nats::ConnectOptions::new()
-            .name(concat!("runbookd/", env!("CARGO_PKG_VERSION")))
-            .retry_on_initial_connect()
-            .event_callback(|event| async move {
-                tracing::info!(%event, "NATS connection");
-            });
-        if let Some(ca) = &config.tls_ca {
-            options = options.require_tls(true).add_root_certificates(ca.clone());
-        }
-        if let Some((cert, key)) = &config.client_cert {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-        if let Some(file) = &config.nkey_file {
-            options = options.nkey(read_nkey_seed(file)?);
-        }
-        if let Some(file) = &config.credentials {
-            options = options
-                .credentials_file(file)
-                .await
-                .with_context(|| format!("cluster.credentials: cannot read {}", file.display()))?;
-        }
-        let client = options
-            .connect(config.servers.clone())
-            .await
-            .context("cannot connect to NATS")?;
+        let client = connect(&config, concat!("runbookd/", env!("CARGO_PKG_VERSION"))).await?;
+        let dispatcher = Dispatcher::start(client.clone(), stopping.clone());
+        engine.set_dispatcher(dispatcher.clone());
         let cluster = Self {
             client,
+            dispatcher,
             config: Arc::new(config),
             counts: Arc::default(),
         };
@@ -123,6 +154,11 @@ impl Cluster {
         };
         tokio::spawn(consumer.run(stopping));
         Ok(cluster)
+    }
+
+    /// Every agent the daemon has heard of.
+    pub fn agents(&self) -> Vec<KnownAgent> {
+        self.dispatcher.agents()
     }
 
     /// One line for `runbook status`: the servers, the connection's state, the stream.
@@ -147,6 +183,40 @@ impl Cluster {
             self.counts.dropped.load(Ordering::Relaxed)
         )
     }
+}
+
+/// A NATS client for `config`, connecting in the background (retrying until NATS answers)
+/// and reconnecting by itself; `name` is what the servers see.
+pub(crate) async fn connect(
+    config: &ClusterConfig,
+    name: &str,
+) -> anyhow::Result<async_nats::Client> {
+    use anyhow::Context as _;
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .event_callback(|event| async move {
+            tracing::info!(%event, "NATS connection");
+        });
+    if let Some(ca) = &config.tls_ca {
+        options = options.require_tls(true).add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &config.client_cert {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if let Some(file) = &config.nkey_file {
+        options = options.nkey(read_nkey_seed(file)?);
+    }
+    if let Some(file) = &config.credentials {
+        options = options
+            .credentials_file(file)
+            .await
+            .with_context(|| format!("cluster.credentials: cannot read {}", file.display()))?;
+    }
+    options
+        .connect(config.servers.clone())
+        .await
+        .context("cannot connect to NATS")
 }
 
 /// The user nkey seed in `file`: one `SU…` line, in a file no one else may read (it

@@ -432,6 +432,14 @@ impl Engine {
                     log_omitted: summary.omitted_bytes,
                 });
             }
+            // A loop's instance has no `resolve` of its own: one whose agent fell silent
+            // fails, and the loop's retry policy (or an operator's retry) decides.
+            CallEnd::Unknown(why) => (
+                StepStatus::Failed,
+                None,
+                Some(why),
+                Some(FailureClass::Permanent),
+            ),
             CallEnd::Cancelled => (
                 StepStatus::Cancelled,
                 None,

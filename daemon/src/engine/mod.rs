@@ -195,6 +195,11 @@ pub enum EngineError {
         name: String,
         connections: Vec<String>,
     },
+    #[error(
+        "runbook `{name}` has steps that run on agents (`runs_on`): {}; this runbookd has no `[cluster]` in its config to reach them",
+        .steps.join(", ")
+    )]
+    NoCluster { name: String, steps: Vec<String> },
     #[error("run {run} has no step `{step}`")]
     UnknownStep { run: String, step: String },
     #[error("{0}")]
@@ -228,6 +233,8 @@ struct Inner {
     /// Parsed runbook versions by content hash: runs are pinned to one.
     versions: Mutex<HashMap<String, Arc<Runbook>>>,
     tasks: TaskTracker,
+    /// Runs `runs_on` steps on agents; set once the cluster is up (`[cluster]`).
+    dispatcher: std::sync::OnceLock<crate::cluster::Dispatcher>,
     /// Set by [`Engine::shutdown`]: no step starts after it, so none is left `running` (and
     /// found ambiguous at the next start) without ever having run.
     stopping: CancellationToken,
@@ -270,9 +277,15 @@ impl Engine {
                 active: Mutex::new(HashMap::new()),
                 versions: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
+                dispatcher: std::sync::OnceLock::new(),
                 stopping: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Hands `runs_on` steps to `dispatcher` from now on.
+    pub fn set_dispatcher(&self, dispatcher: crate::cluster::Dispatcher) {
+        let _ = self.inner.dispatcher.set(dispatcher);
     }
 
     pub fn store(&self) -> &Store {
@@ -375,6 +388,7 @@ impl Engine {
         let params = params::resolve(&runbook, raw_params).map_err(EngineError::InvalidParams)?;
         self.check_secrets(&runbook)?;
         self.check_connections(&runbook)?;
+        self.check_cluster(&runbook)?;
         let part = self.part_of(&runbook, selection)?;
         lock(&self.inner.versions).insert(runbook.version.clone(), runbook.clone());
         let now = now_ms();
@@ -494,6 +508,26 @@ impl Engine {
 
     /// Refuses a run whose database steps name a connection neither the runbook nor the
     /// daemon config defines.
+    /// Refuses a run with `runs_on` steps on a daemon without a cluster to reach agents.
+    fn check_cluster(&self, runbook: &Runbook) -> Result<(), EngineError> {
+        if self.inner.dispatcher.get().is_some() {
+            return Ok(());
+        }
+        let remote: Vec<String> = runbook
+            .steps
+            .iter()
+            .filter(|step| !step.runs_on.is_empty())
+            .map(|step| step.id.clone())
+            .collect();
+        if remote.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::NoCluster {
+            name: runbook.name.clone(),
+            steps: remote,
+        })
+    }
+
     fn check_connections(&self, runbook: &Runbook) -> Result<(), EngineError> {
         let mut unknown: Vec<String> = runbook
             .steps

@@ -382,6 +382,14 @@ impl Engine {
                     .start_wait(active, position, waiting, &prepared, &scope)
                     .await;
             }
+            CallEnd::Unknown(why) => {
+                output.finish();
+                self.update_step(active, position, StepStatus::Running, |step| {
+                    step.lose(&why, run_id, now_ms())
+                })
+                .await?;
+                return Ok(());
+            }
             CallEnd::Ended(ending) => ending,
         };
         // The output is stored before the result, so it comes first in the run's events.
@@ -437,17 +445,57 @@ impl Engine {
             deadline: Some(deadline),
             secrets: scope.clone(),
         };
-        let execution = active.plugins.execute(
-            &definition.uses,
-            ctx,
-            &prepared.config,
-            &inputs,
-            grant,
-            prepared.timeout,
-        );
+        let remote = self
+            .inner
+            .dispatcher
+            .get()
+            .filter(|_| !definition.runs_on.is_empty());
+        let execution = async {
+            let Some(dispatcher) = remote else {
+                let answer = active.plugins.execute(
+                    &definition.uses,
+                    ctx,
+                    &prepared.config,
+                    &inputs,
+                    grant,
+                    prepared.timeout,
+                );
+                return crate::cluster::RemoteAnswer::Answered(answer.await);
+            };
+            if !grant.sql.is_empty() {
+                return crate::cluster::RemoteAnswer::Answered(Ok(Err(StepError {
+                    message: "a step whose plan sends SQL cannot run on an agent (`runs_on`): agents have no database connections".into(),
+                    output: None,
+                    transient: false,
+                    retry_after_ms: None,
+                })));
+            }
+            let call = crate::cluster::RemoteCall {
+                labels: &definition.runs_on,
+                kind: &definition.uses,
+                ctx,
+                config: &prepared.config,
+                call: crate::cluster::wire::Call::Execute { inputs },
+                processes: grant.processes,
+                insecure_redirects: grant.insecure_redirects,
+                timeout: prepared.timeout,
+                scope,
+                sink: grant.sink,
+                idempotent: active
+                    .plugins
+                    .descriptor(&definition.uses)
+                    .is_ok_and(|descriptor| descriptor.idempotent),
+                plugin: crate::cluster::RemotePlugin::of(&active.plugins, &definition.uses),
+            };
+            dispatcher.execute(call).await
+        };
         let result = tokio::select! {
             result = execution => result,
             () = cancel.cancelled() => return CallEnd::Cancelled,
+        };
+        let result = match result {
+            crate::cluster::RemoteAnswer::Answered(result) => result,
+            crate::cluster::RemoteAnswer::Unknown(why) => return CallEnd::Unknown(why),
         };
         match result {
             Ok(Ok(Outcome::Waiting(waiting))) => {
@@ -829,6 +877,9 @@ pub(super) enum CallEnd {
     Waiting(Waiting),
     /// The run was cancelled (or the loop's `fail_fast` fired) while it ran.
     Cancelled,
+    /// Whether the step ran is unknown: its agent fell silent mid-step, and it must not run
+    /// twice.
+    Unknown(String),
 }
 
 /// A step's plan for one call when it needs one (`planned`): someone is to see it, or the

@@ -474,6 +474,28 @@ impl StepRecord {
         ]
     }
 
+    /// Ends the running attempt with its result unknown (the agent running it fell silent,
+    /// and the step must not run twice): the step waits for an operator's decision, as after
+    /// a crash, and a retry sends the same idempotency key.
+    pub(super) fn lose(&mut self, reason: &str, run_id: &str, now: i64) -> Vec<EventKind> {
+        self.history.push(AttemptRecord {
+            attempt: self.attempts,
+            started_at: self.started_at,
+            finished_at: now,
+            error: Some(reason.to_owned()),
+        });
+        self.key_of_attempt = Some(self.key_attempt(self.attempts));
+        self.wait = None;
+        self.permit_wait = None;
+        self.process_groups.clear();
+        self.status = StepStatus::Ambiguous;
+        self.error = Some(format!(
+            "{reason}, so whether attempt {} ran is unknown; decide with `runbook resolve {run_id} {} retry|skip|fail`",
+            self.attempts, self.id
+        ));
+        vec![step_event(self)]
+    }
+
     /// What a restart makes of a step that was running when the daemon stopped: run again
     /// if its plugin is idempotent, else ambiguous until an operator decides. The interrupted
     /// attempt goes into the history, and the next attempt sends its idempotency key again:

@@ -218,6 +218,26 @@ fn an_interrupted_step_runs_again_only_when_idempotent() {
 }
 
 #[test]
+fn a_step_whose_agent_fell_silent_waits_for_a_decision_and_keeps_its_key() {
+    let mut record = step(StepStatus::Running);
+    let key = record.key_attempt(record.attempts);
+    let events = record.lose(
+        "agent db-1 stopped heartbeating before the step ended",
+        "r1",
+        NOW,
+    );
+    assert_eq!(announced(&events), [StepStatus::Ambiguous]);
+    assert_eq!(record.history.len(), 1);
+    assert_eq!(record.key_of_attempt, Some(key));
+    let error = record.error.unwrap();
+    assert!(error.contains("agent db-1 stopped heartbeating"), "{error}");
+    assert!(
+        error.contains("runbook resolve r1 deploy retry|skip|fail"),
+        "{error}"
+    );
+}
+
+#[test]
 fn skips_say_why() {
     let mut record = step(StepStatus::Pending);
     record.skip(Some("build"), NOW);

@@ -112,14 +112,47 @@ impl Engine {
             deadline: Some(tokio::time::Instant::now() + timeout),
             secrets: scope.clone(),
         };
-        let call = active.plugins.resume(
-            &definition.uses,
-            step_context(run_id, step_id, attempts, key_attempt),
-            &prepared.config,
-            &wait.token,
-            grant,
-            timeout,
-        );
+        let ctx = step_context(run_id, step_id, attempts, key_attempt);
+        // A step that runs on agents is polled there too: the far end it waits on may be
+        // reachable only from the agents' hosts.
+        let remote = self
+            .inner
+            .dispatcher
+            .get()
+            .filter(|_| !definition.runs_on.is_empty());
+        let call = async {
+            let Some(dispatcher) = remote else {
+                return active
+                    .plugins
+                    .resume(
+                        &definition.uses,
+                        ctx,
+                        &prepared.config,
+                        &wait.token,
+                        grant,
+                        timeout,
+                    )
+                    .await;
+            };
+            let call = crate::cluster::RemoteCall {
+                labels: &definition.runs_on,
+                kind: &definition.uses,
+                ctx,
+                config: &prepared.config,
+                call: crate::cluster::wire::Call::Resume {
+                    token: wait.token.clone(),
+                },
+                processes: grant.processes,
+                insecure_redirects: grant.insecure_redirects,
+                timeout,
+                scope: &scope,
+                sink: grant.sink,
+                // A poll asks and changes nothing: a lost agent's poll is simply sent again.
+                idempotent: true,
+                plugin: crate::cluster::RemotePlugin::of(&active.plugins, &definition.uses),
+            };
+            dispatcher.execute(call).await.answered(&definition.uses)
+        };
         let result = tokio::select! {
             result = call => result,
             () = active.cancel.cancelled() => {

@@ -206,6 +206,9 @@ pub struct Step {
     /// `wait = { queue = "STREAM" }`: an async step waits for its completion message on this
     /// JetStream stream (the daemon's `[cluster] completions_stream`) instead of polling.
     pub wait_queue: Option<String>,
+    /// `runs_on`: the labels an agent must all carry to run the step; empty, the daemon
+    /// runs it itself.
+    pub runs_on: Vec<String>,
     pub description: String,
     /// What an operator types when confirming an `instruction` step (none for other kinds);
     /// typed and checked like params, they become the step's output.

@@ -171,6 +171,16 @@ pub(super) struct RawStep {
     fail_fast: Option<Spanned<bool>>,
     /// How an async step learns that its invocation ended.
     wait: Option<RawWait>,
+    /// The label (or labels, all of them) of the agent that runs the step.
+    runs_on: Option<Spanned<RawLabels>>,
+}
+
+/// `runs_on = "label"` or `runs_on = ["a", "b"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawLabels {
+    One(String),
+    All(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -777,6 +787,25 @@ fn parse_step(
         }
         wait.queue.get_ref().clone()
     });
+    let runs_on = step.runs_on.as_ref().map_or_else(Vec::new, |labels| {
+        let list = match labels.get_ref() {
+            RawLabels::One(label) => vec![label.clone()],
+            RawLabels::All(list) => list.clone(),
+        };
+        if list.is_empty() {
+            report.error(
+                labels.span(),
+                "`runs_on` names no label; give one (`runs_on = \"db\"`) or leave it out to run the step here",
+            );
+        }
+        if let Some(bad) = list.iter().find(|label| !crate::cluster::is_agent_name(label)) {
+            report.error(
+                labels.span(),
+                format!("`{bad}` is not an agent label (1 to 64 letters, digits, `-` and `_`)"),
+            );
+        }
+        list
+    });
     let read_as = format!("steps.{}.output.", step.id.get_ref());
     let inputs = in_written_order(&step.inputs)
         .map(|(name, input)| parse_param(report, name, input, "input", &read_as))
@@ -818,6 +847,7 @@ fn parse_step(
         approval: step.approval,
         allow_insecure_redirects: step.allow_insecure_redirects,
         wait_queue,
+        runs_on,
         description: step.description.clone(),
         inputs,
         each,

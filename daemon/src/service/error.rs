@@ -15,6 +15,7 @@ impl From<EngineError> for Status {
             | EngineError::MissingPlugins { .. }
             | EngineError::MissingSecrets { .. }
             | EngineError::UnknownConnections { .. }
+            | EngineError::NoCluster { .. }
             | EngineError::WrongState(_) => Code::FailedPrecondition,
             EngineError::InvalidParams(_) | EngineError::InvalidSelection(_) => {
                 Code::InvalidArgument

@@ -918,6 +918,34 @@ impl RunbookApi for RunbookService {
         self.audited_secret(&peer, "secret_rm", name, answer).await
     }
 
+    async fn list_agents(
+        &self,
+        _request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let Some(cluster) = &self.info.cluster else {
+            return Ok(Response::new(pb::ListAgentsResponse::default()));
+        };
+        let mut agents: Vec<pb::Agent> = cluster
+            .agents()
+            .into_iter()
+            .map(|agent| pb::Agent {
+                live: agent.live(),
+                heartbeat_age_ms: u64::try_from(agent.seen.elapsed().as_millis())
+                    .unwrap_or(u64::MAX),
+                name: agent.record.name,
+                labels: agent.record.labels,
+                version: agent.record.version,
+                running: agent.record.running,
+                started_at: agent.record.started_at,
+            })
+            .collect();
+        agents.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents,
+            cluster: true,
+        }))
+    }
+
     async fn list_plugins(
         &self,
         _request: Request<pb::ListPluginsRequest>,

@@ -217,6 +217,8 @@ pub enum Command {
     Targets,
     /// Database connections and whether each answers (never their credentials)
     Connections,
+    /// Remote agents the daemon knows on NATS: labels, version, last heartbeat, steps running
+    Agents,
     /// Set, list and remove the secrets runbooks use as `{{ secrets.NAME }}`
     Secret {
         /// What to do with the secrets.

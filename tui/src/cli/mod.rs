@@ -1,6 +1,7 @@
 //! The scriptable command line: parses nothing itself (see [`args`]), builds the runtime, runs
 //! one subcommand and turns its outcome into an exit code.
 
+mod agents;
 mod args;
 mod audit;
 mod connections;
@@ -201,5 +202,6 @@ async fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> anyhow::R
             prune::prune(ctx, out, args).await
         }
         Command::Connections => connections::list(ctx, out).await,
+        Command::Agents => agents::list(ctx, out).await,
     }
 }
