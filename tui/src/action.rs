@@ -2,8 +2,8 @@
 
 use crossterm::event::KeyEvent;
 use runbook_protocol::v1::{
-    AuditLogEntry, Plugin, Run, RunEvent, RunbookDetail, RunbookSummary, RunbookVersion,
-    SaveRunbookResponse, ValidateRunbookResponse,
+    AuditLogEntry, ListAgentsResponse, Plugin, Run, RunEvent, RunbookDetail, RunbookSummary,
+    RunbookVersion, SaveRunbookResponse, ValidateRunbookResponse,
 };
 
 use crate::state::run_view::WatchStatus;
@@ -57,6 +57,9 @@ pub enum Action {
     },
     /// The daemon's plugins, or why they could not be listed.
     Plugins(Result<Vec<Plugin>, String>),
+    /// The daemon's remote agents (and whether it has a cluster), or why they could not be
+    /// listed.
+    Agents(Result<ListAgentsResponse, String>),
     /// A runbook changed on the daemon (new version, invalid save, removal).
     RunbookChanged(String),
     /// A runbook's detail, or why it could not be loaded.

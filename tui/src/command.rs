@@ -104,6 +104,8 @@ pub enum Command {
     LoadAudit(AuditFilter),
     /// List the daemon's plugins.
     LoadPlugins,
+    /// List the daemon's remote agents (`ListAgents`).
+    LoadAgents,
     /// Refresh the lists now rather than at the next poll.
     Refresh,
     /// Suspend the TUI and run `$EDITOR` on a runbook's file.

@@ -18,6 +18,8 @@ pub enum Intent {
     AuditLog,
     /// Open the plugins screen.
     PluginList,
+    /// Open the agents screen.
+    AgentList,
     /// The next top-level tab.
     NextTab,
     /// The previous top-level tab.
@@ -184,6 +186,14 @@ pub const GLOBAL: &[Binding] = &[
         "",
         Intent::PluginList,
     ),
+    // `A` is the approvals': W for the workers that `runs_on` steps go to.
+    bind(
+        &[Char('W'), Code(KeyCode::F(6))],
+        "W F6",
+        "open the remote agents: labels, heartbeat, health (from any screen)",
+        "",
+        Intent::AgentList,
+    ),
     bind(
         &[Code(KeyCode::Tab)],
         "Tab",
@@ -238,6 +248,13 @@ pub const GLOBAL_TEXT: &[Binding] = &[
         "open the plugins",
         "",
         Intent::PluginList,
+    ),
+    bind(
+        &[Code(KeyCode::F(6))],
+        "F6",
+        "open the remote agents",
+        "",
+        Intent::AgentList,
     ),
     bind(&[Code(KeyCode::Esc)], "Esc", "back", "back", Intent::Back),
     bind(&[Ctrl('c')], "Ctrl-C", "quit", "", Intent::Quit),
@@ -708,6 +725,23 @@ pub const PLUGINS: &[Binding] = &[
     ),
 ];
 
+/// The remote agents.
+pub const AGENTS: &[Binding] = &[
+    UP,
+    DOWN,
+    PAGE_UP,
+    PAGE_DOWN,
+    TOP,
+    BOTTOM,
+    bind(
+        &[Char('r')],
+        "r",
+        "list the agents now (the screen also does so every second)",
+        "reload",
+        Intent::Reload,
+    ),
+];
+
 /// Keys of a prompt (filter, search, deny reason) and of the help overlay, for help only.
 pub const PROMPT_NOTES: &[(&str, &str)] = &[
     ("Enter", "confirm (a filter stays applied)"),
@@ -739,6 +773,8 @@ pub enum Context {
     Audit,
     /// The plugins.
     Plugins,
+    /// The remote agents.
+    Agents,
 }
 
 impl Context {
@@ -755,6 +791,7 @@ impl Context {
             Self::Runs => RUNS,
             Self::Audit => AUDIT,
             Self::Plugins => PLUGINS,
+            Self::Agents => AGENTS,
         }
     }
 
@@ -781,11 +818,12 @@ impl Context {
             Self::Runs => "Runs",
             Self::Audit => "Audit log",
             Self::Plugins => "Plugins",
+            Self::Agents => "Agents",
         }
     }
 
     /// Every context, in the order help lists them.
-    pub const ALL: [Context; 10] = [
+    pub const ALL: [Context; 11] = [
         Self::Runbooks,
         Self::Detail,
         Self::Editor,
@@ -796,6 +834,7 @@ impl Context {
         Self::Runs,
         Self::Audit,
         Self::Plugins,
+        Self::Agents,
     ];
 }
 

@@ -121,6 +121,11 @@ pub fn error() -> Style {
     Style::new().fg(Color::Red)
 }
 
+/// Something to look at that is not an error: an agent that stopped heartbeating.
+pub fn warning() -> Style {
+    Style::new().fg(Color::Yellow)
+}
+
 /// A success message in the footer.
 pub fn info() -> Style {
     Style::new().fg(Color::Green)

@@ -68,6 +68,13 @@ async fn outcome(link: &Link, command: Command) -> Option<Action> {
             .await
             .map(|r| r.plugins),
         ),
+        Command::LoadAgents => Action::Agents(
+            with(link, |mut c| async move {
+                c.list_agents(runbook_protocol::v1::ListAgentsRequest {})
+                    .await
+            })
+            .await,
+        ),
         Command::LoadRunbook(name) => {
             let request = GetRunbookRequest { name: name.clone() };
             let result = with(link, |mut c| async move { c.get_runbook(request).await }).await;

@@ -20,7 +20,7 @@ use runbook_protocol::v1::runbook_client::RunbookClient;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-pub use poll::{poll, poll_every, poll_with};
+pub use poll::{POLL_EVERY, poll, poll_every, poll_with};
 
 use crate::action::Action;
 use crate::command::Command;

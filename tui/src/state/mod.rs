@@ -2,6 +2,7 @@
 //! Each screen's state lives in its own submodule; this one holds what every screen shares
 //! (connection, lists from the daemon, the screen stack, prompts and notices).
 
+pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod editor;
@@ -14,6 +15,7 @@ pub mod runs;
 
 use runbook_protocol::v1::{Run, RunbookSummary};
 
+pub use agents::AgentsView;
 pub use approvals::ApprovalsState;
 pub use audit::{AuditFilter, AuditLog};
 pub use editor::EditorState;
@@ -72,6 +74,8 @@ pub enum Screen {
     Audit,
     /// The daemon's plugins.
     Plugins,
+    /// The remote agents the daemon knows.
+    Agents,
 }
 
 impl Screen {
@@ -189,6 +193,8 @@ pub struct State {
     pub audit: AuditLog,
     /// The plugins screen.
     pub plugins: PluginsView,
+    /// The agents screen.
+    pub agents: AgentsView,
     /// The open screens, bottom first; never empty, and the bottom one is a tab.
     pub stack: Vec<Screen>,
     /// The prompt being answered, if any; it has the keyboard.
@@ -225,6 +231,7 @@ impl State {
             approvals: ApprovalsState::default(),
             audit: AuditLog::default(),
             plugins: PluginsView::default(),
+            agents: AgentsView::default(),
             stack: vec![Screen::Runbooks],
             prompt: None,
             help: None,

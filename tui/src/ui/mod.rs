@@ -1,6 +1,7 @@
 //! Drawing the TUI: a pure function of [`State`]; nothing here changes state or does I/O.
 //! Each screen draws in its own module; this one lays out the chrome around them.
 
+mod agents;
 mod approvals;
 mod audit;
 mod bars;
@@ -55,6 +56,7 @@ pub fn render(frame: &mut Frame, state: &State) {
         Screen::Run(view) => run_view::render(frame, body, state, view),
         Screen::Audit => audit::render(frame, body, state),
         Screen::Plugins => plugins::render(frame, body, state),
+        Screen::Agents => agents::render(frame, body, state),
     }
     bars::footer(frame, footer, state);
     if let Some(scroll) = state.help {

@@ -1072,3 +1072,99 @@ fn plugins_state() -> State {
 fn plugins_with_grants_and_a_refusal() {
     insta::assert_snapshot!(draw(&plugins_state()));
 }
+
+// ---- agents ---------------------------------------------------------------------------------
+
+fn agents_state(listing: runbook_protocol::v1::ListAgentsResponse) -> State {
+    let mut state = populated();
+    state.agents = crate::state::AgentsView {
+        listing: Some(listing),
+        ..crate::state::AgentsView::default()
+    };
+    state.stack.push(Screen::Agents);
+    state
+}
+
+/// One agent heartbeating and busy, one silent long enough to be given no steps.
+fn two_agents() -> runbook_protocol::v1::ListAgentsResponse {
+    use runbook_protocol::v1::Agent;
+    runbook_protocol::v1::ListAgentsResponse {
+        agents: vec![
+            Agent {
+                name: "db-1".into(),
+                labels: vec!["db".into(), "eu".into()],
+                version: "0.1.0".into(),
+                heartbeat_age_ms: 400,
+                running: 1,
+                live: true,
+                started_at: NOW - 3_600_000,
+            },
+            Agent {
+                name: "web-2".into(),
+                labels: vec!["web".into()],
+                version: "0.1.0".into(),
+                heartbeat_age_ms: 41_000,
+                running: 0,
+                live: false,
+                started_at: NOW - 7_200_000,
+            },
+        ],
+        cluster: true,
+    }
+}
+
+#[test]
+fn agents_live_and_gone() {
+    insta::assert_snapshot!(draw(&agents_state(two_agents())));
+}
+
+#[test]
+fn agents_80x24() {
+    insta::assert_snapshot!(draw_at(&agents_state(two_agents()), 80, 24));
+}
+
+#[test]
+fn agents_gone_is_a_warning() {
+    let mut state = agents_state(two_agents());
+    // The gone agent is not the selected row, whose highlight would restyle it.
+    state.agents.selected = 0;
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("test terminal");
+    terminal.draw(|frame| render(frame, &state)).expect("draws");
+    let buffer = terminal.backend().buffer();
+    let style_of = |word: &str| {
+        let area = buffer.area;
+        (area.top()..area.bottom())
+            .find_map(|y| {
+                let row: String = (area.left()..area.right())
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect();
+                // Columns of ASCII rows are their byte offsets; the border is one cell.
+                row.find(word)
+                    .map(|at| buffer[(row[..at].chars().count() as u16, y)].fg)
+            })
+            .unwrap_or_else(|| panic!("`{word}` is not on screen"))
+    };
+    assert_eq!(
+        style_of("gone"),
+        crate::theme::warning().fg.expect("a colour")
+    );
+    assert_ne!(style_of("live"), style_of("gone"));
+}
+
+#[test]
+fn agents_without_a_cluster() {
+    let state = agents_state(runbook_protocol::v1::ListAgentsResponse {
+        agents: Vec::new(),
+        cluster: false,
+    });
+    insta::assert_snapshot!(draw_at(&state, 80, 24));
+}
+
+#[test]
+fn agents_none_yet() {
+    let state = agents_state(runbook_protocol::v1::ListAgentsResponse {
+        agents: Vec::new(),
+        cluster: true,
+    });
+    insta::assert_snapshot!(draw_at(&state, 80, 24));
+}

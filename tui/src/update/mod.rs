@@ -3,6 +3,7 @@
 //! daemon is returned as [`Command`]s. This module routes actions; each screen's keys and
 //! answers live in its own submodule.
 
+mod agents;
 mod approvals;
 mod audit;
 mod editor;
@@ -56,6 +57,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::History { filter, result } => runs::listed(state, filter, result),
         Action::Audit { filter, result } => audit::listed(state, filter, result),
         Action::Plugins(result) => plugins::listed(state, result),
+        Action::Agents(result) => agents::listed(state, result),
         Action::RunbookChanged(name) => runbooks::changed(state, &name, &mut out),
         Action::RunbookLoaded { name, result } => runbooks::loaded(state, &name, result),
         Action::Versions { name, result } => runbooks::versions(state, &name, result),
@@ -95,6 +97,7 @@ pub fn context(state: &State) -> Context {
         Screen::Run(_) => Context::Run,
         Screen::Audit => Context::Audit,
         Screen::Plugins => Context::Plugins,
+        Screen::Agents => Context::Agents,
     }
 }
 
@@ -140,6 +143,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
         Intent::Approvals => open_approvals(state),
         Intent::AuditLog => audit::open(state, out),
         Intent::PluginList => plugins::open(state, out),
+        Intent::AgentList => agents::open(state, out),
         Intent::NextTab => switch_tab(state, 1),
         Intent::PrevTab => switch_tab(state, -1),
         intent => match context {
@@ -152,6 +156,7 @@ fn on_key(state: &mut State, key: KeyEvent, out: &mut Vec<Command>) {
             Context::Runs => runs::on_intent(state, intent, out),
             Context::Audit => audit::on_intent(state, intent, out),
             Context::Plugins => plugins::on_intent(state, intent, out),
+            Context::Agents => agents::on_intent(state, intent, out),
         },
     }
 }
@@ -276,6 +281,7 @@ fn on_scroll(state: &mut State, lines: i16) {
                     Context::Runs => runs::on_intent(state, intent, &mut ignored),
                     Context::Audit => audit::on_intent(state, intent, &mut ignored),
                     Context::Plugins => plugins::on_intent(state, intent, &mut ignored),
+                    Context::Agents => agents::on_intent(state, intent, &mut ignored),
                     _ => {}
                 }
             }
@@ -289,6 +295,7 @@ fn on_tick(state: &mut State, now_ms: i64, out: &mut Vec<Command>) {
         state.notice = None;
     }
     editor::tick(state, out);
+    agents::tick(state, out);
 }
 
 /// Moves `selected` within `len` rows by an intent; false for intents that are not moves.

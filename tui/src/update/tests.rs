@@ -1188,3 +1188,107 @@ fn the_plugins_screen_opens_from_any_screen_asks_the_daemon_and_reloads() {
     // The listing is kept: a failed reload shows the error, not an empty table.
     assert_eq!(state.plugins.plugins.as_ref().map(Vec::len), Some(2));
 }
+
+fn agent(name: &str, live: bool) -> runbook_protocol::v1::Agent {
+    runbook_protocol::v1::Agent {
+        name: name.into(),
+        labels: vec!["db".into()],
+        live,
+        ..Default::default()
+    }
+}
+
+fn agents(names: &[&str]) -> runbook_protocol::v1::ListAgentsResponse {
+    runbook_protocol::v1::ListAgentsResponse {
+        agents: names.iter().map(|name| agent(name, true)).collect(),
+        cluster: true,
+    }
+}
+
+#[test]
+fn the_agents_screen_opens_from_any_screen_asks_the_daemon_and_reloads() {
+    let mut state = with_runbooks(&["a"]);
+    let commands = apply(&mut state, [ch('W')]);
+    assert!(matches!(state.screen(), Screen::Agents));
+    assert_eq!(commands, [Command::LoadAgents]);
+    // Opening it again from itself stacks nothing.
+    assert_eq!(
+        apply(&mut state, [key(KeyCode::F(6))]),
+        [Command::LoadAgents]
+    );
+    assert_eq!(state.stack.len(), 2);
+    update(&mut state, Action::Agents(Ok(agents(&["db-1", "web-2"]))));
+    apply(&mut state, [key(KeyCode::Down)]);
+    assert_eq!(state.agents.selected, 1);
+    assert_eq!(apply(&mut state, [ch('r')]), [Command::LoadAgents]);
+    update(
+        &mut state,
+        Action::Agents(Err("runbookd did not answer".into())),
+    );
+    assert_eq!(
+        state.agents.error.as_deref(),
+        Some("runbookd did not answer")
+    );
+    // The listing is kept: the next answer replaces the error, not an empty table.
+    assert_eq!(state.agents.agents().len(), 2);
+    // A shorter listing keeps the selection on a row.
+    update(&mut state, Action::Agents(Ok(agents(&["db-1"]))));
+    assert_eq!(state.agents.selected, 0);
+    assert!(state.agents.error.is_none());
+    // Esc goes back to where it was opened from.
+    apply(&mut state, [key(KeyCode::Esc)]);
+    assert!(matches!(state.screen(), Screen::Runbooks));
+}
+
+#[test]
+fn the_agents_screen_opens_from_the_editor_with_f6_only() {
+    let mut state = with_runbooks(&["deploy"]);
+    apply(&mut state, [ch('e')]);
+    update(
+        &mut state,
+        Action::RunbookLoaded {
+            name: "deploy".into(),
+            result: Ok(detail("deploy")),
+        },
+    );
+    assert!(matches!(state.screen(), Screen::Editor(_)));
+    let typed_w = apply(&mut state, [ch('W')]);
+    assert!(!typed_w.contains(&Command::LoadAgents), "W is text there");
+    assert!(matches!(state.screen(), Screen::Editor(_)));
+    assert!(apply(&mut state, [key(KeyCode::F(6))]).contains(&Command::LoadAgents));
+    assert!(matches!(state.screen(), Screen::Agents));
+}
+
+#[test]
+fn the_agents_screen_lists_again_every_poll_period_while_it_is_on_top() {
+    let period = i64::try_from(crate::client::POLL_EVERY.as_millis()).expect("a short period");
+    let mut state = with_runbooks(&["a"]);
+    update(&mut state, Action::Tick(10_000));
+    assert_eq!(apply(&mut state, [ch('W')]), [Command::LoadAgents]);
+    // Not before the answer: a slow daemon is not asked twice.
+    assert!(update(&mut state, Action::Tick(10_000 + 3 * period)).is_empty());
+    update(&mut state, Action::Agents(Ok(agents(&["db-1"]))));
+    assert_eq!(
+        update(&mut state, Action::Tick(10_000 + 3 * period)),
+        [Command::LoadAgents]
+    );
+    update(&mut state, Action::Agents(Ok(agents(&["db-1"]))));
+    // Not before a period has passed since it was asked.
+    let asked = 10_000 + 3 * period;
+    assert!(update(&mut state, Action::Tick(asked + period - 1)).is_empty());
+    assert_eq!(
+        update(&mut state, Action::Tick(asked + period)),
+        [Command::LoadAgents]
+    );
+    update(&mut state, Action::Agents(Ok(agents(&["db-1"]))));
+    // Not while the daemon is out of reach: the poller backs off, the screen waits for it.
+    update(&mut state, Action::Disconnected("gone".into()));
+    assert!(update(&mut state, Action::Tick(asked + 5 * period)).is_empty());
+    // Not under another screen.
+    let mut state = with_runbooks(&["a"]);
+    apply(&mut state, [ch('W')]);
+    update(&mut state, Action::Agents(Ok(agents(&["db-1"]))));
+    apply(&mut state, [ch('P')]);
+    assert!(matches!(state.screen(), Screen::Plugins));
+    assert!(update(&mut state, Action::Tick(1_000 + 5 * period)).is_empty());
+}
