@@ -29,28 +29,46 @@ struct Agent {
 
 impl Agent {
     fn start(nats: &NatsServer, name: &str, labels: &str) -> Self {
+        Self::start_with(nats, name, labels, "500ms")
+    }
+
+    fn start_with(nats: &NatsServer, name: &str, labels: &str, heartbeat: &str) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let child = Command::new(binary("runbookd"))
-            .args(["agent", "--nats", &nats.url(), "--name", name])
-            .args(["--labels", labels, "--heartbeat", "500ms"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("RUNBOOK_CACHE_DIR", shared_plugin_cache())
-            .env("RUNBOOK_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = spawn_agent(nats, name, labels, heartbeat, data.path());
         Self { child, data }
     }
-}
 
-impl Agent {
     fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Kills it (-9) and starts it again on the same data dir.
+    fn restart(&mut self, nats: &NatsServer, name: &str, labels: &str, heartbeat: &str) {
+        self.kill9();
+        self.child = spawn_agent(nats, name, labels, heartbeat, self.data.path());
+    }
+}
+
+fn spawn_agent(
+    nats: &NatsServer,
+    name: &str,
+    labels: &str,
+    heartbeat: &str,
+    data: &std::path::Path,
+) -> Child {
+    Command::new(binary("runbookd"))
+        .args(["agent", "--nats", &nats.url(), "--name", name])
+        .args(["--labels", labels, "--heartbeat", heartbeat])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUNBOOK_CACHE_DIR", shared_plugin_cache())
+        .env("RUNBOOK_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Agent {
@@ -378,4 +396,40 @@ with = { mode = "echo", value = "from afar" }
         component,
         "cached as it was sent"
     );
+}
+
+#[test]
+fn an_agent_restarted_mid_step_reports_the_step_instead_of_running_it_again() {
+    let Some(nats) = nats() else { return };
+    let marks = tempfile::tempdir().unwrap();
+    let marker = marks.path().join("started");
+    let runbook = r#"
+[[steps]]
+id = "migrate"
+uses = "shell"
+runs_on = "db"
+timeout = "2m"
+with = { command = ["sh", "-c", "echo started >> {marker}; sleep 30"] }
+"#
+    .replace("{marker}", marker.to_str().unwrap());
+    let daemon = Daemon::start(&[("migrate.toml", &runbook)], &cluster_config(&nats));
+    // A slow heartbeat: the restarted agent is back well within the 6 s it may miss.
+    let mut agent = Agent::start_with(&nats, "db-1", "db", "2s");
+    eventually("the agent to be live", || live(&daemon, "db-1"));
+    let run = daemon.start_run("migrate", &[]);
+    eventually("the step to start on the agent", || marker.exists());
+    agent.restart(&nats, "db-1", "db", "2s");
+    let shown = daemon.wait_for(&run, "the step to be ambiguous", |shown| {
+        step_status(shown, "migrate") == "ambiguous"
+    });
+    let error = step(&shown, "migrate")["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("agent db-1 was restarted while it ran the step"),
+        "{error}"
+    );
+    let started = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(started.lines().count(), 1, "the step ran once: {started}");
 }

@@ -38,8 +38,9 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// How long JetStream waits for a word about a dispatch before giving it to the agent again;
 /// a running step's agent says "still working" well within it.
-const ACK_WAIT: Duration = Duration::from_secs(30);
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// It is also how soon an agent restarted mid-step is given that dispatch again, to report.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 /// The pause before setting the consumer up again after an error.
 const RETRY_SETUP: Duration = Duration::from_secs(1);
 /// Output lines waiting to be published; a step that prints faster than NATS takes loses
