@@ -433,3 +433,61 @@ with = { command = ["sh", "-c", "echo started >> {marker}; sleep 30"] }
     let started = std::fs::read_to_string(&marker).unwrap();
     assert_eq!(started.lines().count(), 1, "the step ran once: {started}");
 }
+
+#[test]
+fn a_remote_step_past_its_timeout_ends_timed_out_here_and_on_the_agent() {
+    let Some(nats) = nats() else { return };
+    let runbook = r#"
+[[steps]]
+id = "stuck"
+uses = "shell"
+runs_on = "db"
+timeout = "3s"
+with = { command = ["sleep", "60"] }
+"#;
+    let daemon = Daemon::start(&[("stuck.toml", runbook)], &cluster_config(&nats));
+    let _agent = Agent::start(&nats, "db-1", "db");
+    eventually("the agent to be live", || live(&daemon, "db-1"));
+    let running = |count: u64| {
+        agents(&daemon)
+            .iter()
+            .any(|agent| agent["name"] == "db-1" && agent["running"] == count)
+    };
+    let run = daemon.start_run("stuck", &[]);
+    eventually("the agent to run the step", || running(1));
+    let shown = daemon.wait_for(&run, "the step to end", |shown| {
+        step_status(shown, "stuck") != "running"
+    });
+    assert_eq!(step(&shown, "stuck")["status"], "timed_out", "{shown:#}");
+    eventually("the agent to end the step too", || running(0));
+}
+
+#[test]
+fn cancelling_a_run_stops_its_step_on_the_agent() {
+    let Some(nats) = nats() else { return };
+    let runbook = r#"
+[[steps]]
+id = "long"
+uses = "shell"
+runs_on = "db"
+timeout = "10m"
+with = { command = ["sleep", "300"] }
+"#;
+    let daemon = Daemon::start(&[("long.toml", runbook)], &cluster_config(&nats));
+    let _agent = Agent::start(&nats, "db-1", "db");
+    eventually("the agent to be live", || live(&daemon, "db-1"));
+    let running = |count: u64| {
+        agents(&daemon)
+            .iter()
+            .any(|agent| agent["name"] == "db-1" && agent["running"] == count)
+    };
+    let run = daemon.start_run("long", &[]);
+    eventually("the agent to run the step", || running(1));
+    printed(&daemon, &["cancel", &run]);
+    let shown = daemon.wait_for(&run, "the run to be cancelled", |shown| {
+        shown["status"] == "cancelled"
+    });
+    assert_eq!(step(&shown, "long")["status"], "cancelled", "{shown:#}");
+    // Long before the 300 s sleep could end by itself.
+    eventually("the agent to stop the step", || running(0));
+}

@@ -96,6 +96,7 @@ struct Agent {
     loading: tokio::sync::Mutex<()>,
     identity: age::x25519::Identity,
     plugins: PluginHost,
+    client: async_nats::Client,
     jetstream: jetstream::Context,
     running: AtomicU32,
     started_at: i64,
@@ -124,7 +125,8 @@ pub async fn run(
         loading: tokio::sync::Mutex::new(()),
         identity,
         plugins,
-        jetstream: jetstream::new(client),
+        jetstream: jetstream::new(client.clone()),
+        client,
         running: AtomicU32::new(0),
         started_at: crate::store::now_ms(),
         options,
@@ -270,6 +272,12 @@ impl Agent {
         self.running.fetch_add(1, Ordering::Relaxed);
         tracing::info!(run = %dispatch.ctx.run_id, step = %dispatch.ctx.step_id, kind = %dispatch.kind, "step started");
         replies.send(ReplyEvent::Started).await;
+        // Listening before the call starts, so that a cancel sent as it starts is heard.
+        let mut cancels = self
+            .client
+            .subscribe(wire::cancel_subject(&dispatch.id))
+            .await
+            .ok();
         let call = self.call(&dispatch, &replies);
         tokio::pin!(call);
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
@@ -280,8 +288,14 @@ impl Agent {
                 _ = progress.tick() => {
                     let _ = message.ack_with(AckKind::Progress).await;
                 }
+                // Dropping the call stops it: its processes are killed with it.
+                Some(_) = next_cancel(&mut cancels) => {
+                    tracing::info!(run = %dispatch.ctx.run_id, step = %dispatch.ctx.step_id, "step cancelled by the daemon");
+                    break RemoteEnd::Cancelled;
+                }
             }
         };
+        drop(cancels);
         replies.send(ReplyEvent::Ended { end }).await;
         match message.double_ack().await {
             Ok(()) => {
@@ -431,6 +445,14 @@ impl Agent {
                 message: scope.mask(&err.to_string()),
             },
         }
+    }
+}
+
+/// The next cancel of a dispatch; never when there is no subscription.
+async fn next_cancel(cancels: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match cancels {
+        Some(cancels) => cancels.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -31,6 +31,8 @@ const MISSED_HEARTBEATS: u32 = 3;
 const MIN_LIVENESS: Duration = Duration::from_secs(3);
 /// How often a waiting step looks at its agent's heartbeat (and for a live agent).
 const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How long past a call's deadline setting its dispatch up may take before it is given up.
+const SETUP_SLACK: Duration = Duration::from_secs(5);
 /// The pause before watching the bucket again after an error.
 const RETRY_SETUP: Duration = Duration::from_secs(1);
 
@@ -264,9 +266,13 @@ impl Dispatcher {
                 tokio::time::sleep(CHECK_EVERY).await;
                 continue;
             };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Ok(dispatched) =
-                tokio::time::timeout(remaining, self.dispatch(call, &agent.record)).await
+            // The dispatch ends itself at the deadline; this bounds the talk with NATS
+            // before it (an upload, a publish) when NATS does not answer.
+            let Ok(dispatched) = tokio::time::timeout_at(
+                deadline + SETUP_SLACK,
+                self.dispatch(call, &agent.record, deadline),
+            )
+            .await
             else {
                 return Ok(Err(timed_out()));
             };
@@ -287,6 +293,15 @@ impl Dispatcher {
                         "agent {} was restarted while it ran the step",
                         agent.record.name
                     ));
+                }
+                // Only a withdrawn call ends so, and nobody waits for it any more.
+                Ok(Dispatched::Ended(RemoteEnd::Cancelled)) => {
+                    return Ok(Ok(Err(StepError {
+                        message: format!("cancelled on agent {}", agent.record.name),
+                        output: None,
+                        transient: false,
+                        retry_after_ms: None,
+                    })));
                 }
                 Ok(Dispatched::Ended(RemoteEnd::Crashed { message })) => {
                     return Ok(Err(PluginError::Trap {
@@ -354,6 +369,7 @@ impl Dispatcher {
         &self,
         call: &RemoteCall<'_>,
         agent: &AgentRecord,
+        deadline: tokio::time::Instant,
     ) -> anyhow::Result<Dispatched> {
         let secrets = call
             .scope
@@ -397,6 +413,15 @@ impl Dispatcher {
             )
             .await?
             .await?;
+        // Until the agent says how the call ended, leaving this function (a cancelled run, the
+        // deadline, a lost agent) withdraws it.
+        let mut withdraw = Withdraw {
+            client: self.client.clone(),
+            queue: queue.clone(),
+            sequence: queued.sequence,
+            id: id.clone(),
+            armed: true,
+        };
         (call.sink)(PluginEvent::Log {
             level: Level::Info,
             message: format!("dispatched to agent {}", agent.name),
@@ -422,6 +447,11 @@ impl Dispatcher {
             }
             let message = tokio::select! {
                 message = next_message(&mut messages) => message,
+                // Withdrawn (see `withdraw`): not left in the queue to run after its step
+                // ended, and stopped on an agent that took it.
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(Dispatched::Ended(RemoteEnd::TimedOut));
+                }
                 _ = check.tick() => {
                     if self.client.connection_state() != async_nats::connection::State::Connected {
                         connected_since = None;
@@ -430,10 +460,9 @@ impl Dispatcher {
                     }
                     let since = *connected_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= judged_after && !self.still_live(&agent.name) {
-                        // Taken back from the queue, so that the agent, if it comes back,
-                        // does not start a step that may run elsewhere by then. Gone
-                        // already when the agent had it (and then its journal speaks).
-                        let _ = queue.delete_message(queued.sequence).await;
+                        // Withdrawn: taken back from the queue, so that the agent, if it
+                        // comes back, does not start a step that may run elsewhere by then.
+                        // Gone already when the agent had it (and then its journal speaks).
                         return Ok(Dispatched::Lost(format!(
                             "agent {} stopped heartbeating before the step ended",
                             agent.name
@@ -488,7 +517,10 @@ impl Dispatcher {
                     level,
                     message: call.scope.mask(&message),
                 }),
-                ReplyEvent::Ended { end } => return Ok(Dispatched::Ended(end)),
+                ReplyEvent::Ended { end } => {
+                    withdraw.armed = false;
+                    return Ok(Dispatched::Ended(end));
+                }
             }
         }
     }
@@ -524,5 +556,34 @@ async fn next_message(
     match messages {
         Some(messages) => messages.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Withdraws a dispatch when dropped armed: deletes it from the queue (if no agent took it
+/// yet) and tells its agent to stop it.
+struct Withdraw {
+    client: async_nats::Client,
+    queue: async_nats::jetstream::stream::Stream,
+    sequence: u64,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (client, queue, sequence) = (self.client.clone(), self.queue.clone(), self.sequence);
+        let subject = wire::cancel_subject(&self.id);
+        runtime.spawn(async move {
+            let _ = queue.delete_message(sequence).await;
+            if client.publish(subject, bytes::Bytes::new()).await.is_ok() {
+                let _ = client.flush().await;
+            }
+        });
     }
 }

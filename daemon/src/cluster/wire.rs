@@ -42,6 +42,12 @@ pub fn reply_subject(id: &str) -> String {
     format!("runbook.reply.{id}")
 }
 
+/// The subject on which the daemon tells an agent to stop dispatch `id` (its run was
+/// cancelled, or its deadline passed): core NATS, so only an agent connected then hears it.
+pub fn cancel_subject(id: &str) -> String {
+    format!("runbook.cancel.{id}")
+}
+
 /// Whether `name` may name an agent, or be one of its labels: 1 to 64 ASCII letters,
 /// digits, `-` and `_` (one NATS subject token, and a key of the bucket).
 pub fn is_agent_name(name: &str) -> bool {
@@ -157,6 +163,8 @@ pub enum RemoteEnd {
     /// The agent was restarted while it ran the step: whether it ran is unknown, and the
     /// agent does not start it again.
     Interrupted,
+    /// The daemon withdrew the call (its run was cancelled) and the agent stopped it.
+    Cancelled,
 }
 
 /// Reads one message of type `T`: within [`MAX_MESSAGE_BYTES`], of [`SCHEMA`].
