@@ -491,3 +491,40 @@ with = { command = ["sleep", "300"] }
     // Long before the 300 s sleep could end by itself.
     eventually("the agent to stop the step", || running(0));
 }
+
+#[test]
+fn a_daemon_killed_mid_step_withdraws_the_dispatch_when_it_restarts() {
+    let Some(nats) = nats() else { return };
+    let runbook = r#"
+[[steps]]
+id = "migrate"
+uses = "shell"
+runs_on = "db"
+timeout = "10m"
+with = { command = ["sleep", "300"] }
+"#;
+    let mut daemon = Daemon::start_process(&[("migrate.toml", runbook)], &cluster_config(&nats));
+    let _agent = Agent::start(&nats, "db-1", "db");
+    eventually("the agent to be live", || live(&daemon, "db-1"));
+    let running = |daemon: &Daemon, count: u64| {
+        agents(daemon)
+            .iter()
+            .any(|agent| agent["name"] == "db-1" && agent["running"] == count)
+    };
+    let run = daemon.start_run("migrate", &[]);
+    eventually("the agent to run the step", || running(&daemon, 1));
+    daemon.kill9();
+    daemon.restart();
+    // The step may not run twice: the restart leaves it to an operator, and the agent stops
+    // the attempt that nobody follows any more, long before its 300 s sleep ends.
+    let shown = daemon.wait_for(&run, "the step to be ambiguous", |shown| {
+        step_status(shown, "migrate") == "ambiguous"
+    });
+    assert!(
+        step(&shown, "migrate")["error"]
+            .as_str()
+            .unwrap()
+            .contains("the daemon stopped")
+    );
+    eventually("the agent to stop the step", || running(&daemon, 0));
+}

@@ -257,7 +257,14 @@ impl Agent {
             }
             return;
         }
-        if let Err(err) = write_synced(&entry) {
+        // An fsync: off the async workers.
+        let recorded = {
+            let entry = entry.clone();
+            tokio::task::spawn_blocking(move || write_synced(&entry))
+                .await
+                .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+        };
+        if let Err(err) = recorded {
             // Without its entry a restart could run the step twice: better not at all.
             replies
                 .send(ReplyEvent::Ended {

@@ -24,6 +24,7 @@ use crate::plugins::{
     EventSink, Level, Outcome, PluginError, PluginEvent, PluginGrant, PluginHost, ProcessSpec,
     SecretScope, StepContext, StepError, StreamKind,
 };
+use crate::store::DispatchRecord;
 
 /// Heartbeats an agent may miss before it counts as gone.
 const MISSED_HEARTBEATS: u32 = 3;
@@ -33,6 +34,8 @@ const MIN_LIVENESS: Duration = Duration::from_secs(3);
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long past a call's deadline setting its dispatch up may take before it is given up.
 const SETUP_SLACK: Duration = Duration::from_secs(5);
+/// How many times withdrawing a dispatch is tried, [`RETRY_SETUP`] apart.
+const WITHDRAW_TRIES: u32 = 120;
 /// The pause before watching the bucket again after an error.
 const RETRY_SETUP: Duration = Duration::from_secs(1);
 
@@ -88,7 +91,13 @@ pub struct RemoteCall<'a> {
     pub idempotent: bool,
     /// The user plugin the call needs, if its kind is not built in.
     pub plugin: Option<RemotePlugin>,
+    /// Told of each dispatch made, so that it can be recorded with the step.
+    pub on_dispatch: Option<DispatchHook>,
 }
+
+/// Records a dispatch with its step (durably) before the call goes on.
+pub type DispatchHook =
+    Arc<dyn Fn(DispatchRecord) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// A user plugin as the agents get it: its component (by hash, from its file) and grant.
 #[derive(Debug, Clone)]
@@ -404,7 +413,7 @@ impl Dispatcher {
             },
         };
         let replies = fleet::replies_stream(&self.jetstream).await?;
-        let queue = fleet::dispatch_stream(&self.jetstream).await?;
+        fleet::dispatch_stream(&self.jetstream).await?;
         let queued = self
             .jetstream
             .publish(
@@ -413,11 +422,18 @@ impl Dispatcher {
             )
             .await?
             .await?;
+        if let Some(record) = &call.on_dispatch {
+            record(DispatchRecord {
+                id: id.clone(),
+                sequence: queued.sequence,
+            })
+            .await;
+        }
         // Until the agent says how the call ended, leaving this function (a cancelled run, the
         // deadline, a lost agent) withdraws it.
         let mut withdraw = Withdraw {
             client: self.client.clone(),
-            queue: queue.clone(),
+            jetstream: self.jetstream.clone(),
             sequence: queued.sequence,
             id: id.clone(),
             armed: true,
@@ -559,11 +575,27 @@ async fn next_message(
     }
 }
 
+impl Dispatcher {
+    /// Withdraws dispatches an interrupted attempt made (see [`Withdraw`]).
+    pub fn withdraw(&self, dispatches: Vec<DispatchRecord>) {
+        for dispatch in dispatches {
+            tracing::info!(dispatch = %dispatch.id, "withdrawing the dispatch of an interrupted attempt");
+            drop(Withdraw {
+                client: self.client.clone(),
+                jetstream: self.jetstream.clone(),
+                sequence: dispatch.sequence,
+                id: dispatch.id,
+                armed: true,
+            });
+        }
+    }
+}
+
 /// Withdraws a dispatch when dropped armed: deletes it from the queue (if no agent took it
 /// yet) and tells its agent to stop it.
 struct Withdraw {
     client: async_nats::Client,
-    queue: async_nats::jetstream::stream::Stream,
+    jetstream: jetstream::Context,
     sequence: u64,
     id: String,
     armed: bool,
@@ -577,10 +609,30 @@ impl Drop for Withdraw {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (client, queue, sequence) = (self.client.clone(), self.queue.clone(), self.sequence);
+        let (client, jetstream, sequence) =
+            (self.client.clone(), self.jetstream.clone(), self.sequence);
         let subject = wire::cancel_subject(&self.id);
         runtime.spawn(async move {
-            let _ = queue.delete_message(sequence).await;
+            // NATS may be away (a recovery runs before the connection is up): tried again
+            // for a while. A dispatch an agent already took is gone, which is as good.
+            for _ in 0..WITHDRAW_TRIES {
+                if let Ok(queue) = fleet::dispatch_stream(&jetstream).await {
+                    match queue.delete_message(sequence).await {
+                        // Deleted, or JetStream answered that it is not there (taken).
+                        Ok(_) => break,
+                        Err(err)
+                            if matches!(
+                                err.kind(),
+                                async_nats::jetstream::stream::DeleteMessageErrorKind::JetStream(_)
+                            ) =>
+                        {
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                tokio::time::sleep(RETRY_SETUP).await;
+            }
             if client.publish(subject, bytes::Bytes::new()).await.is_ok() {
                 let _ = client.flush().await;
             }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::Engine;
 
 pub use completions::{CompletionMessage, CompletionStatus, MAX_COMPLETION_BYTES};
-pub use dispatch::{Dispatcher, KnownAgent, RemoteAnswer, RemoteCall, RemotePlugin};
+pub use dispatch::{DispatchHook, Dispatcher, KnownAgent, RemoteAnswer, RemoteCall, RemotePlugin};
 pub use wire::is_agent_name;
 
 /// The stream completion messages arrive on unless `completions_stream` says otherwise (the
@@ -139,6 +139,7 @@ impl Cluster {
     ) -> anyhow::Result<Self> {
         let client = connect(&config, concat!("runbookd/", env!("CARGO_PKG_VERSION"))).await?;
         let dispatcher = Dispatcher::start(client.clone(), stopping.clone());
+        dispatcher.withdraw(engine.take_withdrawals());
         engine.set_dispatcher(dispatcher.clone());
         let cluster = Self {
             client,

@@ -235,6 +235,9 @@ struct Inner {
     tasks: TaskTracker,
     /// Runs `runs_on` steps on agents; set once the cluster is up (`[cluster]`).
     dispatcher: std::sync::OnceLock<crate::cluster::Dispatcher>,
+    /// Dispatches of attempts that recovery found interrupted, for the cluster to withdraw
+    /// when it starts (after recovery).
+    withdrawals: Mutex<Vec<crate::store::DispatchRecord>>,
     /// Set by [`Engine::shutdown`]: no step starts after it, so none is left `running` (and
     /// found ambiguous at the next start) without ever having run.
     stopping: CancellationToken,
@@ -278,9 +281,15 @@ impl Engine {
                 versions: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 dispatcher: std::sync::OnceLock::new(),
+                withdrawals: Mutex::default(),
                 stopping: CancellationToken::new(),
             }),
         }
+    }
+
+    /// The dispatches of interrupted attempts that are still to be withdrawn.
+    pub fn take_withdrawals(&self) -> Vec<crate::store::DispatchRecord> {
+        std::mem::take(&mut *lock(&self.inner.withdrawals))
     }
 
     /// Hands `runs_on` steps to `dispatcher` from now on.
@@ -868,6 +877,8 @@ impl Engine {
                     );
                 }
             }
+            // Nor may an agent start (or go on with) what the attempt dispatched to it.
+            lock(&self.inner.withdrawals).extend(step.dispatches.iter().cloned());
             events.extend(step.interrupt(idempotent, &run.id, now));
             changes.steps.push(position);
         }

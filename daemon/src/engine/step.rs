@@ -486,6 +486,7 @@ impl Engine {
                     .descriptor(&definition.uses)
                     .is_ok_and(|descriptor| descriptor.idempotent),
                 plugin: crate::cluster::RemotePlugin::of(&active.plugins, &definition.uses),
+                on_dispatch: Some(self.dispatch_recorder(active, position)),
             };
             dispatcher.execute(call).await
         };
@@ -784,6 +785,36 @@ impl Engine {
                 };
                 if let Err(err) = durable {
                     tracing::warn!(error = %err, pgid, "cannot record a step's process group");
+                }
+            })
+        })
+    }
+
+    /// Records each dispatch of a step's attempt to an agent with the step, durably, so that
+    /// recovery after a crash can withdraw it.
+    fn dispatch_recorder(
+        &self,
+        active: &Arc<ActiveRun>,
+        position: usize,
+    ) -> crate::cluster::DispatchHook {
+        let engine = self.clone();
+        let active = Arc::clone(active);
+        Arc::new(move |dispatch| {
+            let engine = engine.clone();
+            let active = Arc::clone(&active);
+            Box::pin(async move {
+                let recorded = engine
+                    .update_step(&active, position, StepStatus::Running, |step| {
+                        step.dispatches.push(dispatch);
+                        Vec::new()
+                    })
+                    .await;
+                let durable = match recorded {
+                    Ok(_) => engine.inner.store.flush().await.map_err(EngineError::from),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = durable {
+                    tracing::warn!(error = %err, "cannot record a step's dispatch");
                 }
             })
         })

@@ -58,6 +58,7 @@ impl StepRecord {
         self.wait = None;
         self.permit_wait = None;
         self.process_groups.clear();
+        self.dispatches.clear();
         vec![step_event(self)]
     }
 
@@ -82,6 +83,7 @@ impl StepRecord {
         self.permit_wait = None;
         self.key_of_attempt = None;
         self.process_groups.clear();
+        self.dispatches.clear();
         self.history.push(AttemptRecord {
             attempt: self.attempts,
             started_at: self.started_at,
@@ -285,6 +287,7 @@ impl StepRecord {
         self.permit_wait = None;
         self.key_of_attempt = None;
         self.process_groups.clear();
+        self.dispatches.clear();
         self.attempts_before_retry = self.attempts;
         self.unselected = false;
         let mut events = vec![step_event(self)];
@@ -488,6 +491,7 @@ impl StepRecord {
         self.wait = None;
         self.permit_wait = None;
         self.process_groups.clear();
+        self.dispatches.clear();
         self.status = StepStatus::Ambiguous;
         self.error = Some(format!(
             "{reason}, so whether attempt {} ran is unknown; decide with `runbook resolve {run_id} {} retry|skip|fail`",
@@ -511,6 +515,7 @@ impl StepRecord {
         self.wait = None;
         // Recovery killed what was left of them before this.
         self.process_groups.clear();
+        self.dispatches.clear();
         // A loop's result is unknown only where an instance was running: one stopped
         // between its instances (or after the last) just goes on.
         let idempotent = idempotent

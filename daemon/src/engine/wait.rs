@@ -150,6 +150,8 @@ impl Engine {
                 // A poll asks and changes nothing: a lost agent's poll is simply sent again.
                 idempotent: true,
                 plugin: crate::cluster::RemotePlugin::of(&active.plugins, &definition.uses),
+                // A poll left behind by a crash asks once more and changes nothing.
+                on_dispatch: None,
             };
             dispatcher.execute(call).await.answered(&definition.uses)
         };

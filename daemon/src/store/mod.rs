@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex};
 pub use audit::{AuditFilter, AuditRecord, AuditResult};
 pub use prune::{Prunable, Retention};
 pub use records::{
-    ApprovalRecord, AsyncWait, AttemptRecord, Decision, EventKind, EventRecord, HistoryEntry,
-    INLINE_OUTPUT_BYTES, InstanceRecord, MAX_RUN_RETRIES, OutputStream, PermitWait, ProcessGroup,
-    Quarantined, RunRecord, RunRetry, RunStatus, StepRecord, StepStatus, VersionRecord, json_len,
-    now_ms,
+    ApprovalRecord, AsyncWait, AttemptRecord, Decision, DispatchRecord, EventKind, EventRecord,
+    HistoryEntry, INLINE_OUTPUT_BYTES, InstanceRecord, MAX_RUN_RETRIES, OutputStream, PermitWait,
+    ProcessGroup, Quarantined, RunRecord, RunRetry, RunStatus, StepRecord, StepStatus,
+    VersionRecord, json_len, now_ms,
 };
 pub use runs::Changes;
 pub use secrets::{AuditAction, AuditEntry, SecretRecord, SecretRecords};

@@ -163,6 +163,10 @@ pub struct StepRecord {
     /// kill what is left of them before anything runs the step again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub process_groups: Vec<ProcessGroup>,
+    /// The dispatches to remote agents the running attempt made, so that recovery after a
+    /// crash can withdraw them before anything runs the step again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dispatches: Vec<DispatchRecord>,
     /// Set while the running attempt waits for a rate-limit permit of its target, before its
     /// call; cleared when an attempt starts or ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,6 +251,13 @@ pub struct ProcessGroup {
     pub boot_id: String,
 }
 
+/// A call dispatched to a remote agent: its id and its place in the dispatch queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DispatchRecord {
+    pub id: String,
+    pub sequence: u64,
+}
+
 /// A step waiting for work it started elsewhere (an HTTP 202): what its plugin needs to look
 /// again, kept durable so that the wait survives a restart.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -309,6 +320,7 @@ impl StepRecord {
             wait: None,
             key_of_attempt: None,
             process_groups: Vec::new(),
+            dispatches: Vec::new(),
             permit_wait: None,
             attempts_before_retry: 0,
             unselected: false,
