@@ -101,6 +101,13 @@ fn live(daemon: &Daemon, name: &str) -> bool {
 
 /// What a successful `runbook` command printed, stdout then stderr (where `logs` writes a
 /// step's stderr lines).
+/// Whether agent `name` last said it runs `count` steps.
+fn running(daemon: &Daemon, name: &str, count: u64) -> bool {
+    agents(daemon)
+        .iter()
+        .any(|agent| agent["name"] == name && agent["running"] == count)
+}
+
 fn printed(daemon: &Daemon, args: &[&str]) -> String {
     let output = daemon.cli(args);
     assert!(output.status.success(), "runbook {args:?}: {output:?}");
@@ -301,11 +308,7 @@ with = { command = ["sleep", "20"] }
         live(&daemon, "db-1") && live(&daemon, "db-2")
     });
     let run = daemon.start_run("migrate", &[]);
-    eventually("db-1 to run the step", || {
-        agents(&daemon)
-            .iter()
-            .any(|agent| agent["name"] == "db-1" && agent["running"] == 1)
-    });
+    eventually("db-1 to run the step", || running(&daemon, "db-1", 1));
     agent.kill9();
     let shown = daemon.wait_for(&run, "the step to be ambiguous", |shown| {
         step_status(shown, "migrate") == "ambiguous"
@@ -343,11 +346,7 @@ with = { command = ["echo", "after"] }
     let _agent = Agent::start(&nats, "db-1", "db");
     eventually("the agent to be live", || live(&daemon, "db-1"));
     let run = daemon.start_run("long", &[]);
-    eventually("the agent to run the step", || {
-        agents(&daemon)
-            .iter()
-            .any(|agent| agent["name"] == "db-1" && agent["running"] == 1)
-    });
+    eventually("the agent to run the step", || running(&daemon, "db-1", 1));
     nats.kill();
     std::thread::sleep(std::time::Duration::from_secs(1));
     nats.resume().unwrap();
@@ -448,18 +447,15 @@ with = { command = ["sleep", "60"] }
     let daemon = Daemon::start(&[("stuck.toml", runbook)], &cluster_config(&nats));
     let _agent = Agent::start(&nats, "db-1", "db");
     eventually("the agent to be live", || live(&daemon, "db-1"));
-    let running = |count: u64| {
-        agents(&daemon)
-            .iter()
-            .any(|agent| agent["name"] == "db-1" && agent["running"] == count)
-    };
     let run = daemon.start_run("stuck", &[]);
-    eventually("the agent to run the step", || running(1));
+    eventually("the agent to run the step", || running(&daemon, "db-1", 1));
     let shown = daemon.wait_for(&run, "the step to end", |shown| {
         step_status(shown, "stuck") != "running"
     });
     assert_eq!(step(&shown, "stuck")["status"], "timed_out", "{shown:#}");
-    eventually("the agent to end the step too", || running(0));
+    eventually("the agent to end the step too", || {
+        running(&daemon, "db-1", 0)
+    });
 }
 
 #[test]
@@ -476,20 +472,15 @@ with = { command = ["sleep", "300"] }
     let daemon = Daemon::start(&[("long.toml", runbook)], &cluster_config(&nats));
     let _agent = Agent::start(&nats, "db-1", "db");
     eventually("the agent to be live", || live(&daemon, "db-1"));
-    let running = |count: u64| {
-        agents(&daemon)
-            .iter()
-            .any(|agent| agent["name"] == "db-1" && agent["running"] == count)
-    };
     let run = daemon.start_run("long", &[]);
-    eventually("the agent to run the step", || running(1));
+    eventually("the agent to run the step", || running(&daemon, "db-1", 1));
     printed(&daemon, &["cancel", &run]);
     let shown = daemon.wait_for(&run, "the run to be cancelled", |shown| {
         shown["status"] == "cancelled"
     });
     assert_eq!(step(&shown, "long")["status"], "cancelled", "{shown:#}");
     // Long before the 300 s sleep could end by itself.
-    eventually("the agent to stop the step", || running(0));
+    eventually("the agent to stop the step", || running(&daemon, "db-1", 0));
 }
 
 #[test]
@@ -506,13 +497,8 @@ with = { command = ["sleep", "300"] }
     let mut daemon = Daemon::start_process(&[("migrate.toml", runbook)], &cluster_config(&nats));
     let _agent = Agent::start(&nats, "db-1", "db");
     eventually("the agent to be live", || live(&daemon, "db-1"));
-    let running = |daemon: &Daemon, count: u64| {
-        agents(daemon)
-            .iter()
-            .any(|agent| agent["name"] == "db-1" && agent["running"] == count)
-    };
     let run = daemon.start_run("migrate", &[]);
-    eventually("the agent to run the step", || running(&daemon, 1));
+    eventually("the agent to run the step", || running(&daemon, "db-1", 1));
     daemon.kill9();
     daemon.restart();
     // The step may not run twice: the restart leaves it to an operator, and the agent stops
@@ -526,5 +512,5 @@ with = { command = ["sleep", "300"] }
             .unwrap()
             .contains("the daemon stopped")
     );
-    eventually("the agent to stop the step", || running(&daemon, 0));
+    eventually("the agent to stop the step", || running(&daemon, "db-1", 0));
 }

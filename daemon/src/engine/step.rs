@@ -773,17 +773,10 @@ impl Engine {
                     started,
                     boot_id: crate::plugins::boot_id(),
                 };
-                let recorded = engine
-                    .update_step(&active, position, StepStatus::Running, |step| {
-                        step.process_groups.push(group);
-                        Vec::new()
-                    })
-                    .await;
-                let durable = match recorded {
-                    Ok(_) => engine.inner.store.flush().await.map_err(EngineError::from),
-                    Err(err) => Err(err),
-                };
-                if let Err(err) = durable {
+                if let Err(err) = engine
+                    .record_durably(&active, position, |step| step.process_groups.push(group))
+                    .await
+                {
                     tracing::warn!(error = %err, pgid, "cannot record a step's process group");
                 }
             })
@@ -803,21 +796,30 @@ impl Engine {
             let engine = engine.clone();
             let active = Arc::clone(&active);
             Box::pin(async move {
-                let recorded = engine
-                    .update_step(&active, position, StepStatus::Running, |step| {
-                        step.dispatches.push(dispatch);
-                        Vec::new()
-                    })
-                    .await;
-                let durable = match recorded {
-                    Ok(_) => engine.inner.store.flush().await.map_err(EngineError::from),
-                    Err(err) => Err(err),
-                };
-                if let Err(err) = durable {
+                if let Err(err) = engine
+                    .record_durably(&active, position, |step| step.dispatches.push(dispatch))
+                    .await
+                {
                     tracing::warn!(error = %err, "cannot record a step's dispatch");
                 }
             })
         })
+    }
+
+    /// Changes the running step's record and makes it durable (what recovery after a crash
+    /// must find: what the attempt started outside the daemon).
+    async fn record_durably(
+        &self,
+        active: &Arc<ActiveRun>,
+        position: usize,
+        change: impl FnOnce(&mut crate::store::StepRecord),
+    ) -> Result<(), EngineError> {
+        self.update_step(active, position, StepStatus::Running, |step| {
+            change(step);
+            Vec::new()
+        })
+        .await?;
+        Ok(self.inner.store.flush().await?)
     }
 
     /// The batcher of one attempt's (or one look's, or one loop instance's) output: batches
